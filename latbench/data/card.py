@@ -1,0 +1,57 @@
+"""The dataset card (README.md) of the built dataset: YAML ``configs:`` + provenance + usage."""
+
+from __future__ import annotations
+
+import yaml
+
+
+def render(info: dict, configs: list[tuple[str, str]], task_configs: list[tuple[str, dict]], devices: list[dict]) -> str:
+    yaml_configs = [{"config_name": name, "data_files": [{"split": "train", "path": path}]} for name, path in configs]
+    yaml_configs += [
+        {"config_name": name, "data_files": [{"split": s, "path": p} for s, p in splits.items()]}
+        for name, splits in task_configs
+    ]
+    licenses = sorted({s["license"].lower() for s in info["sources"]})
+    header = {
+        "pretty_name": "latbench: neural-network inference latency across devices",
+        "license": licenses[0] if len(licenses) == 1 else "other",
+        "tags": ["latency", "neural-architecture-search", "hardware-aware-nas", "benchmark"],
+        "size_categories": ["100K<n<1M"],
+        "configs": yaml_configs,
+    }
+    lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
+             "# latbench latency dataset", "",
+             "Measured inference latency (milliseconds, per forward pass at the device's batch size) of "
+             "neural-network architectures from three search spaces on many devices, converted by "
+             "`latbench data build` from the pinned upstream files listed below.", "",
+             f"- dataset version: `{info['dataset_version']}`",
+             f"- content hash (sha256 over arch strings, device names, float64 latencies, device metadata): `{info['content_hash']}`",
+             f"- built by latbench {info['latbench_version']} at {info['built_at']}", "",
+             "## Configs", "",
+             "| config | what | rows |", "|---|---|---|"]
+    for space, c in info["spaces"].items():
+        lines.append(f"| `{space}` | one row per (arch, device): `space, arch_id, arch, device, latency_ms, source` | {c['rows']:,} ({c['archs']:,} archs x {len(c['devices'])} devices) |")
+        lines.append(f"| `archs-{space}` | per-arch features: `arch_id, arch, flops_m, params_m, activations_m, reference, onehot, adjacency, node_features` | {c['archs']:,} |")
+    lines.append(f"| `devices` | device metadata: `device, family, hardware, batch_size, precision, source, origin, description` | {len(devices)} |")
+    if task_configs:
+        lines.append(f"| task ids (`{task_configs[0][0]}`, ...) | splits `train` (source and validation devices) and `test` (target devices); columns `device_role` and `arch_role` (source-sample / query / eval / unused) | {len(task_configs)} tasks |")
+    lines += ["", "```python", "import datasets, latbench",
+              "ds = datasets.load_dataset(str(latbench.data_dir()), \"nb201\")",
+              "```", "",
+              "## Units and conventions", "",
+              "- `latency_ms`: milliseconds, exactly the upstream value (float64); some upstream devices report whole milliseconds.",
+              "- `arch_id`: the upstream index (NAS-Bench-201: the official index; FBNet/OFA: HELP's sample order).",
+              "- `flops_m`: million multiply-accumulates of conv and linear layers (the NAS-Bench-201 counter's convention); `params_m`: million learnable parameters; `activations_m`: million output activation elements summed over layers.",
+              "- `reference`: the 10 hardware-embedding reference archs of HELP.",
+              "- Device names encode the batch size as a suffix where one applies (`1080ti_32` = batch 32).", "",
+              "## Provenance", ""]
+    for s in info["sources"]:
+        commit = s["files"][0]["url"].split("/")[5] if s["files"] else "?"
+        lines += [f"### {s['title']}", "", f"- upstream: {s['homepage']} at commit `{commit}`, licence {s['license']}",
+                  "- files (sha256 verified at build time):", ""]
+        lines += [f"  - `{f['path']}` `{f['sha256']}`" for f in s["files"]]
+        lines += ["", "Cite:", "", "```bibtex", s["citation"], "```", ""]
+    lines += ["## Devices", "", "| device | family | hardware | batch | origin |", "|---|---|---|---|---|"]
+    lines += [f"| {d['device']} | {d['family']} | {d['hardware']} | {d['batch_size'] or ''} | {d['origin']} |"
+              for d in sorted(devices, key=lambda d: d["device"])]
+    return "\n".join(lines) + "\n"

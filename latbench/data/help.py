@@ -1,0 +1,96 @@
+"""Adapter for HELP's public latency files (github.com/HayeonLee/HELP, ``data/``).
+
+Layout: ``data/<space dir>/latency/<device>.pt`` is a list of per-arch latencies in ms, aligned
+with the space's arch list: NB201 in official index order (``str_arch2idx.pt``), FBNet from
+``metainfo.pt`` (22 op indices per arch; ``arch.pt`` holds the same lists and is cross-checked),
+OFA from ``ofa_archs.pt`` (ks/e/d/r dicts). ``hardware_embedding_index.pt`` lists the 10 reference
+archs of HELP's hardware embedding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from latbench.data.safe_pickle import load_pt
+from latbench.errors import DataError, UnknownArchError
+
+SPACE_DIRS = {"nb201": "data/nasbench201", "fbnet": "data/fbnet", "ofa": "data/ofa"}
+
+
+def read_help(source, files: dict[str, Path]):
+    from latbench.data.sources import SourceTables
+
+    spaces = {name: _read_space(name, prefix, files) for name, prefix in SPACE_DIRS.items()}
+    manifest = source.manifest
+    return SourceTables(name=source.name, spaces=spaces, files=manifest["files"])
+
+
+def _read_space(space: str, prefix: str, files: dict[str, Path]):
+    from latbench.data.sources import SpaceTables
+
+    archs = _read_archs(space, prefix, files)
+    latency = {}
+    for rel in sorted(files):
+        if rel.startswith(f"{prefix}/latency/") and rel.endswith(".pt"):
+            device = rel.rsplit("/", 1)[1][:-3]
+            latency[device] = _latency_array(files[rel], len(archs))
+    ref_path = files[f"{prefix}/hardware_embedding_index.pt"]
+    refs = [int(i) for i in _expect(load_pt(ref_path), list, ref_path)]
+    if any(not 0 <= i < len(archs) for i in refs):
+        raise DataError(f"{ref_path}: reference arch index out of range [0, {len(archs)})")
+    return SpaceTables(archs=archs, latency=latency, reference_ids=refs)
+
+
+def _read_archs(space: str, prefix: str, files: dict[str, Path]) -> list[str]:
+    from latbench.spaces import space_class
+
+    cls = space_class(space)
+    if space == "nb201":
+        path = files[f"{prefix}/str_arch2idx.pt"]
+        mapping = _expect(load_pt(path), dict, path)
+        archs: list[str | None] = [None] * len(mapping)
+        for s, i in mapping.items():
+            if not isinstance(i, int) or not 0 <= i < len(mapping) or archs[i] is not None:
+                raise DataError(f"{path}: index {i!r} of {s!r} is not a unique id in [0, {len(mapping)})")
+            archs[i] = _canonical(cls.canonical, s, path)
+        return archs  # type: ignore[return-value]
+    if space == "fbnet":
+        path = files[f"{prefix}/metainfo.pt"]
+        raw = [a["op_idx_list"] for a in _expect(_expect(load_pt(path), dict, path).get("arch"), list, path)]
+        alt_path = files[f"{prefix}/arch.pt"]
+        if [list(a) for a in _expect(load_pt(alt_path), list, alt_path)] != [list(a) for a in raw]:
+            raise DataError(f"{alt_path}: arch list disagrees with {path.name}")
+        return [_canonical(cls.from_raw, a, path) for a in raw]
+    path = files[f"{prefix}/ofa_archs.pt"]
+    raw = _expect(_expect(load_pt(path), dict, path).get("arch"), list, path)
+    return [_canonical(cls.from_raw, a, path) for a in raw]
+
+
+def _canonical(fn, raw, path: Path) -> str:
+    try:
+        return fn(raw)
+    except UnknownArchError as e:
+        raise DataError(f"{path}: unknown architecture: {e}") from None
+
+
+def _expect(obj, typ, path: Path):
+    if not isinstance(obj, typ):
+        raise DataError(f"{path}: expected a {typ.__name__}, found {type(obj).__name__}")
+    return obj
+
+
+def _latency_array(path: Path, n: int) -> np.ndarray:
+    values = _expect(load_pt(path), list, path)
+    if len(values) != n:
+        raise DataError(f"{path}: {len(values)} latencies, expected {n} (one per arch)")
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: latencies are not all numbers") from None
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{path}: {int(bad.sum())} latencies are NaN, infinite or not positive (first at arch {i}: {arr[i]})")
+    return arr

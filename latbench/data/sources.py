@@ -1,0 +1,135 @@
+"""The registry of upstream latency sources, and getting their files onto disk safely.
+
+A source is a pinned manifest (upstream URL at a fixed commit, size and sha256 of every file) plus
+an adapter that turns the files into :class:`SourceTables`. Files come either from a local mirror
+(``LATBENCH_MIRROR``, laid out as ``<mirror>/<source>/<path>``) or are downloaded with pooch, which
+caches them under ``LATBENCH_HOME/downloads`` and verifies the sha256; a rerun re-uses every file
+already verified, so an interrupted download resumes file by file. Every file is checked for size
+and sha256 before it is read, wherever it came from.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from latbench import paths
+from latbench.errors import DataError, LatbenchError, did_you_mean
+
+MANIFEST_DIR = Path(__file__).parent / "manifests"
+
+
+@dataclass
+class SpaceTables:
+    """One space's measurements from one source: arch strings by id, and latencies per device."""
+
+    archs: list[str]
+    latency: dict[str, np.ndarray]  # device -> ms, aligned with archs
+    reference_ids: list[int] = field(default_factory=list)  # hardware-embedding reference archs
+
+
+@dataclass
+class SourceTables:
+    name: str
+    spaces: dict[str, SpaceTables]
+    files: list[dict]  # provenance: path, sha256, url
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    title: str
+    homepage: str
+    license: str
+    citation: str
+    adapter: str  # "module:function", called with (source, {path: local file}) -> SourceTables
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((MANIFEST_DIR / f"{self.name}.json").read_text())
+
+    def read(self, files: dict[str, Path]) -> SourceTables:
+        module, fn = self.adapter.split(":")
+        reader: Callable = getattr(importlib.import_module(module), fn)
+        return reader(self, files)
+
+
+SOURCES: dict[str, Source] = {
+    "help": Source(
+        name="help",
+        title="HELP: Hardware-adaptive Efficient Latency Prediction for NAS (Lee et al., NeurIPS 2021)",
+        homepage="https://github.com/HayeonLee/HELP",
+        license="MIT",
+        citation=(
+            "@inproceedings{lee2021help, title={{HELP}: Hardware-Adaptive Efficient Latency Prediction for "
+            "{NAS} via Meta-Learning}, author={Lee, Hayeon and Lee, Sewoong and Chong, Song and Hwang, Sung Ju}, "
+            "booktitle={NeurIPS}, year={2021}}"
+        ),
+        adapter="latbench.data.help:read_help",
+    ),
+}
+
+
+def get_source(name: str) -> Source:
+    if name not in SOURCES:
+        raise LatbenchError(f"unknown source {name!r}{did_you_mean(name, SOURCES)}; known: {', '.join(SOURCES)}")
+    return SOURCES[name]
+
+
+def sha256(path: Path) -> str:
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")
+
+
+def _verify(path: Path, entry: dict, where: str) -> None:
+    if not path.is_file():
+        raise DataError(f"{path}: missing from the {where} (expected {entry['path']}, {entry['size']} bytes)")
+    size = path.stat().st_size
+    if size != entry["size"]:
+        raise DataError(f"{path}: truncated or wrong file: {size} bytes, expected {entry['size']}")
+    digest = sha256(path)
+    if digest != entry["sha256"]:
+        raise DataError(f"{path}: sha256 mismatch: got {digest[:12]}..., expected {entry['sha256'][:12]}...")
+
+
+def fetch(source: Source, *, mirror: Path | None = None, base_url: str | None = None, progress: bool = False) -> dict[str, Path]:
+    """Local, verified paths of every manifest file: from ``mirror`` if given, else downloaded.
+
+    ``base_url`` replaces the manifest's pinned URL prefix (an HTTP mirror of the upstream tree).
+    """
+    manifest = source.manifest
+    files: dict[str, Path] = {}
+    if mirror is not None:
+        root = Path(mirror) / source.name
+        if not root.is_dir():
+            raise DataError(f"{root}: mirror folder for source {source.name!r} not found (LATBENCH_MIRROR={mirror})")
+        for entry in manifest["files"]:
+            path = root / entry["path"]
+            _verify(path, entry, f"mirror {root}")
+            files[entry["path"]] = path
+        return files
+
+    import pooch
+
+    cache = paths.download_dir() / source.name
+    for entry in manifest["files"]:
+        url = entry["url"] if base_url is None else base_url.rstrip("/") + "/" + entry["path"]
+        target = cache / entry["path"]
+        try:
+            local = pooch.retrieve(
+                url, known_hash=f"sha256:{entry['sha256']}", fname=target.name, path=target.parent,
+                progressbar=progress,
+            )
+        except ValueError as e:  # pooch's hash mismatch
+            raise DataError(f"{url}: downloaded file failed its sha256 check ({str(e).splitlines()[0]})") from None
+        except Exception as e:  # network or HTTP error
+            raise DataError(f"{url}: download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        _verify(Path(local), entry, "download cache")
+        files[entry["path"]] = Path(local)
+    return files

@@ -1,0 +1,113 @@
+"""Read the built dataset back into arrays (fast, cached): what tasks, protocol and methods use."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from latbench import paths
+from latbench.errors import DataError, LatbenchError, did_you_mean
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """All latencies of one space: ``values[d, a]`` = ms of arch id ``a`` on ``devices[d]``."""
+
+    space: str
+    devices: tuple[str, ...]
+    values: np.ndarray
+
+    def device(self, name: str) -> np.ndarray:
+        try:
+            return self.values[self.devices.index(name)]
+        except ValueError:
+            raise LatbenchError(f"{self.space}: unknown device {name!r}{did_you_mean(name, self.devices)}") from None
+
+    def rows(self, names) -> np.ndarray:
+        return np.stack([self.device(n) for n in names]) if len(names) else np.zeros((0, self.values.shape[1]))
+
+
+def root() -> Path:
+    return paths.data_dir()
+
+
+def is_built() -> bool:
+    return (root() / "latbench.json").is_file()
+
+
+def _require() -> Path:
+    if not is_built():
+        raise DataError(f"{root()}: no latbench dataset here; run `latbench data build` (or set LATBENCH_HOME)")
+    return root()
+
+
+@functools.lru_cache(maxsize=None)
+def info() -> dict:
+    return json.loads((_require() / "latbench.json").read_text())
+
+
+@functools.lru_cache(maxsize=None)
+def load_latency(space: str) -> LatencyTable:
+    import pyarrow.parquet as pq
+
+    path = _require() / "data" / f"{space}.parquet"
+    if not path.is_file():
+        raise DataError(f"{path}: space {space!r} is not in the built dataset (spaces: {', '.join(info()['spaces'])})")
+    t = pq.read_table(path, columns=["arch_id", "device", "latency_ms"])
+    dev = t.column("device").combine_chunks().dictionary_encode()
+    names = tuple(dev.dictionary.to_pylist())
+    order = np.argsort(names)
+    codes = np.argsort(order)[dev.indices.to_numpy()]
+    n_archs = int(t.column("arch_id").to_numpy().max()) + 1
+    values = np.full((len(names), n_archs), np.nan)
+    values[codes, t.column("arch_id").to_numpy()] = t.column("latency_ms").to_numpy()
+    if np.isnan(values).any():
+        raise DataError(f"{path}: some (arch, device) pairs are missing; rebuild with `latbench data build`")
+    return LatencyTable(space, tuple(sorted(names)), values)
+
+
+@functools.lru_cache(maxsize=None)
+def load_space(space: str):
+    import pyarrow.parquet as pq
+
+    from latbench.spaces import space_class
+
+    path = _require() / "data" / f"archs-{space}.parquet"
+    if not path.is_file():
+        raise DataError(f"{path}: no arch table for space {space!r}; run `latbench data build`")
+    t = pq.read_table(path)
+    meta = t.schema.metadata
+    n_nodes, n_feat = int(meta[b"graph_nodes"]), int(meta[b"node_features"])
+    obj = space_class(space)(t.column("arch").to_pylist())
+    n = t.num_rows
+
+    def flat(col, dtype):
+        return np.asarray(t.column(col).combine_chunks().flatten().to_numpy(), dtype=dtype)
+
+    obj.set_features(
+        flops=t.column("flops_m").to_numpy(), params=t.column("params_m").to_numpy(),
+        activations=t.column("activations_m").to_numpy(),
+        onehot=flat("onehot", np.float32).reshape(n, -1),
+        adjacency=flat("adjacency", np.float32).reshape(n, n_nodes, n_nodes),
+        node_features=flat("node_features", np.float32).reshape(n, n_nodes, n_feat),
+    )
+    obj.reference_ids = np.flatnonzero(t.column("reference").to_numpy(zero_copy_only=False))
+    return obj
+
+
+def load_devices() -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(_require() / "data" / "devices.parquet").to_pylist()
+
+
+def clear_cache() -> None:
+    for fn in (info, load_latency, load_space):
+        fn.cache_clear()
+    from latbench.spaces import get_space
+
+    get_space.cache_clear()
