@@ -1,0 +1,7 @@
+"""Built-in latency predictors, one class per file, found by name through this table (imported lazily)."""
+
+BUILTIN = {
+    "flops": "baselines.flops:FLOPsRegression",
+    "flops-params": "baselines.flops_params:FLOPsParamsRegression",
+    "lookup": "baselines.lookup:LayerwiseLookup",
+}

@@ -1,0 +1,246 @@
+"""The ``latbench`` command line: parse, call the Python API, print. No logic of its own.
+
+Every ``LatbenchError`` becomes ``error: <one line>`` on stderr and exit code 1 (no traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from latbench.errors import LatbenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="latbench: few-shot latency prediction on unseen hardware.")
+data_app = typer.Typer(no_args_is_help=True, help="Build, inspect, plot and publish the latency datasets.")
+tasks_app = typer.Typer(no_args_is_help=True, help="List, show and generate the benchmark tasks.")
+app.add_typer(data_app, name="data")
+app.add_typer(tasks_app, name="tasks")
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+
+def friendly(fn):
+    """Turn LatbenchError into a one-line message and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LatbenchError as e:
+            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------- data
+@data_app.command("build")
+@friendly
+def data_build(
+    mirror: Optional[Path] = typer.Option(None, help="Local mirror of the sources (default: $LATBENCH_MIRROR)."),
+    base_url: Optional[str] = typer.Option(None, help="HTTP mirror replacing the pinned upstream URL prefix."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: $LATBENCH_HOME/dataset)."),
+):
+    """Download (or take from a mirror), verify and convert every source into the HF dataset."""
+    from latbench.data.build import build
+
+    info = build(out, mirror=mirror, base_url=base_url, progress=sys.stderr.isatty(), log=lambda m: err_console.print(m, highlight=False))
+    console.print(f"dataset {info['dataset_version']} ready at {out or _data_dir()}")
+
+
+def _data_dir():
+    from latbench import paths
+
+    return paths.data_dir()
+
+
+@data_app.command("info")
+@friendly
+def data_info():
+    """Spaces, devices, counts, version and location of the built dataset."""
+    from latbench.data import store
+
+    info = store.info()
+    console.print(f"[bold]{store.root()}[/bold]  version {info['dataset_version']}  (latbench {info['latbench_version']}, built {info['built_at']})")
+    t = Table("space", "archs", "devices", "rows", "device names")
+    for space, c in info["spaces"].items():
+        t.add_row(space, f"{c['archs']:,}", str(len(c["devices"])), f"{c['rows']:,}", ", ".join(c["devices"]))
+    console.print(t)
+    for s in info["sources"]:
+        console.print(f"source {s['name']}: {s['title']} ({s['license']}), {len(s['files'])} files")
+
+
+@data_app.command("plot")
+@friendly
+def data_plot(out: Path = typer.Option(Path("plots"), help="Folder for the PNG files.")):
+    """Device x device Spearman heatmaps and per-device latency histograms, per space."""
+    from latbench.plots import plot_dataset
+
+    for p in plot_dataset(out):
+        console.print(str(p))
+
+
+@data_app.command("push")
+@friendly
+def data_push(
+    repo_id: str = typer.Option(..., help="Hugging Face dataset repo, ORG/NAME."),
+    private: bool = typer.Option(False, help="Create the repo as private."),
+    token: Optional[str] = typer.Option(None, help="HF token (default: the cached login / HF_TOKEN)."),
+):
+    """Upload the built dataset folder to the Hugging Face Hub."""
+    from latbench.data.push import push
+
+    url = push(repo_id, private=private, token=token)
+    console.print(f"pushed to {url}")
+
+
+# --------------------------------------------------------------------------------------- tasks
+@tasks_app.command("list")
+@friendly
+def tasks_list():
+    """id, space, #source, #target, difficulty of every task."""
+    from latbench.tasks import list_tasks
+
+    t = Table("id", "kind", "space", "#source", "#target", "#valid", "difficulty")
+    for task in list_tasks():
+        t.add_row(task.id, task.tier or task.kind, task.space, str(len(task.source)), str(len(task.target)),
+                  str(len(task.valid)), f"{task.difficulty:.3f}")
+    console.print(t)
+
+
+@tasks_app.command("show")
+@friendly
+def tasks_show(task_id: str):
+    """Devices, difficulty, per-target best source correlation and pool sizes of one task."""
+    from latbench.tasks import get_task
+
+    task = get_task(task_id)
+    console.print(f"[bold]{task.id}[/bold] v{task.version}  {task.space}  {task.tier or task.kind}  difficulty {task.difficulty:.3f}")
+    if task.description:
+        console.print(task.description)
+    console.print(f"source ({len(task.source)}): {', '.join(task.source)}")
+    if task.valid:
+        console.print(f"valid  ({len(task.valid)}): {', '.join(task.valid)}")
+    t = Table("target", "best source", "Spearman")
+    for dev, row in task.correlation.items():
+        best = max(row, key=row.get)
+        t.add_row(dev, best, f"{row[best]:.3f}")
+    console.print(t)
+    p = task.pools
+    console.print(f"pools: source sample {len(p.source_sample)}, query pool {len(p.query_pool)}, eval {len(p.eval)}; seed {task.seed}; generator {task.generator}")
+
+
+@tasks_app.command("generate")
+@friendly
+def tasks_generate(
+    check: bool = typer.Option(False, "--check", help="Regenerate in memory and fail if tasks/ differs."),
+    seed: int = typer.Option(0, help="Generator seed."),
+):
+    """Write tasks/*.yaml from the built dataset (automatic suite + literature splits)."""
+    from latbench import paths
+    from latbench.partition import write_or_check
+
+    changed = write_or_check(paths.tasks_dir(), seed=seed, check=check)
+    if check:
+        if changed:
+            err_console.print(f"[red]error:[/red] tasks differ from a fresh generation: {', '.join(changed)}")
+            raise typer.Exit(1)
+        console.print("tasks/ matches a fresh generation")
+    else:
+        console.print(f"wrote {len(changed)} changed task file(s) to {paths.tasks_dir()}")
+
+
+# ------------------------------------------------------------------------------------- methods
+@app.command("methods")
+@friendly
+def methods():
+    """Registered methods (built-in and plug-ins)."""
+    from latbench.method import available, resolve
+
+    t = Table("name", "class", "summary")
+    for name, target in sorted(available().items()):
+        t.add_row(name, target, resolve(name).summary)
+    console.print(t)
+
+
+# ---------------------------------------------------------------------------------------- eval
+def _parse_params(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise LatbenchError(f"--param expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    method: str = typer.Option(..., "--method", "-m", help="Method name (see `latbench methods`) or module:Class."),
+    task: str = typer.Option(..., "--task", "-t", help="Task id, tier (easy/medium/hard), literature, all; comma-separated."),
+    shots: int = typer.Option(10, "--shots", "-k", help="Measurements allowed per target device."),
+    trials: int = typer.Option(5, help="Trials (seeds) per task."),
+    out: Optional[Path] = typer.Option(None, help="Write the JSON results here."),
+    plot: Optional[Path] = typer.Option(None, help="Folder for predicted-vs-measured scatter plots (PNG)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Method hyperparameter key=value (JSON values)."),
+    source_archs: str = typer.Option("sample", help="'sample' (the task's source sample) or 'all'."),
+):
+    """Score a method on tasks under the official few-shot protocol."""
+    from rich.progress import Progress
+
+    from latbench import method as methods_mod
+    from latbench.data import store
+    from latbench.runner import evaluate
+    from latbench.tasks import select
+
+    m = methods_mod.make(method, **_parse_params(param))
+    chosen = select(task)
+    if shots < 0 or trials < 1:
+        raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shots}, {trials})")
+    if not store.is_built():
+        err_console.print("dataset not built yet: building it first")
+        data_build(mirror=None, base_url=None, out=None)
+    with Progress(console=err_console, transient=True, disable=not sys.stderr.isatty()) as progress:
+        bar = progress.add_task("eval", total=len(chosen) * trials)
+        result = evaluate(m, chosen, shots=shots, trials=trials, source_archs=source_archs,
+                          on_step=lambda msg: progress.update(bar, description=msg, advance=0), on_done=lambda: progress.advance(bar))
+    _print_summary(result)
+    if out:
+        result.write(out)
+        console.print(f"results written to {out}")
+    if plot:
+        from latbench.plots import plot_predictions
+
+        for p in plot_predictions(m, chosen, shots=shots, out=plot):
+            console.print(str(p))
+
+
+def _print_summary(result) -> None:
+    t = Table("task", "space", "k", "Spearman", "Kendall", "MAPE %", "RMSE ms", "±5%", "±10%", "worst ρ",
+              title=f"{result.method}  (mean ± std over trials; dataset {result.dataset_version})")
+    for r in result.results:
+        a = r.aggregate
+        worst = sum(tr.worst["spearman"] for tr in r.trials) / len(r.trials)
+
+        def f(m, d=3):
+            return f"{a[m]['mean']:.{d}f} ± {a[m]['std']:.{d}f}"
+
+        t.add_row(r.task, r.space, str(r.shots), f("spearman"), f("kendall"), f("mape", 1), f("rmse", 2),
+                  f("acc5", 2), f("acc10", 2), f"{worst:.3f}")
+    console.print(t)
+    console.print(f"wall time {result.seconds:.2f} s")
+
+
+def main():  # pragma: no cover
+    app()

@@ -1,0 +1,246 @@
+"""Automatic device partitioning: the device-correlation graph -> a suite of graded tasks.
+
+Why this search: NASFLAT builds hard splits by Kernighan-Lin bisection of the device graph with
+Spearman-weighted edges (KL minimises the correlation that crosses the cut, so the two halves
+rank architectures differently) and then prunes the halves to the wanted sizes. KL alone only
+produces hard splits, so the candidate pool mixes three proposal rules, each seeded:
+
+- ``kl-similar``: KL on weights rho (cut as little correlation as possible) -> hard candidates;
+- ``kl-dissimilar``: KL on weights 1 - rho (cut the dissimilar pairs) -> easy candidates;
+- ``random``: a uniform random split -> the middle of the range.
+
+Each bisection is pruned to sizes like the literature (5-17 sources, 3-6 targets): the sources are
+a random subset of one half and the targets the devices of the other half that are least (hard)
+or most (easy) correlated with them. Difficulty is then *measured* on the result: the mean over
+targets of the best Spearman with any source. Candidates are binned by the fixed thresholds of
+:data:`latbench.tasks.TIER_THRESHOLDS`, and per tier the suite takes up to ``per_space`` tasks of
+each space, choosing candidates whose target sets overlap least with those already chosen.
+Everything flows from one seed, so ``tasks generate --check`` can regenerate byte-identical files.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+from scipy.stats import spearmanr
+
+from latbench.tasks import POOL_SIZES, TIERS, Pools, TaskSpec, task_seed, tier_of
+
+GENERATOR_VERSION = 1
+SOURCE_SIZES = (5, 17)
+TARGET_SIZES = (3, 6)
+
+#: Splits used in the literature, with exactly the papers' device lists (BASELINES.md section 1.3).
+_GPU15 = [f"{g}_{b}" for g in ("1080ti", "2080ti", "titan_rtx", "titanx", "titanxp") for b in (1, 32, 64)]
+LITERATURE = {
+    "help-nb201": dict(
+        space="nb201",
+        description="HELP (NeurIPS'21) NB201 meta-train/meta-test split (also NASFLAT N0)",
+        source=["1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r", "samsung_a50", "pixel3",
+                "essential_ph_1", "samsung_s7"],
+        valid=["titanx_1", "titanx_32", "titanx_256", "gold_6240"],
+        target=["titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss"],
+    ),
+    "help-fbnet": dict(
+        space="fbnet",
+        description="HELP (NeurIPS'21) FBNet split (also NASFLAT F0)",
+        source=["1080ti_1", "1080ti_32", "1080ti_64", "silver_4114", "silver_4210r", "samsung_a50", "pixel3",
+                "essential_ph_1", "samsung_s7"],
+        valid=["titanx_1", "titanx_32", "titanx_64", "gold_6240"],
+        target=["fpga", "raspi4", "eyeriss"],
+    ),
+    "nasflat-f1": dict(
+        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F1",
+        source=["2080ti_1", "essential_ph_1", "silver_4114", "titan_rtx_1", "titan_rtx_32"],
+        target=["eyeriss", "fpga", "raspi4", "samsung_a50", "samsung_s7"],
+    ),
+    "nasflat-f2": dict(
+        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F2",
+        source=["essential_ph_1", "gold_6226", "gold_6240", "pixel3", "raspi4"],
+        target=["1080ti_1", "1080ti_32", "2080ti_32", "titan_rtx_1", "titanxp_1"],
+    ),
+    "nasflat-f3": dict(
+        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F3",
+        source=["essential_ph_1", "pixel2", "pixel3", "raspi4", "samsung_s7"],
+        target=["1080ti_1", "1080ti_32", "2080ti_1", "titan_rtx_1", "titan_rtx_32"],
+    ),
+    "nasflat-f4": dict(
+        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F4",
+        source=["1080ti_64", "2080ti_1", "eyeriss", "gold_6226", "gold_6240", "raspi4", "samsung_s7", "silver_4210r",
+                "titan_rtx_1", "titan_rtx_32"],
+        target=["1080ti_1", "pixel2", "essential_ph_1"],
+    ),
+    "nasflat-f5": dict(
+        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F5: all GPU configs -> CPU and phones",
+        source=_GPU15,
+        target=["gold_6226", "essential_ph_1", "samsung_s7", "pixel2"],
+    ),
+}
+
+
+def correlation(values: np.ndarray) -> np.ndarray:
+    """Device x device Spearman matrix over a common arch set (rows of ``values`` are devices)."""
+    return np.atleast_2d(spearmanr(values, axis=1).statistic)
+
+
+def difficulty(corr: np.ndarray, src: list[int], tgt: list[int]) -> float:
+    return float(corr[np.ix_(tgt, src)].max(axis=1).mean())
+
+
+def _prune(corr, half_a, half_b, rng, mode: str):
+    """Random source subset of half_a; the targets in half_b least/most correlated with it."""
+    n_src = int(rng.integers(SOURCE_SIZES[0], min(SOURCE_SIZES[1], len(half_a)) + 1)) if len(half_a) >= SOURCE_SIZES[0] else 0
+    n_tgt = int(rng.integers(TARGET_SIZES[0], TARGET_SIZES[1] + 1))
+    if n_src == 0 or len(half_b) < n_tgt:
+        return None
+    src = sorted(rng.choice(half_a, n_src, replace=False).tolist())
+    best = corr[np.ix_(half_b, src)].max(axis=1)
+    if mode == "hard":
+        order = np.argsort(best, kind="stable")
+    elif mode == "easy":
+        order = np.argsort(-best, kind="stable")
+    else:
+        order = rng.permutation(len(half_b))
+    tgt = sorted(np.asarray(half_b)[order[:n_tgt]].tolist())
+    return src, tgt
+
+
+def candidates(corr: np.ndarray, seed: int, rounds: int = 60):
+    """(rule, round, source idx, target idx) proposals for one space, deterministic in ``seed``."""
+    n = len(corr)
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in range(rounds):
+        for rule in ("kl-similar", "kl-dissimilar", "random"):
+            if rule == "random":
+                perm = rng.permutation(n)
+                halves = (sorted(perm[: n // 2].tolist()), sorted(perm[n // 2 :].tolist()))
+                mode = "random"
+            else:
+                g = nx.Graph()
+                g.add_nodes_from(range(n))
+                w = corr if rule == "kl-similar" else 1.0 - corr
+                g.add_weighted_edges_from((i, j, float(w[i, j])) for i in range(n) for j in range(i + 1, n))
+                a, b = nx.algorithms.community.kernighan_lin_bisection(g, seed=int(rng.integers(2**31)), weight="weight")
+                halves = (sorted(a), sorted(b))
+                mode = "hard" if rule == "kl-similar" else "easy"
+            for src_half, tgt_half in (halves, halves[::-1]):
+                pruned = _prune(corr, src_half, tgt_half, rng, mode)
+                if pruned:
+                    out.append((rule, r, *pruned))
+    return out
+
+
+def select_suite(per_space_candidates: dict, per_space: int = 2) -> list[tuple[str, str, dict]]:
+    """Per tier and space, up to ``per_space`` candidates with the least-overlapping target sets."""
+    chosen = []
+    for tier in TIERS:
+        for space, cands in per_space_candidates.items():
+            pool = [c for c in cands if c["tier"] == tier]
+            picked: list[dict] = []
+            seen = set()
+            while pool and len(picked) < per_space:
+                def overlap(c):
+                    return max((len(set(c["target"]) & set(p["target"])) for p in picked), default=0)
+                pool.sort(key=lambda c: (overlap(c), c["order"]))
+                c = pool.pop(0)
+                key = (tuple(c["source"]), tuple(c["target"]))
+                if key not in seen:
+                    seen.add(key)
+                    picked.append(c)
+            chosen += [(tier, space, c) for c in picked]
+    return chosen
+
+
+def make_pools(space: str, n_archs: int, seed: int) -> Pools:
+    n_src, n_pool, n_eval = POOL_SIZES[space]
+    perm = np.random.default_rng(seed).permutation(n_archs)
+    ev = perm[:n_eval]
+    pool = perm[n_eval : n_eval + n_pool]
+    src = perm[n_eval + n_pool : n_eval + n_pool + n_src]
+    return Pools(source_sample=tuple(sorted(src.tolist())), query_pool=tuple(sorted(pool.tolist())), eval=tuple(sorted(ev.tolist())))
+
+
+def make_task(task_id: str, space: str, devices: list[str], corr: np.ndarray, n_archs: int, *, source, target,
+              valid=(), kind: str, generator: dict, description: str = "", version: int = 1) -> TaskSpec:
+    from latbench.errors import TaskError
+
+    missing = [d for d in [*source, *valid, *target] if d not in devices]
+    if missing:
+        raise TaskError(f"task {task_id}: device(s) {', '.join(missing)} not in the {space} data")
+    idx = {d: i for i, d in enumerate(devices)}
+    s, t = [idx[d] for d in source], [idx[d] for d in target]
+    block = {dt: {ds: round(float(corr[idx[dt], idx[ds]]), 4) for ds in source} for dt in target}
+    best = {dt: max(row.values()) for dt, row in block.items()}
+    diff = round(difficulty(corr, s, t), 4)
+    seed = task_seed(task_id)
+    return TaskSpec(
+        id=task_id, version=version, space=space, kind=kind, tier=tier_of(diff) if kind == "generated" else None,
+        description=description, source=tuple(source), target=tuple(target), valid=tuple(valid), difficulty=diff,
+        best_source_correlation=best, correlation=block, generator=generator, seed=seed,
+        pools=make_pools(space, n_archs, seed),
+    )
+
+
+def generate(tables: dict, seed: int = 0, per_space: int = 2) -> list[TaskSpec]:
+    """All tasks (generated suite + literature) from ``{space: LatencyTable}``."""
+    corrs = {s: correlation(t.values) for s, t in tables.items()}
+    per_space_cands = {}
+    for k, (space, table) in enumerate(sorted(tables.items())):
+        rows = []
+        for order, (rule, rnd, src, tgt) in enumerate(candidates(corrs[space], seed + k)):
+            d = difficulty(corrs[space], src, tgt)
+            rows.append(dict(rule=rule, round=rnd, order=order, tier=tier_of(d), difficulty=d,
+                             source=[table.devices[i] for i in src], target=[table.devices[i] for i in tgt]))
+        per_space_cands[space] = rows
+    tasks = []
+    suite = select_suite(per_space_cands, per_space)
+    by_tier: dict[str, list] = {t: [] for t in TIERS}
+    for tier, space, c in suite:
+        by_tier[tier].append((space, c))
+    for tier in TIERS:
+        ranked = sorted(by_tier[tier], key=lambda sc: -sc[1]["difficulty"])
+        for i, (space, c) in enumerate(ranked, start=1):
+            table = tables[space]
+            gen = {"name": "latbench.partition", "version": GENERATOR_VERSION, "seed": seed, "rule": c["rule"], "round": c["round"]}
+            tasks.append(make_task(f"{tier}-{i}", space, list(table.devices), corrs[space], table.values.shape[1],
+                                   source=c["source"], target=c["target"], kind="generated", generator=gen))
+    for task_id, spec in LITERATURE.items():
+        space = spec["space"]
+        if space not in tables:
+            continue
+        table = tables[space]
+        tasks.append(make_task(task_id, space, list(table.devices), corrs[space], table.values.shape[1],
+                               source=spec["source"], target=spec["target"], valid=spec.get("valid", ()),
+                               kind="literature", description=spec["description"],
+                               generator={"name": "literature", "version": GENERATOR_VERSION}))
+    return tasks
+
+
+def write_or_check(folder, *, seed: int = 0, check: bool = False) -> list[str]:
+    """Regenerate every task from the built dataset; write changed files, or (check) list them.
+
+    Files in ``folder`` that the generator no longer produces count as changed (and are removed
+    when writing), so the folder always equals one generation.
+    """
+    from pathlib import Path
+
+    from latbench import tasks as task_registry
+    from latbench.data import store
+
+    folder = Path(folder)
+    tables = {s: store.load_latency(s) for s in store.info()["spaces"]}
+    fresh = {t.id: t.to_yaml() for t in generate(tables, seed=seed)}
+    existing = {p.stem: p for p in folder.glob("*.yaml")} if folder.is_dir() else {}
+    changed = sorted(i for i, text in fresh.items() if i not in existing or existing[i].read_text() != text)
+    stale = sorted(set(existing) - set(fresh))
+    if not check:
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in changed:
+            tmp = folder / f".{i}.yaml.tmp"
+            tmp.write_text(fresh[i])
+            tmp.replace(folder / f"{i}.yaml")
+        for i in stale:
+            existing[i].unlink()
+        task_registry.clear_cache()
+    return changed + stale

@@ -1,0 +1,86 @@
+"""The result record of ``latbench eval``: everything needed to trust and compare a number.
+
+One JSON file per run, validated by pydantic: package and dataset versions, the task version,
+the method and its parameters, per-trial per-device metrics, aggregates (mean +- std over
+trials of the per-trial mean over target devices) and wall times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from latbench.metrics import METRICS
+
+SCHEMA_VERSION = "1"
+
+
+class TrialResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trial: int
+    seed: int
+    devices: dict[str, dict[str, float]]
+    mean: dict[str, float]
+    worst: dict[str, float]
+    measured: dict[str, list[int]]  # archs the method measured per target device
+    seconds: dict[str, float]  # fit / adapt / predict
+
+
+class TaskResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str
+    task_version: int
+    space: str
+    difficulty: float
+    shots: int
+    protocol: str
+    trials: list[TrialResult]
+    aggregate: dict[str, dict[str, float]]  # metric -> {mean, std}
+
+    @classmethod
+    def from_trials(cls, task, shots: int, protocol: str, trials: list[TrialResult]) -> "TaskResult":
+        agg = {}
+        for m in METRICS:
+            vals = np.array([t.mean[m] for t in trials])
+            agg[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=0))}
+        return cls(task=task.id, task_version=task.version, space=task.space, difficulty=task.difficulty,
+                   shots=shots, protocol=protocol, trials=trials, aggregate=agg)
+
+
+class EvalResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_version: str = SCHEMA_VERSION
+    latbench_version: str
+    dataset_version: str
+    dataset_hash: str
+    protocol_version: str
+    method: str
+    method_params: dict
+    results: list[TaskResult]
+    seconds: float
+
+    def write(self, path: Path) -> None:
+        """Atomic write: a crash never leaves a half-written results file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self.model_dump_json(indent=1))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def read(cls, path: Path) -> "EvalResult":
+        return cls.model_validate(json.loads(Path(path).read_text()))
+
+
+def jsonable_params(params: dict) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None), list, dict)) else repr(v)) for k, v in params.items()}

@@ -1,0 +1,197 @@
+"""Tasks: versioned (space, source devices, target devices, arch pools) files in ``tasks/``.
+
+A task file is YAML, validated into a frozen :class:`TaskSpec`. It fixes everything a trial needs
+so results are comparable across methods and machines: the devices, the measured difficulty, the
+source sample (archs whose latencies a method may use on every source device), and for the target
+devices a disjoint query pool (archs a method may ask the oracle to measure) and evaluation set
+(never revealed). ``latbench tasks generate`` writes the files (see :mod:`latbench.partition`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from latbench import paths
+from latbench.errors import TaskError, did_you_mean
+
+TIERS = ("easy", "medium", "hard")
+#: Difficulty = mean over targets of the best Spearman with any source device. Fixed thresholds.
+TIER_THRESHOLDS = {"easy": 0.93, "medium": 0.80}  # >= 0.93 easy, [0.80, 0.93) medium, < 0.80 hard
+#: Protocol sizes per space: (source sample, query pool, evaluation set).
+POOL_SIZES = {"nb201": (900, 1000, 2000), "fbnet": (900, 1000, 1000), "ofa": (900, 1000, 1000)}
+
+
+def tier_of(difficulty: float) -> str:
+    if difficulty >= TIER_THRESHOLDS["easy"]:
+        return "easy"
+    return "medium" if difficulty >= TIER_THRESHOLDS["medium"] else "hard"
+
+
+def task_seed(task_id: str) -> int:
+    """A stable 31-bit seed from the task id (independent of Python's hash randomisation)."""
+    return int(hashlib.sha256(task_id.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+class Pools(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    source_sample: tuple[int, ...]
+    query_pool: tuple[int, ...]
+    eval: tuple[int, ...]
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    version: int
+    space: Literal["nb201", "fbnet", "ofa"]
+    kind: Literal["generated", "literature"]
+    tier: Literal["easy", "medium", "hard"] | None = None
+    description: str = ""
+    source: tuple[str, ...]
+    target: tuple[str, ...]
+    valid: tuple[str, ...] = ()
+    difficulty: float
+    best_source_correlation: dict[str, float]
+    correlation: dict[str, dict[str, float]]  # target -> source -> Spearman
+    generator: dict
+    seed: int
+    pools: Pools
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        groups = {"source": self.source, "target": self.target, "valid": self.valid}
+        for name, devs in groups.items():
+            if len(set(devs)) != len(devs):
+                raise ValueError(f"duplicate device in {name}")
+        overlap = (set(self.source) | set(self.valid)) & set(self.target)
+        if overlap:
+            raise ValueError(f"devices both source/valid and target: {sorted(overlap)}")
+        if set(self.source) & set(self.valid):
+            raise ValueError("a device is both source and valid")
+        if not self.source or not self.target:
+            raise ValueError("needs at least one source and one target device")
+        p = self.pools
+        if set(p.eval) & (set(p.query_pool) | set(p.source_sample)) or set(p.query_pool) & set(p.source_sample):
+            raise ValueError("pools must be disjoint (source_sample, query_pool, eval)")
+        for name in ("source_sample", "query_pool", "eval"):
+            ids = getattr(p, name)
+            if len(set(ids)) != len(ids) or (ids and min(ids) < 0):
+                raise ValueError(f"pools.{name} has duplicate or negative arch ids")
+        return self
+
+    # ---- helpers used by the protocol and the dataset build ------------------------------
+    def check_devices(self, available) -> None:
+        """Fail loudly if the task names a device the data does not have (never drop it)."""
+        missing = [d for d in self.source + self.valid + self.target if d not in available]
+        if missing:
+            hint = did_you_mean(missing[0], available)
+            raise TaskError(f"task {self.id}: device(s) {', '.join(missing)} not in the {self.space} data{hint}")
+
+    def check_archs(self, n_archs: int) -> None:
+        top = max(max(self.pools.eval), max(self.pools.query_pool), max(self.pools.source_sample))
+        if top >= n_archs:
+            raise TaskError(f"task {self.id}: arch id {top} out of range for {self.space} ({n_archs} archs)")
+
+    def device_role(self, device: str) -> str:
+        return "source" if device in self.source else "valid" if device in self.valid else "target"
+
+    def arch_roles(self, n_archs: int) -> np.ndarray:
+        role = np.full(n_archs, "unused", dtype=object)
+        role[list(self.pools.source_sample)] = "source-sample"
+        role[list(self.pools.query_pool)] = "query"
+        role[list(self.pools.eval)] = "eval"
+        return role
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self.model_dump(mode="json"))
+
+
+def dump_yaml(data: dict) -> str:
+    """Readable YAML: scalars block style, id lists and correlation rows on one line each."""
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_list(dumper, seq):
+        flow = all(isinstance(x, (int, float, str)) for x in seq)
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", seq, flow_style=flow)
+
+    Dumper.add_representer(list, represent_list)
+    Dumper.add_representer(tuple, represent_list)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, width=100, allow_unicode=True)
+
+
+def _loader():
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_task_file(path: Path) -> TaskSpec:
+    try:
+        data = yaml.load(path.read_text(), Loader=_loader())
+    except OSError as e:
+        raise TaskError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise TaskError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    try:
+        task = TaskSpec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "(file)"
+        raise TaskError(f"{path}: invalid task: {loc}: {err['msg']}") from None
+    if task.id != path.stem:
+        raise TaskError(f"{path}: task id {task.id!r} does not match the file name")
+    return task
+
+
+@functools.lru_cache(maxsize=None)
+def _all(tasks_dir: Path) -> dict[str, TaskSpec]:
+    if not tasks_dir.is_dir():
+        return {}
+    return {p.stem: load_task_file(p) for p in sorted(tasks_dir.glob("*.yaml"))}
+
+
+def list_tasks() -> list[TaskSpec]:
+    return sorted(_all(paths.tasks_dir()).values(), key=_order)
+
+
+def _order(t: TaskSpec):
+    if t.kind == "literature":
+        return (1, 0, t.id)
+    name, _, num = t.id.rpartition("-")
+    return (0, TIERS.index(t.tier), int(num) if num.isdigit() else 0)
+
+
+def get_task(task_id: str) -> TaskSpec:
+    tasks = _all(paths.tasks_dir())
+    if task_id not in tasks:
+        raise TaskError(f"unknown task {task_id!r}{did_you_mean(task_id, tasks)}; see `latbench tasks list`")
+    return tasks[task_id]
+
+
+def select(selector: str) -> list[TaskSpec]:
+    """Tasks by id, tier name (``hard``), ``literature``, ``generated`` or ``all``; comma-separated."""
+    out: list[TaskSpec] = []
+    for part in selector.split(","):
+        part = part.strip()
+        if part == "all":
+            chosen = list_tasks()
+        elif part in TIERS:
+            chosen = [t for t in list_tasks() if t.tier == part and t.kind == "generated"]
+        elif part in ("literature", "generated"):
+            chosen = [t for t in list_tasks() if t.kind == part]
+        else:
+            chosen = [get_task(part)]
+        out += [t for t in chosen if t not in out]
+    return out
+
+
+def clear_cache() -> None:
+    _all.cache_clear()

@@ -1,0 +1,256 @@
+"""The few-shot protocol, tasks, evaluator and runner on the real data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from latbench import metrics
+from latbench.errors import MethodError, OracleError, TaskError
+from latbench.protocol import Oracle, make_trial
+
+
+@pytest.fixture()
+def hard3(data):
+    from latbench.data.store import load_latency
+    from latbench.tasks import get_task
+
+    task = get_task("hard-3")
+    return task, load_latency(task.space)
+
+
+def test_oracle_refuses_the_k_plus_first_arch_and_out_of_pool_archs(hard3):
+    task, table = hard3
+    trial = make_trial(task, 0, 10, table)
+    oracle = next(iter(trial.oracles.values()))
+    pool = oracle.pool
+    got = oracle.measure(pool[:10])
+    assert np.array_equal(got, table.device(oracle.device)[pool[:10]])
+    assert np.array_equal(oracle.measure(pool[:3]), got[:3])  # re-measuring is free
+    assert oracle.remaining == 0
+    with pytest.raises(OracleError, match="exceed the budget of k=10"):
+        oracle.measure(pool[10:11])
+    outside = np.setdiff1d(np.arange(table.values.shape[1]), pool)[0]
+    fresh = make_trial(task, 0, 10, table).oracles[oracle.device]
+    with pytest.raises(OracleError, match="not in the query pool"):
+        fresh.measure([outside])
+    assert fresh.measured == {}
+
+
+def test_eval_archs_are_never_in_the_pool_or_source_sample(hard3):
+    task, table = hard3
+    trial = make_trial(task, 1, 5, table)
+    assert not set(trial.eval_ids) & set(trial.source.arch_ids.tolist())
+    for oracle in trial.oracles.values():
+        assert not set(trial.eval_ids) & set(oracle.pool.tolist())
+        with pytest.raises(OracleError):
+            oracle.measure(trial.eval_ids[:1])
+
+
+def test_k_larger_than_pool_is_refused(hard3):
+    task, table = hard3
+    with pytest.raises(OracleError, match="larger than the query pool"):
+        make_trial(task, 0, len(task.pools.query_pool) + 1, table)
+
+
+def test_default_choice_is_fixed_by_seed_and_differs_across_trials(hard3):
+    task, table = hard3
+    a = make_trial(task, 0, 10, table).oracles[task.target[0]].default_choice()
+    b = make_trial(task, 0, 10, table).oracles[task.target[0]].default_choice()
+    c = make_trial(task, 1, 10, table).oracles[task.target[0]].default_choice()
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert len(set(a.tolist())) == 10
+
+
+def test_source_data_is_the_source_sample_on_source_devices(hard3):
+    task, table = hard3
+    src = make_trial(task, 0, 10, table).source
+    assert src.devices == task.source and len(src.arch_ids) == 900
+    assert np.array_equal(src.device(task.source[0]), table.device(task.source[0])[list(task.pools.source_sample)])
+    all_src = make_trial(task, 0, 10, table, source_archs="all").source
+    assert len(all_src.arch_ids) == table.values.shape[1] - len(task.pools.eval)
+
+
+def test_same_seed_gives_identical_metrics(data):
+    from latbench.method import make
+    from latbench.runner import evaluate
+    from latbench.tasks import get_task
+
+    tasks = [get_task("hard-3"), get_task("help-fbnet")]
+    a = evaluate(make("lookup"), tasks, shots=10, trials=2)
+    b = evaluate(make("lookup"), tasks, shots=10, trials=2)
+    strip = lambda r: [[t.devices for t in tr.trials] for tr in r.results]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert a.results[0].trials[0].measured != a.results[0].trials[1].measured
+
+
+def test_metrics_ties_and_constant_predictions():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    m = metrics.compute(y, y * 1.04)
+    assert m["spearman"] == pytest.approx(1.0) and m["acc5"] == 1.0 and m["acc10"] == 1.0
+    assert m["mape"] == pytest.approx(4.0)
+    with pytest.warns(metrics.ConstantPredictionWarning):
+        c = metrics.compute(y, np.full(4, 2.5))
+    assert c["spearman"] == 0.0 and c["kendall"] == 0.0
+    tied = metrics.compute(y, np.array([1.0, 1.0, 2.0, 2.0]))
+    assert 0.8 < tied["spearman"] < 1.0  # average ranks, not NaN
+
+
+def test_evaluator_rejects_bad_predictions():
+    from latbench.evaluator import score
+
+    y = {"dev": np.array([1.0, 2.0, 3.0])}
+    for bad, msg in [([1.0, 2.0], "shape"), ([1.0, np.nan, 2.0], "NaN"), ([1.0, -2.0, 3.0], "non-positive")]:
+        with pytest.raises(MethodError, match=msg):
+            score(y, {"dev": np.array(bad)})
+    with pytest.raises(MethodError, match="devices"):
+        score(y, {"other": np.array([1.0, 2.0, 3.0])})
+
+
+def test_difficulty_orders_the_tiers(data):
+    from latbench.tasks import TIER_THRESHOLDS, list_tasks
+
+    gen = [t for t in list_tasks() if t.kind == "generated"]
+    by = {tier: [t.difficulty for t in gen if t.tier == tier] for tier in ("easy", "medium", "hard")}
+    assert all(len(v) >= 4 for v in by.values()) and len(gen) >= 12
+    assert min(by["easy"]) > max(by["medium"]) and min(by["medium"]) > max(by["hard"])
+    assert min(by["easy"]) >= TIER_THRESHOLDS["easy"] > max(by["medium"])
+    spaces_per_tier = {tier: {t.space for t in gen if t.tier == tier} for tier in by}
+    for space in ("nb201", "fbnet", "ofa"):
+        assert sum(space in s for s in spaces_per_tier.values()) >= 2
+    for t in gen:
+        assert 5 <= len(t.source) <= 17 and 3 <= len(t.target) <= 6
+
+
+def test_committed_tasks_match_a_fresh_generation(data):
+    from latbench import paths
+    from latbench.partition import write_or_check
+
+    assert write_or_check(paths.tasks_dir(), check=True) == []
+
+
+def test_difficulty_is_recomputed_from_the_data(data):
+    from latbench.data.store import load_latency
+    from latbench.partition import correlation
+    from latbench.tasks import get_task
+
+    task = get_task("help-nb201")
+    table = load_latency("nb201")
+    corr = correlation(table.values)
+    idx = {d: i for i, d in enumerate(table.devices)}
+    best = [max(corr[idx[t], idx[s]] for s in task.source) for t in task.target]
+    assert task.difficulty == pytest.approx(np.mean(best), abs=1e-3)
+
+
+def test_literature_tasks_have_the_papers_device_lists(data):
+    from latbench.tasks import get_task
+
+    t = get_task("help-nb201")
+    assert t.target == ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
+    assert t.valid == ("titanx_1", "titanx_32", "titanx_256", "gold_6240")
+    f5 = get_task("nasflat-f5")
+    assert len(f5.source) == 15 and f5.target == ("gold_6226", "essential_ph_1", "samsung_s7", "pixel2")
+
+
+def test_a_task_naming_a_missing_device_fails_loudly(data, tmp_path, monkeypatch):
+    from latbench import tasks
+    from latbench.data.store import load_latency
+
+    text = (tasks.paths.tasks_dir() / "hard-3.yaml").read_text().replace("pixel3", "pixel9")
+    (tmp_path / "hard-3.yaml").write_text(text)
+    monkeypatch.setenv("LATBENCH_TASKS", str(tmp_path))
+    tasks.clear_cache()
+    try:
+        task = tasks.get_task("hard-3")
+        with pytest.raises(TaskError, match="pixel9"):
+            make_trial(task, 0, 10, load_latency("nb201"))
+    finally:
+        tasks.clear_cache()
+
+
+def test_task_files_are_validated(tmp_path, monkeypatch):
+    from latbench import tasks
+
+    monkeypatch.setenv("LATBENCH_TASKS", str(tmp_path))
+    tasks.clear_cache()
+    try:
+        (tmp_path / "bad.yaml").write_text("id: bad\nversion: 1\nspace: nb999\n")
+        with pytest.raises(TaskError, match="bad.yaml: invalid task"):
+            tasks.get_task("bad")
+        (tmp_path / "bad.yaml").write_text("id: [unclosed\n")
+        tasks.clear_cache()
+        with pytest.raises(TaskError, match="not valid YAML"):
+            tasks.get_task("bad")
+    finally:
+        tasks.clear_cache()
+
+
+def test_unknown_task_suggests_close_names(data):
+    from latbench.tasks import get_task
+
+    with pytest.raises(TaskError, match="did you mean hard-3"):
+        get_task("hard3")
+
+
+def test_results_json_has_versions_and_per_trial_metrics(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from latbench.cli import app
+
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["eval", "--method", "flops", "--task", "hard-3", "--trials", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["method"] == "flops" and r["dataset_hash"] and r["latbench_version"]
+    task = r["results"][0]
+    assert task["task"] == "hard-3" and task["task_version"] == 1 and len(task["trials"]) == 2
+    assert set(task["trials"][0]["devices"]) == {"eyeriss", "pixel3", "titanx_256"}
+    assert all(len(v) == 10 for v in task["trials"][0]["measured"].values())
+    assert set(task["aggregate"]) == set(metrics.METRICS)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "flops", "--task", "hard-33"], "unknown task"),
+        (["--method", "flop", "--task", "hard-3"], "did you mean flops"),
+        (["--method", "flops", "--task", "hard-3", "--shots", "5000"], "larger than the query pool"),
+        (["--method", "tests.test_protocol:NaNMethod", "--task", "hard-3"], "NaN"),
+        (["--method", "tests.test_protocol:ShortMethod", "--task", "hard-3"], "shape"),
+        (["--method", "tests.test_protocol:GreedyMethod", "--task", "hard-3"], "exceed the budget"),
+    ],
+)
+def test_cli_bad_input_exits_nonzero_without_results_file(data, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from latbench.cli import app
+
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["eval", *args, "--trials", "1", "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+from latbench.method import Method  # noqa: E402  (test methods for the failure paths above)
+
+
+class NaNMethod(Method):
+    def predict(self, device, arch_ids):
+        return np.full(len(arch_ids), np.nan)
+
+
+class ShortMethod(Method):
+    def predict(self, device, arch_ids):
+        return np.ones(len(arch_ids) - 1)
+
+
+class GreedyMethod(Method):
+    def adapt(self, device, oracle):
+        oracle.measure(oracle.pool[: oracle.budget + 1])
+        return self
+
+    def predict(self, device, arch_ids):
+        return np.ones(len(arch_ids))
