@@ -244,3 +244,7 @@ def _print_summary(result) -> None:
 
 def main():  # pragma: no cover
     app()
+
+
+if __name__ == "__main__":  # python -m latbench.cli
+    app()

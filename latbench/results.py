@@ -72,6 +72,7 @@ class EvalResult(BaseModel):
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(self.model_dump_json(indent=1))
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
