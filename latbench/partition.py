@@ -152,17 +152,24 @@ def select_suite(per_space_candidates: dict, per_space: int = 2) -> list[tuple[s
     return chosen
 
 
-def make_pools(space: str, n_archs: int, seed: int) -> Pools:
+def make_pools(space: str, n_archs: int, seed: int, reserved=()) -> Pools:
+    """Disjoint source sample / query pool / eval set; ``reserved`` archs always sit in the query pool.
+
+    The reserved archs are the space's hardware-embedding reference archs (HELP's 10), so a method
+    that needs them can measure them on a target device, and they count against its budget k.
+    """
     n_src, n_pool, n_eval = POOL_SIZES[space]
-    perm = np.random.default_rng(seed).permutation(n_archs)
+    reserved = np.asarray(sorted(reserved), dtype=np.int64)
+    rest = np.setdiff1d(np.arange(n_archs), reserved)
+    perm = np.random.default_rng(seed).permutation(rest)
     ev = perm[:n_eval]
-    pool = perm[n_eval : n_eval + n_pool]
-    src = perm[n_eval + n_pool : n_eval + n_pool + n_src]
+    pool = np.concatenate([reserved, perm[n_eval : n_eval + n_pool - len(reserved)]])
+    src = perm[n_eval + n_pool - len(reserved) : n_eval + n_pool - len(reserved) + n_src]
     return Pools(source_sample=tuple(sorted(src.tolist())), query_pool=tuple(sorted(pool.tolist())), eval=tuple(sorted(ev.tolist())))
 
 
 def make_task(task_id: str, space: str, devices: list[str], corr: np.ndarray, n_archs: int, *, source, target,
-              valid=(), kind: str, generator: dict, description: str = "", version: int = 1) -> TaskSpec:
+              valid=(), kind: str, generator: dict, description: str = "", version: int = 1, reserved=()) -> TaskSpec:
     from latbench.errors import TaskError
 
     missing = [d for d in [*source, *valid, *target] if d not in devices]
@@ -178,12 +185,16 @@ def make_task(task_id: str, space: str, devices: list[str], corr: np.ndarray, n_
         id=task_id, version=version, space=space, kind=kind, tier=tier_of(diff) if kind == "generated" else None,
         description=description, source=tuple(source), target=tuple(target), valid=tuple(valid), difficulty=diff,
         best_source_correlation=best, correlation=block, generator=generator, seed=seed,
-        pools=make_pools(space, n_archs, seed),
+        pools=make_pools(space, n_archs, seed, reserved),
     )
 
 
-def generate(tables: dict, seed: int = 0, per_space: int = 2) -> list[TaskSpec]:
-    """All tasks (generated suite + literature) from ``{space: LatencyTable}``."""
+def generate(tables: dict, seed: int = 0, per_space: int = 2, reserved: dict | None = None) -> list[TaskSpec]:
+    """All tasks (generated suite + literature) from ``{space: LatencyTable}``.
+
+    ``reserved``: per space, arch ids that must be in every query pool (the reference archs).
+    """
+    reserved = reserved or {}
     corrs = {s: correlation(t.values) for s, t in tables.items()}
     per_space_cands = {}
     for k, (space, table) in enumerate(sorted(tables.items())):
@@ -204,7 +215,8 @@ def generate(tables: dict, seed: int = 0, per_space: int = 2) -> list[TaskSpec]:
             table = tables[space]
             gen = {"name": "latbench.partition", "version": GENERATOR_VERSION, "seed": seed, "rule": c["rule"], "round": c["round"]}
             tasks.append(make_task(f"{tier}-{i}", space, list(table.devices), corrs[space], table.values.shape[1],
-                                   source=c["source"], target=c["target"], kind="generated", generator=gen))
+                                   source=c["source"], target=c["target"], kind="generated", generator=gen,
+                                   reserved=reserved.get(space, ())))
     for task_id, spec in LITERATURE.items():
         space = spec["space"]
         if space not in tables:
@@ -213,7 +225,8 @@ def generate(tables: dict, seed: int = 0, per_space: int = 2) -> list[TaskSpec]:
         tasks.append(make_task(task_id, space, list(table.devices), corrs[space], table.values.shape[1],
                                source=spec["source"], target=spec["target"], valid=spec.get("valid", ()),
                                kind="literature", description=spec["description"],
-                               generator={"name": "literature", "version": GENERATOR_VERSION}))
+                               generator={"name": "literature", "version": GENERATOR_VERSION},
+                               reserved=reserved.get(space, ())))
     return tasks
 
 
@@ -230,7 +243,8 @@ def write_or_check(folder, *, seed: int = 0, check: bool = False) -> list[str]:
 
     folder = Path(folder)
     tables = {s: store.load_latency(s) for s in store.info()["spaces"]}
-    fresh = {t.id: t.to_yaml() for t in generate(tables, seed=seed)}
+    reserved = {s: store.load_space(s).reference_ids.tolist() for s in tables}
+    fresh = {t.id: t.to_yaml() for t in generate(tables, seed=seed, reserved=reserved)}
     existing = {p.stem: p for p in folder.glob("*.yaml")} if folder.is_dir() else {}
     changed = sorted(i for i, text in fresh.items() if i not in existing or existing[i].read_text() != text)
     stale = sorted(set(existing) - set(fresh))

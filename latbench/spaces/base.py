@@ -93,6 +93,9 @@ class SearchSpace(ABC):
         self._strings = [self.canonical(s) for s in arch_strings]
         self._index = {s: i for i, s in enumerate(self._strings)}
         self._features: dict[str, np.ndarray] = {}
+        #: Hardware-embedding reference archs (HELP's 10); set from the dataset. Every task's query
+        #: pool contains them, so methods can measure them on a target (counted against k).
+        self.reference_ids = np.zeros(0, dtype=np.int64)
 
     # ---- per-arch hooks each space implements -------------------------------------------
     @classmethod
