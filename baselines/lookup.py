@@ -60,7 +60,7 @@ class LayerwiseLookup(Method):
     def adapt(self, device, oracle):
         super().adapt(device, oracle)
         ids, y = self.shots_[device]
-        preds = self._source_predictions(ids)
+        preds = self._source_predictions(ids) if len(ids) else np.zeros((0, len(self.tables_)))
         if len(y) >= 2 and np.ptp(y) > 0:
             rho = [spearmanr(p, y).statistic if np.ptp(p) > 0 else -1 for p in preds.T]
             best = int(np.nanargmax(rho))

@@ -195,6 +195,7 @@ def eval_cmd(
     plot: Optional[Path] = typer.Option(None, help="Folder for predicted-vs-measured scatter plots (PNG)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Method hyperparameter key=value (JSON values)."),
     source_archs: str = typer.Option("sample", help="'sample' (the task's source sample) or 'all'."),
+    protocol: str = typer.Option("official", help="official, or a paper's reproduction mode: help-paper, nasflat-paper."),
 ):
     """Score a method on tasks under the official few-shot protocol."""
     from rich.progress import Progress
@@ -213,7 +214,7 @@ def eval_cmd(
         data_build(mirror=None, base_url=None, out=None)
     with Progress(console=err_console, transient=True, disable=not sys.stderr.isatty()) as progress:
         bar = progress.add_task("eval", total=len(chosen) * trials)
-        result = evaluate(m, chosen, shots=shots, trials=trials, source_archs=source_archs,
+        result = evaluate(m, chosen, shots=shots, trials=trials, source_archs=source_archs, protocol=protocol,
                           on_step=lambda msg: progress.update(bar, description=msg, advance=0), on_done=lambda: progress.advance(bar))
     _print_summary(result)
     if out:

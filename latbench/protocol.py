@@ -8,7 +8,7 @@ choice, the method's seed) flows from ``(task.seed, trial index)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +26,9 @@ class SourceData:
     """Latencies a method may train on: ``latency[d, j]`` = ms of ``arch_ids[j]`` on ``devices[d]``.
 
     ``valid_*`` are validation devices (model selection only; empty for most tasks).
+    ``reference_ids`` are the space's hardware-embedding reference archs and ``reference_latency``
+    / ``valid_reference_latency`` the source / valid devices' latencies on them (HELP-style methods
+    embed a device by these; on a target device they must be measured through the oracle).
     """
 
     space: str
@@ -34,6 +37,9 @@ class SourceData:
     latency: np.ndarray
     valid_devices: tuple[str, ...] = ()
     valid_latency: np.ndarray | None = None
+    reference_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    reference_latency: np.ndarray | None = None
+    valid_reference_latency: np.ndarray | None = None
 
     def device(self, name: str) -> np.ndarray:
         return self.latency[self.devices.index(name)]
@@ -45,7 +51,8 @@ class Oracle:
     Re-measuring an arch is free. ``measured`` keeps what was revealed, in order.
     """
 
-    def __init__(self, device: str, pool: np.ndarray, truth: np.ndarray, budget: int, rng: np.random.Generator):
+    def __init__(self, device: str, pool: np.ndarray, truth: np.ndarray, budget: int, rng: np.random.Generator,
+                 default: np.ndarray | None = None):
         if budget > len(pool):
             raise OracleError(f"{device}: budget k={budget} exceeds the query pool of {len(pool)} archs")
         self.device = device
@@ -53,7 +60,9 @@ class Oracle:
         self.budget = int(budget)
         self._pool_set = set(self.pool.tolist())
         self._truth = truth
-        self._default = np.sort(rng.choice(self.pool, self.budget, replace=False)) if budget else np.zeros(0, np.int64)
+        if default is None:
+            default = np.sort(rng.choice(self.pool, self.budget, replace=False)) if budget else np.zeros(0, np.int64)
+        self._default = np.asarray(default, dtype=np.int64)
         self.measured: dict[int, float] = {}
 
     @property
@@ -88,33 +97,87 @@ class Trial:
     seed: int
     source: SourceData
     oracles: dict[str, Oracle]
-    eval_ids: np.ndarray
+    eval_ids: dict[str, np.ndarray]  # per target device (the official protocol uses one set for all)
+    protocol: str = "official"
 
 
 def trial_seed(task: TaskSpec, trial: int) -> int:
     return int(np.random.SeedSequence([task.seed, trial]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def make_trial(task: TaskSpec, trial: int, shots: int, table, *, source_archs: str = "sample") -> Trial:
-    """Build trial ``trial`` of ``task`` from the space's :class:`LatencyTable` (truth stays there)."""
+PROTOCOLS = ("official", "help-paper", "nasflat-paper")
+#: HELP's meta-train range per space: archs [0, n) are its training pool, [n, n + 1000) its query set.
+HELP_TRAIN_RANGE = {"nb201": 900, "fbnet": 4000, "ofa": 4000}
+
+
+def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str = "official",
+               source_archs: str = "sample", reference_ids=()) -> Trial:
+    """Build trial ``trial`` of ``task`` from the space's :class:`LatencyTable` (truth stays there).
+
+    ``protocol``:
+
+    - ``official`` (latbench v1): the task's pools; every target measurement counts against k.
+    - ``help-paper`` (HELP's meta-test, BASELINES.md 9.1): source archs = HELP's training range
+      ([0, 900) on NB201, [0, 4000) on FBNet/OFA); per target device the oracle pool is that range
+      trimmed to the device's 10th-90th latency percentile plus the reference archs, the budget is
+      k **plus** the reference archs (HELP measures them on top of its k support archs), the default
+      choice is k random trimmed-pool archs, and the evaluation set is the next 1,000 archs trimmed
+      the same way (800 per device).
+    - ``nasflat-paper`` (NASFLAT's main_trf.py, BASELINES.md 9.2): the task's source sample; the
+      oracle pool and the evaluation set are *all* archs of the space (the evaluation includes the
+      source and transfer archs, as NASFLAT reports).
+    """
+    if protocol not in PROTOCOLS:
+        raise OracleError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     task.check_devices(table.devices)
-    task.check_archs(table.values.shape[1])
+    n_archs = table.values.shape[1]
+    task.check_archs(n_archs)
     if shots < 0:
         raise OracleError(f"shots must be >= 0, got {shots}")
-    if shots > len(task.pools.query_pool):
-        raise OracleError(f"task {task.id}: k={shots} is larger than the query pool ({len(task.pools.query_pool)} archs)")
     seed = trial_seed(task, trial)
     rng = np.random.default_rng(seed)
-    if source_archs == "sample":
+    ref = np.asarray(reference_ids, dtype=np.int64)
+    if protocol == "help-paper":
+        n_train = HELP_TRAIN_RANGE[task.space]
+        src_ids = np.arange(n_train)
+    elif source_archs == "sample":
         src_ids = np.array(task.pools.source_sample, dtype=np.int64)
     elif source_archs == "all":
-        src_ids = np.setdiff1d(np.arange(table.values.shape[1]), task.pools.eval)
+        src_ids = np.setdiff1d(np.arange(n_archs), task.pools.eval)
     else:
         raise ValueError(f"source_archs must be 'sample' or 'all', got {source_archs!r}")
     source = SourceData(
         space=task.space, devices=task.source, arch_ids=src_ids, latency=table.rows(task.source)[:, src_ids],
         valid_devices=task.valid, valid_latency=table.rows(task.valid)[:, src_ids] if task.valid else None,
+        reference_ids=ref, reference_latency=table.rows(task.source)[:, ref],
+        valid_reference_latency=table.rows(task.valid)[:, ref] if task.valid else None,
     )
-    pool = np.array(task.pools.query_pool, dtype=np.int64)
-    oracles = {d: Oracle(d, pool, table.device(d), shots, rng) for d in task.target}
-    return Trial(task, trial, shots, seed, source, oracles, np.array(task.pools.eval, dtype=np.int64))
+    oracles, eval_ids = {}, {}
+    for d in task.target:
+        truth = table.device(d)
+        if protocol == "official":
+            pool, budget, default = np.array(task.pools.query_pool, dtype=np.int64), shots, None
+            eval_ids[d] = np.array(task.pools.eval, dtype=np.int64)
+        elif protocol == "help-paper":
+            trimmed = _trim(np.arange(n_train), truth)
+            pool, budget = np.union1d(trimmed, ref), shots + len(ref)
+            default = np.sort(rng.choice(trimmed, shots, replace=False)) if shots <= len(trimmed) else None
+            eval_ids[d] = _trim(np.arange(n_train, min(n_train + 1000, n_archs)), truth)
+        else:
+            pool, budget, default = np.arange(n_archs), shots, None
+            eval_ids[d] = np.arange(n_archs)
+        if shots > len(pool):
+            raise OracleError(f"task {task.id}: k={shots} is larger than the query pool ({len(pool)} archs)")
+        oracles[d] = Oracle(d, pool, truth, budget, rng, default=default)
+    return Trial(task, trial, shots, seed, source, oracles, eval_ids, protocol)
+
+
+def _trim(ids: np.ndarray, latency: np.ndarray) -> np.ndarray:
+    """HELP's outlier removal: sort by latency, keep ranks [10 %, 90 %) (exactly 800 of 1,000).
+
+    Rank-based, not value-based: with tied latencies (integer-ms devices) a value cut keeps a
+    different number of archs and does not reproduce HELP's published FLOPs row; this does.
+    """
+    order = np.argsort(latency[ids], kind="stable")
+    n = len(ids)
+    return np.sort(ids[order[int(n * 0.1) : int(n * 0.9)]])

@@ -25,12 +25,13 @@ def evaluate(
     shots: int = DEFAULT_SHOTS,
     trials: int = DEFAULT_TRIALS,
     source_archs: str = "sample",
+    protocol: str = "official",
     on_step: Callable[[str], None] = lambda msg: None,
     on_done: Callable[[], None] = lambda: None,
 ) -> EvalResult:
     """Run ``method`` on every task for ``trials`` trials at ``shots`` measurements per target."""
     t0 = time.perf_counter()
-    protocol = f"official-v{PROTOCOL_VERSION}" + ("" if source_archs == "sample" else f"-source-{source_archs}")
+    label = f"{protocol}-v{PROTOCOL_VERSION}" + ("" if source_archs == "sample" else f"-source-{source_archs}")
     out = []
     for task in tasks:
         table = store.load_latency(task.space)
@@ -38,9 +39,9 @@ def evaluate(
         trial_results = []
         for t in range(trials):
             on_step(f"{task.id} trial {t + 1}/{trials}")
-            trial_results.append(_run_trial(method, task, t, shots, table, space, source_archs))
+            trial_results.append(run_trial(method, task, t, shots, table, space, source_archs, protocol)[0])
             on_done()
-        out.append(TaskResult.from_trials(task, shots, protocol, trial_results))
+        out.append(TaskResult.from_trials(task, shots, label, trial_results))
     info = store.info()
     return EvalResult(
         latbench_version=__version__, dataset_version=info["dataset_version"], dataset_hash=info["content_hash"],
@@ -49,29 +50,36 @@ def evaluate(
     )
 
 
-def _run_trial(method: Method, task: TaskSpec, t: int, shots: int, table, space, source_archs: str) -> TrialResult:
-    trial = make_trial(task, t, shots, table, source_archs=source_archs)
+def run_trial(method: Method, task: TaskSpec, t: int, shots: int, table, space, source_archs: str = "sample",
+              protocol: str = "official"):
+    """One trial: a fresh clone of ``method`` fitted, adapted and scored.
+
+    Returns (TrialResult, the Trial, predictions per target device, the fitted clone).
+    """
+    from latbench.errors import MethodError
+
+    trial = make_trial(task, t, shots, table, protocol=protocol, source_archs=source_archs, reference_ids=space.reference_ids)
     m = clone(method)
     tic = time.perf_counter()
-    fitted = m.fit(trial.source, space, trial.seed)
-    if fitted is not m:
-        from latbench.errors import MethodError
-
+    if m.fit(trial.source, space, trial.seed) is not m:
         raise MethodError(f"{type(m).__name__}.fit must return self")
     t_fit = time.perf_counter() - tic
     t_adapt = t_pred = 0.0
     y_true, y_pred = {}, {}
     for dev, oracle in trial.oracles.items():
         tic = time.perf_counter()
-        m.adapt(dev, oracle)
+        if m.adapt(dev, oracle) is not m:
+            raise MethodError(f"{type(m).__name__}.adapt must return self")
         t_adapt += time.perf_counter() - tic
+        ids = trial.eval_ids[dev]
         tic = time.perf_counter()
-        y_pred[dev] = m.predict(dev, trial.eval_ids.copy())
+        y_pred[dev] = m.predict(dev, ids.copy())
         t_pred += time.perf_counter() - tic
-        y_true[dev] = table.device(dev)[trial.eval_ids]
+        y_true[dev] = table.device(dev)[ids]
     s = score(y_true, y_pred)
-    return TrialResult(
+    result = TrialResult(
         trial=t, seed=trial.seed, devices=s["devices"], mean=s["mean"], worst=s["worst"],
         measured={d: sorted(o.measured) for d, o in trial.oracles.items()},
         seconds={"fit": round(t_fit, 4), "adapt": round(t_adapt, 4), "predict": round(t_pred, 4)},
     )
+    return result, trial, y_pred, m

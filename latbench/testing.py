@@ -34,7 +34,7 @@ def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5,
         raise MethodError(f"{method_cls.__name__}: clone() changes the parameters; __init__ must only store its arguments")
 
     def run(trial_index: int) -> dict[str, np.ndarray]:
-        trial = make_trial(spec, trial_index, shots, table)
+        trial = make_trial(spec, trial_index, shots, table, reference_ids=space.reference_ids)
         m = clone(proto)
         if m.fit(trial.source, space, trial.seed) is not m:
             raise MethodError(f"{method_cls.__name__}.fit must return self")
@@ -44,8 +44,9 @@ def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5,
                 raise MethodError(f"{method_cls.__name__}.adapt must return self")
             if len(oracle.measured) > shots:
                 raise MethodError(f"{method_cls.__name__}: measured {len(oracle.measured)} archs with k={shots}")
-            preds[dev] = check_predictions(m.predict(dev, trial.eval_ids.copy()), len(trial.eval_ids), f"{method_cls.__name__} on {dev}")
-        one = m.predict(spec.target[0], trial.eval_ids[:1])
+            ids = trial.eval_ids[dev]
+            preds[dev] = check_predictions(m.predict(dev, ids.copy()), len(ids), f"{method_cls.__name__} on {dev}")
+        one = m.predict(spec.target[0], trial.eval_ids[spec.target[0]][:1])
         check_predictions(one, 1, f"{method_cls.__name__} on a single arch")
         return preds
 
