@@ -37,12 +37,10 @@ def main() -> None:
     (args.out.parent / "tasks.md").write_text(task_table(tasks))
     all_results: dict[str, dict[int, dict]] = {}
     for method in args.methods:
-        all_results[method] = {}
-        for k in args.shots:
-            r = evaluate(make(method), tasks, shots=k, trials=args.trials)
-            if args.json_dir:
-                r.write(args.json_dir / f"{method}-k{k}.json")
-            all_results[method][k] = {x.task: x.aggregate for x in r.results}
+        r = evaluate(make(method), tasks, shots=args.shots, trials=args.trials)
+        if args.json_dir:
+            r.write(args.json_dir / f"{method}.json")
+        all_results[method] = {k: {x.task: x.aggregate for x in r.results if x.shots == k} for k in args.shots}
         print(f"{method}: done")
 
     def cell(agg, metric, digits=3):

@@ -189,7 +189,7 @@ def _parse_params(items: list[str]) -> dict:
 def eval_cmd(
     method: str = typer.Option(..., "--method", "-m", help="Method name (see `latbench methods`) or module:Class."),
     task: str = typer.Option(..., "--task", "-t", help="Task id, tier (easy/medium/hard), literature, all; comma-separated."),
-    shots: int = typer.Option(10, "--shots", "-k", help="Measurements allowed per target device."),
+    shots: list[int] = typer.Option([10], "--shots", "-k", help="Measurements allowed per target device (repeat for several)."),
     trials: int = typer.Option(5, help="Trials (seeds) per task."),
     out: Optional[Path] = typer.Option(None, help="Write the JSON results here."),
     plot: Optional[Path] = typer.Option(None, help="Folder for predicted-vs-measured scatter plots (PNG)."),
@@ -207,7 +207,7 @@ def eval_cmd(
 
     m = methods_mod.make(method, **_parse_params(param))
     chosen = select(task)
-    if shots < 0 or trials < 1:
+    if min(shots) < 0 or trials < 1:
         raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shots}, {trials})")
     if not store.is_built():
         err_console.print("dataset not built yet: building it first")
@@ -223,7 +223,7 @@ def eval_cmd(
     if plot:
         from latbench.plots import plot_predictions
 
-        for p in plot_predictions(m, chosen, shots=shots, out=plot):
+        for p in plot_predictions(m, chosen, shots=shots[0], out=plot):
             console.print(str(p))
 
 

@@ -165,7 +165,8 @@ def plot_predictions(method, tasks, shots: int, out: Path) -> list[Path]:
     written = []
     for task in tasks:
         table = store.load_latency(task.space)
-        _, trial, preds, fitted = run_trial(method, task, 0, shots, table, get_space(task.space))  # what `eval` scores
+        run = run_trial(method, task, 0, shots, table, get_space(task.space))  # the trial `eval` scores first
+        trial, preds, fitted = run.trial, run.predictions, run.adapted
         panels = []
         for dev, oracle in trial.oracles.items():
             shot_ids = np.array(list(oracle.measured), dtype=np.int64)

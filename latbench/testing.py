@@ -15,7 +15,7 @@ from latbench.data import store
 from latbench.errors import MethodError
 from latbench.evaluator import check_predictions
 from latbench.method import Method
-from latbench.protocol import make_trial
+from latbench.runner import run_trial
 from latbench.spaces import get_space
 from latbench.tasks import get_task
 
@@ -33,24 +33,13 @@ def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5,
     if proto.get_params() != clone(proto).get_params():
         raise MethodError(f"{method_cls.__name__}: clone() changes the parameters; __init__ must only store its arguments")
 
-    def run(trial_index: int) -> dict[str, np.ndarray]:
-        trial = make_trial(spec, trial_index, shots, table, reference_ids=space.reference_ids)
-        m = clone(proto)
-        if m.fit(trial.source, space, trial.seed) is not m:
-            raise MethodError(f"{method_cls.__name__}.fit must return self")
-        preds = {}
-        for dev, oracle in trial.oracles.items():
-            if m.adapt(dev, oracle) is not m:  # the oracle itself refuses over-budget/out-of-pool archs
-                raise MethodError(f"{method_cls.__name__}.adapt must return self")
-            if len(oracle.measured) > shots:
-                raise MethodError(f"{method_cls.__name__}: measured {len(oracle.measured)} archs with k={shots}")
-            ids = trial.eval_ids[dev]
-            preds[dev] = check_predictions(m.predict(dev, ids.copy()), len(ids), f"{method_cls.__name__} on {dev}")
-        one = m.predict(spec.target[0], trial.eval_ids[spec.target[0]][:1])
+    def run():
+        result = run_trial(proto, spec, 0, shots, table, space)  # raises on protocol/prediction violations
+        one = result.adapted.predict(spec.target[0], result.trial.eval_ids[spec.target[0]][:1])
         check_predictions(one, 1, f"{method_cls.__name__} on a single arch")
-        return preds
+        return result.predictions
 
-    first, second = run(0), run(0)
+    first, second = run(), run()
     for dev in first:
         if not np.allclose(first[dev], second[dev], rtol=1e-6, atol=0):
             raise MethodError(f"{method_cls.__name__}: not deterministic: two runs with the same seed differ on {dev}")

@@ -303,3 +303,30 @@ def test_nasflat_paper_mode_evaluates_on_all_archs(data):
     assert all(len(o.pool) == 5000 and o.budget == 20 for o in trial.oracles.values())
     with pytest.raises(OracleError, match="unknown protocol"):
         make_trial(task, 0, 20, load_latency("fbnet"), protocol="helpish")
+
+
+def test_task_configs_load_as_hf_datasets_with_train_and_test(data):
+    import datasets
+
+    from latbench.tasks import get_task
+
+    task = get_task("hard-3")
+    ds = datasets.load_dataset(str(data / "dataset"), "hard-3")
+    assert set(ds) == {"train", "test"}
+    assert set(ds["train"].unique("device")) == set(task.source)
+    assert set(ds["test"].unique("device")) == set(task.target)
+    assert ds["test"].num_rows == 15625 * len(task.target)
+    roles = ds["test"].filter(lambda r: r["device"] == task.target[0])["arch_role"]
+    assert roles.count("eval") == 2000 and roles.count("query") == 1000
+
+
+def test_several_shot_counts_reuse_the_fit_and_match_separate_runs(data):
+    from latbench.method import make
+    from latbench.runner import evaluate
+    from latbench.tasks import get_task
+
+    task = get_task("hard-3")
+    both = evaluate(make("lookup"), [task], shots=[5, 10], trials=2)
+    alone = evaluate(make("lookup"), [task], shots=10, trials=2)
+    assert [r.shots for r in both.results] == [5, 10]
+    assert [t.devices for t in both.results[1].trials] == [t.devices for t in alone.results[0].trials]
