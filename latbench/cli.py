@@ -22,8 +22,16 @@ data_app = typer.Typer(no_args_is_help=True, help="Build, inspect, plot and publ
 tasks_app = typer.Typer(no_args_is_help=True, help="List, show and generate the benchmark tasks.")
 app.add_typer(data_app, name="data")
 app.add_typer(tasks_app, name="tasks")
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+board_app = typer.Typer(no_args_is_help=True, help="Validate, store, verify and render leaderboard entries.")
+app.add_typer(board_app, name="leaderboard")
+console = Console(width=None if sys.stdout.isatty() else 160, markup=False)  # messages carry paths: no markup
+err_console = Console(stderr=True, markup=False)
+
+
+def _error(message: str) -> None:
+    from rich.text import Text
+
+    err_console.print(Text("error: ", style="red") + Text(message), highlight=False, soft_wrap=True)
 
 
 def friendly(fn):
@@ -34,7 +42,7 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except LatbenchError as e:
-            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            _error(str(e))
             raise typer.Exit(1) from None
 
     return wrapper
@@ -68,7 +76,7 @@ def data_info():
     from latbench.data import store
 
     info = store.info()
-    console.print(f"[bold]{store.root()}[/bold]  version {info['dataset_version']}  (latbench {info['latbench_version']}, built {info['built_at']})")
+    console.print(f"{store.root()}  version {info['dataset_version']}  (latbench {info['latbench_version']}, built {info['built_at']})")
     t = Table("space", "archs", "devices", "rows", "device names")
     for space, c in info["spaces"].items():
         t.add_row(space, f"{c['archs']:,}", str(len(c["devices"])), f"{c['rows']:,}", ", ".join(c["devices"]))
@@ -122,7 +130,7 @@ def tasks_show(task_id: str):
     from latbench.tasks import get_task
 
     task = get_task(task_id)
-    console.print(f"[bold]{task.id}[/bold] v{task.version}  {task.space}  {task.tier or task.kind}  difficulty {task.difficulty:.3f}")
+    console.print(f"{task.id} v{task.version}  {task.space}  {task.tier or task.kind}  difficulty {task.difficulty:.3f}")
     if task.description:
         console.print(task.description)
     console.print(f"source ({len(task.source)}): {', '.join(task.source)}")
@@ -150,7 +158,7 @@ def tasks_generate(
     changed = write_or_check(paths.tasks_dir(), seed=seed, check=check)
     if check:
         if changed:
-            err_console.print(f"[red]error:[/red] tasks differ from a fresh generation: {', '.join(changed)}")
+            _error(f"tasks differ from a fresh generation: {', '.join(changed)}")
             raise typer.Exit(1)
         console.print("tasks/ matches a fresh generation")
     else:
@@ -241,6 +249,113 @@ def _print_summary(result) -> None:
                   f("acc5", 2), f("acc10", 2), f"{worst:.3f}")
     console.print(t)
     console.print(f"wall time {result.seconds:.2f} s")
+
+
+# ---------------------------------------------------------------------------------- leaderboard
+def _run_suite(method: str, suite: str, params: dict):
+    from latbench import leaderboard as lb
+    from latbench import method as methods_mod
+    from latbench.data import store
+    from latbench.runner import evaluate
+
+    m = methods_mod.make(method, **params)
+    if not store.is_built():
+        data_build(mirror=None, base_url=None, out=None)
+    return evaluate(m, lb.suite_tasks(suite), shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS,
+                    on_step=lambda msg: err_console.print(msg, highlight=False))
+
+
+@app.command("submit")
+@friendly
+def submit(
+    method: str = typer.Option(..., "--method", "-m", help="Method name or module:Class."),
+    suite: str = typer.Option("main", help="main (easy/medium/hard tasks) or literature."),
+    out: Path = typer.Option(..., help="Entry JSON to write."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Method hyperparameter key=value."),
+    paper_url: str = typer.Option("", help="Paper link."),
+    code_url: str = typer.Option("", help="Code link."),
+    contact: str = typer.Option("", help="Contact e-mail or handle."),
+    hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count)."),
+):
+    """Run the official protocol on a whole suite (shots 5/10/20, 5 trials) and write an entry."""
+    import os
+
+    from latbench import leaderboard as lb
+    from latbench import method as methods_mod
+
+    params = _parse_params(param)
+    cls = methods_mod.resolve(method)
+    result = _run_suite(method, suite, params)
+    code_ref = method if ":" in method else f"{cls.__module__}:{cls.__name__}"
+    entry = lb.entry_from_result(result, suite=suite, code_ref=code_ref, hardware=hardware or f"{os.cpu_count()} CPU cores",
+                                 paper_url=paper_url, code_url=code_url, contact=contact)
+    lb.validate(entry)
+    out.write_text(entry.model_dump_json(indent=1))
+    console.print(f"entry {entry.entry_id} written to {out}")
+
+
+@board_app.command("add")
+@friendly
+def board_add(entry: Path):
+    """Validate an entry and store it under leaderboard/entries/ (the board is unchanged on error)."""
+    from latbench import leaderboard as lb
+
+    console.print(f"added {lb.add(entry)}")
+
+
+@board_app.command("render")
+@friendly
+def board_render():
+    """Write leaderboard/README.md and leaderboard/site/index.html from the stored entries."""
+    from latbench import leaderboard as lb
+    from latbench import paths
+
+    entries = lb.list_entries()
+    (paths.leaderboard_dir() / "README.md").write_text(lb.render_markdown(entries))
+    lb.export_schema(paths.leaderboard_dir() / "entry.schema.json")
+    written = [paths.leaderboard_dir() / "README.md"]
+    try:
+        from latbench.board_site import render_site
+    except ImportError:
+        render_site = None
+    if render_site:
+        written.append(render_site(entries, paths.leaderboard_dir() / "site"))
+    for p in written:
+        console.print(str(p))
+
+
+@board_app.command("verify")
+@friendly
+def board_verify(entry_id: str):
+    """Re-run an entry's method and check that every metric matches; marks it verified."""
+    from latbench import leaderboard as lb
+
+    path = lb.entries_dir() / f"{entry_id}.json"
+    entry = lb.load_entry(path)
+    fresh = _run_suite(entry.method.code_ref, entry.suite, entry.method.params)
+    lb.check_same(entry, fresh)
+    lb.mark_verified(path, entry)
+    console.print(f"{entry_id}: verified (all metrics reproduce)")
+
+
+@board_app.command("baselines")
+@friendly
+def board_baselines(
+    methods: list[str] = typer.Option([], "--method", "-m", help="Only these methods (default: all built-ins)."),
+    suite: str = typer.Option("main"),
+):
+    """Run built-in baselines on a suite and store them as verified entries."""
+    from latbench import leaderboard as lb
+    from latbench import method as methods_mod
+
+    for name in methods or sorted(methods_mod.builtin_methods()):
+        cls = methods_mod.resolve(name)
+        result = _run_suite(name, suite, {})
+        entry = lb.entry_from_result(result, suite=suite, code_ref=f"{cls.__module__}:{cls.__name__}",
+                                     hardware="latbench CI-class machine (2 CPU cores)")
+        entry.status = "verified"
+        lb.store_entry(entry)
+        console.print(f"{name}: {entry.entry_id}")
 
 
 def main():  # pragma: no cover

@@ -37,9 +37,10 @@ def _read_space(space: str, prefix: str, files: dict[str, Path]):
             device = rel.rsplit("/", 1)[1][:-3]
             latency[device] = _latency_array(files[rel], len(archs))
     ref_path = files[f"{prefix}/hardware_embedding_index.pt"]
-    refs = [int(i) for i in _expect(load_pt(ref_path), list, ref_path)]
-    if any(not 0 <= i < len(archs) for i in refs):
-        raise DataError(f"{ref_path}: reference arch index out of range [0, {len(archs)})")
+    refs = _expect(load_pt(ref_path), list, ref_path)
+    if any(not _is_int(i) or not 0 <= i < len(archs) for i in refs):
+        raise DataError(f"{ref_path}: reference arch index out of range [0, {len(archs)}) or not an int")
+    refs = [int(i) for i in refs]
     return SpaceTables(archs=archs, latency=latency, reference_ids=refs)
 
 
@@ -58,11 +59,17 @@ def _read_archs(space: str, prefix: str, files: dict[str, Path]) -> list[str]:
         return archs  # type: ignore[return-value]
     if space == "fbnet":
         path = files[f"{prefix}/metainfo.pt"]
-        raw = [a["op_idx_list"] for a in _expect(_expect(load_pt(path), dict, path).get("arch"), list, path)]
+        entries = _expect(_expect(load_pt(path), dict, path).get("arch"), list, path)
+        bad = next((i for i, a in enumerate(entries) if not isinstance(a, dict) or "op_idx_list" not in a), None)
+        if bad is not None:
+            raise DataError(f"{path}: arch {bad} is not a dict with an 'op_idx_list'")
+        raw = [a["op_idx_list"] for a in entries]
+        archs = [_canonical(cls.from_raw, a, path) for a in raw]
         alt_path = files[f"{prefix}/arch.pt"]
-        if [list(a) for a in _expect(load_pt(alt_path), list, alt_path)] != [list(a) for a in raw]:
+        alt = _expect(load_pt(alt_path), list, alt_path)
+        if len(alt) != len(raw) or any(not isinstance(a, (list, tuple)) or list(a) != list(b) for a, b in zip(alt, raw)):
             raise DataError(f"{alt_path}: arch list disagrees with {path.name}")
-        return [_canonical(cls.from_raw, a, path) for a in raw]
+        return archs
     path = files[f"{prefix}/ofa_archs.pt"]
     raw = _expect(_expect(load_pt(path), dict, path).get("arch"), list, path)
     return [_canonical(cls.from_raw, a, path) for a in raw]
@@ -81,14 +88,23 @@ def _expect(obj, typ, path: Path):
     return obj
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_number_type(t: type) -> bool:
+    # np.asarray(..., float64) would also take "1.5", True and [1.5]: not latencies
+    return issubclass(t, (int, float, np.integer, np.floating)) and not issubclass(t, (bool, np.bool_))
+
+
 def _latency_array(path: Path, n: int) -> np.ndarray:
     values = _expect(load_pt(path), list, path)
     if len(values) != n:
         raise DataError(f"{path}: {len(values)} latencies, expected {n} (one per arch)")
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: latencies are not all numbers") from None
+    if not all(_is_number_type(t) for t in set(map(type, values))):
+        bad = next(i for i, v in enumerate(values) if not _is_number_type(type(v)))
+        raise DataError(f"{path}: latencies are not all numbers (arch {bad}: {type(values[bad]).__name__} {values[bad]!r:.40})")
+    arr = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
         i = int(np.argmax(bad))

@@ -126,10 +126,12 @@ def fetch(source: Source, *, mirror: Path | None = None, base_url: str | None = 
                 url, known_hash=f"sha256:{entry['sha256']}", fname=target.name, path=target.parent,
                 progressbar=progress,
             )
-        except ValueError as e:  # pooch's hash mismatch
-            raise DataError(f"{url}: downloaded file failed its sha256 check ({str(e).splitlines()[0]})") from None
-        except Exception as e:  # network or HTTP error
-            raise DataError(f"{url}: download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        except Exception as e:
+            first = str(e).splitlines()[0] if str(e) else ""
+            if isinstance(e, ValueError) and "does not match the known hash" in first:  # pooch's hash mismatch
+                raise DataError(f"{url}: downloaded file failed its sha256 check ({first})") from None
+            # network or HTTP error, or a malformed URL (pooch/requests raise ValueError for those too)
+            raise DataError(f"{url}: download failed ({type(e).__name__}: {first})") from None
         _verify(Path(local), entry, "download cache")
         files[entry["path"]] = Path(local)
     return files
