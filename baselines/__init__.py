@@ -4,4 +4,6 @@ BUILTIN = {
     "flops": "baselines.flops:FLOPsRegression",
     "flops-params": "baselines.flops_params:FLOPsParamsRegression",
     "lookup": "baselines.lookup:LayerwiseLookup",
+    "mlp-finetune": "baselines.mlp_finetune:MLPFinetune",
+    "mlp-hwparams": "baselines.mlp_finetune:MLPHardwareParams",
 }
