@@ -276,6 +276,8 @@ def submit(
     code_url: str = typer.Option("", help="Code link."),
     contact: str = typer.Option("", help="Contact e-mail or handle."),
     hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count)."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Score predictions made elsewhere instead of running: "
+                                               "DIR/<task>/k<k>/trial<t>/<device>.csv (see examples/README.md); --method names the method."),
 ):
     """Run the official protocol on a whole suite (shots 5/10/20, 5 trials) and write an entry."""
     import os
@@ -284,11 +286,15 @@ def submit(
     from latbench import method as methods_mod
 
     params = _parse_params(param)
-    cls = methods_mod.resolve(method)
-    result = _run_suite(method, suite, params)
-    code_ref = method if ":" in method else f"{cls.__module__}:{cls.__name__}"
-    entry = lb.entry_from_result(result, suite=suite, code_ref=code_ref, hardware=hardware or f"{os.cpu_count()} CPU cores",
-                                 paper_url=paper_url, code_url=code_url, contact=contact)
+    if predictions is not None:
+        entry = lb.score_predictions(predictions, suite=suite, method=method, params=params, hardware=hardware,
+                                     paper_url=paper_url, code_url=code_url, contact=contact)
+    else:
+        cls = methods_mod.resolve(method)
+        result = _run_suite(method, suite, params)
+        code_ref = method if ":" in method else f"{cls.__module__}:{cls.__name__}"
+        entry = lb.entry_from_result(result, suite=suite, code_ref=code_ref, hardware=hardware or f"{os.cpu_count()} CPU cores",
+                                     paper_url=paper_url, code_url=code_url, contact=contact)
     lb.validate(entry)
     out.write_text(entry.model_dump_json(indent=1))
     console.print(f"entry {entry.entry_id} written to {out}")
@@ -310,17 +316,7 @@ def board_render():
     from latbench import leaderboard as lb
     from latbench import paths
 
-    entries = lb.list_entries()
-    (paths.leaderboard_dir() / "README.md").write_text(lb.render_markdown(entries))
-    lb.export_schema(paths.leaderboard_dir() / "entry.schema.json")
-    written = [paths.leaderboard_dir() / "README.md"]
-    try:
-        from latbench.board_site import render_site
-    except ImportError:
-        render_site = None
-    if render_site:
-        written.append(render_site(entries, paths.leaderboard_dir() / "site"))
-    for p in written:
+    for p in lb.render(lb.list_entries(), paths.leaderboard_dir()):
         console.print(str(p))
 
 

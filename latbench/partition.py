@@ -250,10 +250,10 @@ def write_or_check(folder, *, seed: int = 0, check: bool = False) -> list[str]:
     stale = sorted(set(existing) - set(fresh))
     if not check:
         folder.mkdir(parents=True, exist_ok=True)
+        from latbench.atomic import write_text
+
         for i in changed:
-            tmp = folder / f".{i}.yaml.tmp"
-            tmp.write_text(fresh[i])
-            tmp.replace(folder / f"{i}.yaml")
+            write_text(folder / f"{i}.yaml", fresh[i])
         for i in stale:
             existing[i].unlink()
         task_registry.clear_cache()

@@ -4,6 +4,7 @@
 - ``LATBENCH_MIRROR``: a local folder laid out like the upstream sources (``<source>/MANIFEST.json``
   plus the upstream paths); when set, files are taken from there instead of downloaded.
 - ``LATBENCH_TASKS``: the task files (default: ``tasks/`` next to the package, i.e. the checkout).
+- ``LATBENCH_LEADERBOARD``: the leaderboard folder (default: ``leaderboard/`` in the checkout).
 """
 
 from __future__ import annotations
@@ -45,4 +46,5 @@ def tasks_dir() -> Path:
 
 
 def leaderboard_dir() -> Path:
-    return repo_root() / "leaderboard"
+    env = os.environ.get("LATBENCH_LEADERBOARD")
+    return Path(env).expanduser().resolve() if env else repo_root() / "leaderboard"

@@ -8,8 +8,6 @@ trials of the per-trial mean over target devices) and wall times.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -66,17 +64,9 @@ class EvalResult(BaseModel):
 
     def write(self, path: Path) -> None:
         """Atomic write: a crash never leaves a half-written results file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.model_dump_json(indent=1))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from latbench.atomic import write_text
+
+        write_text(path, self.model_dump_json(indent=1))
 
     @classmethod
     def read(cls, path: Path) -> "EvalResult":

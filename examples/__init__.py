@@ -1,0 +1,1 @@
+"""Worked examples for latbench users (not part of the installed package)."""

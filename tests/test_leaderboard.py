@@ -1,0 +1,571 @@
+"""The leaderboard: validation of malformed submissions (entries and prediction folders), atomic
+storage under concurrent real processes, ranking with ties, the rendered README and page (also in
+headless Chromium), verify, and the documented example predictor.
+
+One official flops run of the main suite (~20 s) is shared by the whole module: it goes through
+``latbench submit`` and its per-trial predictions are captured into a ``--predictions`` folder.
+Every test points ``LATBENCH_LEADERBOARD`` at its own temporary folder; the repository's
+``leaderboard/`` is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from latbench import leaderboard as lb
+from latbench.cli import app
+from latbench.metrics import HIGHER_IS_BETTER, METRICS
+
+REPO = Path(__file__).resolve().parents[1]
+XSS = "<script>alert(1)</script>"
+
+
+# ------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def flops(built_home, tmp_path_factory):
+    """`latbench submit --method flops --suite main`, plus that run's predictions as CSV files."""
+    import latbench.runner as runner
+    from latbench.data import store
+
+    root = tmp_path_factory.mktemp("flops")
+    captured = {}
+    original = runner.run_trial
+
+    def spy(method, task, t, shots, *args, **kwargs):
+        run = original(method, task, t, shots, *args, **kwargs)
+        captured[(task.id, t, shots)] = (run.trial.eval_ids, run.predictions)
+        return run
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LATBENCH_HOME", str(built_home))
+        mp.setenv("LATBENCH_LEADERBOARD", str(root / "board-unused"))
+        mp.setattr(runner, "run_trial", spy)
+        store.clear_cache()
+        res = CliRunner().invoke(app, ["submit", "--method", "flops", "--suite", "main", "--out", str(root / "flops.json")])
+        assert res.exit_code == 0, res.output
+        preds = root / "predictions"
+        for (task, t, k), (eval_ids, pred) in captured.items():
+            for dev, y in pred.items():
+                lb.write_prediction_csv(lb.prediction_path(preds, task, k, t, dev), eval_ids[dev], y)
+        store.clear_cache()
+    return SimpleNamespace(path=root / "flops.json", text=(root / "flops.json").read_text(), predictions=preds)
+
+
+@pytest.fixture(scope="module")
+def scored(flops, built_home, tmp_path_factory):
+    """`latbench submit --method flops --predictions DIR`: the flops run's predictions, scored."""
+    from latbench.data import store
+
+    out = tmp_path_factory.mktemp("scored") / "from_predictions.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LATBENCH_HOME", str(built_home))
+        store.clear_cache()
+        res = CliRunner().invoke(app, ["submit", "--method", "flops", "--predictions", str(flops.predictions), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        store.clear_cache()
+    return out
+
+
+@pytest.fixture()
+def board(data, tmp_path, monkeypatch):
+    """An empty leaderboard folder for this test (LATBENCH_LEADERBOARD)."""
+    folder = tmp_path / "board"
+    monkeypatch.setenv("LATBENCH_LEADERBOARD", str(folder))
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+
+
+def block(d: dict, task: str = "easy-1", k: int = 5) -> dict:
+    return next(r for r in d["results"] if r["task"] == task and r["shots"] == k)
+
+
+def recompute(b: dict) -> None:
+    """Make a block's per-trial mean/worst and its aggregate consistent with its per-device metrics."""
+    for tr in b["trials"]:
+        for m in METRICS:
+            vals = [v[m] for v in tr["devices"].values()]
+            tr["mean"][m] = float(np.mean(vals))
+            tr["worst"][m] = float((min if HIGHER_IS_BETTER[m] else max)(vals))
+    for m in METRICS:
+        vals = np.array([tr["mean"][m] for tr in b["trials"]])
+        b["aggregate"][m] = {"mean": float(vals.mean()), "std": float(vals.std())}
+
+
+def shifted(text: str, delta: float, name: str) -> lb.Entry:
+    """A synthetic entry: the flops entry with every task's Spearman moved by ``delta`` (ranking only)."""
+    d = json.loads(text)
+    d["method"].update(name=name, code_ref=f"synthetic:{name}")
+    for r in d["results"]:
+        for tr in r["trials"]:
+            tr["mean"]["spearman"] += delta
+        r["aggregate"]["spearman"]["mean"] += delta
+    return lb.Entry.model_validate(d)
+
+
+# ------------------------------------------------------------------------ malformed entries
+def _first_device(d, **kw):
+    return next(iter(block(d, **kw)["trials"][0]["devices"]))
+
+
+def _set_metric(d, metric, value):
+    b = block(d)
+    b["trials"][0]["devices"][_first_device(d)][metric] = value
+
+
+def _measure(d, how):
+    from latbench.tasks import get_task
+
+    b = block(d)  # easy-1, k = 5
+    pools = get_task("easy-1").pools
+    ids = list(pools.query_pool[:6]) if how == "over-k" else list(pools.query_pool[:4]) + [pools.eval[0]]
+    b["trials"][0]["measured"][_first_device(d)] = ids
+
+
+def _drop_task(d):
+    d["results"] = [r for r in d["results"] if r["task"] != "hard-6"]
+    del d["task_versions"]["hard-6"]
+
+
+def _drop_k20(d):
+    d["results"] = [r for r in d["results"] if r["shots"] != 20]
+    d["shots"] = [5, 10]
+
+
+def _stray_block(d):
+    extra = json.loads(json.dumps(block(d)))
+    extra["shots"] = 15
+    d["results"].append(extra)
+
+
+def _nan_token(d):
+    _set_metric(d, "mape", float("nan"))
+    return json.dumps(d).encode()  # json writes the bare token NaN
+
+
+def _inf_token(d):
+    _set_metric(d, "rmse", float("inf"))
+    return json.dumps(d).encode()  # Infinity
+
+
+def _overflow(d):
+    return re.sub(rb'"seconds": [0-9.e+-]+', b'"seconds": 1e999', json.dumps(d).encode(), count=1)  # parses to inf
+
+
+MALFORMED = [
+    # (id, mutate the entry dict (or return raw bytes), expected message)
+    ("missing-field", lambda d: d.pop("dataset_hash"), r"schema error at dataset_hash: Field required"),
+    ("extra-field", lambda d: d.update(bonus_points=10), r"schema error at bonus_points: Extra inputs are not permitted"),
+    ("wrong-type", lambda d: d.update(trials="five"), r"schema error at trials: Input should be a valid integer"),
+    ("top-level-array", lambda d: b"[1, 2, 3]", r"schema error at \(entry\)"),
+    ("not-json", lambda d: b"method: flops\nspearman: 0.9\n", r"not valid JSON"),
+    ("non-utf8-garbage", lambda d: b"\xff\xfe\x00\x81garbage\xc3(", r"not UTF-8 text"),
+    ("pickle", lambda d: pickle.dumps(d), r"looks like a pickle; entries must be JSON"),
+    ("unknown-suite", lambda d: d.update(suite="olympics"), r"unknown suite 'olympics'"),
+    ("stale-dataset-hash", lambda d: d.update(dataset_hash="0" * 64), r"dataset hash 000000000000\.\.\. does not match the current dataset"),
+    ("non-official-protocol", lambda d: d.update(protocol="help-paper-v1"), r"protocol 'help-paper-v1': the board only accepts official-v1"),
+    ("block-protocol", lambda d: block(d).update(protocol="official-v1-source-all"), r"easy-1 k=5: protocol 'official-v1-source-all' differs"),
+    ("stale-task-version", lambda d: d["task_versions"].update({"medium-2": d["task_versions"]["medium-2"] + 1}), r"task medium-2: version 2 in the entry, current is 1"),
+    ("stale-block-task-version", lambda d: block(d, "hard-2", 10).update(task_version=7), r"hard-2 k=10: task_version 7, current is 1"),
+    ("missing-task", _drop_task, r"missing task\(s\) hard-6: suite 'main' needs all of"),
+    ("missing-shot-count", _drop_k20, r"needs shots \[5, 10, 20\] and 5 trials \(entry has shots \[5, 10\]"),
+    ("missing-block", lambda d: d["results"].remove(block(d, "medium-4", 10)), r"missing results for task medium-4 at k=10"),
+    ("stray-block", _stray_block, r"result blocks outside suite 'main'"),
+    ("missing-trial", lambda d: block(d)["trials"].pop(), r"easy-1 k=5: needs trials 0\.\.4, has \[0, 1, 2, 3\]"),
+    ("missing-device", lambda d: block(d)["trials"][2]["devices"].pop(_first_device(d)), r"easy-1 k=5 trial 2: devices .* expected"),
+    ("nan-token", _nan_token, r"non-finite number NaN in JSON"),
+    ("infinity-token", _inf_token, r"non-finite number Infinity in JSON"),
+    ("overflow-number", _overflow, r"number 1e999 overflows to infinity"),
+    ("negative-mape", lambda d: _set_metric(d, "mape", -3.0), r"easy-1 k=5 trial 0 .*: negative error or accuracy outside \[0, 1\]"),
+    ("accuracy-above-1", lambda d: _set_metric(d, "acc10", 1.5), r"negative error or accuracy outside \[0, 1\]"),
+    ("spearman-above-1", lambda d: _set_metric(d, "spearman", 1.2), r"rank correlations must lie in \[-1, 1\]"),
+    ("negative-seconds", lambda d: d.update(seconds=-5.0), r"seconds must be a finite number >= 0"),
+    ("mean-not-recomputing", lambda d: block(d)["trials"][1]["mean"].update(kendall=0.999), r"easy-1 k=5 trial 1: mean kendall 0\.999 does not recompute"),
+    ("worst-not-recomputing", lambda d: block(d)["trials"][1]["worst"].update(mape=0.0), r"worst mape 0\.0 does not recompute"),
+    ("aggregate-not-recomputing", lambda d: block(d, "hard-3", 20)["aggregate"]["spearman"].update(mean=0.99), r"hard-3 k=20: aggregate spearman .* does not recompute"),
+    ("wrong-trial-seed", lambda d: block(d)["trials"][3].update(seed=12345), r"easy-1 k=5 trial 3: seed 12345 is not the protocol's seed"),
+    ("measured-over-k", lambda d: _measure(d, "over-k"), r"measured archs exceed k=5 or leave the query pool"),
+    ("measured-outside-pool", lambda d: _measure(d, "outside"), r"measured archs exceed k=5 or leave the query pool"),
+    ("self-verified", lambda d: d.update(status="verified"), r"only `latbench leaderboard verify` marks an entry verified"),
+    ("duplicate", lambda d: None, r"duplicate entry: flops-[0-9a-f]{10}\.json is already on the board"),
+    ("duplicate-renamed", lambda d: d["method"].update(name="FLOPs (again)"), r"duplicate entry: the same code_ref and results are already on the board"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,message", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_entry_rejected_board_unchanged(name, mutate, message, flops, board, tmp_path):
+    lb.store_entry(lb.Entry.model_validate_json(flops.text))  # the board already holds the genuine entry
+    before = snapshot(board)
+    d = json.loads(flops.text)
+    raw = mutate(d)
+    path = tmp_path / "submission.json"
+    path.write_bytes(raw if isinstance(raw, bytes) else json.dumps(d, indent=1).encode())
+    with pytest.raises(lb.LeaderboardError, match=message):
+        lb.add(path)
+    assert snapshot(board) == before
+
+
+def test_entry_too_large_rejected(flops, board, tmp_path, monkeypatch):
+    monkeypatch.setattr(lb, "MAX_ENTRY_BYTES", 10_000)
+    before = snapshot(board)
+    with pytest.raises(lb.LeaderboardError, match=r"larger than the 10,000-byte limit for an entry"):
+        lb.add(flops.path)
+    assert snapshot(board) == before == {}
+
+
+def test_cli_add_reports_one_line_error(flops, board, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(flops.text.replace('"suite": "main"', '"suite": "olympics"', 1))
+    res = CliRunner().invoke(app, ["leaderboard", "add", str(bad)])
+    assert res.exit_code == 1
+    assert "error:" in res.output and "unknown suite 'olympics'" in res.output and "Traceback" not in res.output
+    assert snapshot(board) == {}
+
+
+# ----------------------------------------------------------------------- predictions folders
+def test_predictions_reproduce_the_submitted_run(flops, scored, board):
+    """Scoring the run's own predictions gives exactly the metrics `submit --method flops` recorded."""
+    out = scored
+    scored, ran = lb.load_entry(out), lb.load_entry(flops.path)
+    assert scored.protocol == lb.PREDICTIONS_PROTOCOL and ran.protocol == lb.OFFICIAL_PROTOCOL
+    assert (scored.method.name, scored.method.code_ref) == ("flops", "baselines.flops:FLOPsRegression")
+    assert "elsewhere" in scored.notes
+    ran_blocks = {(r.task, r.shots): r for r in ran.results}
+    assert set(ran_blocks) == {(r.task, r.shots) for r in scored.results}
+    for r in scored.results:
+        ref = ran_blocks[(r.task, r.shots)]
+        for a, b in zip(r.trials, ref.trials):
+            assert a.seed == b.seed and all(v == [] for v in a.measured.values())
+            for dev, metrics in a.devices.items():
+                for m, v in metrics.items():
+                    assert v == pytest.approx(b.devices[dev][m], rel=1e-12, abs=1e-12), (r.task, r.shots, dev, m)
+        for m in METRICS:
+            assert r.aggregate[m]["mean"] == pytest.approx(ref.aggregate[m]["mean"], rel=1e-12, abs=1e-12)
+    stored = lb.add(out)  # validate() accepts the predictions protocol
+    assert stored.name == f"{scored.entry_id}.json"
+    assert "unverified (predictions)" in lb.render_markdown(lb.list_entries())
+
+
+@contextlib.contextmanager
+def altered(path: Path, content: bytes | None):
+    """Temporarily replace (or, with None, remove) one file of the shared predictions folder."""
+    original = path.read_bytes() if path.exists() else None
+    try:
+        if content is None:
+            path.unlink()
+        else:
+            path.write_bytes(content)
+        yield
+    finally:
+        if original is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(original)
+
+
+def _rows(text: str) -> list[str]:
+    return text.strip().splitlines()
+
+
+def _pred_case(kind: str, text: str, eval_ids, query_pool, other_ids) -> bytes | None:
+    lines = _rows(text)
+    header, rows = lines[0], lines[1:]
+    if kind == "wrong-ids":  # a file for another task's evaluation set
+        return ("\n".join([header] + [f"{i},1.5" for i in other_ids]) + "\n").encode()
+    if kind == "wrong-length":
+        return ("\n".join([header] + rows[:-1]) + "\n").encode()
+    if kind == "duplicate-ids":
+        rows[-1] = rows[0].split(",")[0] + ",2.5"
+    if kind == "id-outside-eval-set":
+        rows[7] = f"{query_pool[0]},2.5"
+    if kind == "negative-latency":
+        rows[3] = rows[3].split(",")[0] + ",-0.25"
+    if kind == "nan-latency":
+        rows[3] = rows[3].split(",")[0] + ",nan"
+    if kind == "non-integer-id":
+        rows[5] = rows[5].split(",")[0] + ".0," + rows[5].split(",")[1]
+    if kind == "extra-column":
+        rows[2] += ",extra"
+    if kind == "wrong-header":
+        header = "id,ms"
+    if kind == "missing-file":
+        return None
+    if kind == "pickle":
+        return pickle.dumps({int(i): 1.0 for i in eval_ids})
+    if kind == "parquet":
+        return b"PAR1\x15\x04\x15\x00" + b"\x00" * 32 + b"PAR1"
+    if kind == "non-utf8":
+        return b"arch_id,latency_ms\n1,\xff\xfe\n"
+    return ("\n".join([header] + rows) + "\n").encode()
+
+
+PRED_CASES = [
+    ("wrong-ids", r"arch id\(s\) are not in the task's evaluation set"),
+    ("wrong-length", r"1999 rows, expected 2000 \(one per evaluation arch\); missing e\.g\. arch \d+"),
+    ("duplicate-ids", r":2001: duplicate arch_id \d+ \(first on line 2\)"),
+    ("id-outside-eval-set", r"1 arch id\(s\) are not in the task's evaluation set \(e\.g\. \d+, line 9\)"),
+    ("negative-latency", r":5: latency_ms must be a finite number > 0, got -0\.25"),
+    ("nan-latency", r":5: latency_ms must be a finite number > 0, got nan"),
+    ("non-integer-id", r":7: arch_id '\d+\.0' is not a non-negative integer"),
+    ("extra-column", r":4: expected 2 columns \(arch_id,latency_ms\), got 3"),
+    ("wrong-header", r"the first line must be the header arch_id,latency_ms \(got 'id,ms'\)"),
+    ("missing-file", r"missing 1 of 1215 prediction files, e\.g\. .*easy-1/k5/trial0/"),
+    ("pickle", r"looks like a pickle; predictions must be CSV"),
+    ("parquet", r"binary content; predictions must be a CSV text file"),
+    ("non-utf8", r"not a UTF-8 CSV file"),
+]
+
+
+@pytest.mark.parametrize("kind,message", PRED_CASES, ids=[c[0] for c in PRED_CASES])
+def test_malformed_predictions_rejected(kind, message, flops, board):
+    from latbench.tasks import get_task
+
+    task = get_task("easy-1")  # scored first, so a broken file there fails fast
+    path = lb.prediction_path(flops.predictions, "easy-1", 5, 0, task.target[0])
+    content = _pred_case(kind, path.read_text(), task.pools.eval, task.pools.query_pool, get_task("easy-2").pools.eval)
+    with altered(path, content), pytest.raises(lb.LeaderboardError, match=message):
+        lb.score_predictions(flops.predictions, suite="main", method="flops")
+    assert snapshot(board) == {}
+
+
+def test_predictions_folder_limits(flops, board, monkeypatch):
+    from latbench.tasks import get_task
+
+    stray = flops.predictions / "easy-1" / "k5" / "model.pkl"
+    with altered(stray, b"\x80\x04junk"), pytest.raises(lb.LeaderboardError, match=r"model\.pkl: unexpected file in the predictions folder"):
+        lb.score_predictions(flops.predictions, suite="main", method="flops")
+    monkeypatch.setattr(lb, "MAX_PREDICTION_BYTES", 1000)
+    with pytest.raises(lb.LeaderboardError, match=r"larger than the 1,000-byte limit for a predictions file"):
+        lb.score_predictions(flops.predictions, suite="main", method="flops")
+    with pytest.raises(lb.LeaderboardError, match=r"predictions folder not found"):
+        lb.score_predictions(flops.predictions / "nope", suite="main", method="flops")
+    # the CLI: one-line error, no entry file written
+    path = lb.prediction_path(flops.predictions, "easy-1", 5, 0, get_task("easy-1").target[0])
+    monkeypatch.setattr(lb, "MAX_PREDICTION_BYTES", 1_000_000)
+    out = flops.predictions.parent / "never.json"
+    with altered(path, None):
+        res = CliRunner().invoke(app, ["submit", "--method", "mine", "--predictions", str(flops.predictions), "--out", str(out)])
+    assert res.exit_code == 1 and "error:" in res.output and "missing 1 of 1215" in res.output
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------------- concurrency
+def test_concurrent_adds_with_real_processes(flops, board, tmp_path):
+    """8 different entries and 8 copies of one entry, added by 16 simultaneous processes."""
+    different = []
+    for i in range(8):
+        d = json.loads(flops.text)
+        d["method"].update(name=f"flops copy {i}", code_ref=f"baselines.flops:FLOPsRegression#copy{i}")
+        p = tmp_path / f"different-{i}.json"
+        p.write_text(json.dumps(d))
+        different.append(p)
+    same = tmp_path / "same.json"
+    same.write_text(flops.text)
+    env = {**os.environ, "LATBENCH_LEADERBOARD": str(board)}
+    procs = [subprocess.Popen([sys.executable, "-m", "latbench.cli", "leaderboard", "add", str(p)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in [*different, *[same] * 8]]
+    outs = [p.communicate(timeout=600) for p in procs]
+    done = [(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
+    assert all(rc == 0 for rc, _, _ in done[:8]), done[:8]
+    same_rc = [rc for rc, _, _ in done[8:]]
+    assert same_rc.count(0) == 1 and same_rc.count(1) == 7, done[8:]
+    for rc, out, err in done[8:]:
+        if rc:
+            assert "error: duplicate entry" in err and "Traceback" not in err
+    entries = board / "entries"
+    names = sorted(p.name for p in entries.iterdir())
+    assert not [n for n in names if n.startswith(".")], f"temp files left: {names}"
+    assert len(names) == 9
+    stored = lb.list_entries()
+    assert {e.method.name for e in stored} == {f"flops copy {i}" for i in range(8)} | {"flops"}
+    assert all(f"{e.entry_id}.json" in names for e in stored)
+
+
+# ------------------------------------------------------------------------------------- ranking
+def test_rank_separates_clear_winner_and_ties_overlaps(flops):
+    base = lb.Entry.model_validate_json(flops.text)
+    worse = shifted(flops.text, -0.5, "much worse")
+    close = shifted(flops.text, -0.02, "a bit worse")
+    rows = lb.rank([worse, base], "main", 10)
+    assert [(r["method"], r["rank"]) for r in rows] == [("flops", 1), ("much worse", 2)]
+    assert rows[0]["ci"][0] > rows[1]["ci"][1]
+    assert rows[0]["ci"][0] <= rows[0]["spearman"] <= rows[0]["ci"][1]
+    rows = lb.rank([close, base], "main", 10)
+    assert [(r["method"], r["rank"]) for r in rows] == [("flops", 1), ("a bit worse", 1)]
+    # a chain of overlaps does not drag a clearly worse method up to rank 1
+    mid, low = shifted(flops.text, -0.12, "mid"), shifted(flops.text, -0.26, "low")
+    rows = lb.rank([low, mid, base], "main", 10)
+    assert rows[0]["ci"][0] > rows[2]["ci"][1] and rows[1]["ci"][0] <= rows[2]["ci"][1]
+    assert [(r["method"], r["rank"]) for r in rows] == [("flops", 1), ("mid", 1), ("low", 2)]
+    assert lb.rank([base], "literature", 10) == []
+
+
+# -------------------------------------------------------------------------------------- render
+def _render_board(flops, board) -> list[lb.Entry]:
+    entries = [lb.Entry.model_validate_json(flops.text), shifted(flops.text, 0.05, "better | piped"),
+               shifted(flops.text, -0.3, XSS)]
+    for e in entries:
+        lb.store_entry(e)
+    res = CliRunner().invoke(app, ["leaderboard", "render"])
+    assert res.exit_code == 0, res.output
+    return entries
+
+
+def test_render_readme_and_page(flops, board):
+    entries = _render_board(flops, board)
+    readme = (board / "README.md").read_text()
+    for k in (5, 10, 20):
+        section = readme.split(f"## main suite, k = {k}\n")[1].split("\n## ")[0]
+        rows = [ln for ln in section.splitlines() if re.match(r"\| \d+ \|", ln)]
+        assert len(rows) == 3
+        assert rows[0].startswith("| 1 | better \\| piped |") and "| flops |" in rows[1]
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rows[2] and XSS not in readme
+    assert json.loads((board / "entry.schema.json").read_text())["title"] == "Entry"
+
+    page = (board / "site" / "index.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I), "external asset reference"
+    assert not re.search(r"<link|@import|url\(", page, re.I)
+    assert XSS not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the no-script fallback, html.escape'd
+    assert page.count("<script") == 2  # the data blob and the page's own script, nothing injected
+    blob = re.search(r'<script type="application/json" id="board-data">(.*?)</script>', page, re.S).group(1)
+    data = json.loads(blob)
+    assert {e["method"] for e in data["entries"]} == {e.method.name for e in entries}
+    assert [t["id"] for t in data["suites"]["main"]["tasks"]] == [t.id for t in lb.suite_tasks("main")]
+    assert {t["group"] for t in data["suites"]["main"]["tasks"]} == {"easy", "medium", "hard"}
+    assert set(data["suites"]["main"]["spaces"]) == {"nb201", "fbnet", "ofa"}
+    assert not list((board / "site").glob(".*")), "temp file left next to index.html"
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found and os.environ.get("LATBENCH_INSTALL_CHROMIUM") == "1" and hasattr(os, "geteuid") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(["apt-get", "install", "-y", "chromium"], env=env, capture_output=True, timeout=1200).returncode:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
+            subprocess.run(["apt-get", "install", "-y", "chromium"], env=env, capture_output=True, timeout=1200)
+        found = shutil.which("chromium")
+    if not found:
+        pytest.skip("chromium not installed: apt-get install chromium (or set LATBENCH_INSTALL_CHROMIUM=1 when root)")
+    return found
+
+
+def _headless(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+def test_page_in_headless_chromium(flops, board, tmp_path):
+    binary = _chromium()
+    entries = _render_board(flops, board)
+    url = (board / "site" / "index.html").as_uri()
+    expected = [r["entry"] for r in lb.rank(entries, "main", 10)]  # best first
+
+    dom = _headless(binary, tmp_path, "--dump-dom", url).stdout
+    tbody = dom.split('<table id="ranking">')[1].split("</tbody>")[0]
+    rows = re.findall(r'<tr data-entry="([^"]+)"', tbody)
+    assert rows == expected  # built by the script: rank order, one row per entry
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;</td>" in tbody and XSS not in dom
+    assert dom.count("<polyline") == 3  # one line per method in the score-vs-k plot
+    heat = dom.split('<table id="heatmap">')[1].split("</table>")[0]
+    assert heat.count("<tr>") == 4 and heat.count("background:") == 3 * 18
+
+    dom = _headless(binary, tmp_path, "--dump-dom", url + "#selftest").stdout
+    found = re.search(r'<pre id="selftest">(.*?)</pre>', dom, re.S)
+    assert found, "the page's self-test did not run"
+    order = json.loads(html.unescape(found.group(1)))
+    assert order["first"] == expected  # first click on Spearman: best first
+    assert order["second"] == expected[::-1]  # second click reverses
+    # the space filter recomputes the columns client-side over the remaining tasks
+    keep = {t.id for t in lb.suite_tasks("main") if t.space != "nb201"}
+    assert order["filtered"]["tasks"] == f"{len(keep)} of 18 tasks"
+    want = {r["entry"]: f"{r['spearman']:.3f} \u00b1 {r['std']:.3f}" for r in lb.rank(entries, "main", 10, tasks=keep)}
+    assert dict(order["filtered"]["rows"]) == want
+
+    shot = tmp_path / "board.png"
+    _headless(binary, tmp_path, f"--screenshot={shot}", "--window-size=1280,900", url)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+
+
+# -------------------------------------------------------------------------------------- verify
+def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_path, monkeypatch):
+    import latbench.cli as cli
+
+    stored = lb.add(flops.path)
+    runs = []
+    real_run_suite = cli._run_suite
+
+    def recording(method, suite, params):
+        result = real_run_suite(method, suite, params)
+        runs.append(((method, suite, params), result))
+        return result
+
+    monkeypatch.setattr(cli, "_run_suite", recording)
+    res = CliRunner().invoke(app, ["leaderboard", "verify", stored.stem])
+    assert res.exit_code == 0, res.output
+    assert "verified (all metrics reproduce)" in res.output
+    assert [call for call, _ in runs] == [("baselines.flops:FLOPsRegression", "main", {})]
+    assert lb.load_entry(stored).status == "verified"
+    assert not [p for p in stored.parent.iterdir() if p.name.startswith(".")]
+
+    # The re-run is deterministic (just shown): later verifies reuse it instead of re-running the suite.
+    def cached(method, suite, params):
+        assert (method, suite, params) == runs[0][0]
+        return runs[0][1]
+
+    monkeypatch.setattr(cli, "_run_suite", cached)
+    d = json.loads(flops.text)
+    b = block(d, "medium-5", 10)
+    dev = next(dv for dv, m in b["trials"][2]["devices"].items() if m["spearman"] > -0.99)
+    b["trials"][2]["devices"][dev]["spearman"] -= 0.002
+    recompute(b)
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(d))
+    tampered_path = lb.add(tampered)  # consistent numbers: validation alone cannot tell
+    res = CliRunner().invoke(app, ["leaderboard", "verify", tampered_path.stem])
+    assert res.exit_code == 1
+    assert f"does not reproduce: medium-5 k=10 trial 2 {dev}: spearman" in res.output
+    assert lb.load_entry(tampered_path).status == "unverified"
+
+    # an entry scored from predictions is verified by re-running its code_ref the same way
+    pred_path = lb.add(scored)
+    res = CliRunner().invoke(app, ["leaderboard", "verify", pred_path.stem])
+    assert res.exit_code == 0, res.output
+    assert lb.load_entry(pred_path).status == "verified"
+
+    res = CliRunner().invoke(app, ["leaderboard", "verify", "no-such-entry"])
+    assert res.exit_code == 1 and "cannot read" in res.output
+
+
+# ------------------------------------------------------------------------------------- example
+def test_example_predictor_follows_the_contract(data, monkeypatch):
+    from latbench.method import resolve
+    from latbench.testing import check_method
+
+    monkeypatch.syspath_prepend(str(REPO))  # examples/ lives in the checkout, not the installed package
+    cls = resolve("examples.my_predictor:ParamsRegression")
+    check_method(cls, task="hard-3", shots=5)
+    assert "latbench submit --method examples.my_predictor:ParamsRegression" in (REPO / "examples" / "README.md").read_text()
