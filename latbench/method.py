@@ -16,6 +16,8 @@ Methods are found by name: built-ins from ``baselines/``, third-party ones from 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import ClassVar
 
 import numpy as np
@@ -78,6 +80,8 @@ def resolve(spec: str) -> type[Method]:
     if target is None:
         raise MethodError(f"unknown method {spec!r}{did_you_mean(spec, known)}; see `latbench methods` or pass module:Class")
     module, _, attr = target.partition(":")
+    if ":" in spec and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m` and uvicorn: module:Class paths resolve from the cwd
     try:
         cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
