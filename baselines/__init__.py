@@ -4,6 +4,7 @@ BUILTIN = {
     "flops": "baselines.flops:FLOPsRegression",
     "flops-params": "baselines.flops_params:FLOPsParamsRegression",
     "lookup": "baselines.lookup:LayerwiseLookup",
+    "help": "baselines.help:HELP",
     "mlp-finetune": "baselines.mlp_finetune:MLPFinetune",
     "mlp-hwparams": "baselines.mlp_finetune:MLPHardwareParams",
 }
