@@ -5,6 +5,7 @@ BUILTIN = {
     "flops-params": "baselines.flops_params:FLOPsParamsRegression",
     "lookup": "baselines.lookup:LayerwiseLookup",
     "help": "baselines.help:HELP",
+    "brp-nas": "baselines.brp_nas:BRPNAS",
     "mlp-finetune": "baselines.mlp_finetune:MLPFinetune",
     "mlp-hwparams": "baselines.mlp_finetune:MLPHardwareParams",
 }

@@ -3,7 +3,7 @@
     python benchmarks/results_table.py --methods flops flops-params lookup --shots 5 10 20 \
         --tasks all --trials 5 --out benchmarks/results/official.md
 
-Also writes the task table (id, space, sizes, difficulty) to ``<out dir>/tasks.md``; with
+Also writes the task table (id, space, sizes, difficulty) to ``<out>.tasks.md``; with
 ``--json-dir`` it keeps every raw EvalResult JSON, so each figure can be traced to a run.
 """
 
@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     tasks = select(args.tasks)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    (args.out.parent / "tasks.md").write_text(task_table(tasks))
+    args.out.with_suffix(".tasks.md").write_text(task_table(tasks))
     all_results: dict[str, dict[int, dict]] = {}
     for method in args.methods:
         r = evaluate(make(method), tasks, shots=args.shots, trials=args.trials)
