@@ -86,7 +86,6 @@ Measured runtimes and scores: see :class:`BRPNAS`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import zlib
@@ -96,6 +95,7 @@ import torch
 from torch import nn
 
 from baselines._fit import positive_floor, scale_fit
+from baselines._torch import torch_threads
 from latbench.method import Method
 
 # Eagle's fixed schedule constants (predictors/__main__.py, latency yaml)
@@ -264,18 +264,6 @@ class BRPGCN(nn.Module):
         return self.fc(x[readout]).squeeze(-1)
 
 
-@contextlib.contextmanager
-def _threads(n):
-    """Run with ``n`` torch CPU threads (None: leave torch's setting), restoring it afterwards."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _seed(*parts) -> int:
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
 
@@ -367,7 +355,7 @@ class BRPNAS(Method):
         ok = np.isfinite(lat).all(0) & (lat > 0).all(0)
         ids, lat = ids[ok], lat[:, ok]
         y = (lat / np.median(lat, axis=1, keepdims=True)).T  # [n_arch, n_dev], pooled targets
-        with torch.random.fork_rng(devices=[]), _threads(self.num_threads):
+        with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
             torch.manual_seed(_seed(seed, "pretrain"))
             model = self._new_model()
             gen = torch.Generator().manual_seed(_seed(seed, "pretrain-split"))
@@ -382,7 +370,7 @@ class BRPNAS(Method):
         ids_t, y_t = ids[ok], y[ok]
         med = float(np.median(y_t)) if len(y_t) else 1.0
         target = (y_t / med)[:, None]
-        with torch.random.fork_rng(devices=[]), _threads(self.num_threads):
+        with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
             torch.manual_seed(_seed(self.seed_, "adapt", device))
             gen = torch.Generator().manual_seed(_seed(self.seed_, "adapt-split", device))
             model = self._new_model()
@@ -399,7 +387,7 @@ class BRPNAS(Method):
 
     def predict(self, device, arch_ids):
         a, b = self.scales_[device]
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             pred = a * self._forward(self.models_[device], arch_ids) + b
         return positive_floor(np.nan_to_num(pred, nan=0.0), self.shots_[device][1])
 

@@ -8,7 +8,6 @@ massive; rank metrics use average ranks. Cost: negligible (no training, no GPU).
 
 from __future__ import annotations
 
-import numpy as np
 
 from baselines._fit import positive_floor, scale_fit
 from latbench.method import Method

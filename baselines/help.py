@@ -97,7 +97,6 @@ episode. On an idle core a trial is the CPU time, ~5 min.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import warnings
 import zlib
@@ -110,6 +109,7 @@ from torch import nn
 from torch.func import functional_call
 
 from baselines._fit import positive_floor, scale_fit
+from baselines._torch import torch_threads
 from latbench.method import Method
 
 _HEAD = ("fc3", "fc4", "fc5")
@@ -288,18 +288,6 @@ class _InferenceNetwork(nn.Module):
         return mu + sigma * eps, kl
 
 
-@contextlib.contextmanager
-def _threads(n):
-    """Run with ``n`` torch CPU threads (None: leave torch's setting), restoring it afterwards."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 # ---- helpers -----------------------------------------------------------------------------------
 def _trim(lat: np.ndarray) -> np.ndarray:
     """Positions of the 10th-90th percentile archs (HELP remove_outlier: argsort slice)."""
@@ -414,7 +402,7 @@ class HELP(Method):
 
     # ---- fit -----------------------------------------------------------------------------------
     def fit(self, source, space, seed):
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             return self._fit(source, space, seed)
 
     def _fit(self, source, space, seed):
@@ -568,7 +556,7 @@ class HELP(Method):
         return float(a), float(b)
 
     def adapt(self, device, oracle):
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             return self._adapt(device, oracle)
 
     def _adapt(self, device, oracle):
@@ -606,7 +594,7 @@ class HELP(Method):
 
     def predict(self, device, arch_ids):
         hw, params, (a, b) = self.adapted_[device]
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             pred = self._predict_norm(params, hw, np.asarray(arch_ids, np.int64))
         shots = self.shots_[device][1]
         return positive_floor(a * pred + b, shots if len(shots) else np.array([1.0]))

@@ -93,19 +93,10 @@ from scipy.stats import spearmanr
 
 from baselines import hardware_descriptors as hwd
 from latbench.errors import MethodError
+from baselines._torch import torch_threads
 from latbench.method import Method
 
 _EPS = 1e-6
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextlib.contextmanager
@@ -259,7 +250,7 @@ class MLPFinetune(_LatencyMLP):
 
     def fit(self, source, space, seed):
         super().fit(source, space, seed)
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             torch.manual_seed(int(seed) & 0x7FFFFFFF)
             gen = self._generator(seed)
             x = torch.as_tensor(space.onehot(source.arch_ids), dtype=torch.float32)
@@ -285,7 +276,7 @@ class MLPFinetune(_LatencyMLP):
             self.choice_[device] = -1
             self.heads_[device] = None
             return self
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             x = torch.as_tensor(self.space_.onehot(ids), dtype=torch.float32)
             t = self._to_t(y)
             pred_t = _forward(self.layers_, x).double().numpy() * self.sd_[:, None] + self.mu_[:, None]  # [E, k]
@@ -310,7 +301,7 @@ class MLPFinetune(_LatencyMLP):
             floor = 1e-3 * float(np.min(shots))
         else:
             floor = 1e-3 * float(np.exp(self.mu_.min())) if self.log_target else 1e-6
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             x = torch.as_tensor(self.space_.onehot(arch_ids), dtype=torch.float32)
             if best < 0:  # k = 0: average the source models (in log space when log_target)
                 t = (_forward(self.layers_, x).double().numpy() * self.sd_[:, None] + self.mu_[:, None]).mean(axis=0)
@@ -354,7 +345,7 @@ class MLPHardwareParams(_LatencyMLP):
         # a feature constant (or unknown) over the sources cannot be learned: scale it to ~0 change
         self.desc_scale_ = np.where(np.isfinite(std) & (std > 1e-3), std, np.inf)
         self.desc_scale_ = np.where(np.isfinite(mean), self.desc_scale_, np.inf)
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             torch.manual_seed(int(seed) & 0x7FFFFFFF)
             gen = self._generator(seed)
             x = torch.cat([self._inputs(d, source.arch_ids) for d in source.devices])
@@ -377,7 +368,7 @@ class MLPHardwareParams(_LatencyMLP):
         if len(ids) == 0:  # zero-shot: the trained network, fed the target's descriptor
             self.heads_[device] = (w.clone(), b.clone())
             return self
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             feats = _hidden(self.layers_, self._inputs(device, ids))[0]
             z = (self._to_t(y) - self.mu_) / self.sd_
             self.heads_[device] = self._fit_head(feats, z, w, b, self._generator(self.seed_, 1 + len(self.heads_)))
@@ -390,6 +381,6 @@ class MLPHardwareParams(_LatencyMLP):
             floor = 1e-3 * float(np.min(shots))
         else:
             floor = 1e-3 * math.exp(self.mu_ - 5 * self.sd_) if self.log_target else 1e-6
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             z = (_hidden(self.layers_, self._inputs(device, arch_ids))[0] @ w + b).squeeze(-1).double().numpy()
         return self._to_ms(z * self.sd_ + self.mu_, floor)

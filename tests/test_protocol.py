@@ -9,7 +9,7 @@ import pytest
 
 from latbench import metrics
 from latbench.errors import MethodError, OracleError, TaskError
-from latbench.protocol import Oracle, make_trial
+from latbench.protocol import make_trial
 
 
 @pytest.fixture()
