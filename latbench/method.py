@@ -34,6 +34,9 @@ class Method(BaseEstimator):
     summary: ClassVar[str] = ""
     #: What the method reads from the space: any of "onehot", "graph", "flops", "layers".
     requires: ClassVar[tuple[str, ...]] = ()
+    #: Hyperparameters that make the method cheap enough for the contract suite (tests only; like
+    #: scikit-learn's checking parameters). Scores under these settings mean nothing.
+    check_params: ClassVar[dict] = {}
 
     def fit(self, source, space, seed: int) -> "Method":
         self.source_ = source

@@ -11,7 +11,8 @@ from latbench.testing import check_method
 
 @pytest.mark.parametrize("name", sorted(available()))
 def test_contract_suite(data, name):
-    check_method(resolve(name), task="hard-3", shots=5)
+    cls = resolve(name)
+    check_method(cls, task="hard-3", shots=5, params=cls.check_params)
 
 
 def test_check_method_catches_a_nondeterministic_method(data):
