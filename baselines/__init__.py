@@ -6,6 +6,7 @@ BUILTIN = {
     "lookup": "baselines.lookup:LayerwiseLookup",
     "help": "baselines.help:HELP",
     "brp-nas": "baselines.brp_nas:BRPNAS",
+    "nasflat": "baselines.nasflat:NASFLAT",
     "mlp-finetune": "baselines.mlp_finetune:MLPFinetune",
     "mlp-hwparams": "baselines.mlp_finetune:MLPHardwareParams",
 }
