@@ -193,6 +193,7 @@ from torch_geometric.utils import scatter
 
 from baselines._fit import positive_floor
 from baselines._torch import torch_threads
+from baselines.brp_nas import nb201_cell_surgery
 from latbench.method import Method
 
 #: Per-space fine-tuning defaults from NASFLAT's main joblist (OFA: FBNet's, documented).
@@ -203,47 +204,13 @@ _TABLE_ROWS = 128
 # ---- graph encodings ---------------------------------------------------------------------------
 #: NASFLAT's NB201 op vocabulary (``Cell201.gcn_encoding``: [OUTPUT, INPUT, *OPS]).
 NB201_VOCAB = ("output", "input", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3", "none", "skip_connect")
-_NB201_DAG = ((0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 6), (3, 6), (4, 7), (5, 7), (6, 7))
 _OFA_INACTIVE = 9
 
 
 def nb201_matrix(ops) -> np.ndarray:
-    """BRP-NAS ``get_matrix_and_ops(prune=True, keep_dims=True)`` as NASFLAT uses it: the 8x8
-    ops-as-nodes matrix (``m[i, j] = 1`` for an edge i -> j) after the none / skip surgery and
-    pruning. ``ops``: the six edge ops in NB201 string order."""
-    m = np.zeros((8, 8), dtype=bool)
-    for i, j in _NB201_DAG:
-        m[i, j] = True
-    for e, op in enumerate(ops):
-        v = e + 1
-        if op == "none":
-            m[v, :] = False
-            m[:, v] = False
-        elif op == "skip_connect":
-            preds, succs = np.flatnonzero(m[:, v]), np.flatnonzero(m[v, :])
-            # the original rewires (and unhooks the predecessor) only when there are successors;
-            # a half-connected skip node is dangling and pruned below either way
-            if len(succs):
-                for p in preds:
-                    m[p, succs] = True
-                    m[p, v] = False
-                m[v, succs] = False
-    keep = _reach(m, 0) & _reach(m.T, 7)
-    m[~keep, :] = False
-    m[:, ~keep] = False
-    return m
-
-
-def _reach(m: np.ndarray, start: int) -> np.ndarray:
-    seen = np.zeros(len(m), dtype=bool)
-    seen[start] = True
-    stack = [start]
-    while stack:
-        v = stack.pop()
-        for w in np.flatnonzero(m[v] & ~seen):
-            seen[w] = True
-            stack.append(w)
-    return seen
+    """BRP-NAS ``get_matrix_and_ops(prune=True, keep_dims=True)`` as NASFLAT uses it: the pruned 8x8
+    ops-as-nodes matrix (``m[i, j] = 1`` for i -> j). The same surgery as the BRP-NAS baseline's."""
+    return nb201_cell_surgery(ops)[0]
 
 
 _ENCODED: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
