@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -48,6 +49,53 @@ def friendly(fn):
     return wrapper
 
 
+# ------------------------------------------------------------------------------------- profile
+@app.command("profile")
+@friendly
+def profile_cmd(
+    space: str = typer.Option(..., help="Search space: nb201, fbnet or ofa."),
+    runtime: list[str] = typer.Option(["torch"], help="torch, torch-graphs (CUDA graphs) or onnxruntime; repeat for several."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    threads: list[int] = typer.Option([1], help="Intra-op threads (CPU); repeat for several."),
+    batch: list[int] = typer.Option([1], help="Batch size; repeat for several."),
+    precision: list[str] = typer.Option(["fp32"], help="fp32, fp16 (cuda) or int8 (onnxruntime); repeat for several."),
+    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Shorthand for --runtime torch-graphs."),
+    archs: int = typer.Option(2000, help="How many archs: the reference archs, then a seeded sample."),
+    warmup: int = typer.Option(10, help="Untimed forwards before timing."),
+    repeats: int = typer.Option(30, help="Timed forwards per arch."),
+    retest: int = typer.Option(0, help="Measure the first N archs a second time and report test-retest Spearman."),
+    out: Path = typer.Option(Path("measured"), help="Output folder (resumable: rerun to continue)."),
+    name: Optional[str] = typer.Option(None, help="Hardware name for the device names (default: from the CPU/GPU model)."),
+    seed: int = typer.Option(0, help="Seed of the arch sample and the inputs."),
+):
+    """Measure archs on this machine: one device per (runtime, threads, batch, precision) combination."""
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from latbench import profiler
+    from latbench.data import store
+
+    runtimes = ["torch-graphs" if cuda_graphs and r == "torch" else r for r in runtime]
+    settings = [profiler.Setting(space, r, device, t, b, p, warmup, repeats)
+                for r in runtimes for p in precision for b in batch for t in (threads if device == "cpu" else [1])]
+    if len(runtimes) * len(precision) == 1:
+        settings[0].check()  # one combination asked for: say exactly what is wrong with it
+    settings = [s for s in settings if profiler.is_valid(s)]  # several: measure the valid combinations
+    if not settings:
+        raise LatbenchError(f"no valid (runtime, precision) combination on {device} in {runtimes} x {precision}")
+    if not store.is_built():
+        err_console.print("dataset not built yet: building it first")
+        data_build(mirror=None, base_url=None, out=None, sources=None)
+    sp = store.load_space(space)
+    with Progress(*Progress.get_default_columns()[:-1], BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=err_console, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"profile {space}", total=None)
+        report = profiler.profile(sp, settings, out, archs, seed=seed, name_prefix=name, retest=retest,
+                                  progress=lambda n, total: bar.update(task, completed=n, total=total),
+                                  log=lambda msg: err_console.print(msg))
+    console.print(f"measured {report.measured} archs ({report.skipped} already there) in {report.seconds:.0f} s: "
+                  + ", ".join(report.devices) + f"  ->  {out / space}")
+
+
 # ---------------------------------------------------------------------------------------- data
 @data_app.command("build")
 @friendly
@@ -55,12 +103,31 @@ def data_build(
     mirror: Optional[Path] = typer.Option(None, help="Local mirror of the sources (default: $LATBENCH_MIRROR)."),
     base_url: Optional[str] = typer.Option(None, help="HTTP mirror replacing the pinned upstream URL prefix."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: $LATBENCH_HOME/dataset)."),
+    sources: Optional[str] = typer.Option(None, help="Comma-separated sources (help, latbench-measured); default all."),
 ):
     """Download (or take from a mirror), verify and convert every source into the HF dataset."""
     from latbench.data.build import build
 
-    info = build(out, mirror=mirror, base_url=base_url, progress=sys.stderr.isatty(), log=lambda m: err_console.print(m, highlight=False))
+    chosen = tuple(x.strip() for x in sources.split(",") if x.strip()) if sources else None
+    info = build(out, mirror=mirror, base_url=base_url, sources=chosen, progress=sys.stderr.isatty(),
+                 log=lambda m: err_console.print(m, highlight=False))
     console.print(f"dataset {info['dataset_version']} ready at {out or _data_dir()}")
+
+
+@data_app.command("add-source")
+@friendly
+def data_add_source(
+    folder: Path = typer.Argument(..., help="A `latbench profile --out` folder (<space>/<device>/...)."),
+    name: Optional[str] = typer.Option(None, help="Name of the registered copy (default: the folder's name)."),
+):
+    """Validate profiler output and register it, so the next `latbench data build` includes its devices."""
+    from latbench.data.measured import add_source, read_root
+
+    target = add_source(folder, name)
+    devices = read_root(target)
+    console.print(f"registered {len(devices)} device(s) at {target}: "
+                  + ", ".join(f"{d.meta.space}/{d.meta.device} ({len(d.archs)} archs)" for d in devices))
+    console.print("run `latbench data build` to include them in the dataset")
 
 
 def _data_dir():
@@ -141,7 +208,7 @@ def tasks_show(task_id: str):
         best = max(row, key=row.get)
         t.add_row(dev, best, f"{row[best]:.3f}")
     console.print(t)
-    p = task.pools
+    p = task.arch_pools or task.pools
     console.print(f"pools: source sample {len(p.source_sample)}, query pool {len(p.query_pool)}, eval {len(p.eval)}; seed {task.seed}; generator {task.generator}")
 
 
@@ -219,7 +286,7 @@ def eval_cmd(
         raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shots}, {trials})")
     if not store.is_built():
         err_console.print("dataset not built yet: building it first")
-        data_build(mirror=None, base_url=None, out=None)
+        data_build(mirror=None, base_url=None, out=None, sources=None)
     with Progress(console=err_console, transient=True, disable=not sys.stderr.isatty()) as progress:
         bar = progress.add_task("eval", total=len(chosen) * trials)
         result = evaluate(m, chosen, shots=shots, trials=trials, source_archs=source_archs, protocol=protocol,
@@ -260,7 +327,7 @@ def _run_suite(method: str, suite: str, params: dict):
 
     m = methods_mod.make(method, **params)
     if not store.is_built():
-        data_build(mirror=None, base_url=None, out=None)
+        data_build(mirror=None, base_url=None, out=None, sources=None)
     return evaluate(m, lb.suite_tasks(suite), shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS,
                     on_step=lambda msg: err_console.print(msg, highlight=False))
 
@@ -339,19 +406,87 @@ def board_verify(entry_id: str):
 def board_baselines(
     methods: list[str] = typer.Option([], "--method", "-m", help="Only these methods (default: all built-ins)."),
     suite: str = typer.Option("main"),
+    workers: int = typer.Option(1, help="Processes running (method, task, trial) units in parallel (1: in this process)."),
 ):
     """Run built-in baselines on a suite and store them as verified entries."""
     from latbench import leaderboard as lb
     from latbench import method as methods_mod
+    from latbench import sweep
 
-    for name in methods or sorted(methods_mod.builtin_methods()):
-        cls = methods_mod.resolve(name)
-        result = _run_suite(name, suite, {})
-        entry = lb.entry_from_result(result, suite=suite, code_ref=f"{cls.__module__}:{cls.__name__}",
-                                     hardware="latbench CI-class machine (2 CPU cores)")
+    names = methods or sorted(methods_mod.builtin_methods())
+    sweep.check_executor(workers, None)
+    chosen = sweep.make_methods(names, {})
+    tasks = lb.suite_tasks(suite)
+    results = _sweep(chosen, tasks, list(lb.SUITE_SHOTS), lb.SUITE_TRIALS, workers, None)
+    for name, entry in zip(names, sweep.entries(names, results, suite=suite, hardware="latbench CI-class machine (2 CPU cores)")):
         entry.status = "verified"
         lb.store_entry(entry)
         console.print(f"{name}: {entry.entry_id}")
+
+
+def _sweep(chosen, tasks, shots, trials, workers, ray_address):
+    """Run a sweep with one progress line per finished unit and the total wall time (on stderr)."""
+    from latbench import sweep
+    from latbench.data import store
+
+    if not store.is_built():
+        err_console.print("dataset not built yet: building it first")
+        data_build(mirror=None, base_url=None, out=None, sources=None)
+    t0 = time.perf_counter()
+    err_console.print(f"sweep: {len(chosen)} method(s) x {len(tasks)} task(s) x {trials} trial(s) = "
+                      f"{len(chosen) * len(tasks) * trials} units, shots {shots}, {sweep.describe_executor(workers, ray_address)}",
+                      highlight=False)
+    results = sweep.run(chosen, tasks, shots=shots, trials=trials, workers=workers, ray_address=ray_address,
+                        on_progress=lambda done, total, elapsed, u: err_console.print(
+                            f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}", highlight=False))
+    err_console.print(f"sweep wall time {time.perf_counter() - t0:.1f} s", highlight=False)
+    return results
+
+
+@app.command("sweep")
+@friendly
+def sweep_cmd(
+    methods: str = typer.Option(..., "--methods", help="Comma-separated method names or module:Class paths."),
+    tasks: str = typer.Option("main", "--tasks", help="A suite (main, literature) or a task selector as for `eval --task`."),
+    shots: str = typer.Option("5,10,20", "--shots", help="Comma-separated shot counts; all share one fit per (task, trial)."),
+    trials: int = typer.Option(5, help="Trials (seeds) per task."),
+    workers: int = typer.Option(1, help="Parallel units: processes on this machine (1: in this process), or the CPUs of --ray-address local."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Run units as Ray tasks: local (a private Ray instance), auto, or ray://host:port."),
+    out: Path = typer.Option(..., help="Folder for one entry JSON per method (written only if every unit succeeds)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Hyperparameter key=value (JSON values), given to every method."),
+    store_entries: bool = typer.Option(False, "--store", help="Also validate the entries and add them to the board."),
+    hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count and the executor)."),
+):
+    """Run several methods on many tasks in parallel; write one leaderboard entry per method."""
+    import os
+
+    from latbench import leaderboard as lb
+    from latbench import sweep
+
+    specs = sweep.parse_list(methods, "--methods")
+    shot_list = sweep.parse_shots(shots)
+    sweep.check_executor(workers, ray_address)
+    if trials < 1 or min(shot_list) < 0:
+        raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shot_list}, {trials})")
+    suite, chosen_tasks = sweep.select_tasks(tasks)
+    if store_entries and (suite not in lb.SUITES or sorted(shot_list) != list(lb.SUITE_SHOTS) or trials != lb.SUITE_TRIALS):
+        raise LatbenchError(f"--store needs a whole suite ({', '.join(lb.SUITES)}) with --shots "
+                            f"{','.join(map(str, lb.SUITE_SHOTS))} and --trials {lb.SUITE_TRIALS}")
+    chosen = sweep.make_methods(specs, _parse_params(param))
+    results = _sweep(chosen, chosen_tasks, shot_list, trials, workers, ray_address)
+    hardware = hardware or f"{os.cpu_count()} CPU cores ({sweep.describe_executor(workers, ray_address)})"
+    entries = sweep.entries(specs, results, suite=suite, hardware=hardware)
+    if store_entries:
+        for e in entries:
+            lb.validate(e)
+    t = Table("method", *(f"Spearman k={k}" for k in shot_list), "file", title=f"mean over {len(chosen_tasks)} task(s)")
+    for spec, e, path in zip(specs, entries, sweep.write_entries(specs, entries, out)):
+        means = [sum(r.aggregate["spearman"]["mean"] for r in e.results if r.shots == k) / len(chosen_tasks) for k in shot_list]
+        t.add_row(spec, *(f"{m:.3f}" for m in means), str(path))
+    console.print(t)
+    if store_entries:
+        for spec, e in zip(specs, entries):
+            console.print(f"{spec}: stored {lb.store_entry(e).name}")
 
 
 def main():  # pragma: no cover

@@ -225,7 +225,7 @@ def _check_block(r: TaskResult, task) -> None:
                                f"({task.space}, {task.difficulty})")
     if sorted(t.trial for t in r.trials) != list(range(SUITE_TRIALS)):
         raise LeaderboardError(f"{where}: needs trials 0..{SUITE_TRIALS - 1}, has {sorted(t.trial for t in r.trials)}")
-    pool = set(task.pools.query_pool)
+    pool = set(task.id_pools().query_pool)
     for tr in r.trials:
         here = f"{where} trial {tr.trial}"
         if tr.seed != trial_seed(task, tr.trial):
@@ -531,7 +531,7 @@ def score_predictions(pred_dir: Path, *, suite: str, method: str, params: dict |
         if task.space not in tables:
             tables[task.space] = store.load_latency(task.space)
         table = tables[task.space]
-        eval_ids = np.array(task.pools.eval, dtype=np.int64)
+        eval_ids = np.array(task.id_pools().eval, dtype=np.int64)
         y_true = {d: table.device(d)[eval_ids] for d in task.target}
         for k in SUITE_SHOTS:
             trials = []

@@ -230,6 +230,67 @@ def generate(tables: dict, seed: int = 0, per_space: int = 2, reserved: dict | N
     return tasks
 
 
+#: Share of the archs measured on every device of a measured-device task: (source sample, query pool, eval).
+MEASURED_POOL_SHARES = (0.25, 0.25, 0.5)
+
+
+def measured_tasks(table, space, version: int = 1) -> list[TaskSpec]:
+    """Tasks whose targets are profiler-measured devices (devices covering a sample of the space).
+
+    Per space, up to two: ``measured-<space>-public`` (sources = every HELP device, targets = the
+    measured devices: old public hardware -> this machine) and ``measured-<space>-runtime``
+    (sources = the measured eager-PyTorch devices, targets = the other measured runtimes: the same
+    hardware under another runtime/precision; needs no HELP data). Pools are drawn from the archs
+    measured on every device of the task and stored as arch strings (:class:`ArchPools`).
+    """
+    from latbench.tasks import ArchPools
+
+    complete = list(table.complete_devices())
+    measured = [d for d in table.devices if d not in complete]
+    if not measured:
+        return []
+    out = []
+    eager = [d for d in measured if "-torch-" in d and "-graphs-" not in d]
+    specs = [("public", complete, measured, "public devices (HELP) -> devices measured by latbench profile"),
+             ("runtime", eager, [d for d in measured if d not in eager],
+              "eager PyTorch -> other runtimes/precisions on the same measured hardware")]
+    for name, source, target, description in specs:
+        if not source or not target:
+            continue
+        task_id = f"measured-{table.space}-{name}"
+        ids = table.measured(source + target)
+        corr = correlation(table.rows(source + target)[:, ids])
+        s_idx, t_idx = list(range(len(source))), list(range(len(source), len(source) + len(target)))
+        block = {dt: {ds: round(float(corr[j, i]), 4) for i, ds in enumerate(source)} for j, dt in zip(t_idx, target)}
+        diff = round(difficulty(corr, s_idx, t_idx), 4)
+        seed = task_seed(task_id)
+        refs = np.intersect1d(space.reference_ids, ids)
+        rest = np.random.default_rng(seed).permutation(np.setdiff1d(ids, refs))
+        n_src, n_pool = int(len(ids) * MEASURED_POOL_SHARES[0]), int(len(ids) * MEASURED_POOL_SHARES[1])
+        pool = np.concatenate([refs, rest[: n_pool - len(refs)]])
+        src = rest[n_pool - len(refs) : n_pool - len(refs) + n_src]
+        ev = rest[n_pool - len(refs) + n_src :]
+        names = lambda a: tuple(sorted(space.arch_str(int(i)) for i in a))  # noqa: E731
+        out.append(TaskSpec(
+            id=task_id, version=version, space=table.space, kind="measured", tier=tier_of(diff),
+            description=description, source=tuple(source), target=tuple(target), difficulty=diff,
+            best_source_correlation={dt: max(row.values()) for dt, row in block.items()}, correlation=block,
+            generator={"name": "latbench.partition.measured_tasks", "version": GENERATOR_VERSION,
+                       "archs_measured_on_all": int(len(ids)), "shares": list(MEASURED_POOL_SHARES)},
+            seed=seed, pools=Pools(source_sample=(), query_pool=(), eval=()),
+            arch_pools=ArchPools(source_sample=names(src), query_pool=names(pool), eval=names(ev)),
+        ))
+    return out
+
+
+def _complete(table):
+    """The table restricted to devices measured on every arch (the suite over HELP's devices)."""
+    from latbench.data.store import LatencyTable
+
+    keep = table.complete_devices()
+    return LatencyTable(table.space, keep, table.rows(keep))
+
+
 def write_or_check(folder, *, seed: int = 0, check: bool = False) -> list[str]:
     """Regenerate every task from the built dataset; write changed files, or (check) list them.
 
@@ -242,9 +303,11 @@ def write_or_check(folder, *, seed: int = 0, check: bool = False) -> list[str]:
     from latbench.data import store
 
     folder = Path(folder)
-    tables = {s: store.load_latency(s) for s in store.info()["spaces"]}
+    tables = {s: _complete(store.load_latency(s)) for s in store.info()["spaces"]}
     reserved = {s: store.load_space(s).reference_ids.tolist() for s in tables}
     fresh = {t.id: t.to_yaml() for t in generate(tables, seed=seed, reserved=reserved)}
+    for s in tables:
+        fresh.update({t.id: t.to_yaml() for t in measured_tasks(store.load_latency(s), store.load_space(s))})
     existing = {p.stem: p for p in folder.glob("*.yaml")} if folder.is_dir() else {}
     changed = sorted(i for i, text in fresh.items() if i not in existing or existing[i].read_text() != text)
     stale = sorted(set(existing) - set(fresh))

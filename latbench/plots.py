@@ -86,12 +86,13 @@ def plot_dataset(out: Path) -> list[Path]:
     written = []
     for space in store.info()["spaces"]:
         table = store.load_latency(space)
-        written.append(_heatmap(plt, table, correlation(table.values), out / f"{space}-correlation.png"))
+        common = table.measured(table.devices)  # measured devices cover a sample: rank on the shared archs
+        written.append(_heatmap(plt, table, correlation(table.values[:, common]), out / f"{space}-correlation.png", len(common)))
         written.append(_histograms(plt, table, out / f"{space}-latency-hist.png"))
     return written
 
 
-def _heatmap(plt, table, corr: np.ndarray, path: Path) -> Path:
+def _heatmap(plt, table, corr: np.ndarray, path: Path, n_archs: int) -> Path:
     order = cluster_order(corr)
     names = [table.devices[i] for i in order]
     c = corr[np.ix_(order, order)]
@@ -112,7 +113,7 @@ def _heatmap(plt, table, corr: np.ndarray, path: Path) -> Path:
                             color="white" if dark else "black")
         bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
         bar.set_label("Spearman ρ (latency ranking agreement)")
-        ax.set_title(f"{table.space}: device x device Spearman ρ over {table.values.shape[1]:,} archs\n"
+        ax.set_title(f"{table.space}: device x device Spearman ρ over {n_archs:,} archs measured on every device\n"
                      "(devices ordered by hierarchical clustering)")
     return path
 

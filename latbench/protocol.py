@@ -134,16 +134,19 @@ def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str =
     task.check_archs(n_archs)
     if shots < 0:
         raise OracleError(f"shots must be >= 0, got {shots}")
+    if task.arch_pools and protocol != "official":
+        raise OracleError(f"task {task.id}: the {protocol} reproduction mode needs a task over the HELP devices")
     seed = trial_seed(task, trial)
+    pools = task.id_pools()
     rng = np.random.default_rng(seed)
     ref = np.asarray(reference_ids, dtype=np.int64)
     if protocol == "help-paper":
         n_train = HELP_TRAIN_RANGE[task.space]
         src_ids = np.arange(n_train)
     elif source_archs == "sample":
-        src_ids = np.array(task.pools.source_sample, dtype=np.int64)
+        src_ids = np.array(pools.source_sample, dtype=np.int64)
     elif source_archs == "all":
-        src_ids = np.setdiff1d(np.arange(n_archs), task.pools.eval)
+        src_ids = np.setdiff1d(table.measured(task.source + task.valid + task.target), pools.eval)
     else:
         raise ValueError(f"source_archs must be 'sample' or 'all', got {source_archs!r}")
     source = SourceData(
@@ -156,8 +159,8 @@ def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str =
     for d in task.target:
         truth = table.device(d)
         if protocol == "official":
-            pool, budget, default = np.array(task.pools.query_pool, dtype=np.int64), shots, None
-            eval_ids[d] = np.array(task.pools.eval, dtype=np.int64)
+            pool, budget, default = np.array(pools.query_pool, dtype=np.int64), shots, None
+            eval_ids[d] = np.array(pools.eval, dtype=np.int64)
         elif protocol == "help-paper":
             trimmed = _trim(np.arange(n_train), truth)
             pool, budget = np.union1d(trimmed, ref), shots + len(ref)

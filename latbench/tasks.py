@@ -46,13 +46,23 @@ class Pools(BaseModel):
     eval: tuple[int, ...]
 
 
+class ArchPools(BaseModel):
+    """Pools as canonical arch strings: used by tasks over profiler-measured devices, which cover a
+    sample of the space, so the task is the same whatever build (with or without HELP) numbers the archs."""
+
+    model_config = ConfigDict(frozen=True)
+    source_sample: tuple[str, ...]
+    query_pool: tuple[str, ...]
+    eval: tuple[str, ...]
+
+
 class TaskSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
     version: int
     space: Literal["nb201", "fbnet", "ofa"]
-    kind: Literal["generated", "literature"]
+    kind: Literal["generated", "literature", "measured"]
     tier: Literal["easy", "medium", "hard"] | None = None
     description: str = ""
     source: tuple[str, ...]
@@ -64,6 +74,7 @@ class TaskSpec(BaseModel):
     generator: dict
     seed: int
     pools: Pools
+    arch_pools: ArchPools | None = None  # set instead of (non-empty) ``pools`` for measured-device tasks
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -78,12 +89,14 @@ class TaskSpec(BaseModel):
             raise ValueError("a device is both source and valid")
         if not self.source or not self.target:
             raise ValueError("needs at least one source and one target device")
-        p = self.pools
+        p = self.arch_pools or self.pools
+        if self.arch_pools and self.pools.eval:
+            raise ValueError("give either pools (arch ids) or arch_pools (arch strings), not both")
         if set(p.eval) & (set(p.query_pool) | set(p.source_sample)) or set(p.query_pool) & set(p.source_sample):
             raise ValueError("pools must be disjoint (source_sample, query_pool, eval)")
         for name in ("source_sample", "query_pool", "eval"):
             ids = getattr(p, name)
-            if len(set(ids)) != len(ids) or (ids and min(ids) < 0):
+            if len(set(ids)) != len(ids) or (ids and not self.arch_pools and min(ids) < 0):
                 raise ValueError(f"pools.{name} has duplicate or negative arch ids")
         return self
 
@@ -96,22 +109,56 @@ class TaskSpec(BaseModel):
             raise TaskError(f"task {self.id}: device(s) {', '.join(missing)} not in the {self.space} data{hint}")
 
     def check_archs(self, n_archs: int) -> None:
+        if self.arch_pools:
+            return  # checked when the strings are resolved (id_pools)
         top = max(max(self.pools.eval), max(self.pools.query_pool), max(self.pools.source_sample))
         if top >= n_archs:
             raise TaskError(f"task {self.id}: arch id {top} out of range for {self.space} ({n_archs} archs)")
 
+    def id_pools(self, space=None) -> Pools:
+        """The pools as arch ids of the built ``space`` (needed only for tasks with ``arch_pools``)."""
+        if not self.arch_pools:
+            return self.pools
+        if space is None:
+            from latbench.data import store
+
+            space = store.load_space(self.space)
+        return _resolve(self, space)
+
     def device_role(self, device: str) -> str:
         return "source" if device in self.source else "valid" if device in self.valid else "target"
 
-    def arch_roles(self, n_archs: int) -> np.ndarray:
+    def arch_roles(self, n_archs: int, space=None) -> np.ndarray:
+        pools = self.id_pools(space)
         role = np.full(n_archs, "unused", dtype=object)
-        role[list(self.pools.source_sample)] = "source-sample"
-        role[list(self.pools.query_pool)] = "query"
-        role[list(self.pools.eval)] = "eval"
+        role[list(pools.source_sample)] = "source-sample"
+        role[list(pools.query_pool)] = "query"
+        role[list(pools.eval)] = "eval"
         return role
 
     def to_yaml(self) -> str:
-        return dump_yaml(self.model_dump(mode="json"))
+        data = self.model_dump(mode="json")
+        if data["arch_pools"] is None:
+            del data["arch_pools"]
+        return dump_yaml(data)
+
+
+_RESOLVED: dict[tuple[str, int], tuple[object, Pools]] = {}  # (task, id(space)) -> (space kept alive, pools)
+
+
+def _resolve(task: TaskSpec, space) -> Pools:
+    key = (task.id, id(space))
+    if key not in _RESOLVED:
+        from latbench.errors import UnknownArchError
+
+        try:
+            _RESOLVED[key] = (space, Pools(**{
+                name: tuple(sorted(space.index(a) for a in getattr(task.arch_pools, name)))
+                for name in ("source_sample", "query_pool", "eval")
+            }))
+        except UnknownArchError as e:
+            raise TaskError(f"task {task.id}: an arch of its pools is not in this build's {task.space} data ({e})") from None
+    return _RESOLVED[key][1]
 
 
 def dump_yaml(data: dict) -> str:
@@ -163,8 +210,8 @@ def list_tasks() -> list[TaskSpec]:
 
 
 def _order(t: TaskSpec):
-    if t.kind == "literature":
-        return (1, 0, t.id)
+    if t.kind in ("literature", "measured"):
+        return (1 if t.kind == "literature" else 2, 0, t.id)
     name, _, num = t.id.rpartition("-")
     return (0, TIERS.index(t.tier), int(num) if num.isdigit() else 0)
 
@@ -177,15 +224,18 @@ def get_task(task_id: str) -> TaskSpec:
 
 
 def select(selector: str) -> list[TaskSpec]:
-    """Tasks by id, tier name (``hard``), ``literature``, ``generated`` or ``all``; comma-separated."""
+    """Tasks by id, tier name (``hard``), ``literature``, ``generated``, ``measured`` or ``all``; comma-separated.
+
+    A tier name selects the generated tasks of that tier and the measured-device tasks graded so.
+    """
     out: list[TaskSpec] = []
     for part in selector.split(","):
         part = part.strip()
         if part == "all":
             chosen = list_tasks()
         elif part in TIERS:
-            chosen = [t for t in list_tasks() if t.tier == part and t.kind == "generated"]
-        elif part in ("literature", "generated"):
+            chosen = [t for t in list_tasks() if t.tier == part and t.kind in ("generated", "measured")]
+        elif part in ("literature", "generated", "measured"):
             chosen = [t for t in list_tasks() if t.kind == part]
         else:
             chosen = [get_task(part)]
@@ -195,3 +245,4 @@ def select(selector: str) -> list[TaskSpec]:
 
 def clear_cache() -> None:
     _all.cache_clear()
+    _RESOLVED.clear()

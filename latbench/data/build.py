@@ -7,7 +7,14 @@ The output needs no loading script: ``datasets.load_dataset(str(data_dir()), "nb
     data/<space>.parquet         long format: space, arch_id, arch, device, latency_ms, source
     data/archs-<space>.parquet   per-arch features: encodings, FLOPs, params, activations
     data/devices.parquet         device metadata
+    data/kernels-<space>.parquet per-layer kernel latencies of the profiler-measured devices
     data/tasks/<task>/{train,test}.parquet   one config per task (source / target device rows)
+
+Sources: HELP's files (downloaded or from a mirror) and the ``latbench-measured`` folders (the
+project's committed measurements plus any ``latbench data add-source``). With the default sources,
+a HELP download that fails for lack of network is reported and the build goes on with the measured
+data alone (a smaller dataset whose arch ids are the measured archs' order); an integrity failure
+(checksum, bad file) always stops the build.
 
 The build writes into a temporary sibling folder and swaps it in with renames, so a failed build
 leaves the previous good dataset untouched, and building twice from the same inputs gives the same
@@ -30,7 +37,8 @@ import pyarrow.parquet as pq
 from latbench import __version__, paths
 from latbench.data import card
 from latbench.data.devices import describe
-from latbench.data.sources import SOURCES, SourceTables, fetch, get_source
+from latbench.data import measured as measured_source
+from latbench.data.sources import SOURCES, DownloadError, SourceTables, fetch, get_source
 from latbench.errors import DataError
 
 #: Bumped when the layout or the meaning of a column changes.
@@ -41,29 +49,48 @@ SPACES = ("nb201", "fbnet", "ofa")
 def build(
     out: Path | None = None,
     *,
-    sources: tuple[str, ...] = tuple(SOURCES),
+    sources: tuple[str, ...] | None = None,
     mirror: Path | None = None,
     base_url: str | None = None,
     progress: bool = False,
     log=lambda msg: None,
 ) -> dict:
-    """Fetch, verify, convert; returns the dataset's ``latbench.json`` info."""
+    """Fetch, verify, convert; returns the dataset's ``latbench.json`` info.
+
+    ``sources``: names from :data:`SOURCES` and/or ``"latbench-measured"``; default all of them,
+    tolerating a HELP download that fails for lack of network (see the module docstring).
+    """
     t0 = time.perf_counter()
     out = Path(out or paths.data_dir())
     mirror = mirror if mirror is not None else paths.mirror()
+    default = sources is None
+    sources = tuple(SOURCES) + (measured_source.SOURCE_NAME,) if default else tuple(sources)
     tables: list[SourceTables] = []
+    measured = None
     for name in sources:
+        if name == measured_source.SOURCE_NAME:
+            measured = measured_source.read_all()
+            log(f"reading {name}: {sum(len(v) for v in measured.devices.values())} measured devices")
+            continue
         source = get_source(name)
         log(f"fetching {name} ({'mirror ' + str(mirror) if mirror else 'download'})")
-        files = fetch(source, mirror=mirror, base_url=base_url, progress=progress)
+        try:
+            files = fetch(source, mirror=mirror, base_url=base_url, progress=progress)
+        except DownloadError as e:
+            if not default:
+                raise
+            log(f"warning: {e}; building from the measured data only (set LATBENCH_MIRROR or get network for the full dataset)")
+            continue
         log(f"reading {name}: {len(files)} files verified")
         tables.append(source.read(files))
+    if not tables and not measured:
+        raise DataError("no data to build: no source could be read (and no measured data is installed)")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        info = _write(tmp, tables, log)
+        info = _write(tmp, tables, measured, log)
         info["build_seconds"] = round(time.perf_counter() - t0, 2)
         (tmp / "latbench.json").write_text(json.dumps(info, indent=2) + "\n")
         _swap(tmp, out)
@@ -85,13 +112,15 @@ def _swap(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write(root: Path, tables: list[SourceTables], log) -> dict:
+def _write(root: Path, tables: list[SourceTables], measured, log) -> dict:
     from latbench.spaces import space_class
 
     (root / "data").mkdir(parents=True)
     digest = hashlib.sha256(SCHEMA_VERSION.encode())
     configs, counts, device_rows = [], {}, {}
     merged = _merge(tables)
+    if measured:
+        device_rows.update(_merge_measured(merged, measured))
     for space_name in SPACES:
         if space_name not in merged:
             continue
@@ -101,11 +130,18 @@ def _write(root: Path, tables: list[SourceTables], log) -> dict:
         _write_latency(root / f"data/{space_name}.parquet", space_name, archs, latency)
         _write_archs(root / f"data/archs-{space_name}.parquet", space, refs)
         configs += [(space_name, f"data/{space_name}.parquet"), (f"archs-{space_name}", f"data/archs-{space_name}.parquet")]
-        counts[space_name] = {"archs": len(archs), "devices": sorted(latency), "rows": len(archs) * len(latency)}
+        rows = int(sum(np.isfinite(v).sum() for v, _ in latency.values()))
+        counts[space_name] = {"archs": len(archs), "devices": sorted(latency), "rows": rows}
         digest.update(space_name.encode() + "\n".join(archs).encode())
         for dev in sorted(latency):
             digest.update(dev.encode() + np.ascontiguousarray(latency[dev][0], dtype="<f8").tobytes())
-            device_rows.setdefault(dev, describe(dev, latency[dev][1]))
+            if dev not in device_rows:
+                device_rows[dev] = describe(dev, latency[dev][1])
+        if measured and measured.devices.get(space_name):
+            kpath = _write_kernels(root / f"data/kernels-{space_name}.parquet", space, measured.devices[space_name])
+            if kpath:
+                configs.append((f"kernels-{space_name}", f"data/kernels-{space_name}.parquet"))
+                digest.update(kpath.read_bytes())
     devices = pa.Table.from_pylist([device_rows[d] for d in sorted(device_rows)])
     pq.write_table(devices, root / "data/devices.parquet")
     configs.append(("devices", "data/devices.parquet"))
@@ -118,10 +154,11 @@ def _write(root: Path, tables: list[SourceTables], log) -> dict:
         "dataset_version": f"{SCHEMA_VERSION}+{digest.hexdigest()[:12]}",
         "latbench_version": __version__,
         "spaces": counts,
-        "sources": [{"name": t.name, "files": t.files, **_source_meta(t.name)} for t in tables],
+        "sources": [{"name": t.name, "files": t.files, **_source_meta(t.name)} for t in tables]
+                   + ([_measured_meta(measured)] if measured else []),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    split_configs = _write_task_configs(root, merged, log)
+    split_configs = _write_task_configs(root, merged, log, partial=not tables)
     (root / "README.md").write_text(card.render(info, configs, split_configs, list(device_rows.values())))
     return info
 
@@ -129,6 +166,69 @@ def _write(root: Path, tables: list[SourceTables], log) -> dict:
 def _source_meta(name: str) -> dict:
     s = SOURCES[name]
     return {"title": s.title, "homepage": s.homepage, "license": s.license, "citation": s.citation}
+
+
+def _measured_meta(measured) -> dict:
+    files = []
+    for devs in measured.devices.values():
+        for d in devs:
+            files.append({"path": f"{d.meta.space}/{d.meta.device}", "archs": len(d.archs), "root": str(d.folder.parent.parent)})
+    return {"name": measured_source.SOURCE_NAME, "files": files, "title": "latbench profiler measurements",
+            "homepage": "https://github.com/latbench/latbench", "license": "MIT",
+            "citation": "measured with `latbench profile` (see each device's meta.json)"}
+
+
+def _merge_measured(merged: dict, measured) -> dict[str, dict]:
+    """Add the measured devices (keyed by arch string) to ``merged``; NaN where an arch was not measured.
+
+    A space no other source provides takes its arch list from the measured data (the order they
+    were measured in: reference archs first). Returns the measured devices' metadata rows.
+    """
+    rows = {}
+    for space, devices in sorted(measured.devices.items()):
+        if space not in merged:
+            archs: list[str] = []
+            seen = set()
+            refs: list[str] = []
+            for d in devices:
+                refs += [a for a in d.meta.model_extra.get("reference_archs", []) if a not in refs]
+                for a in d.archs:
+                    if a not in seen:
+                        seen.add(a)
+                        archs.append(a)
+            pos = {a: i for i, a in enumerate(archs)}
+            merged[space] = (archs, {}, sorted(pos[a] for a in refs if a in pos))
+        archs, latency, _ = merged[space]
+        index = {a: i for i, a in enumerate(archs)}
+        for d in devices:
+            if d.meta.device in latency:
+                raise DataError(f"{d.folder}: device {d.meta.device!r} of {space} already provided by source {latency[d.meta.device][1]!r}")
+            missing = [a for a in d.archs if a not in index]
+            if missing:
+                raise DataError(f"{d.folder}: {len(missing)} measured archs are not in the {space} space of this build (e.g. {missing[0]!r})")
+            values = np.full(len(archs), np.nan)
+            values[[index[a] for a in d.archs]] = d.latency
+            latency[d.meta.device] = (values, measured_source.SOURCE_NAME)
+            rows[d.meta.device] = d.metadata_row(measured_source.SOURCE_NAME)
+    return rows
+
+
+def _write_kernels(path: Path, space, devices) -> Path | None:
+    """One table of every measured device's per-layer kernel latencies (devices without them skipped)."""
+    parts = []
+    for d in devices:
+        if d.kernels is None:
+            continue
+        t = d.kernels
+        ids = np.array([space.index(a) for a in t.column("arch").to_pylist()], dtype=np.int32)
+        t = t.drop(["arch"])
+        t = t.add_column(0, "device", pa.array([d.meta.device] * len(ids), pa.string()))
+        t = t.add_column(1, "arch_id", pa.array(ids))
+        parts.append(t.cast(pa.schema([(f.name, pa.string() if f.name in ("device", "op") else f.type) for f in t.schema])))
+    if not parts:
+        return None
+    pq.write_table(pa.concat_tables(parts), path, compression="zstd")
+    return path
 
 
 def _merge(tables: list[SourceTables]) -> dict[str, tuple[list[str], dict[str, tuple[np.ndarray, str]], list[int]]]:
@@ -149,16 +249,19 @@ def _merge(tables: list[SourceTables]) -> dict[str, tuple[list[str], dict[str, t
 
 
 def _write_latency(path: Path, space: str, archs: list[str], latency: dict) -> None:
+    """Long format, one row per measured (arch, device): unmeasured pairs have no row."""
     devices = sorted(latency)
     n = len(archs)
     ids = np.arange(n, dtype=np.int32)
+    values = np.concatenate([latency[d][0] for d in devices])
+    keep = np.isfinite(values)
     table = pa.table({
-        "space": pa.array([space] * (n * len(devices)), pa.string()),
-        "arch_id": pa.array(np.tile(ids, len(devices))),
-        "arch": pa.array(archs * len(devices), pa.string()),
-        "device": pa.array(np.repeat(devices, n).tolist(), pa.string()),
-        "latency_ms": pa.array(np.concatenate([latency[d][0] for d in devices]), pa.float64()),
-        "source": pa.array(np.repeat([latency[d][1] for d in devices], n).tolist(), pa.string()),
+        "space": pa.array([space] * int(keep.sum()), pa.string()),
+        "arch_id": pa.array(np.tile(ids, len(devices))[keep]),
+        "arch": pa.array(np.array(archs * len(devices), dtype=object)[keep].tolist(), pa.string()),
+        "device": pa.array(np.repeat(devices, n)[keep].tolist(), pa.string()),
+        "latency_ms": pa.array(values[keep], pa.float64()),
+        "source": pa.array(np.repeat([latency[d][1] for d in devices], n)[keep].tolist(), pa.string()),
     })
     pq.write_table(table, path, row_group_size=len(archs) * 4)
 
@@ -183,30 +286,39 @@ def _write_archs(path: Path, space, refs: list[int]) -> None:
     pq.write_table(table, path)
 
 
-def _write_task_configs(root: Path, merged: dict, log) -> list[tuple[str, dict[str, str]]]:
-    """One config per committed task: ``train`` = source/valid device rows, ``test`` = target rows."""
-    from latbench import tasks as task_registry
+def _write_task_configs(root: Path, merged: dict, log, partial: bool = False) -> list[tuple[str, dict[str, str]]]:
+    """One config per committed task: ``train`` = source/valid device rows, ``test`` = target rows.
 
-    out = []
+    ``partial`` (a build without the HELP source): tasks naming devices the build lacks are skipped.
+    """
+    from latbench import tasks as task_registry
+    from latbench.spaces import space_class
+
+    out, skipped = [], 0
     for task in task_registry.list_tasks():
         if task.space not in merged:
             continue
         archs, latency, _ = merged[task.space]
+        if partial and any(d not in latency for d in task.source + task.valid + task.target):
+            skipped += 1
+            continue
         task.check_devices(set(latency))
-        role = task.arch_roles(len(archs))
+        role = task.arch_roles(len(archs), space_class(task.space)(archs) if task.arch_pools else None)
         folder = root / "data" / "tasks" / task.id
         folder.mkdir(parents=True)
         for split, devs in (("train", task.source + task.valid), ("test", task.target)):
             n = len(archs)
+            values = np.concatenate([latency[d][0] for d in devs])
+            keep = np.isfinite(values)  # measured devices cover a sample of the archs
             table = pa.table({
-                "arch_id": pa.array(np.tile(np.arange(n, dtype=np.int32), len(devs))),
-                "arch": pa.array(archs * len(devs), pa.string()),
-                "device": pa.array(np.repeat(devs, n).tolist(), pa.string()),
-                "device_role": pa.array(np.repeat([task.device_role(d) for d in devs], n).tolist(), pa.string()),
-                "arch_role": pa.array(np.tile(role, len(devs)).tolist(), pa.string()),
-                "latency_ms": pa.array(np.concatenate([latency[d][0] for d in devs]), pa.float64()),
+                "arch_id": pa.array(np.tile(np.arange(n, dtype=np.int32), len(devs))[keep]),
+                "arch": pa.array(np.array(archs * len(devs), dtype=object)[keep].tolist(), pa.string()),
+                "device": pa.array(np.repeat(devs, n)[keep].tolist(), pa.string()),
+                "device_role": pa.array(np.repeat([task.device_role(d) for d in devs], n)[keep].tolist(), pa.string()),
+                "arch_role": pa.array(np.tile(role, len(devs))[keep].tolist(), pa.string()),
+                "latency_ms": pa.array(values[keep], pa.float64()),
             })
             pq.write_table(table, folder / f"{split}.parquet")
         out.append((task.id, {"train": f"data/tasks/{task.id}/train.parquet", "test": f"data/tasks/{task.id}/test.parquet"}))
-    log(f"wrote {len(out)} task configs")
+    log(f"wrote {len(out)} task configs" + (f" ({skipped} skipped: their devices need the HELP source)" if skipped else ""))
     return out

@@ -32,6 +32,9 @@ def render(info: dict, configs: list[tuple[str, str]], task_configs: list[tuple[
     for space, c in info["spaces"].items():
         lines.append(f"| `{space}` | one row per (arch, device): `space, arch_id, arch, device, latency_ms, source` | {c['rows']:,} ({c['archs']:,} archs x {len(c['devices'])} devices) |")
         lines.append(f"| `archs-{space}` | per-arch features: `arch_id, arch, flops_m, params_m, activations_m, reference, onehot, adjacency, node_features` | {c['archs']:,} |")
+    for name, path in configs:
+        if name.startswith("kernels-"):
+            lines.append(f"| `{name}` | per-layer kernel latencies of the profiler-measured devices: `device, arch_id, layer, op, h, cin, cout, kernel, stride, groups, latency_ms` (`layer` indexes the space's layer list) | see file |")
     lines.append(f"| `devices` | device metadata: `device, family, hardware, batch_size, precision, source, origin, description` | {len(devices)} |")
     if task_configs:
         lines.append(f"| task ids (`{task_configs[0][0]}`, ...) | splits `train` (source and validation devices) and `test` (target devices); columns `device_role` and `arch_role` (source-sample / query / eval / unused) | {len(task_configs)} tasks |")
@@ -46,6 +49,9 @@ def render(info: dict, configs: list[tuple[str, str]], task_configs: list[tuple[
               "- Device names encode the batch size as a suffix where one applies (`1080ti_32` = batch 32).", "",
               "## Provenance", ""]
     for s in info["sources"]:
+        if s["name"] == "latbench-measured":
+            lines += _measured_section(s)
+            continue
         commit = s["files"][0]["url"].split("/")[5] if s["files"] else "?"
         lines += [f"### {s['title']}", "", f"- upstream: {s['homepage']} at commit `{commit}`, licence {s['license']}",
                   "- files (sha256 verified at build time):", ""]
@@ -55,3 +61,18 @@ def render(info: dict, configs: list[tuple[str, str]], task_configs: list[tuple[
     lines += [f"| {d['device']} | {d['family']} | {d['hardware']} | {d['batch_size'] or ''} | {d['origin']} |"
               for d in sorted(devices, key=lambda d: d["device"])]
     return "\n".join(lines) + "\n"
+
+
+def _measured_section(source: dict) -> list[str]:
+    """Provenance and measurement protocol of the devices measured by ``latbench profile``."""
+    from latbench import profiler
+
+    lines = ["### latbench profiler measurements", "",
+             "Devices named `<hardware>-<runtime>[-t<threads>]-bs<batch>-<precision>` were measured by "
+             "`latbench profile` (each device folder's `meta.json` has the hardware, library versions and settings). "
+             "They cover a sample of the space (the reference archs first, then a seeded sample): "
+             "archs a device did not measure have no row.", "", "Measurement protocol:", ""]
+    doc = profiler.__doc__.split("Measurement protocol", 1)[1].split("Crash safety", 1)[0]
+    lines += [doc.split(":", 1)[1].strip(), "", "Devices:", ""]
+    lines += [f"- `{f['path']}`: {f['archs']} archs" for f in source["files"]]
+    return lines + [""]

@@ -24,6 +24,10 @@ from latbench.errors import DataError, LatbenchError, did_you_mean
 MANIFEST_DIR = Path(__file__).parent / "manifests"
 
 
+class DownloadError(DataError):
+    """The file could not be fetched (network, HTTP, URL), as opposed to a file that failed its checks."""
+
+
 @dataclass
 class SpaceTables:
     """One space's measurements from one source: arch strings by id, and latencies per device."""
@@ -131,7 +135,7 @@ def fetch(source: Source, *, mirror: Path | None = None, base_url: str | None = 
             if isinstance(e, ValueError) and "does not match the known hash" in first:  # pooch's hash mismatch
                 raise DataError(f"{url}: downloaded file failed its sha256 check ({first})") from None
             # network or HTTP error, or a malformed URL (pooch/requests raise ValueError for those too)
-            raise DataError(f"{url}: download failed ({type(e).__name__}: {first})") from None
+            raise DownloadError(f"{url}: download failed ({type(e).__name__}: {first})") from None
         _verify(Path(local), entry, "download cache")
         files[entry["path"]] = Path(local)
     return files

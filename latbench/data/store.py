@@ -15,7 +15,10 @@ from latbench.errors import DataError, LatbenchError, did_you_mean
 
 @dataclass(frozen=True)
 class LatencyTable:
-    """All latencies of one space: ``values[d, a]`` = ms of arch id ``a`` on ``devices[d]``."""
+    """All latencies of one space: ``values[d, a]`` = ms of arch id ``a`` on ``devices[d]``.
+
+    NaN where a device has no measurement of an arch (profiler-measured devices cover a sample).
+    """
 
     space: str
     devices: tuple[str, ...]
@@ -26,6 +29,14 @@ class LatencyTable:
             return self.values[self.devices.index(name)]
         except ValueError:
             raise LatbenchError(f"{self.space}: unknown device {name!r}{did_you_mean(name, self.devices)}") from None
+
+    def measured(self, names) -> np.ndarray:
+        """Arch ids measured on every device in ``names``."""
+        return np.flatnonzero(np.isfinite(self.rows(names)).all(axis=0))
+
+    def complete_devices(self) -> tuple[str, ...]:
+        """Devices with a latency for every arch of the space (the HELP devices)."""
+        return tuple(d for d, row in zip(self.devices, self.values) if np.isfinite(row).all())
 
     def rows(self, names) -> np.ndarray:
         return np.stack([self.device(n) for n in names]) if len(names) else np.zeros((0, self.values.shape[1]))
@@ -65,8 +76,6 @@ def load_latency(space: str) -> LatencyTable:
     n_archs = int(t.column("arch_id").to_numpy().max()) + 1
     values = np.full((len(names), n_archs), np.nan)
     values[codes, t.column("arch_id").to_numpy()] = t.column("latency_ms").to_numpy()
-    if np.isnan(values).any():
-        raise DataError(f"{path}: some (arch, device) pairs are missing; rebuild with `latbench data build`")
     return LatencyTable(space, tuple(sorted(names)), values)
 
 

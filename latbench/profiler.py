@@ -1,0 +1,586 @@
+"""``latbench profile``: measure a space's architectures on this machine, resumably, with a kernel breakdown.
+
+A measured "device" is hardware + runtime + settings, named systematically (see :func:`device_name`),
+e.g. ``epyc-2c-torch-t1-bs1-fp32`` or ``h100-torch-graphs-bs64-fp16``. One run may measure several
+such devices at once (``--threads 1 --threads 2``, ``--runtime torch --runtime onnxruntime``): each arch
+is built once and timed under every setting, which keeps the settings' conditions close in time.
+
+Measurement protocol (also written into every device's ``meta.json`` and the dataset card):
+
+- the arch is built with the space's PyTorch builder (``SearchSpace.build_torch``), eval mode,
+  random weights (latency does not depend on the weight values for these dense ops);
+- inputs: ``ROTATE`` different random tensors of the space's input shape, used in turn, so no run
+  sees the same input twice in a row;
+- ``warmup`` untimed forwards, then ``repeats`` timed forwards, each timed alone: ``perf_counter_ns``
+  on CPU, CUDA events after a synchronise on GPU; with CUDA graphs the warm-up forwards run on a
+  side stream, then the forward is captured once and each repeat is one graph replay;
+- reported: the median (robust to the occasional preempted run, so nothing is discarded), the
+  inter-quartile range, the mean of the runs inside Tukey's fences (1.5 IQR), and how many runs
+  fell outside them;
+- ONNX Runtime: the model is exported with ``torch.onnx.export`` (opset 17), run by the CPU
+  execution provider with ``intra_op_num_threads = threads``, all graph optimisations on; int8 is
+  static QDQ quantisation (``onnxruntime.quantization.quantize_static``, per-tensor, calibrated on
+  4 random inputs: calibration quality changes accuracy, not latency);
+- kernel breakdown (torch runtimes, CPU only): ``KERNEL_PASSES`` extra forwards with a timer around
+  every leaf module (``perf_counter_ns`` in forward pre/post hooks); each leaf call is mapped back
+  to the space's layer list by its signature (type, input size, channels, kernel, stride, groups).
+  Element-wise adds between modules are not modules, so they are not in the breakdown: the
+  end-to-end latency minus the kernel sum is the framework overhead plus those adds.
+
+Crash safety: each device folder gets ``meta.json`` first, then one JSON line per arch appended and
+fsynced to ``latency.jsonl`` (and ``kernels.jsonl``); a rerun skips the archs already there and drops
+a torn last line, so a killed run loses at most the arch in flight. At the end (or with
+``--finalize``) the lines are converted to ``latency.parquet``/``kernels.parquet``, the form
+``latbench data add-source`` and ``data build`` read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from latbench.errors import LatbenchError
+
+RUNTIMES = ("torch", "torch-graphs", "onnxruntime")
+PRECISIONS = ("fp32", "fp16", "int8")
+ROTATE = 4
+KERNEL_PASSES = 5
+PROTOCOL_VERSION = 1
+
+#: leaf module class name -> the space layer type it computes
+_LEAF_TYPES = {
+    "Conv2d": "conv", "BatchNorm2d": "bn", "ReLU": "relu", "ReLU6": "relu", "Hardswish": "hswish",
+    "Hardsigmoid": "hsigmoid", "AvgPool2d": "avgpool", "AdaptiveAvgPool2d": "gap", "Linear": "linear",
+    "ChannelShuffle": "shuffle",
+}
+
+
+class ProfileError(LatbenchError):
+    pass
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One measured device: where and how a forward pass runs."""
+
+    space: str
+    runtime: str
+    device: str  # "cpu" | "cuda"
+    threads: int
+    batch: int
+    precision: str
+    warmup: int = 10
+    repeats: int = 30
+
+    def check(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ProfileError(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if self.precision not in PRECISIONS:
+            raise ProfileError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.device not in ("cpu", "cuda"):
+            raise ProfileError(f"unknown device {self.device!r}; choose cpu or cuda")
+        if self.runtime == "torch-graphs" and self.device != "cuda":
+            raise ProfileError("CUDA graphs need --device cuda")
+        if self.runtime == "onnxruntime" and self.device != "cpu":
+            raise ProfileError("the onnxruntime runtime measures the CPU execution provider: use --device cpu")
+        if self.precision == "int8" and self.runtime != "onnxruntime":
+            raise ProfileError("int8 is measured with ONNX Runtime quantisation: use --runtime onnxruntime")
+        if self.precision == "fp16" and self.device != "cuda":
+            raise ProfileError("fp16 is measured on GPU only (CPU fp16 kernels are emulated): use --device cuda")
+        if self.threads < 1 or self.batch < 1 or self.warmup < 0 or self.repeats < 3:
+            raise ProfileError("threads and batch must be >= 1, warmup >= 0 and repeats >= 3")
+
+    @property
+    def kernels(self) -> bool:
+        """Whether this setting records the per-layer breakdown (eager torch on CPU)."""
+        return self.runtime == "torch" and self.device == "cpu"
+
+
+def is_valid(s: Setting) -> bool:
+    try:
+        s.check()
+    except ProfileError:
+        return False
+    return True
+
+
+def hardware(device: str) -> dict:
+    """What the timings ran on: CPU/GPU model, core count, library versions."""
+    import torch
+
+    info = {
+        "cpu_model": _cpu_model(), "cpu_cores": os.cpu_count(), "machine": platform.machine(),
+        "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    if device == "cuda":
+        info["gpu_model"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+        props = torch.cuda.get_device_properties(0)
+        info["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
+        info["gpu_sm_count"] = props.multi_processor_count
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def hardware_slug(hw: dict, device: str) -> str:
+    """Short hardware name for device names: ``h100``, ``epyc-2c``, ``xeon-gold-6226-16c``."""
+    if device == "cuda":
+        name = hw.get("gpu_model", "gpu").lower()
+        m = re.search(r"\b([a-z]?\d{3,4}[a-z]*)\b", name.replace("nvidia", "").replace("geforce", ""))
+        return m.group(1) if m else re.sub(r"[^a-z0-9]+", "-", name).strip("-")
+    words = re.sub(r"\(r\)|\(tm\)|cpu|processor|@.*$|\d+-core", " ", hw["cpu_model"].lower())
+    words = re.sub(r"\b(intel|amd|core)\b", " ", words)
+    slug = re.sub(r"[^a-z0-9]+", "-", words).strip("-") or "cpu"
+    return f"{slug}-{hw['cpu_cores']}c"
+
+
+def device_name(s: Setting, slug: str) -> str:
+    runtime = {"torch": "torch", "torch-graphs": "torch-graphs", "onnxruntime": "ort"}[s.runtime]
+    threads = f"-t{s.threads}" if s.device == "cpu" else ""
+    return f"{slug}-{runtime}{threads}-bs{s.batch}-{s.precision}"
+
+
+def summarise(times_ms: np.ndarray) -> dict:
+    """Median, IQR, Tukey-trimmed mean and outlier count of one arch's timed runs."""
+    q1, med, q3 = np.percentile(times_ms, [25, 50, 75])
+    iqr = q3 - q1
+    inside = (times_ms >= q1 - 1.5 * iqr) & (times_ms <= q3 + 1.5 * iqr)
+    return {
+        "latency_ms": round(float(med), 5), "iqr_ms": round(float(iqr), 5),
+        "trimmed_mean_ms": round(float(times_ms[inside].mean()), 5), "outliers": int((~inside).sum()),
+        "n": int(len(times_ms)),
+    }
+
+
+# ---- runners: one per runtime, each returns the timed runs in ms ----------------------------
+def _inputs(space, s: Setting, seed: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(s.batch, *space.input_shape, generator=g) for _ in range(ROTATE)]
+    if s.device == "cuda":
+        xs = [x.cuda() for x in xs]
+    if s.precision == "fp16":
+        xs = [x.half() for x in xs]
+    return xs
+
+
+def _time_torch(model, xs, s: Setting) -> np.ndarray:
+    import torch
+
+    torch.set_num_threads(s.threads)
+    with torch.inference_mode():
+        for i in range(s.warmup):
+            model(xs[i % ROTATE])
+        out = np.empty(s.repeats)
+        if s.device == "cpu":
+            for i in range(s.repeats):
+                t0 = time.perf_counter_ns()
+                model(xs[i % ROTATE])
+                out[i] = (time.perf_counter_ns() - t0) / 1e6
+            return out
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for i in range(s.repeats):
+            torch.cuda.synchronize()
+            start.record()
+            model(xs[i % ROTATE])
+            end.record()
+            end.synchronize()
+            out[i] = start.elapsed_time(end)
+        return out
+
+
+def _time_cuda_graph(model, xs, s: Setting) -> np.ndarray:
+    import torch
+
+    static_x = xs[0].clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.inference_mode():
+        with torch.cuda.stream(side):
+            for i in range(max(s.warmup, 3)):
+                model(xs[i % ROTATE])
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model(static_x)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        out = np.empty(s.repeats)
+        for i in range(s.repeats):
+            static_x.copy_(xs[i % ROTATE])
+            torch.cuda.synchronize()
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            out[i] = start.elapsed_time(end)
+    return out
+
+
+def export_onnx(model, x) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"], opset_version=17)
+    return buf.getvalue()
+
+
+def quantize_int8(onnx_bytes: bytes, xs) -> bytes:
+    """Static QDQ int8 model (per-tensor), calibrated on the rotating inputs."""
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter([{"x": x.numpy()} for x in xs])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    logging.getLogger().setLevel(logging.ERROR)  # ORT's quantiser logs a pre-processing hint per model
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d, "m.onnx"), Path(d, "q.onnx")
+        src.write_bytes(onnx_bytes)
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return dst.read_bytes()
+
+
+def _time_ort(onnx_bytes: bytes, xs, s: Setting) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = s.threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    feeds = [{"x": x.numpy()} for x in xs]
+    for i in range(s.warmup):
+        sess.run(None, feeds[i % ROTATE])
+    out = np.empty(s.repeats)
+    for i in range(s.repeats):
+        t0 = time.perf_counter_ns()
+        sess.run(None, feeds[i % ROTATE])
+        out[i] = (time.perf_counter_ns() - t0) / 1e6
+    return out
+
+
+def kernel_breakdown(model, xs, space, arch: str, threads: int) -> list[list]:
+    """Per leaf-module median time, mapped to the arch's layer list: rows [layer, type, h, cin, cout, k, s, g, ms]."""
+    import torch
+
+    torch.set_num_threads(threads)
+    calls: list[list] = [[]]  # per forward pass: [(signature, ns)]; the first pass is untimed
+    t_start: dict[int, int] = {}
+    leaves = [(i, m) for i, m in enumerate(model.modules()) if type(m).__name__ in _LEAF_TYPES]
+
+    def pre(i):
+        def hook(mod, inp):
+            t_start[i] = time.perf_counter_ns()
+        return hook
+
+    def post(i):
+        def hook(mod, inp, out):
+            dt = time.perf_counter_ns() - t_start[i]
+            calls[-1].append((_signature(mod, inp[0], out), dt))
+        return hook
+
+    handles = []
+    for i, m in leaves:
+        handles += [m.register_forward_pre_hook(pre(i)), m.register_forward_hook(post(i))]
+    try:
+        with torch.inference_mode():
+            model(xs[0])  # one untimed pass with hooks (their first call allocates)
+            for p in range(KERNEL_PASSES):
+                calls.append([])
+                model(xs[p % ROTATE])
+    finally:
+        for h in handles:
+            h.remove()
+    passes = calls[-KERNEL_PASSES:]
+    times = np.median(np.array([[dt for _, dt in c] for c in passes], dtype=np.float64), axis=0) / 1e6
+    layer_of = map_to_layers([sig for sig, _ in passes[0]], space.layers(space.index(arch)))
+    return [[layer_of[j], *passes[0][j][0], round(float(times[j]), 5)] for j in range(len(times))]
+
+
+def _signature(mod, x, y) -> tuple:
+    kind = _LEAF_TYPES[type(mod).__name__]
+    h = 1 if kind == "linear" else int(x.shape[-1])
+    cin, cout = int(x.shape[1]), int(y.shape[1])
+    k = getattr(mod, "kernel_size", 1)
+    s = getattr(mod, "stride", 1)
+    k, s = (k[0] if isinstance(k, tuple) else k), (s[0] if isinstance(s, tuple) else s)
+    if kind == "gap":
+        k, s = 1, 1
+    g = getattr(mod, "groups", 1)
+    return (kind, h, cin, cout, int(k or 1), int(s or 1), int(g))
+
+
+def map_to_layers(signatures: list[tuple], layers) -> list[int]:
+    """For each leaf call, the index of the first unused layer with the same signature (-1 if none)."""
+    free: dict[tuple, list[int]] = {}
+    for i, l in enumerate(layers):
+        key = (l.type, l.h if l.type != "linear" else 1, l.cin, l.cout, l.kernel if l.type != "gap" else 1,
+               l.stride if l.type != "gap" else 1, l.groups)
+        free.setdefault(key, []).append(i)
+    return [free[sig].pop(0) if free.get(sig) else -1 for sig in signatures]
+
+
+# ---- the streaming store of one device ----------------------------------------------------
+class DeviceLog:
+    """``<out>/<space>/<device>/``: meta.json + append-only JSONL, resumable, then parquet."""
+
+    def __init__(self, root: Path, space: str, name: str, meta: dict):
+        self.dir = Path(root) / space / name
+        self.meta = meta
+        self.latency_path = self.dir / "latency.jsonl"
+        self.kernel_path = self.dir / "kernels.jsonl"
+
+    def open(self) -> set[str]:
+        """Create or resume; returns the arch strings already measured."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta_path = self.dir / "meta.json"
+        if meta_path.exists():
+            old = json.loads(meta_path.read_text())
+            if old.get("setting") != self.meta["setting"]:
+                raise ProfileError(f"{self.dir}: holds a run with other settings ({old.get('setting')}); use another --out")
+        else:
+            from latbench.atomic import write_text
+
+            write_text(meta_path, json.dumps(self.meta, indent=2) + "\n")
+        done = {r["arch"] for r in read_jsonl(self.latency_path)}
+        if self.kernel_path.exists():
+            read_jsonl(self.kernel_path)  # drops a torn last line there too
+        return done
+
+    def append(self, row: dict, kernels: list | None) -> None:
+        if kernels is not None:  # kernels first: a latency line implies its kernel line exists
+            _append_line(self.kernel_path, {"arch": row["arch"], "rows": kernels})
+        _append_line(self.latency_path, row)
+
+
+def _append_line(path: Path, obj: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL stream; a torn (unterminated or unparsable) last line is cut off the file."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    rows, good = [], 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+        good += len(line)
+    if good < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return rows
+
+
+# ---- the run ---------------------------------------------------------------------------------
+def plan_archs(space, n: int, seed: int = 0) -> list[int]:
+    """The space's reference archs first, then a seeded sample: a larger ``n`` extends the same list."""
+    refs = [int(i) for i in space.reference_ids]
+    rest = np.setdiff1d(space.arch_ids(), refs)
+    order = np.random.default_rng(seed).permutation(rest)
+    return (refs + order.tolist())[: max(n, len(refs))]
+
+
+@dataclass
+class RunReport:
+    devices: list[str]
+    measured: int
+    skipped: int
+    seconds: float
+
+
+def profile(space, settings: list[Setting], out: Path, n_archs: int, *, seed: int = 0, name_prefix: str | None = None,
+            retest: int = 0, progress=None, log=lambda msg: None) -> RunReport:
+    """Measure ``n_archs`` archs of ``space`` under every setting; resumes what ``out`` already holds."""
+    for s in settings:
+        s.check()
+    device = settings[0].device
+    if any(s.device != device for s in settings):
+        raise ProfileError("one run measures one device (cpu or cuda); start a second run for the other")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ProfileError("--device cuda but torch sees no CUDA GPU")
+    if any(s.runtime == "onnxruntime" for s in settings):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ProfileError("the onnxruntime runtime needs `pip install latbench[profile]`") from None
+    hw = hardware(device)
+    slug = name_prefix or hardware_slug(hw, device)
+    logs = []
+    for s in settings:
+        meta = {
+            "device": device_name(s, slug), "space": space.name, "setting": asdict(s), "hardware": hw,
+            "protocol_version": PROTOCOL_VERSION, "rotate_inputs": ROTATE, "kernel_passes": KERNEL_PASSES if s.kernels else 0,
+            "seed": seed, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "reference_archs": [space.arch_str(int(i)) for i in space.reference_ids],
+            "notes": "timings on a machine that may run other work; see retest.json for the test-retest noise",
+        }
+        logs.append(DeviceLog(out, space.name, meta["device"], meta))
+    done = [log_.open() for log_ in logs]
+    ids = plan_archs(space, n_archs, seed)
+    todo = [i for i in ids if any(space.arch_str(i) not in d for d in done)]
+    log(f"{space.name}: {len(ids)} archs planned, {len(ids) - len(todo)} already measured, {len(todo)} to go, "
+        f"devices: {', '.join(l.meta['device'] for l in logs)}")
+    t0 = time.perf_counter()
+    for n, i in enumerate(todo):
+        arch = space.arch_str(i)
+        _measure_arch(space, i, [(s, lg) for s, lg, d in zip(settings, logs, done) if arch not in d], seed)
+        if progress:
+            progress(n + 1, len(todo))
+    if retest:
+        for s, lg in zip(settings, logs):
+            retest_device(space, s, lg, ids[:retest], seed)
+    for lg in logs:
+        finalize(lg.dir)
+    return RunReport([l.meta["device"] for l in logs], len(todo), len(ids) - len(todo), time.perf_counter() - t0)
+
+
+def _measure_arch(space, i: int, targets, seed: int) -> None:
+    import torch
+
+    arch = space.arch_str(i)
+    model = space.build_torch(i).eval()
+    onnx_bytes = int8_bytes = None
+    for s, lg in targets:
+        xs = _inputs(space, s, seed + i)
+        m = model if s.device == "cpu" else _to_cuda(model, s)
+        if s.runtime == "torch":
+            times = _time_torch(m, xs, s)
+        elif s.runtime == "torch-graphs":
+            times = _time_cuda_graph(m, xs, s)
+        else:
+            if onnx_bytes is None:
+                onnx_bytes = export_onnx(model, xs[0])
+            if s.precision == "int8":
+                int8_bytes = int8_bytes or quantize_int8(onnx_bytes, xs)
+                times = _time_ort(int8_bytes, xs, s)
+            else:
+                times = _time_ort(onnx_bytes, xs, s)
+        kernels = kernel_breakdown(model, xs, space, arch, s.threads) if s.kernels else None
+        lg.append({"arch": arch, **summarise(times), "t": round(time.time(), 1)}, kernels)
+    torch.set_num_threads(max(1, targets[0][0].threads))
+
+
+def _to_cuda(model, s: Setting):
+    """A GPU copy in the setting's precision (the CPU model stays as built for the other settings)."""
+    import copy
+
+    m = copy.deepcopy(model).cuda()
+    return m.half() if s.precision == "fp16" else m
+
+
+def retest_device(space, s: Setting, lg: DeviceLog, ids: list[int], seed: int) -> dict:
+    """Measure ``ids`` again (second session) and record the test-retest Spearman in ``retest.json``."""
+    from scipy.stats import spearmanr
+
+    first = {r["arch"]: r["latency_ms"] for r in read_jsonl(lg.latency_path)}
+    path = lg.dir / "retest.jsonl"
+    have = {r["arch"]: r["latency_ms"] for r in read_jsonl(path)}
+    for i in ids:
+        arch = space.arch_str(i)
+        if arch in have or arch not in first:
+            continue
+        model = space.build_torch(i).eval()
+        xs = _inputs(space, s, seed + 7919 + i)
+        if s.runtime == "onnxruntime":
+            onnx_bytes = export_onnx(model, xs[0])
+            times = _time_ort(quantize_int8(onnx_bytes, xs) if s.precision == "int8" else onnx_bytes, xs, s)
+        elif s.runtime == "torch-graphs":
+            times = _time_cuda_graph(_to_cuda(model, s), xs, s)
+        else:
+            times = _time_torch(model if s.device == "cpu" else _to_cuda(model, s), xs, s)
+        row = {"arch": arch, **summarise(times), "t": round(time.time(), 1)}
+        _append_line(path, row)
+        have[arch] = row["latency_ms"]
+    common = [a for a in have if a in first]
+    a, b = np.array([first[x] for x in common]), np.array([have[x] for x in common])
+    result = {
+        "archs": len(common),
+        "spearman": round(float(spearmanr(a, b).statistic), 4) if len(common) > 2 else None,
+        "median_abs_rel_diff": round(float(np.median(np.abs(b - a) / a)), 4) if len(common) else None,
+    }
+    from latbench.atomic import write_text
+
+    write_text(lg.dir / "retest.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def finalize(folder: Path) -> None:
+    """JSONL -> ``latency.parquet`` (+ ``kernels.parquet``), written atomically next to them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    rows = read_jsonl(folder / "latency.jsonl")
+    if not rows:
+        return
+    cols = ["arch", "latency_ms", "iqr_ms", "trimmed_mean_ms", "outliers", "n"]
+    table = pa.table({c: [r[c] for r in rows] for c in cols})
+    _write_parquet_atomic(table, folder / "latency.parquet", pq)
+    krows = read_jsonl(folder / "kernels.jsonl")
+    if krows:
+        names = ["layer", "op", "h", "cin", "cout", "kernel", "stride", "groups", "latency_ms"]
+        flat = {n: [] for n in ["arch", *names]}
+        for r in krows:
+            for k in r["rows"]:
+                flat["arch"].append(r["arch"])
+                for n, v in zip(names, k):
+                    flat[n].append(v)
+        ktable = pa.table({"arch": pa.array(flat["arch"]).dictionary_encode(), **{n: flat[n] for n in names}})
+        _write_parquet_atomic(ktable, folder / "kernels.parquet", pq)
+
+
+def _write_parquet_atomic(table, path: Path, pq) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

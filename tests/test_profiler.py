@@ -1,0 +1,144 @@
+"""The profiler on this machine's CPU: real timings of real models, resume and crash safety, bad settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from latbench import profiler
+from latbench.cli import app
+
+FAST = dict(warmup=1, repeats=3)
+
+
+@pytest.fixture()
+def nb201(data):
+    from latbench.data import store
+
+    return store.load_space("nb201")
+
+
+def _settings(space="nb201", runtimes=("torch",), precisions=("fp32",), threads=(1,)):
+    return [profiler.Setting(space, r, "cpu", t, 1, p, **FAST) for r in runtimes for p in precisions for t in threads]
+
+
+def _rows(folder):
+    return profiler.read_jsonl(folder / "latency.jsonl")
+
+
+def test_profile_measures_torch_and_onnxruntime_with_kernel_breakdown(nb201, tmp_path):
+    settings = _settings(runtimes=("torch", "onnxruntime"), precisions=("fp32", "int8"))
+    settings = [s for s in settings if profiler.is_valid(s)]
+    assert [(s.runtime, s.precision) for s in settings] == [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+    report = profiler.profile(nb201, settings, tmp_path, 12, name_prefix="testcpu")
+    assert report.measured == 12 and report.skipped == 0
+    assert report.devices == ["testcpu-torch-t1-bs1-fp32", "testcpu-ort-t1-bs1-fp32", "testcpu-ort-t1-bs1-int8"]
+    planned = [nb201.arch_str(i) for i in profiler.plan_archs(nb201, 12)]
+    assert planned[:10] == [nb201.arch_str(int(i)) for i in nb201.reference_ids]  # reference archs first
+    for dev in report.devices:
+        folder = tmp_path / "nb201" / dev
+        rows = _rows(folder)
+        assert [r["arch"] for r in rows] == planned
+        lat = np.array([r["latency_ms"] for r in rows])
+        assert np.isfinite(lat).all() and (lat > 0).all()
+        assert all(r["n"] == 3 and r["iqr_ms"] >= 0 for r in rows)
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["setting"]["runtime"] in ("torch", "onnxruntime") and meta["hardware"]["torch"]
+        assert (folder / "latency.parquet").is_file()
+    # the kernel breakdown maps every conv/bn/linear module call onto the arch's layer list
+    kdir = tmp_path / "nb201" / "testcpu-torch-t1-bs1-fp32"
+    krows = profiler.read_jsonl(kdir / "kernels.jsonl")
+    for entry in krows:
+        layers = nb201.layers(nb201.index(entry["arch"]))
+        heavy = [r for r in entry["rows"] if r[1] in ("conv", "bn", "linear")]
+        assert len(heavy) == sum(1 for l in layers if l.type in ("conv", "bn", "linear"))
+        assert all(r[0] >= 0 and layers[r[0]].type == r[1] and layers[r[0]].cin == r[3] for r in heavy)
+    # per arch, the module times sum to less than the end-to-end latency (adds/overhead are outside modules)
+    e2e = {r["arch"]: r["latency_ms"] for r in _rows(kdir)}
+    ksum = {e["arch"]: sum(r[-1] for r in e["rows"]) for e in krows}
+    assert np.median([ksum[a] / e2e[a] for a in e2e]) < 1.5
+
+
+def test_profile_resumes_and_survives_a_torn_last_line(nb201, tmp_path):
+    settings = _settings()
+    profiler.profile(nb201, settings, tmp_path, 11, name_prefix="x")
+    folder = tmp_path / "nb201" / "x-torch-t1-bs1-fp32"
+    before = _rows(folder)
+    # a run killed while writing: a half line at the end
+    with open(folder / "latency.jsonl", "ab") as f:
+        f.write(b'{"arch": "|nor_conv_3x3~0|+|')
+    report = profiler.profile(nb201, settings, tmp_path, 13, name_prefix="x")
+    assert report.skipped == 11 and report.measured == 2  # only the new archs
+    after = _rows(folder)
+    assert after[:11] == before and len(after) == 13
+    assert len({r["arch"] for r in after}) == 13  # nothing measured twice
+    assert (folder / "latency.jsonl").read_bytes().endswith(b"\n")
+
+
+def test_profile_refuses_to_mix_settings_in_one_folder(nb201, tmp_path):
+    profiler.profile(nb201, _settings(), tmp_path, 10, name_prefix="x")
+    meta = tmp_path / "nb201" / "x-torch-t1-bs1-fp32" / "meta.json"
+    text = json.loads(meta.read_text())
+    text["setting"]["repeats"] = 99
+    meta.write_text(json.dumps(text))
+    with pytest.raises(profiler.ProfileError, match="other settings"):
+        profiler.profile(nb201, _settings(), tmp_path, 10, name_prefix="x")
+
+
+def test_retest_records_test_retest_spearman(nb201, tmp_path):
+    profiler.profile(nb201, _settings(), tmp_path, 14, name_prefix="x", retest=14)
+    result = json.loads((tmp_path / "nb201" / "x-torch-t1-bs1-fp32" / "retest.json").read_text())
+    assert result["archs"] == 14 and -1 <= result["spearman"] <= 1
+    folder = tmp_path / "nb201" / "x-torch-t1-bs1-fp32"
+    first = {r["arch"]: r["latency_ms"] for r in _rows(folder)}
+    second = {r["arch"]: r["latency_ms"] for r in profiler.read_jsonl(folder / "retest.jsonl")}
+    assert sorted(first) == sorted(second)
+    from scipy.stats import spearmanr
+
+    archs = sorted(first)
+    expected = spearmanr([first[a] for a in archs], [second[a] for a in archs]).statistic
+    assert result["spearman"] == round(float(expected), 4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--runtime", "tensorrt"], "unknown runtime"),
+    (["--precision", "int8"], "use --runtime onnxruntime"),
+    (["--precision", "fp16"], "fp16 is measured on GPU only"),
+    (["--cuda-graphs"], "CUDA graphs need --device cuda"),
+    (["--runtime", "onnxruntime", "--device", "cuda"], "CPU execution provider"),
+    (["--threads", "0"], "threads and batch must be >= 1"),
+    (["--repeats", "1"], "repeats >= 3"),
+])
+def test_profile_cli_rejects_bad_settings_and_writes_nothing(data, tmp_path, args, message):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["profile", "--space", "nb201", "--archs", "10", "--out", str(out), *args])
+    assert res.exit_code == 1 and message in res.output, res.output
+    assert not out.exists()
+
+
+def test_profile_cli_end_to_end(data, tmp_path):
+    out = tmp_path / "m"
+    res = CliRunner().invoke(app, ["profile", "--space", "fbnet", "--runtime", "onnxruntime", "--threads", "1",
+                                   "--precision", "fp32", "--archs", "10", "--warmup", "1", "--repeats", "3",
+                                   "--name", "ci", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "measured 10 archs" in res.output
+    assert (out / "fbnet" / "ci-ort-t1-bs1-fp32" / "latency.parquet").is_file()
+
+
+def test_device_names_are_systematic():
+    s = profiler.Setting("nb201", "torch-graphs", "cuda", 1, 64, "fp16")
+    assert profiler.device_name(s, "h100") == "h100-torch-graphs-bs64-fp16"
+    s = profiler.Setting("nb201", "onnxruntime", "cpu", 2, 1, "int8")
+    assert profiler.device_name(s, "epyc-2c") == "epyc-2c-ort-t2-bs1-int8"
+    assert profiler.hardware_slug({"gpu_model": "NVIDIA H100 80GB HBM3"}, "cuda") == "h100"
+    assert profiler.hardware_slug({"cpu_model": "Intel(R) Xeon(R) Gold 6226 CPU @ 2.70GHz", "cpu_cores": 16}, "cpu") == "xeon-gold-6226-16c"
+
+
+def test_summary_statistics():
+    t = np.array([1.0, 1.1, 0.9, 1.0, 50.0])  # one preempted run
+    s = profiler.summarise(t)
+    assert s["latency_ms"] == 1.0 and s["outliers"] == 1 and abs(s["trimmed_mean_ms"] - 1.0) < 1e-9

@@ -1,0 +1,158 @@
+"""``latbench sweep``: the same numbers (bit for bit) from ``evaluate``, in-process, spawned
+processes and a local Ray instance; a failing unit is named and leaves no output; bad arguments
+fail before any work; ``leaderboard baselines --workers``.
+
+Everything runs the cheap ``flops`` baseline on two small tasks (NB201 and FBNet) so the module
+stays well under a minute; the methods that fail on purpose are defined here and loaded by the
+workers as ``test_sweep:Class`` (spawned workers inherit pytest's sys.path).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from baselines.flops import FLOPsRegression
+from latbench import leaderboard as lb
+from latbench import sweep
+from latbench.cli import app
+
+TASKS = "easy-1,hard-4"
+SHOTS = [5, 10]
+TRIALS = 2
+
+
+class LateFailure(FLOPsRegression):
+    """Fails only in the last unit (hard-4, trial 1), after every other unit has succeeded."""
+
+    name = "late-failure"
+
+    def fit(self, source, space, seed):
+        from latbench.protocol import trial_seed
+        from latbench.tasks import get_task
+
+        if seed == trial_seed(get_task("hard-4"), 1):
+            raise RuntimeError("injected failure in fit")
+        return super().fit(source, space, seed)
+
+
+def _metrics(results) -> str:
+    """Every result block without the timings (the only thing allowed to differ), as exact JSON."""
+    blocks = [r.model_dump() if hasattr(r, "model_dump") else json.loads(json.dumps(r)) for r in results]
+    for b in blocks:
+        for t in b["trials"]:
+            t.pop("seconds")
+    return json.dumps(blocks, sort_keys=True)
+
+
+def _sweep(workers: int, ray_address: str | None = None):
+    _, tasks = sweep.select_tasks(TASKS)
+    return sweep.run(sweep.make_methods(["flops"], {}), tasks, shots=SHOTS, trials=TRIALS, workers=workers,
+                     ray_address=ray_address)[0]
+
+
+def _cli(*args: str):
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 always keeps stderr apart
+        runner = CliRunner()
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def reference(built_home):
+    """``runner.evaluate`` itself: what every executor must reproduce."""
+    from latbench.data import store
+    from latbench.method import make
+    from latbench.runner import evaluate
+    from latbench.tasks import select
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LATBENCH_HOME", str(built_home))
+        store.clear_cache()
+        return evaluate(make("flops"), select(TASKS), shots=SHOTS, trials=TRIALS)
+
+
+# -------------------------------------------------------------------------------- determinism
+def test_in_process_matches_evaluate(data, reference):
+    result = _sweep(workers=1)
+    assert _metrics(result.results) == _metrics(reference.results)
+    assert [(r.task, r.shots) for r in result.results] == [(r.task, r.shots) for r in reference.results]
+    assert (result.method, result.method_params, result.dataset_hash) == (reference.method, reference.method_params, reference.dataset_hash)
+
+
+def test_processes_via_cli_match_evaluate(data, reference, tmp_path):
+    res = _cli("sweep", "--methods", "flops", "--tasks", TASKS, "--shots", "5,10", "--trials", str(TRIALS),
+               "--workers", "2", "--out", str(tmp_path))
+    assert res.exit_code == 0, res.output + res.stderr
+    assert f"[{2 * TRIALS}/{2 * TRIALS}]" in res.stderr and "sweep wall time" in res.stderr
+    entry = lb.load_entry(tmp_path / "flops.json")  # the `latbench submit` format
+    assert _metrics(entry.results) == _metrics(reference.results)
+    assert entry.method.code_ref == "baselines.flops:FLOPsRegression" and entry.suite == TASKS
+    assert entry.shots == SHOTS and entry.trials == TRIALS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flops.json"]
+
+
+def test_ray_local_matches_evaluate(data, reference):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'latbench[ray]'): the Ray executor is untested")
+    result = _sweep(workers=2, ray_address="local")
+    assert _metrics(result.results) == _metrics(reference.results)
+
+
+def test_ray_missing_is_a_clear_error(data, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(sweep.SweepError, match=r"pip install 'latbench\[ray\]'"):
+        _sweep(workers=2, ray_address="local")
+
+
+# ------------------------------------------------------------------------------------ failures
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failing_unit_is_named_and_nothing_is_written(data, tmp_path, workers):
+    out = tmp_path / "out"
+    res = _cli("sweep", "--methods", "flops,test_sweep:LateFailure", "--tasks", TASKS, "--shots", "5", "--trials", str(TRIALS),
+               "--workers", str(workers), "--out", str(out))
+    assert res.exit_code == 1, res.output
+    assert "error: method 'test_sweep:LateFailure' on task hard-4 trial 1 failed: RuntimeError: injected failure in fit" in res.stderr
+    assert "no output written" in res.stderr and "Traceback" not in res.stderr + res.output
+    assert not out.exists() or list(out.iterdir()) == []  # not even flops.json, whose units all succeeded
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "flopz"], "unknown method 'flopz' (did you mean flops"),
+    (["--methods", "flops,flops"], "--methods: 'flops' is listed twice"),
+    (["--methods", "flops", "--workers", "0"], "--workers must be >= 1 (got 0)"),
+    (["--methods", "flops", "--tasks", "easy-99"], "unknown task 'easy-99'"),
+    (["--methods", "flops", "--shots", "5,x"], "--shots expects comma-separated integers"),
+    (["--methods", "flops", "--trials", "0"], "--trials >= 1"),
+    (["--methods", "flops", "--tasks", "easy-1", "--store"], "--store needs a whole suite"),
+    (["--methods", "flops", "--param", "nope=1"], "method 'flops': bad parameters"),
+])
+def test_bad_arguments_fail_before_any_work(data, tmp_path, args, message):
+    out = tmp_path / "out"
+    res = _cli("sweep", *args, "--out", str(out))
+    assert res.exit_code == 1, res.output
+    assert message in res.stderr.replace("\n", " ")
+    assert "sweep:" not in res.stderr  # refused before planning any unit
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------ leaderboard baselines
+def test_baselines_workers_store_the_same_verified_entries(data, tmp_path, monkeypatch):
+    from latbench.tasks import select
+
+    monkeypatch.setattr(lb, "suite_tasks", lambda suite: select(TASKS))  # a 2-task "suite" keeps this cheap
+    stored = {}
+    for workers in (1, 2):
+        board = tmp_path / f"board{workers}"
+        monkeypatch.setenv("LATBENCH_LEADERBOARD", str(board))
+        res = _cli("leaderboard", "baselines", "--method", "flops", "--workers", str(workers))
+        assert res.exit_code == 0, res.output + res.stderr
+        (path,) = (board / "entries").glob("*.json")
+        assert res.stdout == f"flops: {path.stem}\n"
+        stored[workers] = lb.load_entry(path)
+    assert stored[1].status == stored[2].status == "verified"
+    assert _metrics(stored[1].results) == _metrics(stored[2].results)
+    assert len(stored[1].results) == 2 * len(lb.SUITE_SHOTS) and stored[1].trials == lb.SUITE_TRIALS
