@@ -9,4 +9,10 @@ BUILTIN = {
     "nasflat": "baselines.nasflat:NASFLAT",
     "mlp-finetune": "baselines.mlp_finetune:MLPFinetune",
     "mlp-hwparams": "baselines.mlp_finetune:MLPHardwareParams",
+    "opwise-lasso": "baselines.opwise:OpwiseLasso",
+    "opwise-rf": "baselines.opwise:OpwiseRF",
+    "opwise-gbdt": "baselines.opwise:OpwiseGBDT",
+    "opwise-mlp": "baselines.opwise:OpwiseMLP",
+    "nn-meter": "baselines.nn_meter:NNMeter",
+    "litepred": "baselines.litepred:LitePred",
 }

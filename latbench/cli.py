@@ -61,8 +61,9 @@ def profile_cmd(
     precision: list[str] = typer.Option(["fp32"], help="fp32, fp16 (cuda) or int8 (onnxruntime); repeat for several."),
     cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Shorthand for --runtime torch-graphs."),
     archs: int = typer.Option(2000, help="How many archs: the reference archs, then a seeded sample."),
-    warmup: int = typer.Option(10, help="Untimed forwards before timing."),
-    repeats: int = typer.Option(30, help="Timed forwards per arch."),
+    warmup: int = typer.Option(5, help="Untimed forwards before timing."),
+    repeats: int = typer.Option(20, help="Timed forwards per arch."),
+    max_wait: float = typer.Option(300.0, help="Seconds to wait per arch for a quiet CPU before keeping a contended timing."),
     retest: int = typer.Option(0, help="Measure the first N archs a second time and report test-retest Spearman."),
     out: Path = typer.Option(Path("measured"), help="Output folder (resumable: rerun to continue)."),
     name: Optional[str] = typer.Option(None, help="Hardware name for the device names (default: from the CPU/GPU model)."),
@@ -89,7 +90,7 @@ def profile_cmd(
     with Progress(*Progress.get_default_columns()[:-1], BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=err_console, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task(f"profile {space}", total=None)
-        report = profiler.profile(sp, settings, out, archs, seed=seed, name_prefix=name, retest=retest,
+        report = profiler.profile(sp, settings, out, archs, seed=seed, name_prefix=name, retest=retest, max_wait=max_wait,
                                   progress=lambda n, total: bar.update(task, completed=n, total=total),
                                   log=lambda msg: err_console.print(msg))
     console.print(f"measured {report.measured} archs ({report.skipped} already there) in {report.seconds:.0f} s: "

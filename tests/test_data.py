@@ -37,6 +37,7 @@ import numpy as np
 import pytest
 
 from latbench import paths
+from latbench.data import measured
 from latbench.data import sources as sources_mod
 from latbench.data import store
 from latbench.data.build import SCHEMA_VERSION, build
@@ -236,19 +237,20 @@ def _cli_build(mirror_root: Path, out: Path):
 def test_load_dataset_row_counts_per_space(load_hf, space):
     ds = load_hf(space)
     assert list(ds) == ["train"]
-    assert ds["train"].num_rows == EXPECTED_ROWS[space]
+    help_rows = ds["train"].filter(lambda r: r["source"] == "help")  # the rest: devices latbench measured
+    assert help_rows.num_rows == EXPECTED_ROWS[space]
     n_devices = len(_latency_files(space))
-    assert ds["train"].num_rows % n_devices == 0
-    assert set(ds["train"].unique("device")) == set(_latency_files(space))
+    assert help_rows.num_rows % n_devices == 0
+    assert set(help_rows.unique("device")) == set(_latency_files(space))
     assert ds["train"].unique("space") == [space]
-    assert ds["train"].unique("source") == ["help"]
+    assert set(ds["train"].unique("source")) <= {"help", "latbench-measured"}
 
 
 def test_load_dataset_nb201_is_27_devices_times_15625_archs(load_hf):
     ds = load_hf("nb201")["train"]
     assert len(_latency_files("nb201")) == 27
     assert EXPECTED_ROWS["nb201"] == 27 * NB201_ARCHS
-    arch_ids = _col(ds, "arch_id").to_numpy()
+    arch_ids = _col(ds, "arch_id").to_numpy()[_col(ds, "source").to_numpy(zero_copy_only=False) == "help"]
     assert arch_ids.min() == 0 and arch_ids.max() == NB201_ARCHS - 1
     assert np.array_equal(np.bincount(arch_ids), np.full(NB201_ARCHS, 27))
 
@@ -265,10 +267,12 @@ def test_load_dataset_devices_one_row_per_device_with_known_family(load_hf):
     names = [r["device"] for r in rows]
     assert len(names) == len(set(names)), "duplicate device rows"
     every_device = set().union(*(_latency_files(s) for s in SPACES))
-    assert set(names) == every_device
+    measured_devices = {d.meta.device for d in measured.read_all().devices.get("nb201", []) + measured.read_all().devices.get("fbnet", [])}
+    assert set(names) == every_device | measured_devices
     for r in rows:
         assert r["family"] in FAMILIES, r
-        assert r["source"] == "help" and r["hardware"] and r["description"]
+        expected_source = "latbench-measured" if r["device"] in measured_devices else "help"
+        assert r["source"] == expected_source and r["hardware"] and r["description"]
     by_name = {r["device"]: r for r in rows}
     assert by_name["1080ti_32"]["batch_size"] == 32
     assert by_name["eyeriss"]["batch_size"] is None
@@ -293,7 +297,7 @@ def test_dataset_card_declares_every_config(dataset_dir):
 def test_every_latency_equals_the_source_file(data, mirror, space):
     table = store.load_latency(space)
     files = _latency_files(space)
-    assert set(table.devices) == set(files)
+    assert set(table.complete_devices()) == set(files)  # the devices latbench measured cover a sample
     for device, rel in files.items():
         raw = load_pt(mirror / "help" / rel)
         assert isinstance(raw, list)
@@ -308,7 +312,7 @@ def test_every_latency_equals_the_source_file(data, mirror, space):
 def test_random_hf_rows_equal_the_source_file(load_hf, mirror, space):
     ds = load_hf(space)["train"]
     rng = np.random.default_rng(1234)
-    rows = ds.select(rng.choice(ds.num_rows, 100, replace=False).tolist()).to_list()
+    rows = [r for r in ds.select(rng.choice(ds.num_rows, 100, replace=False).tolist()).to_list() if r["source"] == "help"]
     files = _latency_files(space)
     cache: dict[str, list] = {}
     for r in rows:
@@ -369,11 +373,13 @@ def test_latbench_json_records_version_hash_and_provenance(dataset_dir):
     assert info["dataset_version"] == f"{SCHEMA_VERSION}+{h[:12]}"
     for space in SPACES:
         c = info["spaces"][space]
-        assert c["rows"] == EXPECTED_ROWS[space] == c["archs"] * len(c["devices"])
-        assert c["devices"] == sorted(_latency_files(space))
-    [src] = info["sources"]
+        measured_here = measured.read_all().devices.get(space, [])
+        assert c["rows"] == EXPECTED_ROWS[space] + sum(len(d.archs) for d in measured_here)
+        assert c["devices"] == sorted([*_latency_files(space), *(d.meta.device for d in measured_here)])
+    src, own = info["sources"]
     assert src["name"] == "help" and src["license"] == "MIT"
     assert src["files"] == PINNED_MANIFEST["files"]
+    assert own["name"] == "latbench-measured" and len(own["files"]) == sum(len(v) for v in measured.read_all().devices.values())
 
 
 def test_rebuild_is_idempotent_and_swaps_atomically(dataset_dir, mirror, tmp_path):
@@ -641,7 +647,7 @@ def test_download_build_end_to_end_over_http(download_env, mirror, dataset_dir, 
 
     out = download_env / "dataset"
     with _serve(mirror / "help") as url:
-        info = build(out, mirror=None, base_url=url, sources=("help",))
+        info = build(out, mirror=None, base_url=url)  # HELP over HTTP + the committed measurements
     assert info["content_hash"] == _content_hash(dataset_dir) == _content_hash(out)
     cache = paths.download_dir() / "help"
     assert cache == download_env / "downloads" / "help"
@@ -818,7 +824,7 @@ def test_cli_data_info_shows_version_and_counts(data):
     assert result.exit_code == 0, result.output
     assert store.info()["dataset_version"] in result.stdout
     for space in SPACES:
-        assert f"{EXPECTED_ROWS[space]:,}" in result.stdout
+        assert f"{store.info()['spaces'][space]['rows']:,}" in result.stdout
 
 
 def test_cli_data_info_without_dataset_is_one_error_line(tmp_path, monkeypatch):

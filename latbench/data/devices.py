@@ -12,7 +12,7 @@ import re
 
 from latbench.errors import DataError
 
-FAMILIES = ("desktop GPU", "desktop CPU", "mobile phone", "embedded", "ASIC", "FPGA")
+FAMILIES = ("desktop GPU", "desktop CPU", "server GPU", "server CPU", "mobile phone", "embedded", "ASIC", "FPGA")
 
 #: name prefix -> (family, hardware, origin of the measurements)
 _HELP_HW = {

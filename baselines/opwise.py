@@ -1,0 +1,375 @@
+"""Op-wise latency predictors of Li, Paolieri & Golubchik (ICPE'23), **adapted to end-to-end data**.
+
+"Predicting Inference Latency of Neural Architectures on Mobile Devices" (ICPE'23; arXiv
+2210.02620 "Inference Latency Prediction at the Edge") predicts a network's latency as the sum of
+per-operation predictions plus a framework overhead, with one regressor per operation type
+(Lasso, random forest, gradient-boosted trees or an MLP) trained on **per-op profiled latencies**.
+latbench has no per-op measurements yet (they will come from the project's profiler), so these
+are the *adapted* variants: every model here is trained on end-to-end latencies only.
+
+**Features** (shared by the four variants): the arch's kernels under a fusion rule set
+(:mod:`latbench.kernels`, default ``tflite-cpu``), summed per kernel type: number of kernels,
+FLOPs, params and memory traffic (``<type>:count/flops/params/mem``).
+
+**opwise-lasso** is exactly the op-wise linear model: if each op of type t costs
+``a_t + b_t FLOPs + c_t params + d_t mem`` (all >= 0), the network's latency is a non-negative
+linear function of the per-type sums plus an overhead constant, so fitting that linear model on
+end-to-end latencies fits the op-wise predictors themselves (up to collinear columns). The fit is a
+non-negative Lasso (alpha 1e-4 on unit-free scaled columns) minimising the squared *percentage*
+error (rows divided by the measured latency, i.e. sample weights 1/y^2), with the overhead
+constant as a non-negative intercept estimated from the data. Ops that occur once in every arch
+(the classifier, the global pool) are indistinguishable from the overhead; the Lasso picks one.
+The 1/y^2 weights are capped at 1/(0.1 x median y)^2 (:data:`WEIGHT_FLOOR`): NB201 archs whose
+cells compute nothing run in ~0.01 ms on raspi4/pixel3 (the runtime prunes the dead graph, which
+the layer list does not), and would otherwise outweigh all other archs a million-fold.
+
+**opwise-rf / -gbdt / -mlp**: a RandomForest / GradientBoosting / MLP regressor (scikit-learn) on
+the same per-arch features, trained on end-to-end latencies (the faithful variants train one
+regressor per op type on per-op latencies and sum; with end-to-end data only, the regressor has to
+see the summed features). RF and GBDT are fitted with the same capped 1/y^2 sample weights; the
+MLP on log-latency. Hyperparameters: the paper's values were not available to us (only the
+abstract is in our corpus, and the authors' data repository ``qed-usc/mobile-ml-benchmark`` ships
+no model code), so they are ours: RF 200 trees, max_features 1/3; GBDT 300 stages, depth 3,
+learning rate 0.05, subsample 0.8; MLP (64, 64) ReLU, Adam, early stopping, at most 200 epochs,
+predictions clipped to e^{+-1} x the source latency range.
+
+**Sources and shots (few-shot).** With k = 5..20 target measurements and ~40 features, a pure
+target fit is under-determined, so every variant works in two stages:
+
+1. ``fit``: one model f_d per source device d on the task's source sample (900 archs).
+2. ``adapt``: on the k shots (the oracle's default choice), one non-negative Lasso in squared
+   percentage error (alpha ``target_alpha`` = 1e-3): ``y ~ sum_d w_d f_d(x) + x . beta + c``,
+   all coefficients >= 0 -- a sparse mix of the source devices' models, a sparse op-wise linear
+   correction whose L1 weight is ``op_penalty`` times that of the source columns, and an
+   overhead. ``op_penalty`` is picked per target device from (3, 10, 30, inf) by leave-one-out
+   error on the shots (inf = no correction; with k < 5 the first value). For opwise-lasso,
+   ``sum_d w_d f_d + x . beta + c`` is itself an op-wise linear model with coefficients
+   ``sum_d w_d theta_d + beta >= 0``: the adapted target predictor is an op-wise predictor whose
+   op costs are a mix of the source devices' op costs plus corrections measured on the target.
+   With ``prior="none"`` (opwise-lasso only) the sources are ignored: the target model is fitted on
+   the k shots alone, a non-negative Lasso on the op-wise features plus total FLOPs (one shared
+   cost per FLOP, itself an op-wise linear model) with equal penalties, to show how
+   under-determined a pure-target fit is.
+
+Runtime per task x trial, measured with ``latbench eval -k 5 -k 10 -k 20`` on help-nb201 /
+help-fbnet (2-core dev machine, nice'd, next to a running latency measurement; one fit, then
+adapt + predict for the three k): lasso 0.1-0.6 s fit + 1.4-1.9 s; rf 2-4 s + 3-5 s; gbdt 2-5.5 s
++ 1-2.6 s; mlp 2-4 s + 1-2.3 s; plus 3-10 s once per process to decompose the ~4,000 archs a task
+touches into kernels. Numbers: ``benchmarks/results/kernel-adapted.md``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import Lasso
+
+from baselines._fit import positive_floor
+from latbench import kernels
+from latbench.method import Method
+
+DEFAULT_STATS = ("count", "flops", "params", "mem")
+#: L1 weight of the op-wise correction relative to the source columns, picked per target device by
+#: leave-one-out on the shots (inf = no op-wise correction).
+OP_PENALTIES = (3.0, 10.0, 30.0, float("inf"))
+
+
+# ---- shared fitting helpers (also used by nn-meter / litepred) ---------------------------------
+#: Percentage-error weights 1/y^2 are capped at 1/(WEIGHT_FLOOR x median y)^2: a few NB201 archs
+#: whose cells compute nothing run in ~0.01 ms on some devices (raspi4, pixel3; median ~20 ms), and
+#: uncapped they would carry 10^6 x the weight of every other arch.
+WEIGHT_FLOOR = 0.1
+
+
+def relative_weights(y: np.ndarray) -> np.ndarray:
+    """Per-row divisor of the squared percentage error: y, floored at WEIGHT_FLOOR x median(y)."""
+    y = np.asarray(y, dtype=np.float64)
+    return np.maximum(y, WEIGHT_FLOOR * np.median(y)) if len(y) else y
+
+
+def relative_nnlasso(F: np.ndarray, y: np.ndarray, alpha: float, penalty=None, max_iter: int = 20000) -> np.ndarray:
+    """theta >= 0 minimising  mean_i ((y_i - F_i . theta) / y_i)^2 / 2  +  alpha * sum_j penalty_j m_j theta_j.
+
+    The squared *percentage* error of ``F @ theta`` against ``y`` (divisors floored, see
+    :data:`WEIGHT_FLOOR`). Columns are first scaled by m_j = mean_i(F_ij / y_i), so a coefficient of
+    1 on one column alone explains the latency on average and ``alpha`` is unit-free; ``penalty``
+    (default 1) scales each column's L1 weight. Columns that are zero on every row get 0.
+    """
+    F = np.asarray(F, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    theta = np.zeros(F.shape[1])
+    if len(y) == 0 or F.shape[1] == 0:
+        return theta
+    w = relative_weights(y)
+    A = F / w[:, None]
+    m = A.mean(axis=0)
+    keep = m > 0
+    if not keep.any():
+        return theta
+    pen = np.ones(F.shape[1]) if penalty is None else np.asarray(penalty, dtype=np.float64)
+    scale = m[keep] * pen[keep]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = Lasso(alpha=alpha, positive=True, fit_intercept=False, max_iter=max_iter, tol=1e-6, selection="cyclic")
+        model.fit(A[:, keep] / scale, y / w)
+    theta[keep] = model.coef_ / scale
+    return theta
+
+
+def best_scale_source(P: np.ndarray, y: np.ndarray) -> tuple[int, float]:
+    """(source column, scale a) minimising the squared percentage error of ``a * P[:, d]`` on the shots."""
+    P = np.asarray(P, dtype=np.float64)
+    if len(y) == 0:
+        return 0, 1.0
+    w = relative_weights(y)
+    R, t = P / w[:, None], np.asarray(y) / w  # prediction / divisor, truth / divisor
+    num, den = (R * t[:, None]).sum(axis=0), (R**2).sum(axis=0)
+    a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)  # argmin_a sum (t - a r)^2
+    err = ((t[:, None] - a[None, :] * R) ** 2).sum(axis=0)
+    err = np.where(a > 0, err, np.inf)
+    d = int(np.argmin(err))
+    return d, float(a[d]) if np.isfinite(err[d]) else 1.0
+
+
+class _TargetStage:
+    """y ~ P . w + X . beta + c on the shots (all >= 0), squared percentage error, one NN-Lasso.
+
+    ``op_penalty`` is the L1 weight of the op-wise columns X relative to the source columns P; a
+    tuple is a grid, chosen by leave-one-out squared percentage error on the shots (k >= 5).
+    """
+
+    def __init__(self, alpha: float, op_penalty):
+        self.alpha, self.op_penalty = alpha, op_penalty
+
+    def _solve(self, P, X, y, op_penalty) -> np.ndarray:
+        k = len(y)
+        use_x = X is not None and np.isfinite(op_penalty)
+        F = np.column_stack([P] + ([X] if use_x else [np.zeros((k, X.shape[1] if X is not None else 0))]) + [np.ones(k)])
+        pen = np.r_[np.ones(P.shape[1]), np.full(F.shape[1] - P.shape[1] - 1, op_penalty if use_x else 1.0), 1.0]
+        theta = relative_nnlasso(F, y, self.alpha, pen)
+        if not np.any(theta[:-1] > 0) and P.shape[1]:
+            # everything shrunk away but the constant: the best single source, rescaled
+            d, a = best_scale_source(P, y)
+            theta = np.zeros(F.shape[1])
+            theta[d] = a
+        return theta
+
+    def fit(self, P: np.ndarray, X: np.ndarray | None, y: np.ndarray) -> "_TargetStage":
+        k = len(y)
+        self.n_x_ = 0 if X is None else X.shape[1]
+        if k == 0:  # zero-shot: the plain mean of the source models (ms of an average source device)
+            self.theta_ = np.r_[np.full(P.shape[1], 1.0 / P.shape[1]), np.zeros(self.n_x_), 0.0]
+            return self
+        grid = tuple(np.atleast_1d(self.op_penalty).tolist())
+        self.op_penalty_ = grid[0]
+        if len(grid) > 1 and k >= 5:
+            w = relative_weights(y)
+            errs = []
+            for pen in grid:
+                err = 0.0
+                for i in range(k):
+                    keep = np.arange(k) != i
+                    th = self._solve(P[keep], None if X is None else X[keep], y[keep], pen)
+                    f = np.r_[P[i], X[i] if X is not None else np.zeros(0), 1.0]
+                    err += ((f @ th - y[i]) / w[i]) ** 2
+                errs.append(err)
+            self.op_penalty_ = grid[int(np.argmin(errs))]
+        self.theta_ = self._solve(P, X, y, self.op_penalty_)
+        return self
+
+    def predict(self, P: np.ndarray, X: np.ndarray | None) -> np.ndarray:
+        F = np.column_stack([P, X if X is not None else np.zeros((len(P), self.n_x_)), np.ones(len(P))])
+        return F @ self.theta_
+
+
+# ---- the methods -------------------------------------------------------------------------------
+class _OpwiseBase(Method):
+    """Per-source regressors on op-wise features + the shared target stage (see the module doc)."""
+
+    requires = ("layers",)
+
+    # subclasses: _make(seed) -> regressor, or override _fit_source / _predict_source
+
+    def _features(self, ids) -> np.ndarray:
+        x, _ = kernels.type_sums(self.space_, ids, self.rules, self.stats, types=self.types_)
+        return x
+
+    def fit(self, source, space, seed):
+        super().fit(source, space, seed)
+        ids = np.asarray(source.arch_ids)
+        _, cols = kernels.type_sums(space, ids, self.rules, self.stats)  # types seen in the source sample
+        self.types_ = sorted({c.split(":")[0] for c in cols})
+        x = self._features(ids)
+        self.models_ = []
+        for d in range(len(source.devices)):
+            y = np.asarray(source.latency[d], dtype=np.float64)
+            ok = np.isfinite(y) & (y > 0)
+            self.models_.append(self._fit_source(x[ok], y[ok], seed + d))
+        self.targets_ = {}
+        return self
+
+    def _source_matrix(self, x: np.ndarray) -> np.ndarray:
+        # memo per feature matrix: predict() is called with the same eval ids for every target
+        key = (x.shape, hash(x.tobytes()))
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            if len(memo) > 8:
+                memo.clear()
+            memo[key] = np.column_stack([self._predict_source(m, x) for m in self.models_])
+        return memo[key]
+
+    def _target_stage(self) -> "_TargetStage":
+        return _TargetStage(self.target_alpha, self.op_penalty)
+
+    def adapt(self, device, oracle):
+        super().adapt(device, oracle)
+        ids, y = self.shots_[device]
+        x = self._features(ids)
+        P = self._source_matrix(x)
+        self.targets_[device] = self._target_stage().fit(P, x, y)
+        return self
+
+    def predict(self, device, arch_ids):
+        x = self._features(arch_ids)
+        pred = self.targets_[device].predict(self._source_matrix(x), x)
+        return positive_floor(pred, self.shots_[device][1])
+
+
+class OpwiseLasso(_OpwiseBase):
+    name = "opwise-lasso"
+    summary = "op-wise NN-Lasso (Li et al. ICPE'23) adapted: e2e fit per source, sparse source mix on the k shots"
+
+    def __init__(self, rules: str = "default", stats=DEFAULT_STATS, alpha: float = 1e-4, target_alpha: float = 1e-3,
+                 op_penalty=OP_PENALTIES, prior: str = "sources"):
+        self.rules = rules
+        self.stats = stats
+        self.alpha = alpha
+        self.target_alpha = target_alpha
+        self.op_penalty = op_penalty
+        self.prior = prior
+
+    def fit(self, source, space, seed):
+        if self.prior not in ("sources", "none"):
+            from latbench.errors import MethodError
+
+            raise MethodError(f"opwise-lasso: prior must be 'sources' or 'none', got {self.prior!r}")
+        return super().fit(source, space, seed)
+
+    def _fit_source(self, x, y, seed):
+        return relative_nnlasso(np.column_stack([x, np.ones(len(x))]), y, self.alpha)
+
+    def _predict_source(self, theta, x):
+        return np.column_stack([x, np.ones(len(x))]) @ theta
+
+    def _source_matrix(self, x):
+        if self.prior == "none":  # the only "source": total FLOPs, i.e. one shared cost per FLOP
+            flops = [i for i, c in enumerate(self._columns()) if c.endswith(":flops")]
+            return x[:, flops].sum(axis=1, keepdims=True)
+        return super()._source_matrix(x)
+
+    def _columns(self):
+        return [f"{t}:{s}" for t in self.types_ for s in self.stats]
+
+    def adapt(self, device, oracle):
+        if self.prior == "none" and "flops" not in self.stats:
+            from latbench.errors import MethodError
+
+            raise MethodError("opwise-lasso: prior='none' needs 'flops' among the stats")
+        return super().adapt(device, oracle)
+
+    def _target_stage(self):
+        penalty = 1.0 if self.prior == "none" else self.op_penalty
+        return _TargetStage(self.target_alpha, penalty)
+
+
+class _RegressorOpwise(_OpwiseBase):
+    """Shared code of the RF / GBDT variants: sklearn regressors fitted with weights 1/y^2."""
+
+    def _fit_source(self, x, y, seed):
+        model = self._make(seed)
+        model.fit(x, y, sample_weight=1.0 / relative_weights(y) ** 2)
+        return model
+
+    def _predict_source(self, model, x):
+        return model.predict(x)
+
+
+class OpwiseRF(_RegressorOpwise):
+    name = "opwise-rf"
+    summary = "op-wise features, RandomForest per source device (e2e-adapted ICPE'23), sparse source mix on the shots"
+
+    def __init__(self, rules: str = "default", stats=DEFAULT_STATS, n_estimators: int = 200, max_features: float = 1 / 3,
+                 target_alpha: float = 1e-3, op_penalty=OP_PENALTIES):
+        self.rules = rules
+        self.stats = stats
+        self.n_estimators = n_estimators
+        self.max_features = max_features
+        self.target_alpha = target_alpha
+        self.op_penalty = op_penalty
+
+    check_params = {"n_estimators": 10}
+
+    def _make(self, seed):
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(n_estimators=self.n_estimators, max_features=self.max_features, random_state=seed)
+
+
+class OpwiseGBDT(_RegressorOpwise):
+    name = "opwise-gbdt"
+    summary = "op-wise features, gradient-boosted trees per source device (e2e-adapted ICPE'23), sparse source mix"
+
+    def __init__(self, rules: str = "default", stats=DEFAULT_STATS, n_estimators: int = 300, max_depth: int = 3,
+                 learning_rate: float = 0.05, subsample: float = 0.8, target_alpha: float = 1e-3, op_penalty=OP_PENALTIES):
+        self.rules = rules
+        self.stats = stats
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.target_alpha = target_alpha
+        self.op_penalty = op_penalty
+
+    check_params = {"n_estimators": 20}
+
+    def _make(self, seed):
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                                         learning_rate=self.learning_rate, subsample=self.subsample, random_state=seed)
+
+
+class OpwiseMLP(_OpwiseBase):
+    name = "opwise-mlp"
+    summary = "op-wise features, MLP per source device on log-latency (e2e-adapted ICPE'23), sparse source mix"
+
+    def __init__(self, rules: str = "default", stats=DEFAULT_STATS, hidden: tuple = (64, 64), max_iter: int = 200,
+                 target_alpha: float = 1e-3, op_penalty=OP_PENALTIES):
+        self.rules = rules
+        self.stats = stats
+        self.hidden = hidden
+        self.max_iter = max_iter
+        self.target_alpha = target_alpha
+        self.op_penalty = op_penalty
+
+    check_params = {"hidden": (16,), "max_iter": 30}
+
+    def _fit_source(self, x, y, seed):
+        from sklearn.neural_network import MLPRegressor
+
+        z = np.log1p(x)
+        mu, sd = z.mean(0), z.std(0)
+        sd = np.where(sd > 0, sd, 1.0)
+        model = MLPRegressor(hidden_layer_sizes=tuple(self.hidden), max_iter=self.max_iter, early_stopping=True,
+                             random_state=seed, learning_rate_init=1e-3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit((z - mu) / sd, np.log(y))
+        lo, hi = np.log(y.min()), np.log(y.max())
+        return model, mu, sd, lo - 1.0, hi + 1.0  # no extrapolation beyond e x the source range
+
+    def _predict_source(self, m, x):
+        model, mu, sd, lo, hi = m
+        return np.exp(np.clip(model.predict((np.log1p(x) - mu) / sd), lo, hi))
