@@ -614,7 +614,10 @@ def finalize(folder: Path) -> None:
     cols = ["arch", "latency_ms", "iqr_ms", "trimmed_mean_ms", "outliers", "n", "attempts", "contended"]
     table = pa.table({c: [r.get(c) for r in rows] for c in cols})
     _write_parquet_atomic(table, folder / "latency.parquet", pq)
-    krows = read_jsonl(folder / "kernels.jsonl")
+    # a run killed between the two appends leaves a kernel line whose arch was then measured again:
+    # keep the last kernel line of each arch that has a latency line, in latency order
+    last = {r["arch"]: r["rows"] for r in read_jsonl(folder / "kernels.jsonl")}
+    krows = [{"arch": r["arch"], "rows": last[r["arch"]]} for r in rows if r["arch"] in last]
     if krows:
         names = ["layer", "op", "h", "cin", "cout", "kernel", "stride", "groups", "latency_ms"]
         flat = {n: [] for n in ["arch", *names]}

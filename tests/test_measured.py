@@ -47,7 +47,7 @@ def test_committed_measurements_are_in_the_dataset(data):
     from latbench import paths
     from latbench.data import store
 
-    committed = measured.read_root(measured.PACKAGE_DIR)
+    committed = measured.read_root(measured.package_dir())
     by_space = {}
     for d in committed:
         by_space.setdefault(d.meta.space, []).append(d)
@@ -163,7 +163,7 @@ def test_add_source_rejects_bad_folders_and_registers_nothing(user_home, profile
 
 
 def test_add_source_refuses_names_of_committed_devices(user_home, tmp_path):
-    committed = measured.read_root(measured.PACKAGE_DIR)[0]
+    committed = measured.read_root(measured.package_dir())[0]
     src = tmp_path / "copy"
     shutil.copytree(committed.folder, src / committed.meta.space / committed.meta.device)
     with pytest.raises(DataError, match="already ship with latbench"):

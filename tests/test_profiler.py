@@ -76,6 +76,18 @@ def test_profile_resumes_and_survives_a_torn_last_line(nb201, tmp_path):
     assert after[:11] == before and len(after) == 13
     assert len({r["arch"] for r in after}) == 13  # nothing measured twice
     assert (folder / "latency.jsonl").read_bytes().endswith(b"\n")
+    # killed between the kernel line and the latency line of the next arch: that arch is measured
+    # again, and the finished tables hold one breakdown per arch, the new one
+    nxt = nb201.arch_str(profiler.plan_archs(nb201, 14)[13])
+    with open(folder / "kernels.jsonl", "a") as f:
+        f.write(json.dumps({"arch": nxt, "rows": [[0, "conv", 32, 3, 16, 3, 1, 1, 99.0]]}) + "\n")
+    profiler.profile(nb201, settings, tmp_path, 14, name_prefix="x", max_wait=5)
+    import pyarrow.parquet as pq
+
+    k = pq.read_table(folder / "kernels.parquet").to_pandas()
+    last = {e["arch"]: len(e["rows"]) for e in profiler.read_jsonl(folder / "kernels.jsonl")}
+    assert k["arch"].nunique() == 14 and k.groupby("arch").size().to_dict() == last
+    assert 99.0 not in k["latency_ms"].to_numpy()
 
 
 def test_profile_refuses_to_mix_settings_in_one_folder(nb201, tmp_path):
