@@ -54,7 +54,7 @@ def test_committed_measurements_are_in_the_dataset(data):
     assert len(by_space["nb201"]) >= 5 and all(len(d.archs) >= 2000 for d in by_space["nb201"])
     assert len(by_space["fbnet"]) >= 5 and all(len(d.archs) >= 1000 for d in by_space["fbnet"])
     for d in committed:  # test-retest noise recorded for every committed device
-        assert d.retest and d.retest["archs"] >= 50 and d.retest["spearman"] is not None
+        assert d.retest and d.retest["archs"] >= 40 and d.retest["spearman"] is not None
     ds = datasets.load_dataset(str(paths.data_dir()), "nb201")["train"].to_pandas()
     for d in by_space["nb201"]:
         rows = ds[ds.device == d.meta.device].set_index("arch")["latency_ms"]
