@@ -529,8 +529,6 @@ def profile(space, settings: list[Setting], out: Path, n_archs: int, *, seed: in
 
 
 def _measure_arch(space, i: int, targets, seed: int, max_wait: float) -> None:
-    import torch
-
     arch = space.arch_str(i)
     model = space.build_torch(i).eval()
     onnx_bytes = int8_bytes = None
@@ -554,7 +552,6 @@ def _measure_arch(space, i: int, targets, seed: int, max_wait: float) -> None:
                                     key=lambda rows: sum(r[-1] for r in rows))
         lg.append({"arch": arch, **summarise(times), "attempts": attempts, "contended": contended,
                    "t": round(time.time(), 1)}, kernels)
-    torch.set_num_threads(max(1, targets[0][0].threads))
 
 
 def _to_cuda(model, s: Setting):

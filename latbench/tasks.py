@@ -105,7 +105,7 @@ class TaskSpec(BaseModel):
         """Fail loudly if the task names a device the data does not have (never drop it)."""
         missing = [d for d in self.source + self.valid + self.target if d not in available]
         if missing:
-            hint = did_you_mean(missing[0], available)
+            hint = did_you_mean(missing[0], available) or _help_missing_hint()
             raise TaskError(f"task {self.id}: device(s) {', '.join(missing)} not in the {self.space} data{hint}")
 
     def check_archs(self, n_archs: int) -> None:
@@ -141,6 +141,19 @@ class TaskSpec(BaseModel):
         if data["arch_pools"] is None:
             del data["arch_pools"]
         return dump_yaml(data)
+
+
+def _help_missing_hint() -> str:
+    """Why public devices can be missing: a build that could not download HELP (measured data only)."""
+    try:
+        from latbench.data import store
+
+        if "help" not in {src["name"] for src in store.info()["sources"]}:
+            return (" (this dataset was built without the HELP source, e.g. offline: rerun `latbench data build` "
+                    "with network or LATBENCH_MIRROR)")
+    except Exception:
+        pass
+    return ""
 
 
 _RESOLVED: dict[tuple[str, int], tuple[object, Pools]] = {}  # (task, id(space)) -> (space kept alive, pools)
