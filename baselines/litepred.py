@@ -49,9 +49,11 @@ from scipy.stats import entropy
 
 from baselines._fit import positive_floor
 from baselines._torch import torch_threads
-from baselines.nn_meter import _BANKS, KernelBank, family_features, source_key
+from baselines.nn_meter import (_BANKS, MEASURED_RULES, KernelBank, backfitted_banks, check_variant, family_features,
+                                kernel_sum, source_key)
 from baselines.opwise import best_scale_source
 from latbench import kernels
+from latbench.errors import MethodError
 from latbench.method import Method
 
 
@@ -138,9 +140,10 @@ class LitePred(Method):
     summary = "LitePred adapted: pool of per-kernel MLPs backfitted per source, KL-similar source fine-tuned on the shots"
     requires = ("layers",)
 
-    def __init__(self, rules: str = "default", hidden: tuple = (64, 64, 64), epochs: int = 350, lr: float = 1e-3,
-                 rounds: int = 2, inner: int = 100, finetune_epochs: int = 350, finetune_lr: float = 1e-3,
+    def __init__(self, variant: str = "adapted", rules: str = "default", hidden: tuple = (64, 64, 64), epochs: int = 350,
+                 lr: float = 1e-3, rounds: int = 2, inner: int = 100, finetune_epochs: int = 350, finetune_lr: float = 1e-3,
                  rescale: bool = True, random_state: int = 0):
+        self.variant = variant
         self.rules = rules
         self.hidden = hidden
         self.epochs = epochs
@@ -159,21 +162,29 @@ class LitePred(Method):
 
     def fit(self, source, space, seed):
         super().fit(source, space, seed)
-        self.rules_ = kernels.resolve_rules(self.rules)
-        ids = np.asarray(source.arch_ids)
-        counts = kernels.count_matrix(space, ids, self.rules_)
-        lat = np.asarray(source.latency, dtype=np.float64)
-        key = source_key(type(self).__name__, space.name, self.rules_, tuple(self.hidden), self.epochs, self.lr,
-                         self.rounds, self.inner, self.random_state, ids, lat)
-        if key not in _BANKS:
-            pool = []
-            for d in range(len(source.devices)):
-                ok = np.isfinite(lat[d]) & (lat[d] > 0)
-                pool.append(KernelBank(self.rules_, self._mlp, self.rounds, self.inner).fit(counts[ok], lat[d][ok]))
-            _BANKS[key] = pool
-        self.pool_ = _BANKS[key]
+        check_variant(self)
         self.targets_ = {}
+        if self.variant == "faithful":
+            self.rules_ = MEASURED_RULES
+            self.pool_devices_ = sorted(source.kernels)
+            if not self.pool_devices_:
+                raise MethodError("litepred (faithful): no source device of this task has kernel-level measurements to "
+                                  "pre-build the predictor pool from; use a task whose sources were measured by "
+                                  "`latbench profile` (e.g. measured-nb201-kernels) or variant='adapted'")
+            self.pool_ = [self._measured_pool_bank(space, source.kernels[d]) for d in self.pool_devices_]
+            return self
+        self.rules_ = kernels.resolve_rules(self.rules)
+        self.pool_ = backfitted_banks(self, source, space, lambda: KernelBank(self.rules_, self._mlp, self.rounds, self.inner),
+                                      tuple(self.hidden), self.epochs, self.lr)
         return self
+
+    def _measured_pool_bank(self, space, rows) -> KernelBank:
+        key = source_key(type(self).__name__, "measured", space.name, tuple(self.hidden), self.epochs, self.lr,
+                         self.random_state, rows["arch_id"].to_numpy(), rows["latency_ms"].to_numpy())
+        if key not in _BANKS:
+            codes, lat, n = kernels.measured_code_latency(space, rows)
+            _BANKS[key] = KernelBank(MEASURED_RULES, self._mlp, 0).fit_measured(codes, lat, n)
+        return _BANKS[key]
 
     def _counts(self, ids):
         return kernels.count_matrix(self.space_, ids, self.rules_)
@@ -181,6 +192,9 @@ class LitePred(Method):
     def adapt(self, device, oracle):
         super().adapt(device, oracle)
         ids, y = self.shots_[device]
+        if self.variant == "faithful":
+            self.targets_[device] = (self._adapt_measured(oracle, ids), 1.0, -1)
+            return self
         if len(ids) < 2:
             self.targets_[device] = (self.pool_[0], 1.0, -1)  # nothing to compare distributions on
             return self
@@ -193,6 +207,36 @@ class LitePred(Method):
             _, scale = best_scale_source((C @ bank.predict_codes())[:, None], y)
         self.targets_[device] = (bank, scale, best)
         return self
+
+    def _adapt_measured(self, oracle, ids) -> KernelBank:
+        """Faithful LitePred on a target with kernel measurements: the pool device whose conv-bn-relu
+        predictions on the target's measured conv configs are most similar (smallest KL) to the
+        measurements (LitePred's ``detector.py`` scores conv-bn-relu only), its kernel predictors
+        fine-tuned on the target's kernel data; a family it lacks gets a new MLP."""
+        codes, lat, n = kernels.measured_code_latency(self.space_, oracle.kernels(ids))
+        if len(codes) == 0:
+            raise MethodError(f"{oracle.device}: no kernel measurements among the {len(ids)} measured archs (k = 0?)")
+        cat = kernels.kernel_catalog(MEASURED_RULES)
+        fam = cat["family"].to_numpy()[codes]
+        x_of = {f: cat.loc[codes[fam == f], list(family_features(f))].to_numpy(dtype=np.float64) for f in set(fam.tolist())}
+        probe = "conv-bn-relu" if "conv-bn-relu" in x_of else sorted(x_of)[0]
+        have = [i for i, b in enumerate(self.pool_) if probe in b.models_]
+        best = 0
+        if len(have) > 1 and (fam == probe).sum() > 1:
+            P = np.column_stack([self.pool_[i].models_[probe].predict(x_of[probe]) for i in have])
+            best = have[int(np.argmin(kl_scores(P, lat[fam == probe])))]
+        chosen = self.pool_[best]
+        new = KernelBank(MEASURED_RULES, self._mlp, 0)
+        new.families_, new.unit_, new._memo = cat["family"].to_numpy(), 0.0, None
+        new.models_ = {}
+        for f, x in sorted(x_of.items()):
+            sel = fam == f
+            if f in chosen.models_:
+                new.models_[f] = chosen.models_[f].finetuned(x, lat[sel], n[sel], self.finetune_epochs, self.finetune_lr)
+            else:
+                new.models_[f] = self._mlp(f, x.shape[1]).fit(x, lat[sel], sample_weight=n[sel])
+        self.picked_ = {**getattr(self, "picked_", {}), oracle.device: self.pool_devices_[best]}
+        return new
 
     def _finetune(self, bank: KernelBank, C, y) -> KernelBank:
         if self.finetune_epochs <= 0:
@@ -216,5 +260,7 @@ class LitePred(Method):
 
     def predict(self, device, arch_ids):
         bank, scale, _ = self.targets_[device]
+        if self.variant == "faithful":
+            return positive_floor(kernel_sum(self.space_, bank, arch_ids), self.shots_[device][1])
         pred = scale * (self._counts(arch_ids) @ bank.predict_codes())
         return positive_floor(pred, self.shots_[device][1])

@@ -120,8 +120,9 @@ class KernelBank:
     ``predict(x)`` are the sklearn calls (LitePred's MLPs use the same protocol).
     """
 
-    def __init__(self, rules: str, make, rounds: int, inner: int = 1):
+    def __init__(self, rules: str, make, rounds: int, inner: int = 1, features=None):
         self.rules, self.make, self.rounds, self.inner = rules, make, rounds, inner
+        self.features = features or family_features  # family -> feature columns
 
     def __deepcopy__(self, memo):
         return self  # immutable once fitted: trials and k share it (the runner deep-copies methods)
@@ -145,13 +146,8 @@ class KernelBank:
                 s = counts @ pseudo
                 ratio = np.where(s > 0, y / np.where(s > 0, s, 1.0), 0.0)
                 pseudo = pseudo * (counts.T @ ratio) / denom
-            self.models_ = {}
-            for fam in sorted(set(self.families_[used].tolist())):
-                sel = used & (self.families_ == fam)
-                x = cat.loc[sel, list(family_features(fam))].to_numpy(dtype=np.float64)
-                model = self.make(fam, x.shape[1])
-                model.fit(x, pseudo[sel], sample_weight=occ[sel])
-                self.models_[fam] = model
+            codes = np.flatnonzero(used)
+            self.models_ = self._fit_models(cat, codes, pseudo[codes], occ[codes])
             p = self.predict_codes(n_codes)
             p[~used] = 0.0
         # unit cost of kernel types this device never ran (fallback: cost-proportional)
@@ -159,6 +155,31 @@ class KernelBank:
         self.used_ = used
         self._memo = None
         return self
+
+    def fit_measured(self, codes: np.ndarray, latency: np.ndarray, weight: np.ndarray) -> "KernelBank":
+        """Fit the per-family regressors on *measured* kernel latencies (the faithful setting).
+
+        ``codes``/``latency``/``weight``: :func:`latbench.kernels.measured_code_latency`. Kernel
+        types never measured (eager PyTorch runs residual adds outside any module, so the profiler
+        has no row for them) predict 0, as nn-Meter has no predictor for a kernel it never profiled.
+        """
+        cat = kernels.kernel_catalog(self.rules)
+        self.families_ = cat["family"].to_numpy()
+        self.models_ = self._fit_models(cat, np.asarray(codes), np.asarray(latency), np.asarray(weight))
+        self.unit_, self._memo = 0.0, None
+        return self
+
+    def _fit_models(self, cat, codes: np.ndarray, target: np.ndarray, weight: np.ndarray) -> dict:
+        """One regressor per kernel family on (features of ``codes``) -> ``target``."""
+        fam_of = cat["family"].to_numpy()[codes]
+        models = {}
+        for fam in sorted(set(fam_of.tolist())):
+            sel = fam_of == fam
+            x = cat.loc[codes[sel], list(self.features(fam))].to_numpy(dtype=np.float64)
+            model = self.make(fam, x.shape[1])
+            model.fit(x, target[sel], sample_weight=weight[sel])
+            models[fam] = model
+        return models
 
     def predict_codes(self, n_codes: int | None = None) -> np.ndarray:
         """Predicted ms of every catalogue kernel (codes 0..n_codes-1)."""
@@ -173,7 +194,7 @@ class KernelBank:
         for f in set(fam.tolist()):
             sel = fam == f
             if f in self.models_:
-                x = cat.loc[sel, list(family_features(f))].to_numpy(dtype=np.float64)
+                x = cat.loc[sel, list(self.features(f))].to_numpy(dtype=np.float64)
                 out[sel] = self.models_[f].predict(x)
             else:
                 out[sel] = np.nan  # filled below by the cost fallback
@@ -236,14 +257,52 @@ def source_key(*parts) -> str:
 #: Backfitted source banks, reused across trials (the source fit does not depend on the seed).
 _BANKS: dict[str, list] = {}
 
+VARIANTS = ("adapted", "faithful")
+#: The profiler's kernel tables time eager PyTorch, where every layer is its own kernel.
+MEASURED_RULES = "torch-eager"
+
+
+def check_variant(method) -> None:
+    if method.variant not in VARIANTS:
+        raise MethodError(f"{method.name}: variant must be 'adapted' (trained on end-to-end latency) or 'faithful' "
+                          f"(trained on measured kernel latencies), got {method.variant!r}")
+
+
+def backfitted_banks(method, source, space, new_bank, *key_parts) -> list:
+    """One :class:`KernelBank` per source device backfitted from end-to-end latency (adapted
+    variants), cached per process: the fit depends on the source data and hyperparameters only."""
+    ids = np.asarray(source.arch_ids)
+    lat = np.asarray(source.latency, dtype=np.float64)
+    key = source_key(type(method).__name__, space.name, method.rules_, method.rounds, method.inner, method.random_state,
+                     *key_parts, ids, lat)
+    if key not in _BANKS:
+        counts = kernels.count_matrix(space, ids, method.rules_)
+        ok = np.isfinite(lat) & (lat > 0)
+        _BANKS[key] = [new_bank().fit(counts[ok[d]], lat[d][ok[d]]) for d in range(len(source.devices))]
+    return _BANKS[key]
+
+
+def measured_bank(space, oracle, ids, new_bank) -> KernelBank:
+    """Kernel predictors of a target device fitted on the kernel latencies of its measured archs."""
+    codes, lat, n = kernels.measured_code_latency(space, oracle.kernels(ids))
+    if len(codes) == 0:
+        raise MethodError(f"{oracle.device}: no kernel measurements among the {len(ids)} measured archs (k = 0?)")
+    return new_bank().fit_measured(codes, lat, n)
+
+
+def kernel_sum(space, bank: KernelBank, ids) -> np.ndarray:
+    """End-to-end prediction of a kernel-level predictor: the sum of its kernels' predictions."""
+    return kernels.count_matrix(space, ids, bank.rules) @ bank.predict_codes()
+
 
 class NNMeter(Method):
     name = "nn-meter"
     summary = "nn-Meter adapted: per-kernel RFs backfitted from e2e latency per source, rescaled per kernel type on the shots"
     requires = ("layers",)
 
-    def __init__(self, rules: str = "default", hardware: str = "tflite_cpu", rounds: int = 2, inner: int = 100,
-                 shrink=1e-4, random_state: int = 10, max_trees: int | None = None):
+    def __init__(self, variant: str = "adapted", rules: str = "default", hardware: str = "tflite_cpu", rounds: int = 2,
+                 inner: int = 100, shrink=1e-4, random_state: int = 10, max_trees: int | None = None):
+        self.variant = variant
         self.rules = rules
         self.hardware = hardware
         self.rounds = rounds
@@ -270,20 +329,14 @@ class NNMeter(Method):
         super().fit(source, space, seed)
         if self.hardware not in HYPERPARAMS:
             raise MethodError(f"nn-meter: hardware must be one of {', '.join(HYPERPARAMS)}, got {self.hardware!r}")
-        self.rules_ = kernels.resolve_rules(self.rules)
-        ids = np.asarray(source.arch_ids)
-        counts = kernels.count_matrix(space, ids, self.rules_)
-        lat = np.asarray(source.latency, dtype=np.float64)
-        key = source_key(type(self).__name__, space.name, self.rules_, self.hardware, self.rounds, self.inner, self.random_state,
-                         self.max_trees, ids, lat)
-        if key not in _BANKS:
-            banks = []
-            for d in range(len(source.devices)):
-                ok = np.isfinite(lat[d]) & (lat[d] > 0)
-                banks.append(KernelBank(self.rules_, self._forest, self.rounds, self.inner).fit(counts[ok], lat[d][ok]))
-            _BANKS[key] = banks
-        self.banks_ = _BANKS[key]
+        check_variant(self)
         self.targets_ = {}
+        if self.variant == "faithful":  # nn-Meter has no transfer: each target gets its own kernel predictors
+            self.rules_, self.banks_ = MEASURED_RULES, []
+            return self
+        self.rules_ = kernels.resolve_rules(self.rules)
+        self.banks_ = backfitted_banks(self, source, space, lambda: KernelBank(self.rules_, self._forest, self.rounds, self.inner),
+                                       self.hardware, self.max_trees)
         return self
 
     def _family_sums(self, ids, d: int):
@@ -292,6 +345,9 @@ class NNMeter(Method):
     def adapt(self, device, oracle):
         super().adapt(device, oracle)
         ids, y = self.shots_[device]
+        if self.variant == "faithful":
+            self.targets_[device] = measured_bank(self.space_, oracle, ids, lambda: KernelBank(MEASURED_RULES, self._forest, 0))
+            return self
         if len(ids) == 0:
             self.targets_[device] = (0, {})  # zero-shot: the first source device as is
             return self
@@ -306,6 +362,8 @@ class NNMeter(Method):
         return self
 
     def predict(self, device, arch_ids):
+        if self.variant == "faithful":
+            return positive_floor(kernel_sum(self.space_, self.targets_[device], arch_ids), self.shots_[device][1])
         d, scales = self.targets_[device]
         Q, fams = self._family_sums(arch_ids, d)
         default = float(np.mean(list(scales.values()))) if scales else 1.0

@@ -61,6 +61,7 @@ touches into kernels. Numbers: ``benchmarks/results/kernel-adapted.md``.
 from __future__ import annotations
 
 import warnings
+import zlib
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -71,6 +72,8 @@ from latbench import kernels
 from latbench.method import Method
 
 DEFAULT_STATS = ("count", "flops", "params", "mem")
+#: Features of one op in the faithful variants (per-op regressors on measured op latencies).
+OP_FEATURES = ("flops", "params", "mem", "act", "hw", "cin", "cout", "ks", "stride")
 #: L1 weight of the op-wise correction relative to the source columns, picked per target device by
 #: leave-one-out on the shots (inf = no op-wise correction).
 OP_PENALTIES = (3.0, 10.0, 30.0, float("inf"))
@@ -184,6 +187,28 @@ class _TargetStage:
         return F @ self.theta_
 
 
+class _OpRegressor:
+    """One op type's regressor in the faithful variants: the method's own model family
+    (``_fit_source`` / ``_predict_source``) trained on that op type's measured latencies."""
+
+    def __init__(self, method, seed: int):
+        self.method, self.seed = method, seed
+
+    #: An op type has only a few distinct configurations in a space (NB201: 1-11); rows are tiled to
+    #: at least this many so the regressors' internal splits (GBDT subsamples, the MLP's early-stopping
+    #: hold-out) never come out empty. Tiling does not move a least-squares or tree fit.
+    MIN_ROWS = 20
+
+    def fit(self, x, y, sample_weight=None) -> "_OpRegressor":
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        reps = -(-self.MIN_ROWS // len(y))
+        self.model_ = self.method._fit_source(np.tile(x, (reps, 1)), np.tile(y, reps), self.seed)
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        return self.method._predict_source(self.model_, np.asarray(x, dtype=np.float64))
+
+
 # ---- the methods -------------------------------------------------------------------------------
 class _OpwiseBase(Method):
     """Per-source regressors on op-wise features + the shared target stage (see the module doc)."""
@@ -198,6 +223,12 @@ class _OpwiseBase(Method):
 
     def fit(self, source, space, seed):
         super().fit(source, space, seed)
+        from baselines.nn_meter import check_variant
+
+        check_variant(self)
+        self.targets_ = {}
+        if self.variant == "faithful":  # per-op predictors of the target device itself: nothing from sources
+            return self
         ids = np.asarray(source.arch_ids)
         _, cols = kernels.type_sums(space, ids, self.rules, self.stats)  # types seen in the source sample
         self.types_ = sorted({c.split(":")[0] for c in cols})
@@ -226,12 +257,28 @@ class _OpwiseBase(Method):
     def adapt(self, device, oracle):
         super().adapt(device, oracle)
         ids, y = self.shots_[device]
+        if self.variant == "faithful":
+            from baselines.nn_meter import MEASURED_RULES, KernelBank, kernel_sum, measured_bank
+
+            bank = measured_bank(self.space_, oracle, ids,
+                                 lambda: KernelBank(MEASURED_RULES, self._op_regressor, 0, features=lambda f: OP_FEATURES))
+            overhead = max(0.0, float(np.mean(y - kernel_sum(self.space_, bank, ids))))
+            self.targets_[device] = (bank, overhead)
+            return self
         x = self._features(ids)
         P = self._source_matrix(x)
         self.targets_[device] = self._target_stage().fit(P, x, y)
         return self
 
+    def _op_regressor(self, family: str, n_features: int) -> "_OpRegressor":
+        return _OpRegressor(self, self.seed_ + zlib.crc32(family.encode()) % 10_000)
+
     def predict(self, device, arch_ids):
+        if self.variant == "faithful":
+            from baselines.nn_meter import kernel_sum
+
+            bank, overhead = self.targets_[device]
+            return positive_floor(kernel_sum(self.space_, bank, arch_ids) + overhead, self.shots_[device][1])
         x = self._features(arch_ids)
         pred = self.targets_[device].predict(self._source_matrix(x), x)
         return positive_floor(pred, self.shots_[device][1])
@@ -241,8 +288,9 @@ class OpwiseLasso(_OpwiseBase):
     name = "opwise-lasso"
     summary = "op-wise NN-Lasso (Li et al. ICPE'23) adapted: e2e fit per source, sparse source mix on the k shots"
 
-    def __init__(self, rules: str = "default", stats=DEFAULT_STATS, alpha: float = 1e-4, target_alpha: float = 1e-3,
+    def __init__(self, variant: str = "adapted", rules: str = "default", stats=DEFAULT_STATS, alpha: float = 1e-4, target_alpha: float = 1e-3,
                  op_penalty=OP_PENALTIES, prior: str = "sources"):
+        self.variant = variant
         self.rules = rules
         self.stats = stats
         self.alpha = alpha
@@ -300,8 +348,9 @@ class OpwiseRF(_RegressorOpwise):
     name = "opwise-rf"
     summary = "op-wise features, RandomForest per source device (e2e-adapted ICPE'23), sparse source mix on the shots"
 
-    def __init__(self, rules: str = "default", stats=DEFAULT_STATS, n_estimators: int = 200, max_features: float = 1 / 3,
+    def __init__(self, variant: str = "adapted", rules: str = "default", stats=DEFAULT_STATS, n_estimators: int = 200, max_features: float = 1 / 3,
                  target_alpha: float = 1e-3, op_penalty=OP_PENALTIES):
+        self.variant = variant
         self.rules = rules
         self.stats = stats
         self.n_estimators = n_estimators
@@ -321,8 +370,9 @@ class OpwiseGBDT(_RegressorOpwise):
     name = "opwise-gbdt"
     summary = "op-wise features, gradient-boosted trees per source device (e2e-adapted ICPE'23), sparse source mix"
 
-    def __init__(self, rules: str = "default", stats=DEFAULT_STATS, n_estimators: int = 300, max_depth: int = 3,
+    def __init__(self, variant: str = "adapted", rules: str = "default", stats=DEFAULT_STATS, n_estimators: int = 300, max_depth: int = 3,
                  learning_rate: float = 0.05, subsample: float = 0.8, target_alpha: float = 1e-3, op_penalty=OP_PENALTIES):
+        self.variant = variant
         self.rules = rules
         self.stats = stats
         self.n_estimators = n_estimators
@@ -345,8 +395,9 @@ class OpwiseMLP(_OpwiseBase):
     name = "opwise-mlp"
     summary = "op-wise features, MLP per source device on log-latency (e2e-adapted ICPE'23), sparse source mix"
 
-    def __init__(self, rules: str = "default", stats=DEFAULT_STATS, hidden: tuple = (64, 64), max_iter: int = 200,
+    def __init__(self, variant: str = "adapted", rules: str = "default", stats=DEFAULT_STATS, hidden: tuple = (64, 64), max_iter: int = 200,
                  target_alpha: float = 1e-3, op_penalty=OP_PENALTIES):
+        self.variant = variant
         self.rules = rules
         self.stats = stats
         self.hidden = hidden

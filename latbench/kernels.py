@@ -294,6 +294,31 @@ def kernel_codes(space, ids, rules: str = "default") -> list[np.ndarray]:
     return out
 
 
+def measured_code_latency(space, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-layer kernel measurements (profiler rows: arch_id, layer, latency_ms) as kernel-level data.
+
+    The profiler's kernel tables come from eager PyTorch, which runs every layer as its own kernel,
+    so each row is one ``torch-eager`` kernel. Returns (codes, mean ms, number of measurements) per
+    distinct kernel configuration, codes into ``kernel_catalog("torch-eager")``.
+    """
+    arch = rows["arch_id"].to_numpy(dtype=np.int64)
+    layer = rows["layer"].to_numpy(dtype=np.int64)
+    lat = rows["latency_ms"].to_numpy(dtype=np.float64)
+    if len(arch) == 0:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    uniq, inv = np.unique(arch, return_inverse=True)
+    per_arch = kernel_codes(space, uniq, "torch-eager")
+    sizes = np.array([len(c) for c in per_arch])
+    if np.any(layer >= sizes[inv]) or np.any(layer < 0):
+        raise LatbenchError("kernel rows name a layer index outside the arch's layer list")
+    offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+    codes = np.concatenate(per_arch)[offsets[inv] + layer]
+    ok = np.isfinite(lat) & (lat > 0)
+    u, where = np.unique(codes[ok], return_inverse=True)
+    n = np.bincount(where).astype(np.float64)
+    return u.astype(np.int64), np.bincount(where, weights=lat[ok]) / n, n
+
+
 def kernel_catalog(rules: str = "default"):
     """DataFrame of every distinct kernel seen so far under ``rules``: index = code; type, family, features."""
     import pandas as pd

@@ -79,7 +79,8 @@ class Entry(BaseModel):
     suite: str
     latbench_version: str
     dataset_version: str
-    dataset_hash: str
+    dataset_hash: str = Field(description="sha256 of the data the suite's tasks read (latbench.data.store.data_hash): "
+                                          "the arch strings and latencies of every source, validation and target device")
     protocol: str
     task_versions: dict[str, int]
     shots: list[int]
@@ -115,11 +116,13 @@ def suite_tasks(suite: str):
 def entry_from_result(result: EvalResult, *, suite: str, code_ref: str, hardware: str = "", **method_info) -> Entry:
     from latbench.tasks import get_task
 
+    from latbench.data import store
+
     tasks = sorted({r.task for r in result.results})
     return Entry(
         method=MethodInfo(name=result.method, code_ref=code_ref, params=result.method_params, **method_info),
         suite=suite, latbench_version=result.latbench_version, dataset_version=result.dataset_version,
-        dataset_hash=result.dataset_hash, protocol=result.results[0].protocol if result.results else "",
+        dataset_hash=store.data_hash([get_task(t) for t in tasks]), protocol=result.results[0].protocol if result.results else "",
         task_versions={t: get_task(t).version for t in tasks}, shots=sorted({r.shots for r in result.results}),
         trials=max((len(r.trials) for r in result.results), default=0), results=result.results,
         seconds=result.seconds, hardware=hardware, date=time.strftime("%Y-%m-%d"),
@@ -172,10 +175,10 @@ def validate(entry: Entry) -> None:
     from latbench.tasks import get_task
 
     expected = suite_tasks(entry.suite)  # unknown suite first: nothing else makes sense without it
-    info = store.info()
-    if entry.dataset_hash != info["content_hash"]:
-        raise LeaderboardError(f"dataset hash {entry.dataset_hash[:12]}... does not match the current dataset "
-                               f"{info['content_hash'][:12]}... (rerun on dataset {info['dataset_version']})")
+    info, current = store.info(), store.data_hash(expected)
+    if entry.dataset_hash != current:
+        raise LeaderboardError(f"dataset hash {entry.dataset_hash[:12]}... does not match the current dataset's data for suite "
+                               f"{entry.suite!r}, {current[:12]}... (rerun on dataset {info['dataset_version']})")
     if entry.protocol not in ACCEPTED_PROTOCOLS:
         raise LeaderboardError(f"protocol {entry.protocol!r}: the board only accepts {' or '.join(ACCEPTED_PROTOCOLS)}")
     if not math.isfinite(entry.seconds) or entry.seconds < 0:
@@ -549,7 +552,7 @@ def score_predictions(pred_dir: Path, *, suite: str, method: str, params: dict |
     name, code_ref = method_identity(method)
     return Entry(
         method=MethodInfo(name=name, code_ref=code_ref, params=params or {}, **method_info), suite=suite,
-        latbench_version=__version__, dataset_version=info["dataset_version"], dataset_hash=info["content_hash"],
+        latbench_version=__version__, dataset_version=info["dataset_version"], dataset_hash=store.data_hash(tasks),
         protocol=PREDICTIONS_PROTOCOL, task_versions={t.id: t.version for t in tasks}, shots=list(SUITE_SHOTS),
         trials=SUITE_TRIALS, results=results, seconds=0.0, hardware=hardware, date=time.strftime("%Y-%m-%d"),
         notes=f"scored from predictions made outside latbench in {time.perf_counter() - tic:.1f} s: adaptation and "

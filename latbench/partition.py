@@ -80,7 +80,10 @@ LITERATURE = {
 
 def correlation(values: np.ndarray) -> np.ndarray:
     """Device x device Spearman matrix over a common arch set (rows of ``values`` are devices)."""
-    return np.atleast_2d(spearmanr(values, axis=1).statistic)
+    r = spearmanr(values, axis=1).statistic
+    if np.ndim(r) == 0:  # two devices: scipy returns the one coefficient, not the 2 x 2 matrix
+        return np.array([[1.0, float(r)], [float(r), 1.0]])
+    return np.atleast_2d(r)
 
 
 def difficulty(corr: np.ndarray, src: list[int], tgt: list[int]) -> float:
@@ -237,10 +240,12 @@ MEASURED_POOL_SHARES = (0.25, 0.25, 0.5)
 def measured_tasks(table, space, version: int = 1) -> list[TaskSpec]:
     """Tasks whose targets are profiler-measured devices (devices covering a sample of the space).
 
-    Per space, up to two: ``measured-<space>-public`` (sources = every HELP device, targets = the
-    measured devices: old public hardware -> this machine) and ``measured-<space>-runtime``
+    Per space, up to three: ``measured-<space>-public`` (sources = every HELP device, targets = the
+    measured devices: old public hardware -> this machine), ``measured-<space>-runtime``
     (sources = the measured eager-PyTorch devices, targets = the other measured runtimes: the same
-    hardware under another runtime/precision; needs no HELP data). Pools are drawn from the archs
+    hardware under another runtime/precision; needs no HELP data) and ``measured-<space>-kernels``
+    (eager PyTorch devices only, the first by name as target: all have kernel tables, which the
+    faithful kernel-level predictors need on source and target). Pools are drawn from the archs
     measured on every device of the task and stored as arch strings (:class:`ArchPools`).
     """
     from latbench.tasks import ArchPools
@@ -253,7 +258,10 @@ def measured_tasks(table, space, version: int = 1) -> list[TaskSpec]:
     eager = [d for d in measured if "-torch-" in d and "-graphs-" not in d]
     specs = [("public", complete, measured, "public devices (HELP) -> devices measured by latbench profile"),
              ("runtime", eager, [d for d in measured if d not in eager],
-              "eager PyTorch -> other runtimes/precisions on the same measured hardware")]
+              "eager PyTorch -> other runtimes/precisions on the same measured hardware"),
+             ("kernels", eager[1:], eager[:1],
+              "eager PyTorch -> eager PyTorch with other threads: every device has per-layer kernel latencies, "
+              "so kernel-level predictors can train as their papers do (faithful variants)")]
     for name, source, target, description in specs:
         if not source or not target:
             continue

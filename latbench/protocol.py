@@ -40,6 +40,9 @@ class SourceData:
     reference_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     reference_latency: np.ndarray | None = None
     valid_reference_latency: np.ndarray | None = None
+    #: per source device that has a kernel table: its per-layer latencies on the source archs
+    #: (DataFrame arch_id, layer, latency_ms; kernel-level predictors train on these)
+    kernels: dict = field(default_factory=dict)
 
     def device(self, name: str) -> np.ndarray:
         return self.latency[self.devices.index(name)]
@@ -52,7 +55,7 @@ class Oracle:
     """
 
     def __init__(self, device: str, pool: np.ndarray, truth: np.ndarray, budget: int, rng: np.random.Generator,
-                 default: np.ndarray | None = None):
+                 default: np.ndarray | None = None, kernel_rows=None):
         if budget > len(pool):
             raise OracleError(f"{device}: budget k={budget} exceeds the query pool of {len(pool)} archs")
         self.device = device
@@ -63,7 +66,13 @@ class Oracle:
         if default is None:
             default = np.sort(rng.choice(self.pool, self.budget, replace=False)) if budget else np.zeros(0, np.int64)
         self._default = np.asarray(default, dtype=np.int64)
+        self._kernel_rows = kernel_rows
         self.measured: dict[int, float] = {}
+
+    @property
+    def has_kernels(self) -> bool:
+        """Whether measuring an arch on this device also yields its per-layer kernel latencies."""
+        return self._kernel_rows is not None
 
     @property
     def remaining(self) -> int:
@@ -88,6 +97,22 @@ class Oracle:
             self.measured[i] = float(self._truth[i])
         return np.array([self.measured[int(i)] for i in ids])
 
+    def kernels(self, ids):
+        """Per-layer kernel latencies (DataFrame arch_id, layer, latency_ms) of already measured archs.
+
+        A profiler run that times an arch also times its layers, so this costs no extra budget; it
+        is only available on devices with a kernel table (:attr:`has_kernels`).
+        """
+        if self._kernel_rows is None:
+            raise OracleError(f"{self.device}: no kernel-level measurements for this device (only end-to-end latency); "
+                              "kernel-level training needs a device measured by `latbench profile` with eager PyTorch")
+        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        unmeasured = [int(i) for i in ids if int(i) not in self.measured]
+        if unmeasured:
+            raise OracleError(f"{self.device}: arch {unmeasured[0]} has not been measured; measure() it first")
+        rows = self._kernel_rows
+        return rows[rows["arch_id"].isin(ids)].reset_index(drop=True)
+
 
 @dataclass
 class Trial:
@@ -111,7 +136,7 @@ HELP_TRAIN_RANGE = {"nb201": 900, "fbnet": 4000, "ofa": 4000}
 
 
 def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str = "official",
-               source_archs: str = "sample", reference_ids=()) -> Trial:
+               source_archs: str = "sample", reference_ids=(), kernels: dict | None = None) -> Trial:
     """Build trial ``trial`` of ``task`` from the space's :class:`LatencyTable` (truth stays there).
 
     ``protocol``:
@@ -122,10 +147,15 @@ def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str =
       trimmed to the device's 10th-90th latency percentile plus the reference archs, the budget is
       k **plus** the reference archs (HELP measures them on top of its k support archs), the default
       choice is k random trimmed-pool archs, and the evaluation set is the next 1,000 archs trimmed
-      the same way (800 per device).
+      the same way (800 per device). A k larger than the trimmed range (HELP Table 3's BRP-NAS row
+      trains on all 900 NB201 training archs of the target) draws from the untrimmed range.
     - ``nasflat-paper`` (NASFLAT's main_trf.py, BASELINES.md 9.2): the task's source sample; the
       oracle pool and the evaluation set are *all* archs of the space (the evaluation includes the
       source and transfer archs, as NASFLAT reports).
+
+    ``kernels`` (device -> per-layer kernel latencies, :func:`latbench.data.store.load_kernels`):
+    source devices' rows on the source archs go into :attr:`SourceData.kernels`; a target device's
+    oracle reveals the rows of the archs it measured (:meth:`Oracle.kernels`).
     """
     if protocol not in PROTOCOLS:
         raise OracleError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
@@ -154,6 +184,8 @@ def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str =
         valid_devices=task.valid, valid_latency=table.rows(task.valid)[:, src_ids] if task.valid else None,
         reference_ids=ref, reference_latency=table.rows(task.source)[:, ref],
         valid_reference_latency=table.rows(task.valid)[:, ref] if task.valid else None,
+        kernels={d: rows[rows["arch_id"].isin(src_ids)].reset_index(drop=True)
+                 for d, rows in (kernels or {}).items() if d in task.source},
     )
     oracles, eval_ids = {}, {}
     for d in task.target:
@@ -163,15 +195,20 @@ def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str =
             eval_ids[d] = np.array(pools.eval, dtype=np.int64)
         elif protocol == "help-paper":
             trimmed = _trim(np.arange(n_train), truth)
-            pool, budget = np.union1d(trimmed, ref), shots + len(ref)
-            default = np.sort(rng.choice(trimmed, shots, replace=False)) if shots <= len(trimmed) else None
+            if shots <= len(trimmed):  # HELP's support sampling: k archs of the trimmed range
+                pool = np.union1d(trimmed, ref)
+                default = np.sort(rng.choice(trimmed, shots, replace=False))
+            else:  # the 900-sample BRP-NAS row: HELP trains it on the untrimmed range
+                pool = np.union1d(np.arange(n_train), ref)
+                default = np.sort(rng.choice(n_train, shots, replace=False)) if shots <= n_train else None
+            budget = min(shots + len(ref), len(pool))
             eval_ids[d] = _trim(np.arange(n_train, min(n_train + 1000, n_archs)), truth)
         else:
             pool, budget, default = np.arange(n_archs), shots, None
             eval_ids[d] = np.arange(n_archs)
         if shots > len(pool):
             raise OracleError(f"task {task.id}: k={shots} is larger than the query pool ({len(pool)} archs)")
-        oracles[d] = Oracle(d, pool, truth, budget, rng, default=default)
+        oracles[d] = Oracle(d, pool, truth, budget, rng, default=default, kernel_rows=(kernels or {}).get(d))
     return Trial(task, trial, shots, seed, source, oracles, eval_ids, protocol)
 
 

@@ -89,7 +89,8 @@ def run_trial(method: Method, task: TaskSpec, t: int, shots: int, table, space, 
 
     The fitted method itself is never adapted: each call adapts a deep copy.
     """
-    trial = make_trial(task, t, shots, table, protocol=protocol, source_archs=source_archs, reference_ids=space.reference_ids)
+    trial = make_trial(task, t, shots, table, protocol=protocol, source_archs=source_archs, reference_ids=space.reference_ids,
+                       kernels=store.load_kernels(task.space))
     if fitted is None:
         fitted = fit_trial(method, trial, space)
     m, t_fit = copy.deepcopy(fitted[0]), fitted[1]

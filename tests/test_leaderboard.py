@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from latbench import leaderboard as lb
 from latbench.cli import app
+from latbench.errors import DataError
 from latbench.metrics import HIGHER_IS_BETTER, METRICS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -569,3 +570,25 @@ def test_example_predictor_follows_the_contract(data, monkeypatch):
     cls = resolve("examples.my_predictor:ParamsRegression")
     check_method(cls, task="hard-3", shots=5)
     assert "latbench submit --method examples.my_predictor:ParamsRegression" in (REPO / "examples" / "README.md").read_text()
+
+
+def test_entry_hash_covers_exactly_the_suites_data(data, monkeypatch):
+    """Adding a device the suite does not use (a new measurement) keeps entries valid; changing a
+    latency the suite reads does not."""
+    import copy
+
+    from latbench.data import store
+
+    tasks = lb.suite_tasks("main")
+    before = store.data_hash(tasks)
+    info = copy.deepcopy(store.info())
+    info["device_hashes"]["nb201"]["my-new-phone-bs1-fp32"] = "0" * 64
+    with monkeypatch.context() as mp:
+        mp.setattr(store, "info", lambda: info)
+        assert store.data_hash(tasks) == before
+        used = tasks[0].source[0]
+        info["device_hashes"][tasks[0].space][used] = "1" * 64
+        assert store.data_hash(tasks) != before
+        del info["device_hashes"]
+        with pytest.raises(DataError, match="predates per-device hashes"):
+            store.data_hash(tasks)

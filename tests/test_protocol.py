@@ -291,6 +291,14 @@ def test_help_paper_mode_pools(data):
         assert len(trial.eval_ids[dev]) == 800 and trial.eval_ids[dev].min() >= 900
         assert oracle.budget == 20 and set(refs.tolist()) <= set(oracle.pool.tolist())
         assert len(oracle.default_choice()) == 10 and oracle.default_choice().max() < 900
+    # HELP Table 3's BRP-NAS row: 900 target samples, more than the 720-arch trimmed range
+    big = make_trial(task, 0, 900, table, protocol="help-paper", reference_ids=refs)
+    for dev, oracle in big.oracles.items():
+        assert np.array_equal(oracle.default_choice(), np.arange(900))
+        assert len(oracle.measure(oracle.default_choice())) == 900
+        assert len(big.eval_ids[dev]) == 800
+    with pytest.raises(OracleError, match="larger than the query pool"):
+        make_trial(task, 0, 1000, table, protocol="help-paper", reference_ids=refs)
 
 
 def test_nasflat_paper_mode_evaluates_on_all_archs(data):

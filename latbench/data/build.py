@@ -117,7 +117,7 @@ def _write(root: Path, tables: list[SourceTables], measured, log) -> dict:
 
     (root / "data").mkdir(parents=True)
     digest = hashlib.sha256(SCHEMA_VERSION.encode())
-    configs, counts, device_rows = [], {}, {}
+    configs, counts, device_rows, device_hashes = [], {}, {}, {}
     merged = _merge(tables)
     if measured:
         device_rows.update(_merge_measured(merged, measured))
@@ -132,9 +132,13 @@ def _write(root: Path, tables: list[SourceTables], measured, log) -> dict:
         configs += [(space_name, f"data/{space_name}.parquet"), (f"archs-{space_name}", f"data/archs-{space_name}.parquet")]
         rows = int(sum(np.isfinite(v).sum() for v, _ in latency.values()))
         counts[space_name] = {"archs": len(archs), "devices": sorted(latency), "rows": rows}
+        arch_digest = hashlib.sha256(space_name.encode() + "\n".join(archs).encode())
         digest.update(space_name.encode() + "\n".join(archs).encode())
+        device_hashes[space_name] = {}
         for dev in sorted(latency):
-            digest.update(dev.encode() + np.ascontiguousarray(latency[dev][0], dtype="<f8").tobytes())
+            values = dev.encode() + np.ascontiguousarray(latency[dev][0], dtype="<f8").tobytes()
+            digest.update(values)
+            device_hashes[space_name][dev] = hashlib.sha256(arch_digest.digest() + values).hexdigest()
             if dev not in device_rows:
                 device_rows[dev] = describe(dev, latency[dev][1])
         if measured and measured.devices.get(space_name):
@@ -154,6 +158,9 @@ def _write(root: Path, tables: list[SourceTables], measured, log) -> dict:
         "dataset_version": f"{SCHEMA_VERSION}+{digest.hexdigest()[:12]}",
         "latbench_version": __version__,
         "spaces": counts,
+        # per (space, device): sha256 of the arch strings and that device's latencies, so a result can
+        # quote the hash of exactly the data it read (store.data_hash) and stay valid when devices are added
+        "device_hashes": device_hashes,
         "sources": [{"name": t.name, "files": t.files, **_source_meta(t.name)} for t in tables]
                    + ([_measured_meta(measured)] if measured else []),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -61,6 +61,27 @@ def info() -> dict:
     return json.loads((_require() / "latbench.json").read_text())
 
 
+def data_hash(tasks) -> str:
+    """sha256 of the data ``tasks`` read: arch strings and latencies of their spaces' devices.
+
+    Unlike the dataset's content hash it does not change when devices the tasks do not use are
+    added (e.g. a new measured device), so leaderboard entries stay comparable across such builds.
+    """
+    import hashlib
+
+    hashes = info().get("device_hashes")
+    if hashes is None:
+        raise DataError("the built dataset predates per-device hashes: run `latbench data build` again")
+    lines = set()
+    for t in tasks:
+        for dev in (*t.source, *t.valid, *t.target):
+            h = hashes.get(t.space, {}).get(dev)
+            if h is None:
+                raise DataError(f"task {t.id}: device {dev!r} ({t.space}) is not in the built dataset")
+            lines.add(f"{t.space}/{dev}:{h}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
 @functools.lru_cache(maxsize=None)
 def load_latency(space: str) -> LatencyTable:
     import pyarrow.parquet as pq
@@ -77,6 +98,24 @@ def load_latency(space: str) -> LatencyTable:
     values = np.full((len(names), n_archs), np.nan)
     values[codes, t.column("arch_id").to_numpy()] = t.column("latency_ms").to_numpy()
     return LatencyTable(space, tuple(sorted(names)), values)
+
+
+@functools.lru_cache(maxsize=None)
+def load_kernels(space: str) -> dict:
+    """Per-layer kernel latencies of the devices with a kernel table (``kernels-<space>`` config).
+
+    device -> DataFrame sorted by (arch_id, layer) with columns arch_id, layer, latency_ms; an empty
+    dict when no device of the space has one (the HELP devices are end-to-end only).
+    """
+    import pyarrow.parquet as pq
+
+    path = _require() / "data" / f"kernels-{space}.parquet"
+    if not path.is_file():
+        return {}
+    df = pq.read_table(path, columns=["device", "arch_id", "layer", "latency_ms"]).to_pandas()
+    df["arch_id"] = df["arch_id"].astype(np.int64)
+    return {str(dev): g.drop(columns="device").sort_values(["arch_id", "layer"]).reset_index(drop=True)
+            for dev, g in df.groupby("device", sort=True)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -115,7 +154,7 @@ def load_devices() -> list[dict]:
 
 
 def clear_cache() -> None:
-    for fn in (info, load_latency, load_space):
+    for fn in (info, load_latency, load_kernels, load_space):
         fn.cache_clear()
     from latbench.spaces import get_space
 
