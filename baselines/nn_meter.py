@@ -56,6 +56,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import nnls
 
 from baselines._fit import positive_floor
@@ -147,7 +148,7 @@ class KernelBank:
                 ratio = np.where(s > 0, y / np.where(s > 0, s, 1.0), 0.0)
                 pseudo = pseudo * (counts.T @ ratio) / denom
             codes = np.flatnonzero(used)
-            self.models_ = self._fit_models(cat, codes, pseudo[codes], occ[codes])
+            self.models_ = self._fit_models(cat.loc[codes], pseudo[codes], occ[codes])
             p = self.predict_codes(n_codes)
             p[~used] = 0.0
         # unit cost of kernel types this device never ran (fallback: cost-proportional)
@@ -163,19 +164,23 @@ class KernelBank:
         types never measured (eager PyTorch runs residual adds outside any module, so the profiler
         has no row for them) predict 0, as nn-Meter has no predictor for a kernel it never profiled.
         """
-        cat = kernels.kernel_catalog(self.rules)
-        self.families_ = cat["family"].to_numpy()
-        self.models_ = self._fit_models(cat, np.asarray(codes), np.asarray(latency), np.asarray(weight))
+        return self.fit_rows(kernels.kernel_catalog(self.rules).loc[np.asarray(codes)], latency, weight)
+
+    def fit_rows(self, frame, latency: np.ndarray, weight: np.ndarray) -> "KernelBank":
+        """:meth:`fit_measured` on kernel rows given by their features (``family`` + feature columns),
+        e.g. configurations of a kernel-sampling campaign together with the catalogue's."""
+        self.families_ = kernels.kernel_catalog(self.rules)["family"].to_numpy()
+        self.models_ = self._fit_models(frame, np.asarray(latency, dtype=np.float64), np.asarray(weight, dtype=np.float64))
         self.unit_, self._memo = 0.0, None
         return self
 
-    def _fit_models(self, cat, codes: np.ndarray, target: np.ndarray, weight: np.ndarray) -> dict:
-        """One regressor per kernel family on (features of ``codes``) -> ``target``."""
-        fam_of = cat["family"].to_numpy()[codes]
+    def _fit_models(self, frame, target: np.ndarray, weight: np.ndarray) -> dict:
+        """One regressor per kernel family on the rows' features -> ``target``."""
+        fam_of = frame["family"].to_numpy()
         models = {}
         for fam in sorted(set(fam_of.tolist())):
             sel = fam_of == fam
-            x = cat.loc[codes[sel], list(self.features(fam))].to_numpy(dtype=np.float64)
+            x = frame.loc[sel, list(self.features(fam))].to_numpy(dtype=np.float64)
             model = self.make(fam, x.shape[1])
             model.fit(x, target[sel], sample_weight=weight[sel])
             models[fam] = model
@@ -282,12 +287,20 @@ def backfitted_banks(method, source, space, new_bank, *key_parts) -> list:
     return _BANKS[key]
 
 
-def measured_bank(space, oracle, ids, new_bank) -> KernelBank:
-    """Kernel predictors of a target device fitted on the kernel latencies of its measured archs."""
+def measured_bank(space, oracle, ids, new_bank, campaign: str | None = None) -> KernelBank:
+    """Kernel predictors of a target device fitted on the kernel latencies of its measured archs,
+    plus, with ``campaign`` (a ``latbench profile-kernels`` folder), that device's sampled kernels."""
     codes, lat, n = kernels.measured_code_latency(space, oracle.kernels(ids))
-    if len(codes) == 0:
+    if len(codes) == 0 and campaign is None:
         raise MethodError(f"{oracle.device}: no kernel measurements among the {len(ids)} measured archs (k = 0?)")
-    return new_bank().fit_measured(codes, lat, n)
+    frame = kernels.kernel_catalog(MEASURED_RULES).loc[codes]
+    if campaign is not None:
+        from latbench.kernel_sampling import load_campaign
+
+        extra, extra_lat = load_campaign(campaign, oracle.device)
+        frame = pd.concat([frame, extra[frame.columns]], ignore_index=True)
+        lat, n = np.r_[lat, extra_lat], np.r_[n, np.ones(len(extra_lat))]
+    return new_bank().fit_rows(frame, lat, n)
 
 
 def kernel_sum(space, bank: KernelBank, ids) -> np.ndarray:
@@ -301,8 +314,10 @@ class NNMeter(Method):
     requires = ("layers",)
 
     def __init__(self, variant: str = "adapted", rules: str = "default", hardware: str = "tflite_cpu", rounds: int = 2,
-                 inner: int = 100, shrink=1e-4, random_state: int = 10, max_trees: int | None = None):
+                 inner: int = 100, shrink=1e-4, random_state: int = 10, max_trees: int | None = None,
+                 campaign: str | None = None):
         self.variant = variant
+        self.campaign = campaign
         self.rules = rules
         self.hardware = hardware
         self.rounds = rounds
@@ -346,7 +361,8 @@ class NNMeter(Method):
         super().adapt(device, oracle)
         ids, y = self.shots_[device]
         if self.variant == "faithful":
-            self.targets_[device] = measured_bank(self.space_, oracle, ids, lambda: KernelBank(MEASURED_RULES, self._forest, 0))
+            self.targets_[device] = measured_bank(self.space_, oracle, ids, lambda: KernelBank(MEASURED_RULES, self._forest, 0),
+                                                  campaign=self.campaign)
             return self
         if len(ids) == 0:
             self.targets_[device] = (0, {})  # zero-shot: the first source device as is

@@ -97,6 +97,45 @@ def profile_cmd(
                   + ", ".join(report.devices) + f"  ->  {out / space}")
 
 
+@app.command("profile-kernels")
+@friendly
+def profile_kernels_cmd(
+    op: list[str] = typer.Option(["conv"], help="Kernel type: conv, dwconv, bn, relu or avgpool; repeat for several."),
+    sampler: str = typer.Option("adaptive", help="adaptive (nn-Meter: prior + fine-grained rounds) or vae (LitePred)."),
+    samples: int = typer.Option(200, help="Prior samples of round 0 (adaptive) or VAE samples."),
+    finegrained: int = typer.Option(10, help="Adaptive: new samples around each badly predicted configuration."),
+    iterations: int = typer.Option(3, help="Adaptive: rounds in all (nn-Meter's code: 5, its config: 3)."),
+    error_threshold: float = typer.Option(0.1, help="Adaptive: relative error that counts as badly predicted."),
+    threads: int = typer.Option(1, help="Intra-op threads."),
+    warmup: int = typer.Option(5),
+    repeats: int = typer.Option(20),
+    max_wait: float = typer.Option(60.0, help="Seconds to wait per kernel for a quiet CPU."),
+    zoo_archs: int = typer.Option(500, help="Archs per space whose kernels form the sampling prior (the model zoo)."),
+    out: Path = typer.Option(Path("kernel-campaigns"), help="Output folder: <device>/kernels-<op>.parquet + campaign-<op>.json."),
+    name: Optional[str] = typer.Option(None, help="Hardware name for the device name (default: from the CPU model)."),
+    seed: int = typer.Option(0),
+):
+    """Measure sampled single-kernel configurations on this CPU (nn-Meter / LitePred data collection).
+
+    The folder feeds `latbench eval -m nn-meter --param variant=faithful --param campaign=DIR`.
+    """
+    from latbench import kernel_sampling
+    from latbench.data import store
+
+    if not store.is_built():
+        err_console.print("dataset not built yet: building it first")
+        data_build(mirror=None, base_url=None, out=None, sources=None)
+    spaces = [store.load_space(s) for s in store.info()["spaces"]]
+    for o in op:
+        r = kernel_sampling.run_campaign(out, o, sampler, spaces, samples=samples, finegrained=finegrained,
+                                         iterations=iterations, error_threshold=error_threshold, threads=threads,
+                                         warmup=warmup, repeats=repeats, max_wait=max_wait, zoo_archs=zoo_archs,
+                                         seed=seed, name=name, log=lambda m: err_console.print(m, highlight=False))
+        last = r["history"][-1]
+        console.print(f"{o}: {r['measured']} configurations measured in {r['seconds']} s ({r['contended']} contended), "
+                      f"held-out ±10% accuracy {last['acc10']:.3f}  ->  {kernel_sampling.campaign_file(out, r['device'], o)}")
+
+
 # ---------------------------------------------------------------------------------------- data
 @data_app.command("build")
 @friendly

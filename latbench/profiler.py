@@ -554,6 +554,38 @@ def _measure_arch(space, i: int, targets, seed: int, max_wait: float) -> None:
                    "t": round(time.time(), 1)}, kernels)
 
 
+def layer_module(layer):
+    """The eager-PyTorch module of one primitive layer (a kernel-sampling configuration)."""
+    from torch import nn
+
+    pad = (layer.kernel - 1) // 2
+    if layer.type == "conv":
+        return nn.Conv2d(layer.cin, layer.cout, layer.kernel, layer.stride, pad, groups=layer.groups, bias=layer.bias)
+    if layer.type == "bn":
+        return nn.BatchNorm2d(layer.cin)
+    if layer.type == "relu":
+        return nn.ReLU()
+    if layer.type == "avgpool":
+        return nn.AvgPool2d(layer.kernel, layer.stride, pad, count_include_pad=False)
+    raise ProfileError(f"no single-kernel module for layer type {layer.type!r}")
+
+
+def time_layer(layer, threads: int = 1, warmup: int = 5, repeats: int = 20, max_wait: float = 60.0,
+               seed: int = 0) -> dict:
+    """Time one layer alone on this CPU under eager PyTorch (the protocol of :func:`profile`).
+
+    Returns :func:`summarise`'s fields plus ``attempts`` and ``contended`` (contention guard).
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(1, layer.cin, layer.h, layer.h, generator=g) for _ in range(ROTATE)]
+    module = layer_module(layer).eval()
+    s = Setting("kernel", "torch", "cpu", threads, 1, "fp32", warmup, repeats)
+    times, attempts, contended = guarded(lambda: _time_torch(module, xs, s), max_wait)
+    return {**summarise(times), "attempts": attempts, "contended": contended}
+
+
 def _to_cuda(model, s: Setting):
     """A GPU copy in the setting's precision (the CPU model stays as built for the other settings)."""
     import copy
