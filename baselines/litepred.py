@@ -1,12 +1,23 @@
-"""LitePred (Feng et al., NSDI'24; ``microsoft/Moonlit/LitePred``), **adapted to end-to-end data**.
+"""LitePred (Feng et al., NSDI'24; ``microsoft/Moonlit/LitePred``), in two variants.
 
 LitePred is nn-Meter with MLP kernel predictors and a transfer step (``BASELINES.md`` section 6):
 a pool of per-kernel predictors pre-built on many devices; for a new device, profile a small VAE-
 sampled set of kernels, pick the pool device whose predictions are most similar to the target's
-measurements (KL divergence), and fine-tune its predictors on the target's kernel data. The
-faithful variant needs *kernel-level* measurements on the target (1,400-18,500 of them per
-device); latbench has end-to-end latencies only (kernel measurements will come from the project's
-profiler), so this is the **adapted** variant:
+measurements (KL divergence), and fine-tune its predictors on the target's kernel data.
+
+``variant="faithful"`` does exactly that on devices with kernel tables (``latbench profile``;
+tasks ``measured-<space>-kernels``): the pool = one set of kernel MLPs per source device trained
+on its measured per-layer kernel latencies (``SourceData.kernels``, ``torch-eager`` kernels);
+on the target, the kernel rows of the k measured archs (``Oracle.kernels``) choose the pool device
+by KL over the conv kernels (LitePred's ``detector.py`` scores conv-bn-relu only; smallest KL,
+the descending-sort bug fixed) and its MLPs are fine-tuned on the target's kernel data (350
+epochs, MAPE, Adam 1e-3, cosine); families the chosen device lacks get a new MLP. Prediction =
+sum of kernels. The VAE data sampler is :class:`latbench.kernel_sampling.ConfigVAE`
+(``latbench profile-kernels --sampler vae``); in the arch-level protocol the target kernels come
+from the k measured archs. With only two devices with kernel tables per space so far, the pool
+holds one device.
+
+``variant="adapted"`` (default) is for end-to-end-only devices (HELP):
 
 * **Pool**: for each source device, one MLP per kernel family (:mod:`latbench.kernels`,
   ``tflite-cpu`` rules, nn-Meter's families and features), trained from end-to-end latencies by

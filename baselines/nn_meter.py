@@ -1,11 +1,22 @@
-"""nn-Meter (Zhang et al., MobiSys'21), **adapted to end-to-end data**: per-kernel random forests.
+"""nn-Meter (Zhang et al., MobiSys'21): per-kernel random forests, in two variants.
 
 nn-Meter splits a model into the kernels its runtime executes after operator fusion, predicts
 each kernel's latency with a random forest per kernel type, and sums (``BASELINES.md`` section 3).
-The faithful nn-Meter trains those forests on thousands of *profiled single-kernel* models per
-device (adaptive sampling); latbench has end-to-end latencies only (kernel measurements will come
-from the project's profiler), so this is the **adapted** variant: the forests are trained from
-end-to-end latencies by backfitting.
+
+``variant="faithful"`` trains as nn-Meter does, on **measured kernel latencies** of the target
+device, and needs a device measured by ``latbench profile`` (eager PyTorch, kernel tables):
+the forests are fitted on the per-layer kernel latencies of the k archs the oracle measured
+(:meth:`latbench.protocol.Oracle.kernels`; kernels = ``torch-eager`` rules, one per layer, as the
+device runs them) and, with ``campaign=DIR``, on that device's single-kernel measurements from
+``latbench profile-kernels`` (nn-Meter's adaptive kernel-config sampler,
+:mod:`latbench.kernel_sampling`); with a campaign and k = 0 this is nn-Meter proper. Prediction =
+sum of the kernel predictions (no framework-overhead term, as in nn-Meter: on eager PyTorch the
+kernels sum to ~0.9 of the end-to-end latency, which costs MAPE, not rank). No transfer from the
+source devices. Measured on ``measured-<space>-kernels``: README, ``benchmarks/kernel_variants.py``.
+
+``variant="adapted"`` (default; every HELP device, which has end-to-end latencies only): the
+forests are trained from end-to-end latencies by backfitting, as described below; it is
+reported separately from the faithful variant.
 
 **Kernels and features**: :mod:`latbench.kernels` with the ``tflite-cpu`` fusion rules (nn-Meter's
 rule file for TFLite on a mobile CPU); every conv-like kernel is served by the ``conv-bn-relu``

@@ -1,11 +1,18 @@
-"""Op-wise latency predictors of Li, Paolieri & Golubchik (ICPE'23), **adapted to end-to-end data**.
+"""Op-wise latency predictors of Li, Paolieri & Golubchik (ICPE'23), in two variants.
 
 "Predicting Inference Latency of Neural Architectures on Mobile Devices" (ICPE'23; arXiv
 2210.02620 "Inference Latency Prediction at the Edge") predicts a network's latency as the sum of
 per-operation predictions plus a framework overhead, with one regressor per operation type
 (Lasso, random forest, gradient-boosted trees or an MLP) trained on **per-op profiled latencies**.
-latbench has no per-op measurements yet (they will come from the project's profiler), so these
-are the *adapted* variants: every model here is trained on end-to-end latencies only.
+
+``variant="faithful"``: exactly that, on devices with kernel tables (``latbench profile``): one
+regressor per op type (the variant's model family; features :data:`OP_FEATURES` of each eager
+PyTorch op) fitted on the per-op latencies of the k archs the oracle measured, plus the
+framework-overhead constant estimated from the data (mean of end-to-end minus the summed op
+predictions on the k archs, >= 0). Nothing from the source devices.
+
+``variant="adapted"`` (default; end-to-end-only devices such as HELP's): every model below is
+trained on end-to-end latencies only.
 
 **Features** (shared by the four variants): the arch's kernels under a fusion rule set
 (:mod:`latbench.kernels`, default ``tflite-cpu``), summed per kernel type: number of kernels,
