@@ -54,13 +54,13 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--shots", nargs="+", type=int, default=[5, 10, 20])
     ap.add_argument("--methods", nargs="+", default=METHODS)
-    ap.add_argument("--campaign", type=Path, default=None, help="A `latbench profile-kernels --out` folder.")
+    ap.add_argument("--campaign", type=Path, nargs="*", default=[], help="`latbench profile-kernels --out` folders.")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/kernel-variants.md"))
     args = ap.parse_args()
     info = store.info()
     lines = ["# Faithful vs adapted kernel-level baselines (issue #6)", "",
              f"`python benchmarks/kernel_variants.py --trials {args.trials}"
-             + (f" --campaign {args.campaign}" if args.campaign else "") + "`; dataset "
+             + (f" --campaign {' '.join(map(str, args.campaign))}" if args.campaign else "") + "`; dataset "
              f"{info['dataset_version']}, official protocol, mean ± std over {args.trials} trials; "
              "adaptation cost = target archs measured and their estimated device time "
              f"({PASSES_PER_ARCH} forwards each); time = fit + adapt + predict seconds per trial on this machine.", ""]
@@ -75,17 +75,15 @@ def main() -> None:
                 res = evaluate(make(m, variant=variant), [task], shots=args.shots, trials=args.trials)
                 lines += [row(m, variant, task, res, k) for k in args.shots]
                 print(f"{task_id} {m} {variant}: {time.perf_counter() - tic:.0f} s", flush=True)
-        if args.campaign:
-            res = evaluate(make("nn-meter", variant="faithful", campaign=str(args.campaign)), [task], shots=[0, *args.shots],
+        for folder in args.campaign:
+            res = evaluate(make("nn-meter", variant="faithful", campaign=str(folder)), [task], shots=[0, *args.shots],
                            trials=args.trials)
-            for k in [0, *args.shots]:
-                line = row("nn-meter + campaign", "faithful", task, res, k)
-                lines.append(line)
+            lines += [row(f"nn-meter + campaign `{folder.name}`", "faithful", task, res, k) for k in [0, *args.shots]]
         lines.append("")
     if args.campaign:
         lines += ["Campaigns (`campaign-<op>.json`):", "", "| device | op | sampler | configurations | contended | held-out ±10 % (last round) | seconds |",
                   "|---|---|---|---|---|---|---|"]
-        for f in sorted(args.campaign.glob("*/campaign-*.json")):
+        for f in sorted(p for folder in args.campaign for p in folder.glob("*/campaign-*.json")):
             c = json.loads(f.read_text())
             lines.append(f"| {c['device']} | {c['op']} | {c['sampler']} | {c['measured']} | {c['contended']} | "
                          f"{c['history'][-1]['acc10']:.3f} | {c['seconds']} |")
