@@ -71,7 +71,7 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from baselines._fit import positive_floor
-from baselines.opwise import best_scale_source, relative_weights
+from baselines.opwise import best_scale_source, loo_pick, relative_weights
 from latbench import kernels
 from latbench.errors import MethodError
 from latbench.method import Method
@@ -247,20 +247,7 @@ def family_scales(Q: np.ndarray, y: np.ndarray, base: float, shrink: float) -> n
 def select_shrink(Q: np.ndarray, y: np.ndarray, base: float, grid) -> float:
     """The ridge strength of :func:`family_scales` with the smallest leave-one-out squared
     percentage error on the shots (the first grid value when k < 5)."""
-    grid = tuple(np.atleast_1d(grid).tolist())
-    k = len(y)
-    if len(grid) == 1 or k < 5:
-        return grid[0]
-    w = relative_weights(y)
-    errs = []
-    for lam in grid:
-        err = 0.0
-        for i in range(k):
-            keep = np.arange(k) != i
-            s = family_scales(Q[keep], y[keep], base, lam)
-            err += ((Q[i] @ s - y[i]) / w[i]) ** 2
-        errs.append(err)
-    return grid[int(np.argmin(errs))]
+    return loo_pick(grid, y, lambda lam, keep, i: Q[i] @ family_scales(Q[keep], y[keep], base, lam))
 
 
 def source_key(*parts) -> str:

@@ -143,6 +143,24 @@ def best_scale_source(P: np.ndarray, y: np.ndarray) -> tuple[int, float]:
     return d, float(a[d]) if np.isfinite(err[d]) else 1.0
 
 
+def loo_pick(grid, y: np.ndarray, predict_left_out):
+    """The value of ``grid`` with the smallest leave-one-out squared percentage error on the shots
+    ``y``; ``predict_left_out(value, keep, i)`` fits on the rows ``keep`` and predicts shot ``i``.
+    The first value when the grid has one value or k < 5 (too few shots to hold one out)."""
+    grid = tuple(np.atleast_1d(grid).tolist())
+    k = len(y)
+    if len(grid) == 1 or k < 5:
+        return grid[0]
+    w = relative_weights(y)
+    errs = []
+    for value in grid:
+        err = 0.0
+        for i in range(k):
+            err += ((predict_left_out(value, np.arange(k) != i, i) - y[i]) / w[i]) ** 2
+        errs.append(err)
+    return grid[int(np.argmin(errs))]
+
+
 class _TargetStage:
     """y ~ P . w + X . beta + c on the shots (all >= 0), squared percentage error, one NN-Lasso.
 
@@ -172,20 +190,12 @@ class _TargetStage:
         if k == 0:  # zero-shot: the plain mean of the source models (ms of an average source device)
             self.theta_ = np.r_[np.full(P.shape[1], 1.0 / P.shape[1]), np.zeros(self.n_x_), 0.0]
             return self
-        grid = tuple(np.atleast_1d(self.op_penalty).tolist())
-        self.op_penalty_ = grid[0]
-        if len(grid) > 1 and k >= 5:
-            w = relative_weights(y)
-            errs = []
-            for pen in grid:
-                err = 0.0
-                for i in range(k):
-                    keep = np.arange(k) != i
-                    th = self._solve(P[keep], None if X is None else X[keep], y[keep], pen)
-                    f = np.r_[P[i], X[i] if X is not None else np.zeros(0), 1.0]
-                    err += ((f @ th - y[i]) / w[i]) ** 2
-                errs.append(err)
-            self.op_penalty_ = grid[int(np.argmin(errs))]
+
+        def left_out(pen, keep, i):
+            th = self._solve(P[keep], None if X is None else X[keep], y[keep], pen)
+            return np.r_[P[i], X[i] if X is not None else np.zeros(0), 1.0] @ th
+
+        self.op_penalty_ = loo_pick(self.op_penalty, y, left_out)
         self.theta_ = self._solve(P, X, y, self.op_penalty_)
         return self
 
