@@ -223,7 +223,8 @@ class LitePred(Method):
         """Faithful LitePred on a target with kernel measurements: the pool device whose conv-bn-relu
         predictions on the target's measured conv configs are most similar (smallest KL) to the
         measurements (LitePred's ``detector.py`` scores conv-bn-relu only), its kernel predictors
-        fine-tuned on the target's kernel data; a family it lacks gets a new MLP."""
+        fine-tuned on the target's kernel data; a family it lacks gets a new MLP, a family the target's
+        measured archs lack keeps the pool device's predictor."""
         codes, lat, n = kernels.measured_code_latency(self.space_, oracle.kernels(ids))
         if len(codes) == 0:
             raise MethodError(f"{oracle.device}: no kernel measurements among the {len(ids)} measured archs (k = 0?)")
@@ -232,14 +233,14 @@ class LitePred(Method):
         x_of = {f: cat.loc[codes[fam == f], list(family_features(f))].to_numpy(dtype=np.float64) for f in set(fam.tolist())}
         probe = "conv-bn-relu" if "conv-bn-relu" in x_of else sorted(x_of)[0]
         have = [i for i, b in enumerate(self.pool_) if probe in b.models_]
-        best = 0
+        best = have[0] if have else 0
         if len(have) > 1 and (fam == probe).sum() > 1:
             P = np.column_stack([self.pool_[i].models_[probe].predict(x_of[probe]) for i in have])
             best = have[int(np.argmin(kl_scores(P, lat[fam == probe])))]
         chosen = self.pool_[best]
         new = KernelBank(MEASURED_RULES, self._mlp, 0)
         new.families_, new.unit_, new._memo = cat["family"].to_numpy(), 0.0, None
-        new.models_ = {}
+        new.models_ = dict(chosen.models_)  # families the target's archs lack keep the pool predictor
         for f, x in sorted(x_of.items()):
             sel = fam == f
             if f in chosen.models_:

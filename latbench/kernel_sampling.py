@@ -34,6 +34,7 @@ nn-Meter features, so a campaign trains the same kernel predictors the faithful 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -276,18 +277,25 @@ def campaign_file(folder, device: str, op: str):
 def load_campaign(folder, device: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Every measured configuration of ``device`` in a ``latbench profile-kernels`` folder, as kernel
     feature rows (:func:`features`) and their latencies; validated (plain parquet, known ops,
-    positive finite latencies, integer configurations)."""
+    positive finite latencies, integer configurations). Cached per file state: methods call this
+    once per target device, trial and k."""
     from pathlib import Path
-
-    import pyarrow.parquet as pq
 
     root = Path(folder) / device
     files = sorted(root.glob("kernels-*.parquet"))
     if not files:
         known = sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
         raise LatbenchError(f"{folder}: no kernel campaign for device {device!r} (devices there: {', '.join(known) or 'none'})")
+    frame, lat = _read_campaign(tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    return frame.copy(), lat.copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _read_campaign(files: tuple) -> tuple[pd.DataFrame, np.ndarray]:
+    import pyarrow.parquet as pq
+
     frames, lats = [], []
-    for f in files:
+    for f, _, _ in files:
         try:
             t = pq.read_table(f).to_pandas()
         except Exception as e:  # pyarrow raises several types for a damaged file
