@@ -441,12 +441,17 @@ def board_verify(entry_id: str):
     console.print(f"{entry_id}: verified (all metrics reproduce)")
 
 
+CHECKPOINT_HELP = ("Folder that keeps every finished (method, task, trial) unit; a rerun with the same folder "
+                   "loads those and runs only the rest (resume a stopped sweep, or run it in slices).")
+
+
 @board_app.command("baselines")
 @friendly
 def board_baselines(
     methods: list[str] = typer.Option([], "--method", "-m", help="Only these methods (default: all built-ins)."),
     suite: str = typer.Option("main"),
     workers: int = typer.Option(1, help="Processes running (method, task, trial) units in parallel (1: in this process)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
 ):
     """Run built-in baselines on a suite and store them as verified entries."""
     from latbench import leaderboard as lb
@@ -457,14 +462,14 @@ def board_baselines(
     sweep.check_executor(workers, None)
     chosen = sweep.make_methods(names, {})
     tasks = lb.suite_tasks(suite)
-    results = _sweep(chosen, tasks, list(lb.SUITE_SHOTS), lb.SUITE_TRIALS, workers, None)
+    results = _sweep(chosen, tasks, list(lb.SUITE_SHOTS), lb.SUITE_TRIALS, workers, None, checkpoint)
     for name, entry in zip(names, sweep.entries(names, results, suite=suite, hardware="latbench CI-class machine (2 CPU cores)")):
         entry.status = "verified"
         lb.store_entry(entry)
         console.print(f"{name}: {entry.entry_id}")
 
 
-def _sweep(chosen, tasks, shots, trials, workers, ray_address):
+def _sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None):
     """Run a sweep with one progress line per finished unit and the total wall time (on stderr)."""
     from latbench import sweep
     from latbench.data import store
@@ -476,8 +481,12 @@ def _sweep(chosen, tasks, shots, trials, workers, ray_address):
     err_console.print(f"sweep: {len(chosen)} method(s) x {len(tasks)} task(s) x {trials} trial(s) = "
                       f"{len(chosen) * len(tasks) * trials} units, shots {shots}, {sweep.describe_executor(workers, ray_address)}",
                       highlight=False)
+    def resumed(loaded, total):
+        if checkpoint is not None:
+            err_console.print(f"checkpoint {checkpoint}: {loaded} of {total} units already finished", highlight=False)
+
     results = sweep.run(chosen, tasks, shots=shots, trials=trials, workers=workers, ray_address=ray_address,
-                        on_progress=lambda done, total, elapsed, u: err_console.print(
+                        checkpoint=checkpoint, on_resume=resumed, on_progress=lambda done, total, elapsed, u: err_console.print(
                             f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}", highlight=False))
     err_console.print(f"sweep wall time {time.perf_counter() - t0:.1f} s", highlight=False)
     return results
@@ -496,6 +505,7 @@ def sweep_cmd(
     param: list[str] = typer.Option([], "--param", "-p", help="Hyperparameter key=value (JSON values), given to every method."),
     store_entries: bool = typer.Option(False, "--store", help="Also validate the entries and add them to the board."),
     hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count and the executor)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
 ):
     """Run several methods on many tasks in parallel; write one leaderboard entry per method."""
     import os
@@ -513,7 +523,7 @@ def sweep_cmd(
         raise LatbenchError(f"--store needs a whole suite ({', '.join(lb.SUITES)}) with --shots "
                             f"{','.join(map(str, lb.SUITE_SHOTS))} and --trials {lb.SUITE_TRIALS}")
     chosen = sweep.make_methods(specs, _parse_params(param))
-    results = _sweep(chosen, chosen_tasks, shot_list, trials, workers, ray_address)
+    results = _sweep(chosen, chosen_tasks, shot_list, trials, workers, ray_address, checkpoint)
     hardware = hardware or f"{os.cpu_count()} CPU cores ({sweep.describe_executor(workers, ray_address)})"
     entries = sweep.entries(specs, results, suite=suite, hardware=hardware)
     if store_entries:

@@ -10,7 +10,9 @@ on the executor, the worker count or the completion order.
 
 Only picklable data crosses process boundaries (the unfitted method, the task spec, the trial
 index); every worker loads the dataset itself (cached per process) and checks that it sees the same
-dataset hash as the driver. Nothing is written until every unit has succeeded.
+dataset hash as the driver. No entry is written until every unit has succeeded; with a checkpoint
+folder each finished unit is also saved at once, so a stopped sweep resumes where it stopped
+(``latbench.checkpoints``).
 """
 
 from __future__ import annotations
@@ -205,31 +207,46 @@ def _ray(units: list[Unit], workers: int, address: str, report: Report) -> None:
             ray.shutdown()
 
 
-def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = None,
-            on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None) -> list[Outcome]:
-    """Run every unit; outcomes in unit order. Raises SweepError at the first failed unit."""
+def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = None, checkpoint: Path | None = None,
+            on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
+            on_resume: Callable[[int, int], None] = lambda loaded, total: None) -> list[Outcome]:
+    """Run every unit; outcomes in unit order. Raises SweepError at the first failed unit.
+
+    With ``checkpoint`` (a folder), units already finished there are loaded instead of run, and
+    each unit that finishes is saved there at once (``latbench.checkpoints``).
+    """
+    from latbench import checkpoints
     from latbench.data import store
 
     check_executor(workers, ray_address)
     expected_hash = store.info()["content_hash"]
     outcomes: list[Outcome | None] = [None] * len(units)
+    if checkpoint is not None:
+        outcomes = [checkpoints.load(checkpoint, u) for u in units]
     t0 = time.perf_counter()
 
     def report(unit: Unit, outcome: Outcome) -> None:
         if outcome.error:
-            raise SweepError(f"{unit.describe()} failed: {outcome.error} (no output written)", outcome.detail)
+            kept = f"; the finished units are kept in {checkpoint}" if checkpoint is not None else ""
+            raise SweepError(f"{unit.describe()} failed: {outcome.error} (no entries written{kept})", outcome.detail)
         if outcome.dataset_hash != expected_hash:
             raise SweepError(f"{unit.describe()}: worker on {outcome.host} sees dataset {outcome.dataset_hash[:12]}..., "
                              f"the driver has {expected_hash[:12]}... (build the same dataset on every node)")
         outcomes[unit.index] = outcome
+        if checkpoint is not None:
+            checkpoints.save(checkpoint, unit, outcome)
         on_progress(sum(o is not None for o in outcomes), len(units), time.perf_counter() - t0, unit)
 
+    todo = [u for u in units if outcomes[u.index] is None]
+    on_resume(len(units) - len(todo), len(units))
+    if not todo:
+        return outcomes  # type: ignore[return-value]
     if ray_address:
-        _ray(units, workers, ray_address, report)
+        _ray(todo, workers, ray_address, report)
     elif workers == 1:
-        _in_process(units, report)
+        _in_process(todo, report)
     else:
-        _processes(units, workers, report)
+        _processes(todo, min(workers, len(todo)), report)
     return outcomes  # type: ignore[return-value]
 
 
@@ -281,9 +298,10 @@ def assemble(method, tasks: list, shots: Sequence[int], trials: int, outcomes: d
 
 
 def run(methods: Sequence[tuple[str, Any]], tasks: list, *, shots: Sequence[int], trials: int, workers: int = 1,
-        ray_address: str | None = None, source_archs: str = "sample", protocol: str = "official",
-        on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None) -> list:
-    """EvalResult per (label, Method) in ``methods``, identical whatever ``workers``/``ray_address``."""
+        ray_address: str | None = None, source_archs: str = "sample", protocol: str = "official", checkpoint: Path | None = None,
+        on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
+        on_resume: Callable[[int, int], None] = lambda loaded, total: None) -> list:
+    """EvalResult per (label, Method) in ``methods``, identical whatever ``workers``/``ray_address``/``checkpoint``."""
     from latbench import paths
 
     shots = list(shots)
@@ -298,7 +316,8 @@ def run(methods: Sequence[tuple[str, Any]], tasks: list, *, shots: Sequence[int]
     remote = ray_address not in (None, "local")
     env = {} if remote else {"LATBENCH_HOME": str(paths.home())}  # a cluster's nodes keep their own home
     units = plan(methods, tasks, shots=shots, trials=trials, source_archs=source_archs, protocol=protocol, env=env)
-    outcomes = execute(units, workers=workers, ray_address=ray_address, on_progress=on_progress)
+    outcomes = execute(units, workers=workers, ray_address=ray_address, checkpoint=checkpoint, on_progress=on_progress,
+                       on_resume=on_resume)
     results = []
     for label, method in methods:
         mine = {(u.task.id, u.trial): o for u, o in zip(units, outcomes) if u.label == label}

@@ -116,7 +116,7 @@ def test_failing_unit_is_named_and_nothing_is_written(data, tmp_path, workers):
                "--workers", str(workers), "--out", str(out))
     assert res.exit_code == 1, res.output
     assert "error: method 'test_sweep:LateFailure' on task hard-4 trial 1 failed: RuntimeError: injected failure in fit" in res.stderr
-    assert "no output written" in res.stderr and "Traceback" not in res.stderr + res.output
+    assert "no entries written" in res.stderr and "Traceback" not in res.stderr + res.output
     assert not out.exists() or list(out.iterdir()) == []  # not even flops.json, whose units all succeeded
 
 

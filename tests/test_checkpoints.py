@@ -1,0 +1,123 @@
+"""Sweep checkpoints: a stopped sweep resumes with the same numbers, runs only the missing units,
+re-runs stale ones, and refuses files that are not its own (each refusal names the file)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from latbench import checkpoints, sweep
+from latbench.checkpoints import CheckpointError
+
+from test_sweep import _cli, _metrics
+
+TASKS = "easy-1,hard-4"
+SHOTS = [5, 10]
+TRIALS = 2
+
+
+def _count_units(monkeypatch) -> list:
+    """Every unit the sweep actually runs (rather than loads) is appended to the returned list."""
+    ran, real = [], sweep.run_unit
+    monkeypatch.setattr(sweep, "run_unit", lambda u, worker=False: ran.append((u.task.id, u.trial)) or real(u, worker))
+    return ran
+
+
+def _run(root, method="flops", params=None):
+    _, tasks = sweep.select_tasks(TASKS)
+    return sweep.run(sweep.make_methods([method], params or {}), tasks, shots=SHOTS, trials=TRIALS, checkpoint=root)[0]
+
+
+def _files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.json"))
+
+
+def test_resume_runs_only_missing_units_with_identical_numbers(data, tmp_path, monkeypatch):
+    root = tmp_path / "ck"
+    first = _run(root)
+    files = _files(root)
+    assert len(files) == 2 * TRIALS and all(f.startswith("flops/") for f in files)
+    ran = _count_units(monkeypatch)
+    again = _run(root)
+    assert ran == [] and _metrics(again.results) == _metrics(first.results) and again.seconds == first.seconds
+    (root / files[0]).unlink()  # as if the sweep had stopped before this unit
+    ran.clear()
+    resumed = _run(root)
+    assert len(ran) == 1 and _metrics(resumed.results) == _metrics(first.results)
+    assert _files(root) == files
+
+
+def test_key_covers_parameters_task_trial_shots_and_protocol(data, tmp_path):
+    _, tasks = sweep.select_tasks(TASKS)
+
+    def path(params=None, task=0, trial=0, shots=(5, 10), protocol="official"):
+        (label, method), = sweep.make_methods(["opwise-lasso"], params or {})
+        unit = sweep.Unit(0, label, method, tasks[task], trial, shots, protocol=protocol)
+        return checkpoints.path_for(tmp_path, unit)
+
+    variants = [path(), path({"alpha": 1e-3}), path(task=1), path(trial=1), path(shots=(5,)), path(protocol="help-paper")]
+    assert len(set(variants)) == len(variants)
+    assert path() == path({"alpha": 1e-4})  # the default, spelled out, is the same unit
+
+
+def test_stale_data_hash_is_run_again_and_overwritten(data, tmp_path, monkeypatch):
+    root = tmp_path / "ck"
+    _run(root)
+    path = root / _files(root)[0]
+    doc = json.loads(path.read_text())
+    doc["data_hash"] = "0" * 64  # written against other data
+    path.write_text(json.dumps(doc))
+    ran = _count_units(monkeypatch)
+    _run(root)
+    assert len(ran) == 1 and json.loads(path.read_text())["data_hash"] != "0" * 64
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda d: "{not json", "not valid JSON"),
+    (lambda d: json.dumps([d]), "not a latbench-unit-checkpoint/1 file"),
+    (lambda d: json.dumps({**d, "key": {**d["key"], "trial": 7}}), "belongs to another unit"),
+    (lambda d: json.dumps({**d, "trials": d["trials"][:1]}), "one trial result per shot count"),
+    (lambda d: json.dumps({**d, "trials": [{**t, "extra": 1} for t in d["trials"]]}), "malformed trial result"),
+    (lambda d: json.dumps(d).replace('"spearman": ', '"spearman": NaN, "x": ', 1), "not valid JSON"),
+    (lambda d: json.dumps({**d, "seconds": -1}), "invalid 'seconds'"),
+    (lambda d: " " * (checkpoints.MAX_BYTES + 1), "bytes"),
+])
+def test_foreign_or_malformed_file_is_refused_by_name(data, tmp_path, corrupt, message):
+    root = tmp_path / "ck"
+    _run(root)
+    path = root / _files(root)[-1]
+    bad = corrupt(json.loads(path.read_text()))
+    path.write_text(bad)
+    with pytest.raises(CheckpointError, match="not usable") as e:
+        _run(root)
+    assert str(path) in str(e.value) and message in str(e.value)
+    assert path.read_text() == bad  # never silently replaced
+
+
+def test_failed_sweep_keeps_finished_units_and_resume_completes(data, tmp_path, monkeypatch):
+    """The CLI path: a unit fails, no entry is written, the finished units stay; a rerun of the
+    same command (the failure gone) runs only the failed unit and writes the entry."""
+    root, out = tmp_path / "ck", tmp_path / "out"
+    args = ["sweep", "--methods", "test_sweep:LateFailure", "--tasks", TASKS, "--shots", "5,10", "--trials", str(TRIALS),
+            "--checkpoint", str(root), "--out", str(out)]
+    res = _cli(*args)
+    assert res.exit_code == 1 and "injected failure" in res.stderr
+    assert "the finished units are kept in" in " ".join(res.stderr.split())
+    assert not out.exists() and len(_files(root)) == 2 * TRIALS - 1
+    import test_sweep
+
+    monkeypatch.setattr(test_sweep.LateFailure, "fit", test_sweep.FLOPsRegression.fit)
+    res = _cli(*args)
+    assert res.exit_code == 0, res.output + res.stderr
+    assert f"{2 * TRIALS - 1} of {2 * TRIALS} units already finished" in " ".join(res.stderr.split())
+    assert (out / "test-sweep-latefailure.json").is_file() and len(_files(root)) == 2 * TRIALS
+
+
+def test_code_fingerprint_ignores_docs_but_not_code():
+    base = 'def f(x):\n    """Doc."""\n    return x + 1  # comment\n'
+    assert checkpoints.source_fingerprint(base) == checkpoints.source_fingerprint(
+        'def f(x):\n    """Other words."""\n    return x + 1\n')
+    assert checkpoints.source_fingerprint(base) != checkpoints.source_fingerprint(
+        'def f(x):\n    """Doc."""\n    return x + 2\n')
+    assert checkpoints.code_fingerprint("baselines.flops") and checkpoints.code_fingerprint("no.such.module") == ""
