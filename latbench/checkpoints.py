@@ -26,6 +26,7 @@ import json
 import math
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,18 +98,23 @@ def save(root: Path, unit, outcome) -> Path:
     return write_text(path_for(root, unit), json.dumps(doc, indent=1, allow_nan=False))
 
 
-def load(root: Path, unit):
-    """The unit's stored Outcome, or None when there is none or it is stale (data changed).
+@dataclass
+class Record:
+    """One checkpoint file, validated: the unit's key, the data hash it ran on, its results."""
 
-    Raises CheckpointError for a file at the unit's path that is not a valid checkpoint of it.
-    """
-    from latbench.data import store
+    path: Path
+    key: dict
+    data_hash: str
+    seconds: float
+    host: str
+    trials: list  # TrialResult, one per key["shots"]
+
+
+def read(path: Path) -> Record:
+    """Parse and validate one checkpoint file (plain JSON only); CheckpointError naming it if bad."""
     from latbench.results import TrialResult
-    from latbench.sweep import Outcome
 
-    path = path_for(root, unit)
-    if not path.is_file():
-        return None
+    path = Path(path)
 
     def bad(why: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {path} is not usable: {why}; delete it to run that unit again")
@@ -121,27 +127,51 @@ def load(root: Path, unit):
         raise bad(f"not valid JSON ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise bad(f"not a {FORMAT} file")
-    if doc.get("key") != unit_key(unit):
-        raise bad("it belongs to another unit (its key does not match this method/task/trial/shots)")
-    if doc.get("data_hash") != store.data_hash([unit.task]):
-        return None  # stale: the task's data changed since; run again
+    key = doc.get("key")
+    if not isinstance(key, dict) or not isinstance(key.get("shots"), list) or not isinstance(key.get("trial"), int):
+        raise bad("missing or malformed 'key'")
     trials = doc.get("trials")
-    if not isinstance(trials, list) or len(trials) != len(unit.shots):
-        raise bad(f"expected one trial result per shot count {list(unit.shots)}")
+    if not isinstance(trials, list) or len(trials) != len(key["shots"]):
+        raise bad(f"expected one trial result per shot count {key['shots']}")
     try:
         parsed = [TrialResult.model_validate(t) for t in trials]
     except ValueError as e:
         raise bad(f"malformed trial result ({str(e).splitlines()[0]})") from None
     for t in parsed:
-        if t.trial != unit.trial:
-            raise bad(f"holds trial {t.trial}, expected {unit.trial}")
+        if t.trial != key["trial"]:
+            raise bad(f"holds trial {t.trial}, its key says {key['trial']}")
         values = [v for d in t.devices.values() for v in d.values()] + list(t.mean.values()) + list(t.worst.values())
         if not all(math.isfinite(v) for v in values):
             raise bad("non-finite metric")
     seconds = doc.get("seconds")
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
         raise bad("missing or invalid 'seconds'")
-    return Outcome(unit.index, parsed, store.info()["content_hash"], float(seconds), str(doc.get("host", "")))
+    return Record(path, key, str(doc.get("data_hash", "")), float(seconds), str(doc.get("host", "")), parsed)
+
+
+def load(root: Path, unit):
+    """The unit's stored Outcome, or None when there is none or it is stale (data changed).
+
+    Raises CheckpointError for a file at the unit's path that is not a valid checkpoint of it.
+    """
+    from latbench.data import store
+    from latbench.sweep import Outcome
+
+    path = path_for(root, unit)
+    if not path.is_file():
+        return None
+    rec = read(path)
+    if rec.key != unit_key(unit):
+        raise CheckpointError(f"checkpoint {path} is not usable: it belongs to another unit (its key does not match "
+                              "this method/task/trial/shots); delete it to run that unit again")
+    if rec.data_hash != store.data_hash([unit.task]):
+        return None  # stale: the task's data changed since; run again
+    return Outcome(unit.index, rec.trials, store.info()["content_hash"], rec.seconds, rec.host)
+
+
+def scan(root: Path) -> list[Record]:
+    """Every checkpoint under ``root`` (validated), e.g. to tabulate a sweep that is not finished."""
+    return [read(p) for p in sorted(Path(root).rglob("*.json"))]
 
 
 def _reject_constant(name: str):

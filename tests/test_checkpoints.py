@@ -76,7 +76,9 @@ def test_stale_data_hash_is_run_again_and_overwritten(data, tmp_path, monkeypatc
 @pytest.mark.parametrize("corrupt, message", [
     (lambda d: "{not json", "not valid JSON"),
     (lambda d: json.dumps([d]), "not a latbench-unit-checkpoint/1 file"),
-    (lambda d: json.dumps({**d, "key": {**d["key"], "trial": 7}}), "belongs to another unit"),
+    (lambda d: json.dumps({**d, "key": {**d["key"], "task": "hard-1"}}), "belongs to another unit"),
+    (lambda d: json.dumps({**d, "key": {**d["key"], "trial": 7}}), "holds trial 1, its key says 7"),
+    (lambda d: json.dumps({**d, "key": "flops"}), "malformed 'key'"),
     (lambda d: json.dumps({**d, "trials": d["trials"][:1]}), "one trial result per shot count"),
     (lambda d: json.dumps({**d, "trials": [{**t, "extra": 1} for t in d["trials"]]}), "malformed trial result"),
     (lambda d: json.dumps(d).replace('"spearman": ', '"spearman": NaN, "x": ', 1), "not valid JSON"),

@@ -1,0 +1,83 @@
+"""Tabulate a sweep's checkpoint folder, finished or not: what README shows for grids still running.
+
+    python benchmarks/checkpoint_table.py benchmarks/results/sweep-units \
+        --out benchmarks/results/learned-main-partial.md
+
+Per method: Spearman rho per task and shot count, mean ± std over the trials finished so far
+(their number in brackets when fewer than the suite's 5), the units finished out of the planned
+grid, and the mean seconds per unit by space. Only units whose data hash matches the built
+dataset count (stale ones are reported); nothing here runs a method.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from latbench import checkpoints
+from latbench import leaderboard as lb
+from latbench.data import store
+from latbench.tasks import get_task
+
+
+def method_table(records, tasks, shots) -> list[str]:
+    by = defaultdict(dict)  # (task, k) -> {trial: spearman}
+    for r in records:
+        for k, t in zip(r.key["shots"], r.trials):
+            by[r.key["task"], k][t.trial] = t.mean["spearman"]
+    lines = ["| task | space | " + " | ".join(f"k={k}" for k in shots) + " |", "|---|---|" + "---|" * len(shots)]
+    for task in tasks:
+        cells = []
+        for k in shots:
+            vals = np.array(list(by.get((task.id, k), {}).values()))
+            if not len(vals):
+                cells.append("–")
+                continue
+            n = "" if len(vals) == lb.SUITE_TRIALS else f" ({len(vals)})"
+            cells.append(f"{vals.mean():.3f} ± {vals.std():.3f}{n}")
+        lines.append(f"| {task.id} | {task.space} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--suite", default="main")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    tasks = lb.suite_tasks(args.suite)
+    shots = list(lb.SUITE_SHOTS)
+    fresh, stale = defaultdict(list), 0
+    for rec in checkpoints.scan(args.checkpoint):
+        task = get_task(rec.key["task"])
+        if rec.data_hash != store.data_hash([task]) or rec.key["task_version"] != task.version:
+            stale += 1
+            continue
+        if rec.key["shots"] == shots and rec.key["protocol"] == "official" and task in tasks:
+            fresh[rec.key["method"]].append(rec)
+    planned = len(tasks) * lb.SUITE_TRIALS
+    out = [f"Official protocol, suite `{args.suite}`; Spearman rho, mean ± std over the trials finished "
+           f"(count in brackets when fewer than {lb.SUITE_TRIALS}). From `{args.checkpoint}`"
+           + (f"; {stale} stale unit(s) ignored." if stale else "."), ""]
+    for method in sorted(fresh):
+        recs = fresh[method]
+        secs = defaultdict(list)
+        for r in recs:
+            secs[get_task(r.key["task"]).space].append(r.seconds)
+        timing = ", ".join(f"{sp} {np.mean(v) / 60:.1f} min ({len(v)})" for sp, v in sorted(secs.items()))
+        out += [f"### `{method}`: {len(recs)} of {planned} units", "",
+                f"Mean wall time per unit (task x trial, all k), by space: {timing}.", ""]
+        out += method_table(recs, tasks, shots) + [""]
+    text = "\n".join(out)
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
