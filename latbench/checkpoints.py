@@ -49,10 +49,21 @@ def unit_key(unit) -> dict[str, Any]:
     m = unit.method
     return {
         "method": unit.label, "class": f"{type(m).__module__}:{type(m).__qualname__}", "code": code_fingerprint(type(m).__module__),
-        "params": jsonable_params(m.get_params()), "task": unit.task.id, "task_version": unit.task.version,
+        "params": _plain(jsonable_params(m.get_params())), "task": unit.task.id, "task_version": unit.task.version,
         "trial": unit.trial, "shots": list(unit.shots), "protocol": unit.protocol, "protocol_version": PROTOCOL_VERSION,
         "source_archs": unit.source_archs, "latbench_version": __version__,
     }
+
+
+def _plain(value):
+    """JSON round-trip-safe: non-finite floats (not JSON) become their repr, tuples lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @functools.lru_cache(maxsize=None)

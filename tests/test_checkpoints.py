@@ -61,6 +61,23 @@ def test_key_covers_parameters_task_trial_shots_and_protocol(data, tmp_path):
     assert path() == path({"alpha": 1e-4})  # the default, spelled out, is the same unit
 
 
+def test_non_json_parameters_round_trip(data, tmp_path):
+    """A parameter of inf (not valid JSON) must not break saving, nor make the unit unfindable."""
+    from baselines.flops import FLOPsRegression
+    from latbench.sweep import Outcome
+
+    class WithInf(FLOPsRegression):
+        def get_params(self, deep=True):
+            return {"cap": float("inf"), "dims": (1, 2)}
+
+    _, tasks = sweep.select_tasks(TASKS)
+    unit = sweep.Unit(0, "with-inf", WithInf(), tasks[0], 0, (5,))
+    trial = _run(tmp_path / "ref").results[0].trials[0]
+    checkpoints.save(tmp_path / "ck", unit, Outcome(0, [trial], "", 1.5, "host"))
+    loaded = checkpoints.load(tmp_path / "ck", unit)
+    assert loaded.trials == [trial] and loaded.seconds == 1.5
+
+
 def test_stale_data_hash_is_run_again_and_overwritten(data, tmp_path, monkeypatch):
     root = tmp_path / "ck"
     _run(root)
