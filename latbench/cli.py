@@ -443,6 +443,8 @@ def board_verify(entry_id: str):
 
 CHECKPOINT_HELP = ("Folder that keeps every finished (method, task, trial) unit; a rerun with the same folder "
                    "loads those and runs only the rest (resume a stopped sweep, or run it in slices).")
+BUDGET_HELP = ("Minutes after which no new unit starts (needs --checkpoint; local workers only): the running units "
+               "finish and are kept, and the command exits with an error saying how many remain.")
 
 
 @board_app.command("baselines")
@@ -452,6 +454,7 @@ def board_baselines(
     suite: str = typer.Option("main"),
     workers: int = typer.Option(1, help="Processes running (method, task, trial) units in parallel (1: in this process)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help=BUDGET_HELP),
 ):
     """Run built-in baselines on a suite and store them as verified entries."""
     from latbench import leaderboard as lb
@@ -460,16 +463,18 @@ def board_baselines(
 
     names = methods or sorted(methods_mod.builtin_methods())
     sweep.check_executor(workers, None)
+    budget = None if time_budget is None else time_budget * 60
+    sweep.check_budget(budget, checkpoint, None)
     chosen = sweep.make_methods(names, {})
     tasks = lb.suite_tasks(suite)
-    results = _sweep(chosen, tasks, list(lb.SUITE_SHOTS), lb.SUITE_TRIALS, workers, None, checkpoint)
+    results = _sweep(chosen, tasks, list(lb.SUITE_SHOTS), lb.SUITE_TRIALS, workers, None, checkpoint, budget)
     for name, entry in zip(names, sweep.entries(names, results, suite=suite, hardware="latbench CI-class machine (2 CPU cores)")):
         entry.status = "verified"
         lb.store_entry(entry)
         console.print(f"{name}: {entry.entry_id}")
 
 
-def _sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None):
+def _sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None, time_budget=None):
     """Run a sweep with one progress line per finished unit and the total wall time (on stderr)."""
     from latbench import sweep
     from latbench.data import store
@@ -486,7 +491,7 @@ def _sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None):
             err_console.print(f"checkpoint {checkpoint}: {loaded} of {total} units already finished", highlight=False)
 
     results = sweep.run(chosen, tasks, shots=shots, trials=trials, workers=workers, ray_address=ray_address,
-                        checkpoint=checkpoint, on_resume=resumed, on_progress=lambda done, total, elapsed, u: err_console.print(
+                        checkpoint=checkpoint, time_budget=time_budget, on_resume=resumed, on_progress=lambda done, total, elapsed, u: err_console.print(
                             f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}", highlight=False))
     err_console.print(f"sweep wall time {time.perf_counter() - t0:.1f} s", highlight=False)
     return results
@@ -506,6 +511,7 @@ def sweep_cmd(
     store_entries: bool = typer.Option(False, "--store", help="Also validate the entries and add them to the board."),
     hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count and the executor)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help=BUDGET_HELP),
 ):
     """Run several methods on many tasks in parallel; write one leaderboard entry per method."""
     import os
@@ -516,6 +522,8 @@ def sweep_cmd(
     specs = sweep.parse_list(methods, "--methods")
     shot_list = sweep.parse_shots(shots)
     sweep.check_executor(workers, ray_address)
+    budget = None if time_budget is None else time_budget * 60
+    sweep.check_budget(budget, checkpoint, ray_address)
     if trials < 1 or min(shot_list) < 0:
         raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shot_list}, {trials})")
     suite, chosen_tasks = sweep.select_tasks(tasks)
@@ -523,7 +531,7 @@ def sweep_cmd(
         raise LatbenchError(f"--store needs a whole suite ({', '.join(lb.SUITES)}) with --shots "
                             f"{','.join(map(str, lb.SUITE_SHOTS))} and --trials {lb.SUITE_TRIALS}")
     chosen = sweep.make_methods(specs, _parse_params(param))
-    results = _sweep(chosen, chosen_tasks, shot_list, trials, workers, ray_address, checkpoint)
+    results = _sweep(chosen, chosen_tasks, shot_list, trials, workers, ray_address, checkpoint, budget)
     hardware = hardware or f"{os.cpu_count()} CPU cores ({sweep.describe_executor(workers, ray_address)})"
     entries = sweep.entries(specs, results, suite=suite, hardware=hardware)
     if store_entries:

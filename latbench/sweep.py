@@ -42,6 +42,10 @@ class SweepError(LatbenchError):
         self.detail = detail
 
 
+class SweepStopped(SweepError):
+    """The time budget was spent before every unit ran; the finished ones are in the checkpoint."""
+
+
 @dataclass(frozen=True)
 class Unit:
     """One piece of work, picklable: everything a worker needs and nothing tied to the driver process."""
@@ -148,26 +152,39 @@ def run_unit(unit: Unit, worker: bool = False) -> Outcome:
 Report = Callable[[Unit, Outcome], None]
 
 
-def _in_process(units: list[Unit], report: Report) -> None:
+def _in_process(units: list[Unit], report: Report, may_start: Callable[[], bool]) -> None:
     for u in units:
+        if not may_start():
+            return
         report(u, run_unit(u))
 
 
-def _processes(units: list[Unit], workers: int, report: Report) -> None:
-    """A pool of spawned processes: no fork of a process that may hold torch/OpenMP threads."""
+def _processes(units: list[Unit], workers: int, report: Report, may_start: Callable[[], bool]) -> None:
+    """A pool of spawned processes: no fork of a process that may hold torch/OpenMP threads.
+
+    At most ``workers`` units are in flight; the next one starts only when one finishes and
+    ``may_start()`` allows it (a time budget), so a stopped sweep has nothing half-started.
+    """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=limit_threads)
+    queue, running = list(reversed(units)), {}
     try:
-        futures = {pool.submit(run_unit, u, True): u for u in units}
-        for f in as_completed(futures):
-            u = futures[f]
-            try:
-                outcome = f.result()
-            except Exception as e:  # BrokenProcessPool (a worker died), or the unit could not be pickled
-                raise SweepError(f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); no output written") from None
-            report(u, outcome)
+        while queue or running:
+            while queue and len(running) < workers and may_start():
+                u = queue.pop()
+                running[pool.submit(run_unit, u, True)] = u
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                u = running.pop(f)
+                try:
+                    outcome = f.result()
+                except Exception as e:  # BrokenProcessPool (a worker died), or the unit could not be pickled
+                    raise SweepError(f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); no entries written") from None
+                report(u, outcome)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -198,7 +215,7 @@ def _ray(units: list[Unit], workers: int, address: str, report: Report) -> None:
                     outcome = ray.get(ref)
                 except Exception as e:  # the worker died, or the unit could not be shipped
                     raise SweepError(f"{u.describe()}: the Ray task failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                                     "no output written") from None
+                                     "no entries written") from None
                 report(u, outcome)
     finally:
         for ref in pending:
@@ -208,17 +225,21 @@ def _ray(units: list[Unit], workers: int, address: str, report: Report) -> None:
 
 
 def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = None, checkpoint: Path | None = None,
+            time_budget: float | None = None,
             on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
             on_resume: Callable[[int, int], None] = lambda loaded, total: None) -> list[Outcome]:
     """Run every unit; outcomes in unit order. Raises SweepError at the first failed unit.
 
     With ``checkpoint`` (a folder), units already finished there are loaded instead of run, and
-    each unit that finishes is saved there at once (``latbench.checkpoints``).
+    each unit that finishes is saved there at once (``latbench.checkpoints``). With
+    ``time_budget`` (seconds, needs ``checkpoint``) no unit starts once the budget is spent; the
+    running ones finish and are saved, then SweepStopped says how many remain.
     """
     from latbench import checkpoints
     from latbench.data import store
 
     check_executor(workers, ray_address)
+    check_budget(time_budget, checkpoint, ray_address)
     expected_hash = store.info()["content_hash"]
     outcomes: list[Outcome | None] = [None] * len(units)
     if checkpoint is not None:
@@ -241,13 +262,34 @@ def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = No
     on_resume(len(units) - len(todo), len(units))
     if not todo:
         return outcomes  # type: ignore[return-value]
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+
+    def may_start() -> bool:
+        return deadline is None or time.monotonic() < deadline
+
     if ray_address:
         _ray(todo, workers, ray_address, report)
     elif workers == 1:
-        _in_process(todo, report)
+        _in_process(todo, report, may_start)
     else:
-        _processes(todo, min(workers, len(todo)), report)
+        _processes(todo, min(workers, len(todo)), report, may_start)
+    left = sum(o is None for o in outcomes)
+    if left:
+        raise SweepStopped(f"time budget of {time_budget / 60:g} min spent: {len(units) - left} of {len(units)} units finished "
+                           f"and kept in {checkpoint}, {left} to go; run the same command again to continue (no entries written)")
     return outcomes  # type: ignore[return-value]
+
+
+def check_budget(time_budget: float | None, checkpoint: Path | None, ray_address: str | None) -> None:
+    """A time budget only makes sense when finished units are kept, and on the local executors."""
+    if time_budget is None:
+        return
+    if not time_budget > 0:
+        raise SweepError(f"--time-budget must be > 0 minutes (got {time_budget / 60:g})")
+    if checkpoint is None:
+        raise SweepError("--time-budget needs --checkpoint DIR: without it the finished units would be lost")
+    if ray_address:
+        raise SweepError("--time-budget works with local workers only, not with --ray-address")
 
 
 def check_executor(workers: int, ray_address: str | None) -> None:
@@ -299,6 +341,7 @@ def assemble(method, tasks: list, shots: Sequence[int], trials: int, outcomes: d
 
 def run(methods: Sequence[tuple[str, Any]], tasks: list, *, shots: Sequence[int], trials: int, workers: int = 1,
         ray_address: str | None = None, source_archs: str = "sample", protocol: str = "official", checkpoint: Path | None = None,
+        time_budget: float | None = None,
         on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
         on_resume: Callable[[int, int], None] = lambda loaded, total: None) -> list:
     """EvalResult per (label, Method) in ``methods``, identical whatever ``workers``/``ray_address``/``checkpoint``."""
@@ -316,8 +359,8 @@ def run(methods: Sequence[tuple[str, Any]], tasks: list, *, shots: Sequence[int]
     remote = ray_address not in (None, "local")
     env = {} if remote else {"LATBENCH_HOME": str(paths.home())}  # a cluster's nodes keep their own home
     units = plan(methods, tasks, shots=shots, trials=trials, source_archs=source_archs, protocol=protocol, env=env)
-    outcomes = execute(units, workers=workers, ray_address=ray_address, checkpoint=checkpoint, on_progress=on_progress,
-                       on_resume=on_resume)
+    outcomes = execute(units, workers=workers, ray_address=ray_address, checkpoint=checkpoint,
+                       time_budget=time_budget, on_progress=on_progress, on_resume=on_resume)
     results = []
     for label, method in methods:
         mine = {(u.task.id, u.trial): o for u, o in zip(units, outcomes) if u.label == label}

@@ -4,9 +4,11 @@ re-runs stale ones, and refuses files that are not its own (each refusal names t
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from baselines.flops import FLOPsRegression
 from latbench import checkpoints, sweep
 from latbench.checkpoints import CheckpointError
 
@@ -63,7 +65,6 @@ def test_key_covers_parameters_task_trial_shots_and_protocol(data, tmp_path):
 
 def test_non_json_parameters_round_trip(data, tmp_path):
     """A parameter of inf (not valid JSON) must not break saving, nor make the unit unfindable."""
-    from baselines.flops import FLOPsRegression
     from latbench.sweep import Outcome
 
     class WithInf(FLOPsRegression):
@@ -140,3 +141,44 @@ def test_code_fingerprint_ignores_docs_but_not_code():
     assert checkpoints.source_fingerprint(base) != checkpoints.source_fingerprint(
         'def f(x):\n    """Doc."""\n    return x + 2\n')
     assert checkpoints.code_fingerprint("baselines.flops") and checkpoints.code_fingerprint("no.such.module") == ""
+
+
+class Slow(FLOPsRegression):
+    """FLOPs regression whose fit takes 1.5 s: longer than the test's time budget."""
+
+    name = "slow"
+
+    def fit(self, source, space, seed):
+        time.sleep(1.5)
+        return super().fit(source, space, seed)
+
+
+@pytest.mark.parametrize("workers, started", [(1, 1), (2, 2)])
+def test_time_budget_stops_starting_units_and_keeps_the_finished(data, tmp_path, workers, started):
+    """Budget 0.6 s: the first unit (or the first ``workers`` units) start, nothing after; the
+    stopped run names what remains; the same command without a budget finishes from there."""
+    root, out = tmp_path / "ck", tmp_path / "out"
+    args = ["sweep", "--methods", "test_checkpoints:Slow", "--tasks", TASKS, "--shots", "5", "--trials", str(TRIALS),
+            "--workers", str(workers), "--checkpoint", str(root), "--out", str(out)]
+    res = _cli(*args, "--time-budget", "0.01")
+    text = " ".join(res.stderr.split())
+    assert res.exit_code == 1, res.output + res.stderr
+    assert f"time budget of 0.01 min spent: {started} of {2 * TRIALS} units finished" in text
+    assert f"{2 * TRIALS - started} to go; run the same command again to continue" in text
+    assert len(_files(root)) == started and not out.exists()
+    res = _cli(*args)
+    assert res.exit_code == 0, res.output + res.stderr
+    assert f"{started} of {2 * TRIALS} units already finished" in " ".join(res.stderr.split())
+    assert len(_files(root)) == 2 * TRIALS and (out / "test-checkpoints-slow.json").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--time-budget", "5"], "--time-budget needs --checkpoint DIR"),
+    (["--time-budget", "0", "--checkpoint", "ck"], "--time-budget must be > 0 minutes"),
+    (["--time-budget", "5", "--checkpoint", "ck", "--ray-address", "local"], "local workers only"),
+])
+def test_time_budget_arguments_are_checked_before_any_work(data, tmp_path, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    res = _cli("sweep", "--methods", "flops", "--tasks", "easy-1", "--out", "out", *extra)
+    assert res.exit_code == 1 and message in " ".join(res.stderr.split())
+    assert "sweep:" not in res.stderr and list(tmp_path.iterdir()) == []
