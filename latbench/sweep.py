@@ -17,6 +17,7 @@ folder each finished unit is also saved at once, so a stopped sweep resumes wher
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -166,27 +167,61 @@ def _processes(units: list[Unit], workers: int, report: Report, may_start: Calla
     ``may_start()`` allows it (a time budget), so a stopped sweep has nothing half-started.
     """
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=limit_threads)
     queue, running = list(reversed(units)), {}
     try:
-        while queue or running:
-            while queue and len(running) < workers and may_start():
-                u = queue.pop()
-                running[pool.submit(run_unit, u, True)] = u
-            if not running:
-                return
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for f in done:
-                u = running.pop(f)
-                try:
-                    outcome = f.result()
-                except Exception as e:  # BrokenProcessPool (a worker died), or the unit could not be pickled
-                    raise SweepError(f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); no entries written") from None
-                report(u, outcome)
+        with _sigterm_raises():
+            _drive(pool, queue, running, workers, report, may_start)
+    except BaseException:
+        # Stopped (SIGTERM, Ctrl-C) or a unit failed: take the workers down now rather than leave
+        # them computing units nobody will collect (there is no public API before Python 3.14).
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Within the block SIGTERM raises SystemExit (so cleanup runs) instead of killing the driver outright."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _drive(pool, queue: list[Unit], running: dict, workers: int, report: Report, may_start: Callable[[], bool]) -> None:
+    """Keep up to ``workers`` units in flight, report each as it finishes (``queue`` is popped from the end)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    while queue or running:
+        while queue and len(running) < workers and may_start():
+            u = queue.pop()
+            running[pool.submit(run_unit, u, True)] = u
+        if not running:
+            return
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for f in done:
+            u = running.pop(f)
+            try:
+                outcome = f.result()
+            except Exception as e:  # BrokenProcessPool (a worker died), or the unit could not be pickled
+                raise SweepError(f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); no entries written") from None
+            report(u, outcome)
 
 
 def _ray(units: list[Unit], workers: int, address: str, report: Report) -> None:

@@ -4,7 +4,11 @@ re-runs stale ones, and refuses files that are not its own (each refusal names t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +186,48 @@ def test_time_budget_arguments_are_checked_before_any_work(data, tmp_path, monke
     res = _cli("sweep", "--methods", "flops", "--tasks", "easy-1", "--out", "out", *extra)
     assert res.exit_code == 1 and message in " ".join(res.stderr.split())
     assert "sweep:" not in res.stderr and list(tmp_path.iterdir()) == []
+
+
+class Sleeper(FLOPsRegression):
+    """A unit that would run for a minute: the driver is stopped long before it ends."""
+
+    name = "sleeper"
+
+    def fit(self, source, space, seed):
+        time.sleep(60)
+        return super().fit(source, space, seed)
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc: no psutil needed)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_sigterm_stops_the_workers_too(data, tmp_path):
+    """``kill DRIVER`` must not leave spawned workers computing units nobody will collect."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "latbench.cli", "sweep", "--methods", "test_checkpoints:Sleeper",
+                             "--tasks", TASKS, "--shots", "5", "--trials", "1", "--workers", "2",
+                             "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "out")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, proc.communicate(timeout=5)
+    time.sleep(2)
+    proc.terminate()
+    proc.wait(timeout=30)  # not the 60 s a unit takes
+    assert proc.returncode != 0
+    time.sleep(0.5)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[:1]]
+    assert alive == [] and not (tmp_path / "out").exists() and not list((tmp_path / "ck").rglob("*.json"))
