@@ -170,10 +170,9 @@ def _processes(units: list[Unit], workers: int, report: Report, may_start: Calla
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=limit_threads)
-    queue, running = list(reversed(units)), {}
     try:
         with _sigterm_raises():
-            _drive(pool, queue, running, workers, report, may_start)
+            _drive(pool, units, workers, report, may_start)
     except BaseException:
         # Stopped (SIGTERM, Ctrl-C) or a unit failed: take the workers down now rather than leave
         # them computing units nobody will collect (there is no public API before Python 3.14).
@@ -204,10 +203,11 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _drive(pool, queue: list[Unit], running: dict, workers: int, report: Report, may_start: Callable[[], bool]) -> None:
-    """Keep up to ``workers`` units in flight, report each as it finishes (``queue`` is popped from the end)."""
+def _drive(pool, units: list[Unit], workers: int, report: Report, may_start: Callable[[], bool]) -> None:
+    """Keep up to ``workers`` units in flight, in order, and report each as it finishes."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
+    queue, running = list(reversed(units)), {}
     while queue or running:
         while queue and len(running) < workers and may_start():
             u = queue.pop()
