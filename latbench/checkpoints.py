@@ -4,8 +4,9 @@ Why: the learned baselines cost minutes per (task, trial) on a laptop-class CPU,
 board (90 units each) takes hours; a sweep that dies, is stopped, or runs in slices on several
 machines must not start again from nothing. With ``--checkpoint DIR`` every unit that finishes is
 written at once (atomically) as one small JSON file; a later sweep with the same ``DIR`` loads
-the finished units and runs only the rest. The final entries are byte-for-byte what one
-uninterrupted run writes, because a unit's numbers depend only on what its key holds.
+the finished units and runs only the rest. The final entries hold the same metrics as one
+uninterrupted run (a unit's numbers depend only on its key and the data), and the units' own
+measured seconds.
 
 A unit's file is found by its key: sha256 over the method (spec, class, parameters, and a
 fingerprint of the code of the module that defines it, docstrings and comments left out, so
