@@ -1,11 +1,13 @@
 """Tabulate a sweep's checkpoint folder, finished or not: what README shows for grids still running.
 
     python benchmarks/checkpoint_table.py benchmarks/results/sweep-units \
-        --out benchmarks/results/learned-main-partial.md
+        --compare leaderboard/entries/mlp-finetune-*.json --out benchmarks/results/learned-main-partial.md
 
 Per method: Spearman rho per task and shot count, mean ± std over the trials finished so far
 (their number in brackets when fewer than the suite's 5), the units finished out of the planned
-grid, and the mean seconds per unit by space. Only units whose data hash matches the built
+grid, and the mean seconds per unit by space; with ``--compare ENTRY...`` (board entries) also the
+mean over the tasks a method has finished (all trials) next to each entry's mean on the same
+tasks, so a partial grid can be compared fairly. Only units whose data hash matches the built
 dataset count (stale ones are reported); nothing here runs a method.
 """
 
@@ -42,14 +44,43 @@ def method_table(records, tasks, shots) -> list[str]:
     return lines
 
 
+def complete_means(records, shots) -> dict[str, dict[int, float]]:
+    """task -> k -> mean Spearman over trials, for tasks with every trial finished."""
+    by = defaultdict(dict)
+    for r in records:
+        for k, t in zip(r.key["shots"], r.trials):
+            by[r.key["task"], k][t.trial] = t.mean["spearman"]
+    out = defaultdict(dict)
+    for (task, k), vals in by.items():
+        if len(vals) == lb.SUITE_TRIALS:
+            out[task][k] = float(np.mean(list(vals.values())))
+    return {t: v for t, v in out.items() if len(v) == len(shots)}
+
+
+def comparison(method: str, records, entries, shots) -> list[str]:
+    done = complete_means(records, shots)
+    if not done:
+        return []
+    tasks = sorted(done)
+    rows = [f"Mean Spearman over the {len(tasks)} tasks `{method}` has finished ({', '.join(tasks)}):", "",
+            "| method | " + " | ".join(f"k={k}" for k in shots) + " |", "|---|" + "---|" * len(shots),
+            f"| {method} | " + " | ".join(f"{np.mean([done[t][k] for t in tasks]):.3f}" for k in shots) + " |"]
+    for e in entries:
+        agg = {(r.task, r.shots): r.aggregate["spearman"]["mean"] for r in e.results}
+        rows.append(f"| {e.method.name} (board) | " + " | ".join(f"{np.mean([agg[t, k] for t in tasks]):.3f}" for k in shots) + " |")
+    return rows + [""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--suite", default="main")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--compare", type=Path, nargs="*", default=[], help="Board entry files to compare with on the same tasks.")
     args = ap.parse_args()
     tasks = lb.suite_tasks(args.suite)
     shots = list(lb.SUITE_SHOTS)
+    entries = [lb.load_entry(p) for p in args.compare]
     fresh, stale = defaultdict(list), 0
     for rec in checkpoints.scan(args.checkpoint):
         task = get_task(rec.key["task"])
@@ -70,6 +101,7 @@ def main() -> None:
         timing = ", ".join(f"{sp} {np.mean(v) / 60:.1f} min ({len(v)})" for sp, v in sorted(secs.items()))
         out += [f"### `{method}`: {len(recs)} of {planned} units", "",
                 f"Mean wall time per unit (task x trial, all k), by space: {timing}.", ""]
+        out += comparison(method, recs, entries, shots)
         out += method_table(recs, tasks, shots) + [""]
     text = "\n".join(out)
     if args.out:
