@@ -25,11 +25,17 @@ from latbench.data import store
 from latbench.tasks import get_task
 
 
-def method_table(records, tasks, shots) -> list[str]:
-    by = defaultdict(dict)  # (task, k) -> {trial: spearman}
+def spearman_by_task_k(records) -> dict:
+    """(task, k) -> {trial: mean Spearman over the task's targets}."""
+    by = defaultdict(dict)
     for r in records:
         for k, t in zip(r.key["shots"], r.trials):
             by[r.key["task"], k][t.trial] = t.mean["spearman"]
+    return by
+
+
+def method_table(records, tasks, shots) -> list[str]:
+    by = spearman_by_task_k(records)
     lines = ["| task | space | " + " | ".join(f"k={k}" for k in shots) + " |", "|---|---|" + "---|" * len(shots)]
     for task in tasks:
         cells = []
@@ -46,12 +52,8 @@ def method_table(records, tasks, shots) -> list[str]:
 
 def complete_means(records, shots) -> dict[str, dict[int, float]]:
     """task -> k -> mean Spearman over trials, for tasks with every trial finished."""
-    by = defaultdict(dict)
-    for r in records:
-        for k, t in zip(r.key["shots"], r.trials):
-            by[r.key["task"], k][t.trial] = t.mean["spearman"]
     out = defaultdict(dict)
-    for (task, k), vals in by.items():
+    for (task, k), vals in spearman_by_task_k(records).items():
         if len(vals) == lb.SUITE_TRIALS:
             out[task][k] = float(np.mean(list(vals.values())))
     return {t: v for t, v in out.items() if len(v) == len(shots)}
