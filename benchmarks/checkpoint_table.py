@@ -4,7 +4,7 @@
         --compare leaderboard/entries/mlp-finetune-*.json --out benchmarks/results/learned-main-partial.md
 
 Per method: Spearman rho per task and shot count, mean ± std over the trials finished so far
-(their number in brackets when fewer than the suite's 5), the units finished out of the planned
+(their number in brackets when fewer than planned: the suite's 5, or ``--trials``), the units finished out of the planned
 grid, and the mean seconds per unit by space; with ``--compare ENTRY...`` (board entries) also the
 mean over the tasks a method has finished (all trials) next to each entry's mean on the same
 tasks, so a partial grid can be compared fairly. Only units whose data hash matches the built
@@ -34,7 +34,7 @@ def spearman_by_task_k(records) -> dict:
     return by
 
 
-def method_table(records, tasks, shots) -> list[str]:
+def method_table(records, tasks, shots, trials) -> list[str]:
     by = spearman_by_task_k(records)
     lines = ["| task | space | " + " | ".join(f"k={k}" for k in shots) + " |", "|---|---|" + "---|" * len(shots)]
     for task in tasks:
@@ -44,23 +44,23 @@ def method_table(records, tasks, shots) -> list[str]:
             if not len(vals):
                 cells.append("–")
                 continue
-            n = "" if len(vals) == lb.SUITE_TRIALS else f" ({len(vals)})"
+            n = "" if len(vals) == trials else f" ({len(vals)})"
             cells.append(f"{vals.mean():.3f} ± {vals.std():.3f}{n}")
         lines.append(f"| {task.id} | {task.space} | " + " | ".join(cells) + " |")
     return lines
 
 
-def complete_means(records, shots) -> dict[str, dict[int, float]]:
-    """task -> k -> mean Spearman over trials, for tasks with every trial finished."""
+def complete_means(records, shots, trials) -> dict[str, dict[int, float]]:
+    """task -> k -> mean Spearman over trials, for tasks with all ``trials`` finished."""
     out = defaultdict(dict)
     for (task, k), vals in spearman_by_task_k(records).items():
-        if len(vals) == lb.SUITE_TRIALS:
+        if len(vals) == trials:
             out[task][k] = float(np.mean(list(vals.values())))
     return {t: v for t, v in out.items() if len(v) == len(shots)}
 
 
-def comparison(method: str, records, entries, shots) -> list[str]:
-    done = complete_means(records, shots)
+def comparison(method: str, records, entries, shots, trials) -> list[str]:
+    done = complete_means(records, shots, trials)
     if not done:
         return []
     tasks = sorted(done)
@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--suite", default="main")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--trials", type=int, default=lb.SUITE_TRIALS,
+                    help="Trials planned per task (for a grid run with fewer than the suite's); units of later trials are left out.")
     ap.add_argument("--compare", type=Path, nargs="*", default=[], help="Board entry files to compare with on the same tasks.")
     args = ap.parse_args()
     tasks = lb.suite_tasks(args.suite)
@@ -89,11 +91,11 @@ def main() -> None:
         if rec.data_hash != store.data_hash([task]) or rec.key["task_version"] != task.version:
             stale += 1
             continue
-        if rec.key["shots"] == shots and rec.key["protocol"] == "official" and task in tasks:
+        if rec.key["shots"] == shots and rec.key["protocol"] == "official" and task in tasks and rec.key["trial"] < args.trials:
             fresh[rec.key["method"]].append(rec)
-    planned = len(tasks) * lb.SUITE_TRIALS
+    planned = len(tasks) * args.trials
     out = [f"Official protocol, suite `{args.suite}`; Spearman rho, mean ± std over the trials finished "
-           f"(count in brackets when fewer than {lb.SUITE_TRIALS}). From `{args.checkpoint}`"
+           f"(count in brackets when fewer than {args.trials}). From `{args.checkpoint}`"
            + (f"; {stale} stale unit(s) ignored." if stale else "."), ""]
     for method in sorted(fresh):
         recs = fresh[method]
@@ -103,8 +105,8 @@ def main() -> None:
         timing = ", ".join(f"{sp} {np.mean(v) / 60:.1f} min ({len(v)})" for sp, v in sorted(secs.items()))
         out += [f"### `{method}`: {len(recs)} of {planned} units", "",
                 f"Mean wall time per unit (task x trial, all k), by space: {timing}.", ""]
-        out += comparison(method, recs, entries, shots)
-        out += method_table(recs, tasks, shots) + [""]
+        out += comparison(method, recs, entries, shots, args.trials)
+        out += method_table(recs, tasks, shots, args.trials) + [""]
     text = "\n".join(out)
     if args.out:
         args.out.write_text(text)
