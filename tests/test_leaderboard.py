@@ -5,7 +5,7 @@ headless Chromium), verify, and the documented example predictor.
 One official flops run of the main suite (~20 s) is shared by the whole module: it goes through
 ``latbench submit`` and its per-trial predictions are captured into a ``--predictions`` folder.
 Every test points ``LATBENCH_LEADERBOARD`` at its own temporary folder; the repository's
-``leaderboard/`` is never touched.
+``leaderboard/`` is never written (one test reads it: the committed board must stay valid and rendered).
 """
 
 from __future__ import annotations
@@ -592,3 +592,24 @@ def test_entry_hash_covers_exactly_the_suites_data(data, monkeypatch):
         del info["device_hashes"]
         with pytest.raises(DataError, match="predates per-device hashes"):
             store.data_hash(tasks)
+
+
+def test_committed_board_is_valid_and_rendered(data):
+    """The repository's own board: every entry passes ``add``'s validation against the data built from
+    the mirror (hash, task versions, completeness, seeds, recomputed means), ids are unique, and
+    leaderboard/README.md is what ``render`` makes of the entries, so a data or task change that
+    leaves the committed board stale fails CI."""
+    folder = REPO / "leaderboard" / "entries"
+    paths = sorted(folder.glob("*.json"))
+    assert len(paths) >= 12, "the committed board lost entries"
+    entries = [lb.load_entry(p) for p in paths]
+    for path, entry in zip(paths, entries):
+        try:
+            lb.validate(entry)
+        except lb.LeaderboardError as exc:
+            pytest.fail(f"{path.name}: {exc}")
+    names = [e.method.name for e in entries]
+    assert len(set(names)) == len(names), names
+    assert {"flops", "lookup", "litepred", "nn-meter", "mlp-finetune", "nasflat"} <= set(names)
+    assert lb.render_markdown(entries) == (REPO / "leaderboard" / "README.md").read_text(), \
+        "leaderboard/README.md is out of date: run `latbench leaderboard render`"
