@@ -4,11 +4,12 @@
         --compare leaderboard/entries/mlp-finetune-*.json --out benchmarks/results/learned-main-partial.md
 
 Per method: Spearman rho per task and shot count, mean ± std over the trials finished so far
-(their number in brackets when fewer than planned: the suite's 5, or ``--trials``), the units finished out of the planned
-grid, and the mean seconds per unit by space; with ``--compare ENTRY...`` (board entries) also the
-mean over the tasks a method has finished (all trials) next to each entry's mean on the same
-tasks, so a partial grid can be compared fairly. Only units whose data hash matches the built
-dataset count (stale ones are reported); nothing here runs a method.
+(their number in brackets when fewer than planned: the suite's 5, or ``--trials``), the units
+finished out of the planned grid, and the mean seconds per unit by space; with ``--compare
+ENTRY...`` (board entries) also the mean over the tasks a method has finished (all trials) next to
+each entry's mean on the same tasks, so a partial grid can be compared fairly; then all methods
+side by side in one table. Only units whose data hash matches the built dataset count (stale ones
+are reported); nothing here runs a method.
 """
 
 from __future__ import annotations
@@ -34,19 +35,29 @@ def spearman_by_task_k(records) -> dict:
     return by
 
 
+def cell(by, task_id, k, trials) -> str:
+    """'mean ± std' over the finished trials, their count in brackets when fewer than planned."""
+    vals = np.array(list(by.get((task_id, k), {}).values()))
+    if not len(vals):
+        return "–"
+    n = "" if len(vals) == trials else f" ({len(vals)})"
+    return f"{vals.mean():.3f} ± {vals.std():.3f}{n}"
+
+
 def method_table(records, tasks, shots, trials) -> list[str]:
     by = spearman_by_task_k(records)
     lines = ["| task | space | " + " | ".join(f"k={k}" for k in shots) + " |", "|---|---|" + "---|" * len(shots)]
-    for task in tasks:
-        cells = []
-        for k in shots:
-            vals = np.array(list(by.get((task.id, k), {}).values()))
-            if not len(vals):
-                cells.append("–")
-                continue
-            n = "" if len(vals) == trials else f" ({len(vals)})"
-            cells.append(f"{vals.mean():.3f} ± {vals.std():.3f}{n}")
-        lines.append(f"| {task.id} | {task.space} | " + " | ".join(cells) + " |")
+    lines += [f"| {task.id} | {task.space} | " + " | ".join(cell(by, task.id, k, trials) for k in shots) + " |"
+              for task in tasks]
+    return lines
+
+
+def wide_table(fresh, tasks, shots, trials) -> list[str]:
+    """Every method side by side, one column per (method, k): the layout of results_table.py."""
+    by = {m: spearman_by_task_k(recs) for m, recs in sorted(fresh.items())}
+    cols = [(m, k) for m in by for k in shots]
+    lines = ["| task | " + " | ".join(f"{m} k={k}" for m, k in cols) + " |", "|---|" + "---|" * len(cols)]
+    lines += [f"| {task.id} | " + " | ".join(cell(by[m], task.id, k, trials) for m, k in cols) + " |" for task in tasks]
     return lines
 
 
@@ -107,6 +118,8 @@ def main() -> None:
                 f"Mean wall time per unit (task x trial, all k), by space: {timing}.", ""]
         out += comparison(method, recs, entries, shots, args.trials)
         out += method_table(recs, tasks, shots, args.trials) + [""]
+    if len(fresh) > 1:
+        out += ["### All methods", ""] + wide_table(fresh, tasks, shots, args.trials) + [""]
     text = "\n".join(out)
     if args.out:
         args.out.write_text(text)
