@@ -596,7 +596,7 @@ def test_entry_hash_covers_exactly_the_suites_data(data, monkeypatch):
 
 def test_committed_board_is_valid_and_rendered(data):
     """The repository's own board: every entry passes ``add``'s validation against the data built from
-    the mirror (hash, task versions, completeness, seeds, recomputed means), ids are unique, and
+    the mirror (hash, task versions, completeness, seeds, recomputed means), one entry per method, and
     leaderboard/README.md is what ``render`` makes of the entries, so a data or task change that
     leaves the committed board stale fails CI."""
     folder = REPO / "leaderboard" / "entries"
