@@ -19,9 +19,10 @@ Graph encoding
   space's own chain graph (``space.graph``: input -> layers -> output, per-layer one-hot
   features), add the global node at index 0 with edges to all nodes, add self-loops and one
   extra feature column flagging the global node. Same direction convention as NB201.
-  **Known gap (OFA):** the chain graph does not carry the input resolution, which sets most of an
-  OFA net's latency, so on OFA tasks this model is weak (easy-2: Spearman 0.21-0.25, 5 trials;
-  ``nasflat`` adds a learned resolution embedding for this). Not fixed yet.
+  **Known gap (OFA), cause not found:** on OFA tasks this model is weak (easy-2: Spearman
+  0.21-0.25 over 5 trials, flops 0.98). The chain graph does not carry the input resolution, but
+  putting its one-hot on the global node did not help (easy-2, k = 10, 1 trial: 0.180), so that is
+  not the (only) cause; not fixed yet.
 
 Model (Eagle ``predictors/gcn/gcn.py``, latency config)
 -------------------------------------------------------
