@@ -19,10 +19,17 @@ Graph encoding
   space's own chain graph (``space.graph``: input -> layers -> output, per-layer one-hot
   features), add the global node at index 0 with edges to all nodes, add self-loops and one
   extra feature column flagging the global node. Same direction convention as NB201.
-  **Known gap (OFA), cause not found:** on OFA tasks this model is weak (easy-2: Spearman
-  0.21-0.25 over 5 trials, flops 0.98). The chain graph does not carry the input resolution, but
-  putting its one-hot on the global node did not help (easy-2, k = 10, 1 trial: 0.180), so that is
-  not the (only) cause; not fixed yet.
+  **OFA also gets the input resolution** (25 one-hot columns, last) on the input node and on
+  every active layer node: the chain graph has no resolution, which sets every layer's
+  feature-map size and so most of the FLOPs (r = 128..224, a 3x range of r^2). Without it the GCN
+  could not even fit its own pre-training targets (easy-2, trial 0: Spearman 0.44 between the
+  pre-trained model and the pooled targets on the source archs; fine-tuned 0.19-0.27 on the
+  targets, k = 10, trials 0-2), and from scratch on 900 target shots it reached only 0.32. With
+  it: pre-training fit 0.995, fine-tuned 0.979-0.981 (trials 0-1); from scratch on 900 shots
+  0.985. The one-hot on the global node instead does not help (0.19 / 0.24, trials 0-1); on the
+  input node alone it does (0.975). Per-node placement was kept because it makes each node's
+  features determine its layer's cost, as BRP-NAS's NB201 op nodes do. Measured with
+  ``benchmarks/brp_nas_ofa.py`` (results and commands: ``benchmarks/results/brp-nas-ofa.md``).
 
 Model (Eagle ``predictors/gcn/gcn.py``, latency config)
 -------------------------------------------------------
@@ -219,7 +226,25 @@ def encode(space, ids) -> tuple[np.ndarray, np.ndarray]:
         return np.stack([g[0] for g in graphs]), np.stack([g[1] for g in graphs])
     adj, feat = space.graph(ids)
     graphs = [chain_brp_graph(a, x) for a, x in zip(adj, feat)]
-    return np.stack([g[0] for g in graphs]), np.stack([g[1] for g in graphs])
+    adj, feat = np.stack([g[0] for g in graphs]), np.stack([g[1] for g in graphs])
+    if space.name == "ofa":
+        feat = np.concatenate([feat, ofa_resolution_columns(space, ids, feat.shape[1])], axis=2)
+    return adj, feat
+
+
+def ofa_resolution_columns(space, ids, n_nodes: int) -> np.ndarray:
+    """[n, n_nodes, 25]: the one-hot of the input resolution r on the input node and on every
+    active layer node of the OFA chain graph with the global node at index 0 (input = node 1,
+    slot s = node s + 2); zeros elsewhere. Why: a layer's cost scales with its feature-map size,
+    set by r; with r on the layer's own node, each node's features determine its cost."""
+    from latbench.spaces.ofa import RESOLUTIONS, parse
+
+    out = np.zeros((len(ids), n_nodes, len(RESOLUTIONS)), dtype=np.float32)
+    for row, i in enumerate(ids):
+        r, _, ks, _ = parse(space.arch_str(int(i)))
+        nodes = [1] + [slot + 2 for slot, k in enumerate(ks) if k]
+        out[row, nodes, RESOLUTIONS.index(r)] = 1.0
+    return out
 
 
 class GraphSet:

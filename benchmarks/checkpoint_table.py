@@ -8,13 +8,14 @@ Per method: Spearman rho per task and shot count, mean ± std over the trials fi
 finished out of the planned grid, and the mean seconds per unit by space; with ``--compare
 ENTRY...`` (board entries) also the mean over the tasks a method has finished (all trials) next to
 each entry's mean on the same tasks, so a partial grid can be compared fairly; then all methods
-side by side in one table. Only units whose data hash matches the built dataset count (stale ones
-are reported); nothing here runs a method.
+side by side in one table. Only units whose data hash matches the built dataset and whose method
+code is the current one count (stale ones are reported); nothing here runs a method.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -84,6 +85,13 @@ def comparison(method: str, records, entries, shots, trials) -> list[str]:
     return rows + [""]
 
 
+def current_code(rec) -> bool:
+    """Whether the unit was run by the method's current code (the fingerprint a sweep would reuse)."""
+    module = rec.key["class"].split(":")[0]
+    importlib.import_module(module)
+    return rec.key["code"] == checkpoints.code_fingerprint(module)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint", type=Path)
@@ -99,7 +107,7 @@ def main() -> None:
     fresh, stale = defaultdict(list), 0
     for rec in checkpoints.scan(args.checkpoint):
         task = get_task(rec.key["task"])
-        if rec.data_hash != store.data_hash([task]) or rec.key["task_version"] != task.version:
+        if rec.data_hash != store.data_hash([task]) or rec.key["task_version"] != task.version or not current_code(rec):
             stale += 1
             continue
         if rec.key["shots"] == shots and rec.key["protocol"] == "official" and task in tasks and rec.key["trial"] < args.trials:

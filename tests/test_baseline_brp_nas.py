@@ -98,6 +98,30 @@ def test_chain_extension_adds_global_node():
     assert x[0].tolist() == [0, 0, 0, 1] and (x[1:, :3] == feat).all()
 
 
+def test_ofa_graph_carries_the_input_resolution(data):
+    """OFA's chain graph has no resolution; brp-nas puts r's one-hot on the input node and on the
+    active layer nodes (without it the GCN ranks OFA archs at ~0.2 Spearman)."""
+    from baselines.brp_nas import encode
+    from latbench.spaces import get_space
+    from latbench.spaces.ofa import RESOLUTIONS, parse
+
+    space = get_space("ofa")
+    ids = np.arange(50)
+    adj, feat = encode(space, ids)
+    chain = chain_brp_graph(*(g[0] for g in space.graph(ids[:1])))[1]
+    assert feat.shape == (50, 23, chain.shape[1] + len(RESOLUTIONS))
+    np.testing.assert_array_equal(feat[0, :, : chain.shape[1]], chain)  # the chain features are unchanged
+    seen = set()
+    for row, i in enumerate(ids):
+        r, _, ks, _ = parse(space.arch_str(int(i)))
+        res = feat[row, :, -len(RESOLUTIONS):]
+        carriers = {1} | {slot + 2 for slot, k in enumerate(ks) if k}
+        assert set(np.flatnonzero(res.any(1)).tolist()) == carriers  # not the global, output or skipped slots
+        assert (res[sorted(carriers)].argmax(1) == RESOLUTIONS.index(r)).all() and res.sum() == len(carriers)
+        seen.add(r)
+    assert len(seen) > 5  # the sample spans many resolutions
+
+
 # ---- PyG batching and aggregation direction -----------------------------------------------------
 def test_batch_matches_pyg_and_aggregates_successors():
     from torch_geometric.data import Batch, Data

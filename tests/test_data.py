@@ -382,6 +382,22 @@ def test_latbench_json_records_version_hash_and_provenance(dataset_dir):
     assert own["name"] == "latbench-measured" and len(own["files"]) == sum(len(v) for v in measured.read_all().devices.values())
 
 
+def test_content_hash_does_not_depend_on_the_parquet_writer(dataset_dir, mirror, tmp_path, monkeypatch):
+    """The hash is over the data, not file bytes: parquet files carry the writer's pyarrow version
+    (and compression), so hashing them gave another dataset version under another pyarrow."""
+    import pyarrow.parquet as pq
+
+    from latbench.data import build as build_mod
+
+    write = pq.write_table
+    monkeypatch.setattr(build_mod.pq, "write_table", lambda table, path, **kw: write(table, path, compression="gzip"))
+    info = build(tmp_path / "dataset", mirror=mirror)
+    assert info["content_hash"] == _content_hash(dataset_dir)
+    kernels = sorted((tmp_path / "dataset/data").glob("kernels-*.parquet"))
+    assert kernels, "the build wrote no kernel table, so this test checks nothing"
+    assert kernels[0].read_bytes() != (dataset_dir / "data" / kernels[0].name).read_bytes()
+
+
 def test_rebuild_is_idempotent_and_swaps_atomically(dataset_dir, mirror, tmp_path):
     """Rebuilding over a copy of the session build: same content hash and identical parquet files."""
     out = tmp_path / "dataset"

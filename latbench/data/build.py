@@ -142,10 +142,10 @@ def _write(root: Path, tables: list[SourceTables], measured, log) -> dict:
             if dev not in device_rows:
                 device_rows[dev] = describe(dev, latency[dev][1])
         if measured and measured.devices.get(space_name):
-            kpath = _write_kernels(root / f"data/kernels-{space_name}.parquet", space, measured.devices[space_name])
-            if kpath:
+            kernels = _write_kernels(root / f"data/kernels-{space_name}.parquet", space, measured.devices[space_name])
+            if kernels is not None:
                 configs.append((f"kernels-{space_name}", f"data/kernels-{space_name}.parquet"))
-                digest.update(kpath.read_bytes())
+                digest.update(table_digest(kernels))
     devices = pa.Table.from_pylist([device_rows[d] for d in sorted(device_rows)])
     pq.write_table(devices, root / "data/devices.parquet")
     configs.append(("devices", "data/devices.parquet"))
@@ -220,8 +220,23 @@ def _merge_measured(merged: dict, measured) -> dict[str, dict]:
     return rows
 
 
-def _write_kernels(path: Path, space, devices) -> Path | None:
-    """One table of every measured device's per-layer kernel latencies (devices without them skipped)."""
+def table_digest(table: pa.Table) -> bytes:
+    """sha256 of a table's column names, types and values -- not of its parquet bytes, which carry
+    the writer's pyarrow version, so the content hash is the same whatever pyarrow built it."""
+    h = hashlib.sha256()
+    for name, col in zip(table.column_names, table.columns):
+        h.update(json.dumps([name, str(col.type)]).encode())
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            h.update(json.dumps(col.to_pylist()).encode())
+        else:
+            values = col.to_numpy()
+            h.update(np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes())
+    return h.digest()
+
+
+def _write_kernels(path: Path, space, devices) -> pa.Table | None:
+    """One table of every measured device's per-layer kernel latencies (devices without them
+    skipped), written to ``path``; returns the table written."""
     parts = []
     for d in devices:
         if d.kernels is None:
@@ -234,8 +249,9 @@ def _write_kernels(path: Path, space, devices) -> Path | None:
         parts.append(t.cast(pa.schema([(f.name, pa.string() if f.name in ("device", "op") else f.type) for f in t.schema])))
     if not parts:
         return None
-    pq.write_table(pa.concat_tables(parts), path, compression="zstd")
-    return path
+    table = pa.concat_tables(parts)
+    pq.write_table(table, path, compression="zstd")
+    return table
 
 
 def _merge(tables: list[SourceTables]) -> dict[str, tuple[list[str], dict[str, tuple[np.ndarray, str]], list[int]]]:

@@ -25,7 +25,7 @@ def render(info: dict, configs: list[tuple[str, str]], task_configs: list[tuple[
              "neural-network architectures from three search spaces on many devices, converted by "
              "`latbench data build` from the pinned upstream files listed below.", "",
              f"- dataset version: `{info['dataset_version']}`",
-             f"- content hash (sha256 over arch strings, device names, float64 latencies, device metadata): `{info['content_hash']}`",
+             f"- content hash (sha256 over arch strings, device names, float64 latencies, kernel tables, device metadata; not over file bytes): `{info['content_hash']}`",
              f"- built by latbench {info['latbench_version']} at {info['built_at']}", "",
              "## Configs", "",
              "| config | what | rows |", "|---|---|---|"]
