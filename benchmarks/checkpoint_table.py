@@ -1,7 +1,7 @@
 """Tabulate a sweep's checkpoint folder, finished or not: what README shows for grids still running.
 
     python benchmarks/checkpoint_table.py benchmarks/results/sweep-units \
-        --compare leaderboard/entries/mlp-finetune-*.json --out benchmarks/results/learned-main-partial.md
+        --compare leaderboard/entries/mlp-finetune-*.json --out benchmarks/results/learned-main.md
 
 Per method: Spearman rho per task and shot count, mean ± std over the trials finished so far
 (their number in brackets when fewer than planned: the suite's 5, or ``--trials``), the units
@@ -59,6 +59,34 @@ def wide_table(fresh, tasks, shots, trials) -> list[str]:
     cols = [(m, k) for m in by for k in shots]
     lines = ["| task | " + " | ".join(f"{m} k={k}" for m, k in cols) + " |", "|---|" + "---|" * len(cols)]
     lines += [f"| {task.id} | " + " | ".join(cell(by[m], task.id, k, trials) for m, k in cols) + " |" for task in tasks]
+    return lines
+
+
+def compact_table(fresh, tasks, shots, trials) -> list[str]:
+    """One row per method, one column per task, 'k5 / k10 / k20' means: what README shows for a suite.
+
+    A cell is empty where a (task, k) has no finished trial; the last column is the mean over tasks,
+    given only where the method has every task, and ``trials`` says how many trials each cell averages.
+    """
+    head = "| method | trials | " + " | ".join(t.id for t in tasks) + " | mean |"
+    lines = [head, "|---|---|" + "---|" * (len(tasks) + 1)]
+    for m, recs in sorted(fresh.items()):
+        by = spearman_by_task_k(recs)
+        counts = sorted({len(by.get((t.id, k), {})) for t in tasks for k in shots} - {0})
+        cells, means = [], {k: [] for k in shots}
+        for t in tasks:
+            vals = [by.get((t.id, k)) for k in shots]
+            if not all(vals):
+                cells.append("–")
+                continue
+            mk = [float(np.mean(list(v.values()))) for v in vals]
+            for k, x in zip(shots, mk):
+                means[k].append(x)
+            cells.append(" / ".join(f"{x:.2f}" for x in mk))
+        full = all(len(v) == len(tasks) for v in means.values())
+        mean = " / ".join(f"{np.mean(means[k]):.3f}" for k in shots) if full else "–"
+        n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        lines.append(f"| {m} | {n} | " + " | ".join(cells) + f" | {mean} |")
     return lines
 
 
@@ -127,7 +155,9 @@ def main() -> None:
         out += comparison(method, recs, entries, shots, args.trials)
         out += method_table(recs, tasks, shots, args.trials) + [""]
     if len(fresh) > 1:
-        out += ["### All methods", ""] + wide_table(fresh, tasks, shots, args.trials) + [""]
+        out += ["### All methods", "", f"Spearman rho at k = {' / '.join(map(str, shots))} per task (mean over the finished trials):", ""]
+        out += compact_table(fresh, tasks, shots, args.trials) + [""]
+        out += wide_table(fresh, tasks, shots, args.trials) + [""]
     text = "\n".join(out)
     if args.out:
         args.out.write_text(text)
