@@ -113,6 +113,10 @@ def comparison(method: str, records, entries, shots, trials) -> list[str]:
     return rows + [""]
 
 
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def current_code(rec) -> bool:
     """Whether the unit was run by the method's current code (the fingerprint a sweep would reuse)."""
     module = rec.key["class"].split(":")[0]
@@ -149,7 +153,7 @@ def main() -> None:
         secs = defaultdict(list)
         for r in recs:
             secs[get_task(r.key["task"]).space].append(r.seconds)
-        timing = ", ".join(f"{sp} {np.mean(v) / 60:.1f} min ({len(v)})" for sp, v in sorted(secs.items()))
+        timing = ", ".join(f"{sp} {duration(np.mean(v))} ({len(v)})" for sp, v in sorted(secs.items()))
         out += [f"### `{method}`: {len(recs)} of {planned} units", "",
                 f"Mean wall time per unit (task x trial, all k), by space: {timing}.", ""]
         out += comparison(method, recs, entries, shots, args.trials)
