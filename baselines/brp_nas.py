@@ -322,8 +322,8 @@ class BRPNAS(Method):
       gold_6226 0.860, fpga 0.873, pixel2 0.765, raspi4 0.906, eyeriss 0.872); HELP reports
       0.8-0.9 per device for BRP-NAS on 900 target samples (on its own 800-arch query set).
     * Main suite, one unit = task x trial with k = 5/10/20 sharing one fit (resumable sweep, two
-      units at a time on the 2 cores, after the OFA resolution fix): NB201 2.2 min, FBNet 4.4 min,
-      OFA 4.0 min wall on average (``benchmarks/results/learned-main.md``).
+      units at a time on the 2 cores, after the OFA resolution fix): NB201 2.3 min, FBNet 4.3 min,
+      OFA 4.1 min wall on average over the 90 units (``benchmarks/results/learned-main.md``).
     * Memory ~1 GB RSS. MAPE is dominated by a few near-zero raspi4 measurements (0.01 ms).
     """
 

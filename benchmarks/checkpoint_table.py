@@ -62,7 +62,7 @@ def wide_table(fresh, tasks, shots, trials) -> list[str]:
     return lines
 
 
-def compact_table(fresh, tasks, shots, trials) -> list[str]:
+def compact_table(fresh, tasks, shots) -> list[str]:
     """One row per method, one column per task, 'k5 / k10 / k20' means: what README shows for a suite.
 
     A cell is empty where a (task, k) has no finished trial; the last column is the mean over tasks,
@@ -160,7 +160,7 @@ def main() -> None:
         out += method_table(recs, tasks, shots, args.trials) + [""]
     if len(fresh) > 1:
         out += ["### All methods", "", f"Spearman rho at k = {' / '.join(map(str, shots))} per task (mean over the finished trials):", ""]
-        out += compact_table(fresh, tasks, shots, args.trials) + [""]
+        out += compact_table(fresh, tasks, shots) + [""]
         out += wide_table(fresh, tasks, shots, args.trials) + [""]
     text = "\n".join(out)
     if args.out:
