@@ -99,15 +99,13 @@ from __future__ import annotations
 
 import copy
 import math
-import zlib
 
 import numpy as np
 import torch
 from torch import nn
 
-from baselines._fit import positive_floor, scale_fit
-from baselines._torch import torch_threads
-from latbench.method import Method
+from latbench.methods.fitting import positive_floor, scale_fit, stable_seed, torch_threads
+from latbench.methods.base import Method
 
 # Eagle's fixed schedule constants (predictors/__main__.py, latency yaml)
 _VAL_FRACTION = 0.1
@@ -293,9 +291,6 @@ class BRPGCN(nn.Module):
         return self.fc(x[readout]).squeeze(-1)
 
 
-def _seed(*parts) -> int:
-    return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
-
 
 class BRPNAS(Method):
     """BRP-NAS GCN (Eagle latency config) with source pre-training and few-shot fine-tuning.
@@ -389,9 +384,9 @@ class BRPNAS(Method):
         ids, lat = ids[ok], lat[:, ok]
         y = (lat / np.median(lat, axis=1, keepdims=True)).T  # [n_arch, n_dev], pooled targets
         with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
-            torch.manual_seed(_seed(seed, "pretrain"))
+            torch.manual_seed(stable_seed(seed, "pretrain"))
             model = self._new_model()
-            gen = torch.Generator().manual_seed(_seed(seed, "pretrain-split"))
+            gen = torch.Generator().manual_seed(stable_seed(seed, "pretrain-split"))
             self._train(model, ids, y, self.epochs, self.lr, gen, validate=len(ids) >= _MIN_VAL_SHOTS)
         self.base_state_ = copy.deepcopy(model.state_dict())
         return self
@@ -404,8 +399,8 @@ class BRPNAS(Method):
         med = float(np.median(y_t)) if len(y_t) else 1.0
         target = (y_t / med)[:, None]
         with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
-            torch.manual_seed(_seed(self.seed_, "adapt", device))
-            gen = torch.Generator().manual_seed(_seed(self.seed_, "adapt-split", device))
+            torch.manual_seed(stable_seed(self.seed_, "adapt", device))
+            gen = torch.Generator().manual_seed(stable_seed(self.seed_, "adapt-split", device))
             model = self._new_model()
             if self.base_state_ is not None:
                 model.load_state_dict(self.base_state_)

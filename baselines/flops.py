@@ -9,8 +9,8 @@ massive; rank metrics use average ranks. Cost: negligible (no training, no GPU).
 from __future__ import annotations
 
 
-from baselines._fit import positive_floor, scale_fit
-from latbench.method import Method
+from latbench.methods.fitting import positive_floor, scale_fit
+from latbench.methods.base import Method
 
 
 class FLOPsRegression(Method):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from baselines._fit import positive_floor, scale_fit
-from latbench.method import Method
+from latbench.methods.fitting import positive_floor, scale_fit
+from latbench.methods.base import Method
 
 
 class FLOPsParamsRegression(Method):

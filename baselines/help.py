@@ -108,9 +108,8 @@ from scipy.stats import spearmanr
 from torch import nn
 from torch.func import functional_call
 
-from baselines._fit import positive_floor, scale_fit
-from baselines._torch import torch_threads
-from latbench.method import Method
+from latbench.methods.fitting import positive_floor, scale_fit, torch_threads
+from latbench.methods.base import Method
 
 _HEAD = ("fc3", "fc4", "fc5")
 

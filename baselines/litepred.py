@@ -58,14 +58,12 @@ import zlib
 import numpy as np
 from scipy.stats import entropy
 
-from baselines._fit import positive_floor
-from baselines._torch import torch_threads
-from baselines.nn_meter import (_BANKS, MEASURED_RULES, KernelBank, backfitted_banks, check_variant, family_features,
-                                kernel_sum, source_key)
-from baselines.opwise import best_scale_source
-from latbench import kernels
+from latbench.methods.fitting import best_scale_source, positive_floor, torch_threads
+from latbench_baselines.kernel_bank import (_BANKS, MEASURED_RULES, KernelBank, backfitted_banks, check_variant, kernel_sum, source_key)
+from latbench.kernels.regressors import family_features
+from latbench.kernels import decomposition as kernels
 from latbench.errors import MethodError
-from latbench.method import Method
+from latbench.methods.base import Method
 
 
 class KernelMLP:

@@ -14,8 +14,8 @@ import numpy as np
 from scipy.optimize import nnls
 from scipy.stats import spearmanr
 
-from baselines._fit import positive_floor, scale_fit
-from latbench.method import Method
+from latbench.methods.fitting import positive_floor, scale_fit
+from latbench.methods.base import Method
 
 _FEATURE_CACHE: dict[tuple[str, int], dict] = {}
 

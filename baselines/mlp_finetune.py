@@ -91,10 +91,10 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from baselines import hardware_descriptors as hwd
+from latbench_baselines import hardware_descriptors as hwd
 from latbench.errors import MethodError
-from baselines._torch import torch_threads
-from latbench.method import Method
+from latbench.methods.fitting import torch_threads
+from latbench.methods.base import Method
 
 _EPS = 1e-6
 

@@ -181,7 +181,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import zlib
 
 import numpy as np
 import torch
@@ -191,10 +190,9 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
-from baselines._fit import positive_floor
-from baselines._torch import torch_threads
-from baselines.brp_nas import nb201_cell_surgery
-from latbench.method import Method
+from latbench.methods.fitting import positive_floor, stable_seed, torch_threads
+from latbench_baselines.brp_nas import nb201_cell_surgery
+from latbench.methods.base import Method
 
 #: Per-space fine-tuning defaults from NASFLAT's main joblist (OFA: FBNet's, documented).
 TRANSFER_DEFAULTS = {"nb201": (3e-3, 40), "fbnet": (1e-3, 30), "ofa": (1e-3, 30)}
@@ -492,9 +490,6 @@ def best_source(reference: np.ndarray, y: np.ndarray) -> tuple[int, float]:
     return best, rhos[best] if rhos else float("nan")
 
 
-def _seed(*parts) -> int:
-    return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
-
 
 def _minmax(y: np.ndarray) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
@@ -691,10 +686,10 @@ class NASFLAT(Method):
         rows = np.tile(ids, len(lat))
         hw = np.repeat(np.arange(len(lat)), len(ids))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(seed, "fit"))
+            torch.manual_seed(stable_seed(seed, "fit"))
             model = self._new_model()
-            gen = torch.Generator().manual_seed(_seed(seed, "fit-shuffle"))
-            rng = np.random.default_rng(_seed(seed, "fit-pairs"))
+            gen = torch.Generator().manual_seed(stable_seed(seed, "fit-shuffle"))
+            rng = np.random.default_rng(stable_seed(seed, "fit-pairs"))
             if len(rows) and self.epochs:
                 self._train(model, rows, hw, y, self.epochs, self.lr, self.batch_size, gen, rng)
         model.eval()
@@ -716,7 +711,7 @@ class NASFLAT(Method):
         return kmeancosine_choice(sampler_encoding(self.space_, pool), pool, k, seed)
 
     def _adapt(self, device, oracle):
-        dseed = _seed(self.seed_, "adapt", device)
+        dseed = stable_seed(self.seed_, "adapt", device)
         ids = self.choose(oracle, dseed)
         self.remember_shots(device, ids, oracle.measure(ids) if len(ids) else np.zeros(0))
         ids, y = self.shots_[device]
@@ -744,8 +739,8 @@ class NASFLAT(Method):
             info["init_row"] = model.hw_emb.weight[slot].detach().clone()
             snaps = []
             if len(y) >= 2 and epochs > 0:
-                gen = torch.Generator().manual_seed(_seed(dseed, "shuffle"))
-                rng = np.random.default_rng(_seed(dseed, "pairs"))
+                gen = torch.Generator().manual_seed(stable_seed(dseed, "shuffle"))
+                rng = np.random.default_rng(stable_seed(dseed, "pairs"))
                 snaps = self._train(model, ids, np.full(len(ids), slot), _minmax(y), epochs, lr,
                                     self.transfer_batch_size, gen, rng, keep_last=max(0, int(self.snapshot_average)))
             models = [model.eval()]

@@ -74,9 +74,11 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 
-from baselines._fit import positive_floor
-from latbench import kernels
-from latbench.method import Method
+from latbench.errors import MethodError
+from latbench.kernels import decomposition as kernels
+from latbench.methods.base import Method
+from latbench.methods.fitting import best_scale_source, loo_pick, positive_floor, relative_weights
+from latbench_baselines.kernel_bank import MEASURED_RULES, KernelBank, check_variant, kernel_sum, measured_bank
 
 DEFAULT_STATS = ("count", "flops", "params", "mem")
 #: Features of one op in the faithful variants (per-op regressors on measured op latencies).
@@ -87,18 +89,6 @@ OP_PENALTIES = (3.0, 10.0, 30.0, float("inf"))
 
 
 # ---- shared fitting helpers (also used by nn-meter / litepred) ---------------------------------
-#: Percentage-error weights 1/y^2 are capped at 1/(WEIGHT_FLOOR x median y)^2: a few NB201 archs
-#: whose cells compute nothing run in ~0.01 ms on some devices (raspi4, pixel3; median ~20 ms), and
-#: uncapped they would carry 10^6 x the weight of every other arch.
-WEIGHT_FLOOR = 0.1
-
-
-def relative_weights(y: np.ndarray) -> np.ndarray:
-    """Per-row divisor of the squared percentage error: y, floored at WEIGHT_FLOOR x median(y)."""
-    y = np.asarray(y, dtype=np.float64)
-    return np.maximum(y, WEIGHT_FLOOR * np.median(y)) if len(y) else y
-
-
 def relative_nnlasso(F: np.ndarray, y: np.ndarray, alpha: float, penalty=None, max_iter: int = 20000) -> np.ndarray:
     """theta >= 0 minimising  mean_i ((y_i - F_i . theta) / y_i)^2 / 2  +  alpha * sum_j penalty_j m_j theta_j.
 
@@ -126,39 +116,6 @@ def relative_nnlasso(F: np.ndarray, y: np.ndarray, alpha: float, penalty=None, m
         model.fit(A[:, keep] / scale, y / w)
     theta[keep] = model.coef_ / scale
     return theta
-
-
-def best_scale_source(P: np.ndarray, y: np.ndarray) -> tuple[int, float]:
-    """(source column, scale a) minimising the squared percentage error of ``a * P[:, d]`` on the shots."""
-    P = np.asarray(P, dtype=np.float64)
-    if len(y) == 0:
-        return 0, 1.0
-    w = relative_weights(y)
-    R, t = P / w[:, None], np.asarray(y) / w  # prediction / divisor, truth / divisor
-    num, den = (R * t[:, None]).sum(axis=0), (R**2).sum(axis=0)
-    a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)  # argmin_a sum (t - a r)^2
-    err = ((t[:, None] - a[None, :] * R) ** 2).sum(axis=0)
-    err = np.where(a > 0, err, np.inf)
-    d = int(np.argmin(err))
-    return d, float(a[d]) if np.isfinite(err[d]) else 1.0
-
-
-def loo_pick(grid, y: np.ndarray, predict_left_out):
-    """The value of ``grid`` with the smallest leave-one-out squared percentage error on the shots
-    ``y``; ``predict_left_out(value, keep, i)`` fits on the rows ``keep`` and predicts shot ``i``.
-    The first value when the grid has one value or k < 5 (too few shots to hold one out)."""
-    grid = tuple(np.atleast_1d(grid).tolist())
-    k = len(y)
-    if len(grid) == 1 or k < 5:
-        return grid[0]
-    w = relative_weights(y)
-    errs = []
-    for value in grid:
-        err = 0.0
-        for i in range(k):
-            err += ((predict_left_out(value, np.arange(k) != i, i) - y[i]) / w[i]) ** 2
-        errs.append(err)
-    return grid[int(np.argmin(errs))]
 
 
 class _TargetStage:
@@ -240,7 +197,6 @@ class _OpwiseBase(Method):
 
     def fit(self, source, space, seed):
         super().fit(source, space, seed)
-        from baselines.nn_meter import check_variant
 
         check_variant(self)
         self.targets_ = {}
@@ -275,7 +231,6 @@ class _OpwiseBase(Method):
         super().adapt(device, oracle)
         ids, y = self.shots_[device]
         if self.variant == "faithful":
-            from baselines.nn_meter import MEASURED_RULES, KernelBank, kernel_sum, measured_bank
 
             bank = measured_bank(self.space_, oracle, ids,
                                  lambda: KernelBank(MEASURED_RULES, self._op_regressor, 0, features=lambda f: OP_FEATURES))
@@ -292,7 +247,6 @@ class _OpwiseBase(Method):
 
     def predict(self, device, arch_ids):
         if self.variant == "faithful":
-            from baselines.nn_meter import kernel_sum
 
             bank, overhead = self.targets_[device]
             return positive_floor(kernel_sum(self.space_, bank, arch_ids) + overhead, self.shots_[device][1])
@@ -317,7 +271,6 @@ class OpwiseLasso(_OpwiseBase):
 
     def fit(self, source, space, seed):
         if self.prior not in ("sources", "none"):
-            from latbench.errors import MethodError
 
             raise MethodError(f"opwise-lasso: prior must be 'sources' or 'none', got {self.prior!r}")
         return super().fit(source, space, seed)
@@ -339,7 +292,6 @@ class OpwiseLasso(_OpwiseBase):
 
     def adapt(self, device, oracle):
         if self.prior == "none" and "flops" not in self.stats:
-            from latbench.errors import MethodError
 
             raise MethodError("opwise-lasso: prior='none' needs 'flops' among the stats")
         return super().adapt(device, oracle)

@@ -70,7 +70,7 @@ def main() -> None:
                 reference = reference or got
                 rows.append((w, r + 1, total, wall, cpu, got == reference))
                 print(f"workers={w} run {r + 1}: {total:.1f} s end to end (sweep {wall:.1f} s, CPU {cpu:.1f} s)", file=sys.stderr)
-    from latbench.leaderboard import suite_tasks
+    from latbench.leaderboard.board import suite_tasks
 
     n_tasks = len(suite_tasks("main"))
     base = statistics.median(t for w, _, t, _, _, _ in rows if w == counts[0])

@@ -23,12 +23,12 @@ import time
 import numpy as np
 from scipy.stats import spearmanr
 
-import baselines.brp_nas as brp
-from baselines.brp_nas import BRPNAS
+import latbench_baselines.brp_nas as brp
+from latbench_baselines.brp_nas import BRPNAS
 from latbench.data import store
-from latbench.protocol import make_trial
-from latbench.spaces import get_space
-from latbench.tasks import get_task
+from latbench.protocol.trial import make_trial
+from latbench.data.store import get_space
+from latbench.tasks.spec import get_task
 
 
 def _rho(a, b) -> float:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from latbench import checkpoints
-from latbench import leaderboard as lb
+from latbench.eval import checkpoints
+from latbench.leaderboard import board as lb
 from latbench.data import store
-from latbench.tasks import get_task
+from latbench.tasks.spec import get_task
 
 
 def spearman_by_task_k(records) -> dict:

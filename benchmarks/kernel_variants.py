@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from latbench.data import store
-from latbench.method import make
-from latbench.runner import evaluate
-from latbench.tasks import get_task
+from latbench.methods.registry import make
+from latbench.eval.runner import evaluate
+from latbench.tasks.spec import get_task
 
 METHODS = ["nn-meter", "litepred", "opwise-lasso", "opwise-rf", "opwise-gbdt", "opwise-mlp"]
 TASKS = ["measured-nb201-kernels", "measured-fbnet-kernels"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latbench.method import make
-from latbench.runner import evaluate
-from latbench.tasks import select
+from latbench.methods.registry import make
+from latbench.eval.runner import evaluate
+from latbench.tasks.spec import select
 
 
 def task_table(tasks) -> str:

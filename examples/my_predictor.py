@@ -9,7 +9,7 @@ Try it (from the repository root; see examples/README.md)::
     PYTHONPATH=. latbench eval --method examples.my_predictor:ParamsRegression --task easy-1 --shots 10
     PYTHONPATH=. latbench submit --method examples.my_predictor:ParamsRegression --suite main --out my_entry.json
 
-The contract (see ``latbench.method.Method``): ``__init__`` only stores hyperparameters,
+The contract (see ``latbench.Method``): ``__init__`` only stores hyperparameters,
 ``fit(source, space, seed)`` and ``adapt(device, oracle)`` return ``self``, learned state ends in
 ``_``, and ``predict(device, arch_ids)`` returns one positive latency (ms) per arch id.
 ``latbench.testing.check_method(ParamsRegression)`` checks all of that on one trial.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latbench.method import Method
+from latbench.methods.base import Method
 
 
 class ParamsRegression(Method):

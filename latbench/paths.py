@@ -3,8 +3,11 @@
 - ``LATBENCH_HOME``: data and download cache (default: the platform's user cache dir).
 - ``LATBENCH_MIRROR``: a local folder laid out like the upstream sources (``<source>/MANIFEST.json``
   plus the upstream paths); when set, files are taken from there instead of downloaded.
-- ``LATBENCH_TASKS``: the task files (default: ``tasks/`` next to the package, i.e. the checkout).
-- ``LATBENCH_LEADERBOARD``: the leaderboard folder (default: ``leaderboard/`` in the checkout).
+- ``LATBENCH_TASKS``: the task files (default: the checkout's ``tasks/``, or the copy inside an
+  installed wheel).
+- ``LATBENCH_LEADERBOARD``: the leaderboard folder, also given by the leaderboard commands'
+  ``--board`` option (default: the checkout's ``leaderboard/``; installed from a wheel, the
+  platform's user data dir, e.g. ``~/.local/share/latbench/leaderboard``; never site-packages).
 """
 
 from __future__ import annotations
@@ -36,15 +39,29 @@ def mirror() -> Path | None:
     return Path(env).expanduser().resolve() if env else None
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (an editable install), or None for a wheel."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "tasks").is_dir() and (root / "leaderboard").is_dir():
+        return root
+    return None
 
 
 def tasks_dir() -> Path:
     env = os.environ.get("LATBENCH_TASKS")
-    return Path(env).expanduser().resolve() if env else repo_root() / "tasks"
+    if env:
+        return Path(env).expanduser().resolve()
+    root = checkout_root()
+    return root / "tasks" if root else Path(__file__).resolve().parent / "_tasks"
 
 
 def leaderboard_dir() -> Path:
     env = os.environ.get("LATBENCH_LEADERBOARD")
-    return Path(env).expanduser().resolve() if env else repo_root() / "leaderboard"
+    if env:
+        return Path(env).expanduser().resolve()
+    root = checkout_root()
+    if root:
+        return root / "leaderboard"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("latbench")) / "leaderboard"

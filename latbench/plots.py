@@ -13,7 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from latbench.data import store
 from latbench.errors import LatbenchError
+from latbench.eval.trials import run_trial
+from latbench.protocol.scoring import check_predictions
+from latbench.tasks.generation import correlation
 
 
 def _pyplot():
@@ -78,9 +82,6 @@ def cluster_order(corr: np.ndarray) -> np.ndarray:
 
 def plot_dataset(out: Path) -> list[Path]:
     """Per space: a clustered device x device Spearman heatmap and per-device latency histograms."""
-    from latbench.data import store
-    from latbench.partition import correlation
-
     plt = _pyplot()
     out = _outdir(out)
     written = []
@@ -156,17 +157,12 @@ def _histograms(plt, table, path: Path) -> Path:
 # -------------------------------------------------------------------------------- predictions
 def plot_predictions(method, tasks, shots: int, out: Path) -> list[Path]:
     """Scatter predicted vs measured latency for trial 0 of each task, one panel per target."""
-    from latbench.data import store
-    from latbench.evaluator import check_predictions
-    from latbench.runner import run_trial
-    from latbench.spaces import get_space
-
     plt = _pyplot()
     out = _outdir(out)
     written = []
     for task in tasks:
         table = store.load_latency(task.space)
-        run = run_trial(method, task, 0, shots, table, get_space(task.space))  # the trial `eval` scores first
+        run = run_trial(method, task, 0, shots, table, store.get_space(task.space))  # the trial `eval` scores first
         trial, preds, fitted = run.trial, run.predictions, run.adapted
         panels = []
         for dev, oracle in trial.oracles.items():

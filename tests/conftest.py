@@ -26,7 +26,7 @@ def mirror() -> Path:
 @pytest.fixture(scope="session")
 def built_home(tmp_path_factory, mirror) -> Path:
     """LATBENCH_HOME with the dataset built once from the mirror (the session's shared data)."""
-    from latbench.data.build import build
+    from latbench.tasks.dataset import build_dataset as build
 
     home = tmp_path_factory.mktemp("latbench_home")
     os.environ["LATBENCH_HOME"] = str(home)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.brp_nas import BRPGCN, BRPNAS, GraphSet, chain_brp_graph, nb201_brp_graph
+from latbench_baselines.brp_nas import BRPGCN, BRPNAS, GraphSet, chain_brp_graph, nb201_brp_graph
 from latbench.spaces.nb201 import NB201Space
-from latbench.testing import check_method
+from latbench.eval.checks import check_method
 
 TINY = {"epochs": 1, "finetune_epochs": 1, "hidden": 32}
 
@@ -101,8 +101,8 @@ def test_chain_extension_adds_global_node():
 def test_ofa_graph_carries_the_input_resolution(data):
     """OFA's chain graph has no resolution; brp-nas puts r's one-hot on the input node and on the
     active layer nodes (without it the GCN ranks OFA archs at ~0.2 Spearman)."""
-    from baselines.brp_nas import encode
-    from latbench.spaces import get_space
+    from latbench_baselines.brp_nas import encode
+    from latbench.data.store import get_space
     from latbench.spaces.ofa import RESOLUTIONS, parse
 
     space = get_space("ofa")
@@ -154,9 +154,9 @@ def test_from_scratch_never_uses_source(data):
     from dataclasses import replace
 
     from latbench.data import store
-    from latbench.protocol import make_trial
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.protocol.trial import make_trial
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     spec = get_task("help-nb201")
     table, space = store.load_latency("nb201"), get_space("nb201")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.help import HELP, _Encoder, _Predictor, fbnet_encoding, ofa_encoding
-from latbench.testing import check_method
+from latbench_baselines.help import HELP, _Encoder, _Predictor, fbnet_encoding, ofa_encoding
+from latbench.eval.checks import check_method
 
 TINY = {"num_episodes": 20, "mc_samples": 2}
 
@@ -20,9 +20,9 @@ def test_contract_suite(data, task):
 
 def _trial(task: str, shots: int):
     from latbench.data import store
-    from latbench.protocol import make_trial
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.protocol.trial import make_trial
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     spec = get_task(task)
     space = get_space(spec.space)
@@ -75,7 +75,7 @@ def test_model_selection_on_valid_devices(data):
 def test_pyg_gcn_matches_help_dense_formulation(data):
     """The batched GCNConv forward equals HELP net.py: relu(adj' (X W) + b) x4, adj' = transposed
     adjacency + self-loops + a global node aggregating all nodes, readout = the global node."""
-    from latbench.spaces import get_space
+    from latbench.data.store import get_space
     from torch.func import functional_call
 
     space = get_space("nb201")
@@ -111,7 +111,7 @@ def test_pyg_gcn_matches_help_dense_formulation(data):
 
 
 def test_help_encodings(data):
-    from latbench.spaces import get_space
+    from latbench.data.store import get_space
     from latbench.spaces.ofa import parse as parse_ofa
 
     v = fbnet_encoding("-".join(["k3_e1", "k5_e1_g2", "k3_e6", "skip"] + ["k5_e3"] * 18))
@@ -150,9 +150,9 @@ def test_reference_latency_fallback(data):
 
 def test_help_paper_protocol_measures_references_plus_k(data):
     from latbench.data import store
-    from latbench.protocol import make_trial
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.protocol.trial import make_trial
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     spec = get_task("help-fbnet")
     space = get_space(spec.space)

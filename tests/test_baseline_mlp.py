@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from baselines import hardware_descriptors as hwd
-from baselines.mlp_finetune import MLPFinetune, MLPHardwareParams
+from latbench_baselines import hardware_descriptors as hwd
+from latbench_baselines.mlp_finetune import MLPFinetune, MLPHardwareParams
 from latbench.errors import MethodError
-from latbench.testing import check_method
+from latbench.eval.checks import check_method
 
 #: small network and few epochs: the contract does not depend on the width
 TINY = dict(hidden_units=48, epochs=1, finetune_epochs=5)
@@ -17,9 +17,9 @@ TINY = dict(hidden_units=48, epochs=1, finetune_epochs=5)
 
 def _trial(task_id: str, shots: int):
     from latbench.data import store
-    from latbench.protocol import make_trial
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.protocol.trial import make_trial
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     spec = get_task(task_id)
     space = get_space(spec.space)

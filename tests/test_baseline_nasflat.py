@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.nasflat import (
+from latbench_baselines.nasflat import (
     NASFLAT,
     DGFConv,
     MaskedGATConv,
@@ -18,7 +18,7 @@ from baselines.nasflat import (
     nb201_matrix,
     pairwise_hinge_loss,
 )
-from latbench.testing import check_method
+from latbench.eval.checks import check_method
 
 #: small widths so the FBNet / OFA contract runs stay within a few seconds
 TINY = {"epochs": 1, "batch_size": 1024, "transfer_epochs": 2, "hid_dim": 16, "op_fp_dims": (16, 16),
@@ -36,9 +36,9 @@ def test_contract_suite_fbnet_and_ofa(data, task):
 
 def test_random_sampler_and_snapshot_average(data):
     from latbench.data import store
-    from latbench.protocol import make_trial
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.protocol.trial import make_trial
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     spec = get_task("hard-3")
     space = get_space(spec.space)
@@ -135,10 +135,10 @@ def test_pairwise_loss_hand_computed():
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the all-identical pool
 def test_kmeancosine_exact_k_distinct_in_pool_and_deterministic(data):
     from latbench.data import store
-    from latbench.protocol import make_trial
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
-    from baselines.nasflat import sampler_encoding
+    from latbench.protocol.trial import make_trial
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
+    from latbench_baselines.nasflat import sampler_encoding
 
     spec = get_task("hard-3")
     space = get_space(spec.space)
@@ -164,9 +164,9 @@ def test_kmeancosine_exact_k_distinct_in_pool_and_deterministic(data):
 # ---- hardware-embedding init -------------------------------------------------------------------------
 def test_hw_embedding_init_copies_the_most_correlated_source(data):
     from latbench.data import store
-    from latbench.protocol import Oracle, make_trial
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.protocol.trial import Oracle, make_trial
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     spec = get_task("hard-3")
     space = get_space(spec.space)

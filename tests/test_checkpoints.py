@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from baselines.flops import FLOPsRegression
-from latbench import checkpoints, sweep
-from latbench.checkpoints import CheckpointError
+from latbench_baselines.flops import FLOPsRegression
+from latbench.eval import checkpoints, executors, runner, sweep, units
+from latbench.leaderboard import board as lb
+from latbench.eval.checkpoints import CheckpointError
 
 from test_sweep import _cli, _metrics
 
@@ -25,14 +26,14 @@ TRIALS = 2
 
 def _count_units(monkeypatch) -> list:
     """Every unit the sweep actually runs (rather than loads) is appended to the returned list."""
-    ran, real = [], sweep.run_unit
-    monkeypatch.setattr(sweep, "run_unit", lambda u, worker=False: ran.append((u.task.id, u.trial)) or real(u, worker))
+    ran, real = [], executors.run_unit
+    monkeypatch.setattr(executors, "run_unit", lambda u, worker=False: ran.append((u.task.id, u.trial)) or real(u, worker))
     return ran
 
 
 def _run(root, method="flops", params=None):
-    _, tasks = sweep.select_tasks(TASKS)
-    return sweep.run(sweep.make_methods([method], params or {}), tasks, shots=SHOTS, trials=TRIALS, checkpoint=root)[0]
+    _, tasks = lb.select_tasks(TASKS)
+    return runner.run(sweep.make_methods([method], params or {}), tasks, shots=SHOTS, trials=TRIALS, checkpoint=root)[0]
 
 
 def _files(root):
@@ -55,11 +56,11 @@ def test_resume_runs_only_missing_units_with_identical_numbers(data, tmp_path, m
 
 
 def test_key_covers_parameters_task_trial_shots_and_protocol(data, tmp_path):
-    _, tasks = sweep.select_tasks(TASKS)
+    _, tasks = lb.select_tasks(TASKS)
 
     def path(params=None, task=0, trial=0, shots=(5, 10), protocol="official"):
         (label, method), = sweep.make_methods(["opwise-lasso"], params or {})
-        unit = sweep.Unit(0, label, method, tasks[task], trial, shots, protocol=protocol)
+        unit = units.Unit(0, label, method, tasks[task], trial, shots, protocol=protocol)
         return checkpoints.path_for(tmp_path, unit)
 
     variants = [path(), path({"alpha": 1e-3}), path(task=1), path(trial=1), path(shots=(5,)), path(protocol="help-paper")]
@@ -69,14 +70,14 @@ def test_key_covers_parameters_task_trial_shots_and_protocol(data, tmp_path):
 
 def test_non_json_parameters_round_trip(data, tmp_path):
     """A parameter of inf (not valid JSON) must not break saving, nor make the unit unfindable."""
-    from latbench.sweep import Outcome
+    from latbench.eval.units import Outcome
 
     class WithInf(FLOPsRegression):
         def get_params(self, deep=True):
             return {"cap": float("inf"), "dims": (1, 2)}
 
-    _, tasks = sweep.select_tasks(TASKS)
-    unit = sweep.Unit(0, "with-inf", WithInf(), tasks[0], 0, (5,))
+    _, tasks = lb.select_tasks(TASKS)
+    unit = units.Unit(0, "with-inf", WithInf(), tasks[0], 0, (5,))
     trial = _run(tmp_path / "ref").results[0].trials[0]
     checkpoints.save(tmp_path / "ck", unit, Outcome(0, [trial], "", 1.5, "host"))
     loaded = checkpoints.load(tmp_path / "ck", unit)
@@ -144,7 +145,7 @@ def test_code_fingerprint_ignores_docs_but_not_code():
         'def f(x):\n    """Other words."""\n    return x + 1\n')
     assert checkpoints.source_fingerprint(base) != checkpoints.source_fingerprint(
         'def f(x):\n    """Doc."""\n    return x + 2\n')
-    assert checkpoints.code_fingerprint("baselines.flops") and checkpoints.code_fingerprint("no.such.module") == ""
+    assert checkpoints.code_fingerprint("latbench_baselines.flops") and checkpoints.code_fingerprint("no.such.module") == ""
 
 
 class Slow(FLOPsRegression):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latbench import kernels
+from latbench.kernels import decomposition as kernels
 from latbench.errors import MethodError, OracleError
-from latbench.method import make, resolve
-from latbench.testing import check_method
+from latbench.methods.registry import make, resolve
+from latbench.eval.checks import check_method
 
 FAITHFUL = ["nn-meter", "litepred", "opwise-lasso", "opwise-rf", "opwise-gbdt", "opwise-mlp"]
 TARGET = "epyc-2c-torch-t1-bs1-fp32"
@@ -20,9 +20,9 @@ TARGET = "epyc-2c-torch-t1-bs1-fp32"
 
 def _trial(task_id: str, shots: int):
     from latbench.data import store
-    from latbench.protocol import make_trial
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.protocol.trial import make_trial
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     spec = get_task(task_id)
     space = get_space(spec.space)
@@ -33,7 +33,7 @@ def _trial(task_id: str, shots: int):
 
 def test_kernel_tasks_pair_devices_that_have_kernel_tables(data):
     from latbench.data import store
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     for space in ("nb201", "fbnet"):
         task = get_task(f"measured-{space}-kernels")
@@ -78,7 +78,7 @@ def test_devices_without_kernel_tables_say_so(data):
 
 def test_measured_code_latency_averages_each_kernel_configuration(data):
     from latbench.data import store
-    from latbench.spaces import get_space
+    from latbench.data.store import get_space
 
     space = get_space("nb201")
     rows = store.load_kernels("nb201")[TARGET]

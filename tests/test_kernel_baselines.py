@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from baselines import litepred, nn_meter, opwise
-from latbench import kernels
-from latbench.method import resolve
-from latbench.testing import check_method
+from latbench_baselines import litepred, nn_meter, opwise
+from latbench.kernels import decomposition as kernels
+from latbench.methods.registry import resolve
+from latbench.eval.checks import check_method
 
 NAMES = ["opwise-lasso", "opwise-rf", "opwise-gbdt", "opwise-mlp", "nn-meter", "litepred"]
 
@@ -24,9 +24,9 @@ def dataset(data):
 
 def _trial(task_id: str, shots: int):
     from latbench.data import store
-    from latbench.protocol import make_trial
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.protocol.trial import make_trial
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     spec = get_task(task_id)
     space = get_space(spec.space)
@@ -109,7 +109,7 @@ def test_nn_meter_forests_use_nn_meters_hyperparameters():
 
 def test_backfitting_recovers_additive_kernel_latencies(dataset):
     """With latencies that truly are sums of kernel latencies, the backfitted forests reproduce them."""
-    from latbench.spaces import get_space
+    from latbench.data.store import get_space
 
     space = get_space("fbnet")
     ids, held = np.arange(600), np.arange(600, 900)

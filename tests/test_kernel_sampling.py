@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latbench import kernel_sampling as ks
+from latbench.measure import kernel_sampling as ks
 from latbench.errors import LatbenchError
 
 
@@ -22,7 +22,7 @@ def _fake_device(op, configs):
 
 @pytest.fixture()
 def spaces(data):
-    from latbench.spaces import get_space
+    from latbench.data.store import get_space
 
     return [get_space("nb201"), get_space("fbnet")]
 
@@ -50,7 +50,7 @@ def test_finegrained_sampling_keeps_shape_and_draws_channels_near_the_bad_config
 
 
 def test_adaptive_campaign_adds_finegrained_rounds_where_the_forest_is_wrong(spaces):
-    from baselines.nn_meter import NNMeter
+    from latbench_baselines.nn_meter import NNMeter
 
     zoo = ks.zoo(spaces, "conv", n_archs=100)
     calls = []
@@ -115,7 +115,7 @@ def test_load_campaign_rejects_malformed_files(spaces, tmp_path, mutate, message
 
 
 def test_time_layer_measures_one_real_kernel():
-    from latbench import profiler
+    from latbench.measure import profiler
 
     r = profiler.time_layer(ks.to_layer("conv", 16, 8, 8, 3, 1), repeats=5, warmup=1, max_wait=0)
     assert r["latency_ms"] > 0 and r["n"] == 5
@@ -123,11 +123,11 @@ def test_time_layer_measures_one_real_kernel():
 
 def test_faithful_nn_meter_from_a_campaign_alone(data, tmp_path):
     """nn-Meter proper: no arch of the target measured (k = 0), kernel predictors from sampled kernels."""
-    from latbench.runner import evaluate
-    from latbench.method import make
-    from latbench.tasks import get_task
+    from latbench.eval.runner import evaluate
+    from latbench.methods.registry import make
+    from latbench.tasks.spec import get_task
 
-    from latbench.spaces import get_space
+    from latbench.data.store import get_space
 
     device = "epyc-2c-torch-t1-bs1-fp32"
     for op in ("conv", "dwconv", "bn", "relu"):

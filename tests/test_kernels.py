@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from latbench import kernels
+from latbench.kernels import decomposition as kernels
 from latbench.errors import LatbenchError
 from latbench.spaces.base import count_torch
 from latbench.spaces.fbnet import OPS as FBNET_OPS, FBNetSpace
@@ -149,7 +149,7 @@ def test_unknown_rule_set_is_a_clear_error():
 
 
 def test_kernel_table_matches_decompose_and_space_tables(dataset):
-    from latbench.spaces import get_space
+    from latbench.data.store import get_space
 
     for name in ("nb201", "fbnet", "ofa"):
         space = get_space(name)
@@ -174,7 +174,7 @@ def test_kernel_table_matches_decompose_and_space_tables(dataset):
 @pytest.mark.slow
 def test_kernel_table_timing(dataset):
     """All 15,625 NB201 archs from a cold cache; measured ~10-12 s on the 2-core dev machine."""
-    from latbench.spaces import get_space
+    from latbench.data.store import get_space
 
     space = get_space("nb201")
     kernels.clear_cache()

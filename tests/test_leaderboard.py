@@ -26,11 +26,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from baselines import BUILTIN
-from latbench import leaderboard as lb
+from latbench.methods.registry import builtin_methods
+
+BUILTIN = builtin_methods()
+from latbench.leaderboard import board as lb
 from latbench.cli import app
 from latbench.errors import DataError
-from latbench.metrics import HIGHER_IS_BETTER, METRICS
+from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 XSS = "<script>alert(1)</script>"
@@ -40,7 +42,7 @@ XSS = "<script>alert(1)</script>"
 @pytest.fixture(scope="module")
 def flops(built_home, tmp_path_factory):
     """`latbench submit --method flops --suite main`, plus that run's predictions as CSV files."""
-    import latbench.runner as runner
+    import latbench.eval.trials as runner
     from latbench.data import store
 
     root = tmp_path_factory.mktemp("flops")
@@ -132,7 +134,7 @@ def _set_metric(d, metric, value):
 
 
 def _measure(d, how):
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     b = block(d)  # easy-1, k = 5
     pools = get_task("easy-1").pools
@@ -246,7 +248,7 @@ def test_predictions_reproduce_the_submitted_run(flops, scored, board):
     out = scored
     scored, ran = lb.load_entry(out), lb.load_entry(flops.path)
     assert scored.protocol == lb.PREDICTIONS_PROTOCOL and ran.protocol == lb.OFFICIAL_PROTOCOL
-    assert (scored.method.name, scored.method.code_ref) == ("flops", "baselines.flops:FLOPsRegression")
+    assert (scored.method.name, scored.method.code_ref) == ("flops", "latbench_baselines.flops:FLOPsRegression")
     assert "elsewhere" in scored.notes
     ran_blocks = {(r.task, r.shots): r for r in ran.results}
     assert set(ran_blocks) == {(r.task, r.shots) for r in scored.results}
@@ -336,7 +338,7 @@ PRED_CASES = [
 
 @pytest.mark.parametrize("kind,message", PRED_CASES, ids=[c[0] for c in PRED_CASES])
 def test_malformed_predictions_rejected(kind, message, flops, board):
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     task = get_task("easy-1")  # scored first, so a broken file there fails fast
     path = lb.prediction_path(flops.predictions, "easy-1", 5, 0, task.target[0])
@@ -347,7 +349,7 @@ def test_malformed_predictions_rejected(kind, message, flops, board):
 
 
 def test_predictions_folder_limits(flops, board, monkeypatch):
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     stray = flops.predictions / "easy-1" / "k5" / "model.pkl"
     with altered(stray, b"\x80\x04junk"), pytest.raises(lb.LeaderboardError, match=r"model\.pkl: unexpected file in the predictions folder"):
@@ -373,7 +375,7 @@ def test_concurrent_adds_with_real_processes(flops, board, tmp_path):
     different = []
     for i in range(8):
         d = json.loads(flops.text)
-        d["method"].update(name=f"flops copy {i}", code_ref=f"baselines.flops:FLOPsRegression#copy{i}")
+        d["method"].update(name=f"flops copy {i}", code_ref=f"latbench_baselines.flops:FLOPsRegression#copy{i}")
         p = tmp_path / f"different-{i}.json"
         p.write_text(json.dumps(d))
         different.append(p)
@@ -514,7 +516,7 @@ def test_page_in_headless_chromium(flops, board, tmp_path):
 
 # -------------------------------------------------------------------------------------- verify
 def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_path, monkeypatch):
-    import latbench.cli as cli
+    import latbench.cli.main as cli
 
     stored = lb.add(flops.path)
     runs = []
@@ -529,7 +531,7 @@ def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_p
     res = CliRunner().invoke(app, ["leaderboard", "verify", stored.stem])
     assert res.exit_code == 0, res.output
     assert "verified (all metrics reproduce)" in res.output
-    assert [call for call, _ in runs] == [("baselines.flops:FLOPsRegression", "main", {})]
+    assert [call for call, _ in runs] == [("latbench_baselines.flops:FLOPsRegression", "main", {})]
     assert lb.load_entry(stored).status == "verified"
     assert not [p for p in stored.parent.iterdir() if p.name.startswith(".")]
 
@@ -564,8 +566,8 @@ def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_p
 
 # ------------------------------------------------------------------------------------- example
 def test_example_predictor_follows_the_contract(data, monkeypatch):
-    from latbench.method import resolve
-    from latbench.testing import check_method
+    from latbench.methods.registry import resolve
+    from latbench.eval.checks import check_method
 
     monkeypatch.syspath_prepend(str(REPO))  # examples/ lives in the checkout, not the installed package
     cls = resolve("examples.my_predictor:ParamsRegression")

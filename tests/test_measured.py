@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from latbench import profiler
+from latbench.measure import profiler
 from latbench.cli import app
 from latbench.data import measured
 from latbench.errors import DataError
@@ -78,7 +78,7 @@ def test_offline_build_uses_the_committed_measurements(user_home, tmp_path, monk
     """No network and no mirror: the build still yields a working dataset from the committed data."""
     import datasets
 
-    from latbench.data.build import build
+    from latbench.tasks.dataset import build_dataset as build
 
     monkeypatch.delenv("LATBENCH_MIRROR", raising=False)
     out = tmp_path / "ds"

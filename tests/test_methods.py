@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from latbench.errors import MethodError
-from latbench.method import available, make, resolve
-from latbench.testing import check_method
+from latbench.methods.registry import available, make, resolve
+from latbench.eval.checks import check_method
 
 
 @pytest.mark.parametrize("name", sorted(available()))
@@ -18,7 +18,7 @@ def test_contract_suite(data, name):
 def test_check_method_catches_a_nondeterministic_method(data):
     import numpy as np
 
-    from latbench.method import Method
+    from latbench.methods.base import Method
 
     class Noisy(Method):
         def predict(self, device, arch_ids):
@@ -29,10 +29,10 @@ def test_check_method_catches_a_nondeterministic_method(data):
 
 
 def test_module_class_path_and_bad_specs():
-    assert resolve("baselines.flops:FLOPsRegression").name == "flops"
+    assert resolve("latbench_baselines.flops:FLOPsRegression").name == "flops"
     with pytest.raises(MethodError, match="cannot load"):
         resolve("nosuch.module:Thing")
-    with pytest.raises(MethodError, match="not a latbench.method.Method"):
+    with pytest.raises(MethodError, match="not a latbench.Method"):
         resolve("collections:OrderedDict")
     with pytest.raises(MethodError, match="bad parameters"):
         make("flops", nonsense=1)
@@ -43,9 +43,9 @@ def test_flops_ranking_equals_flops_ranking(data):
     from scipy.stats import spearmanr
 
     from latbench.data.store import load_latency
-    from latbench.runner import evaluate
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.eval.runner import evaluate
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     task = get_task("help-nb201")
     res = evaluate(make("flops"), [task], shots=10, trials=1)

@@ -58,9 +58,9 @@ def test_cluster_order_groups_correlated_devices():
 
 
 def test_plot_predictions_flops_on_hard_task(data, tmp_path):
-    from latbench.method import make
+    from latbench.methods.registry import make
     from latbench.plots import plot_predictions
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     paths = plot_predictions(make("flops"), [get_task("hard-3")], shots=10, out=tmp_path)
     assert paths == [tmp_path / "hard-3-k10.png"]
@@ -69,9 +69,9 @@ def test_plot_predictions_flops_on_hard_task(data, tmp_path):
 
 
 def test_plot_failure_leaves_no_partial_png(data, tmp_path):
-    from latbench.method import Method
+    from latbench.methods.base import Method
     from latbench.plots import plot_predictions
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     class Broken(Method):
         name = "broken"

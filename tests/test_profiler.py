@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from latbench import profiler
+from latbench.measure import profiler
 from latbench.cli import app
 
 FAST = dict(warmup=1, repeats=3)

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from latbench import metrics
+from latbench.protocol import metrics
 from latbench.errors import MethodError, OracleError, TaskError
-from latbench.protocol import make_trial
+from latbench.protocol.trial import make_trial
 
 
 @pytest.fixture()
 def hard3(data):
     from latbench.data.store import load_latency
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     task = get_task("hard-3")
     return task, load_latency(task.space)
@@ -76,9 +76,9 @@ def test_source_data_is_the_source_sample_on_source_devices(hard3):
 
 
 def test_same_seed_gives_identical_metrics(data):
-    from latbench.method import make
-    from latbench.runner import evaluate
-    from latbench.tasks import get_task
+    from latbench.methods.registry import make
+    from latbench.eval.runner import evaluate
+    from latbench.tasks.spec import get_task
 
     tasks = [get_task("hard-3"), get_task("help-fbnet")]
     a = evaluate(make("lookup"), tasks, shots=10, trials=2)
@@ -101,7 +101,7 @@ def test_metrics_ties_and_constant_predictions():
 
 
 def test_evaluator_rejects_bad_predictions():
-    from latbench.evaluator import score
+    from latbench.protocol.scoring import score
 
     y = {"dev": np.array([1.0, 2.0, 3.0])}
     for bad, msg in [([1.0, 2.0], "shape"), ([1.0, np.nan, 2.0], "NaN"), ([1.0, -2.0, 3.0], "non-positive")]:
@@ -112,7 +112,7 @@ def test_evaluator_rejects_bad_predictions():
 
 
 def test_difficulty_orders_the_tiers(data):
-    from latbench.tasks import TIER_THRESHOLDS, list_tasks
+    from latbench.tasks.spec import TIER_THRESHOLDS, list_tasks
 
     gen = [t for t in list_tasks() if t.kind == "generated"]
     by = {tier: [t.difficulty for t in gen if t.tier == tier] for tier in ("easy", "medium", "hard")}
@@ -128,15 +128,15 @@ def test_difficulty_orders_the_tiers(data):
 
 def test_committed_tasks_match_a_fresh_generation(data):
     from latbench import paths
-    from latbench.partition import write_or_check
+    from latbench.tasks.generation import write_or_check
 
     assert write_or_check(paths.tasks_dir(), check=True) == []
 
 
 def test_difficulty_is_recomputed_from_the_data(data):
     from latbench.data.store import load_latency
-    from latbench.partition import correlation
-    from latbench.tasks import get_task
+    from latbench.tasks.generation import correlation
+    from latbench.tasks.spec import get_task
 
     task = get_task("help-nb201")
     table = load_latency("nb201")
@@ -147,7 +147,7 @@ def test_difficulty_is_recomputed_from_the_data(data):
 
 
 def test_literature_tasks_have_the_papers_device_lists(data):
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     t = get_task("help-nb201")
     assert t.target == ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
@@ -157,10 +157,10 @@ def test_literature_tasks_have_the_papers_device_lists(data):
 
 
 def test_a_task_naming_a_missing_device_fails_loudly(data, tmp_path, monkeypatch):
-    from latbench import tasks
+    from latbench import paths, tasks
     from latbench.data.store import load_latency
 
-    text = (tasks.paths.tasks_dir() / "hard-3.yaml").read_text().replace("pixel3", "pixel9")
+    text = (paths.tasks_dir() / "hard-3.yaml").read_text().replace("pixel3", "pixel9")
     (tmp_path / "hard-3.yaml").write_text(text)
     monkeypatch.setenv("LATBENCH_TASKS", str(tmp_path))
     tasks.clear_cache()
@@ -190,7 +190,7 @@ def test_task_files_are_validated(tmp_path, monkeypatch):
 
 
 def test_unknown_task_suggests_close_names(data):
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     with pytest.raises(TaskError, match="did you mean hard-3"):
         get_task("hard3")
@@ -236,7 +236,7 @@ def test_cli_bad_input_exits_nonzero_without_results_file(data, tmp_path, args, 
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-from latbench.method import Method  # noqa: E402  (test methods for the failure paths above)
+from latbench.methods.base import Method  # noqa: E402  (test methods for the failure paths above)
 
 
 class NaNMethod(Method):
@@ -265,9 +265,9 @@ def test_help_paper_mode_reproduces_helps_flops_row(data):
     fpga 0.900 (mean 0.787). Recomputed from HELP's own files on the 800-arch trimmed query set:
     0.951, 0.830, 0.766, 0.871, 0.385, 0.895 (mean 0.783) -- which this mode must give exactly.
     """
-    from latbench.method import make
-    from latbench.runner import evaluate
-    from latbench.tasks import get_task
+    from latbench.methods.registry import make
+    from latbench.eval.runner import evaluate
+    from latbench.tasks.spec import get_task
 
     res = evaluate(make("flops"), [get_task("help-nb201")], shots=10, trials=1, protocol="help-paper")
     trial = res.results[0].trials[0]
@@ -279,8 +279,8 @@ def test_help_paper_mode_reproduces_helps_flops_row(data):
 
 def test_help_paper_mode_pools(data):
     from latbench.data.store import load_latency
-    from latbench.spaces import get_space
-    from latbench.tasks import get_task
+    from latbench.data.store import get_space
+    from latbench.tasks.spec import get_task
 
     task = get_task("help-nb201")
     table = load_latency("nb201")
@@ -303,7 +303,7 @@ def test_help_paper_mode_pools(data):
 
 def test_nasflat_paper_mode_evaluates_on_all_archs(data):
     from latbench.data.store import load_latency
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     task = get_task("nasflat-f1")
     trial = make_trial(task, 0, 20, load_latency("fbnet"), protocol="nasflat-paper")
@@ -316,7 +316,7 @@ def test_nasflat_paper_mode_evaluates_on_all_archs(data):
 def test_task_configs_load_as_hf_datasets_with_train_and_test(data):
     import datasets
 
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     task = get_task("hard-3")
     ds = datasets.load_dataset(str(data / "dataset"), "hard-3")
@@ -329,9 +329,9 @@ def test_task_configs_load_as_hf_datasets_with_train_and_test(data):
 
 
 def test_several_shot_counts_reuse_the_fit_and_match_separate_runs(data):
-    from latbench.method import make
-    from latbench.runner import evaluate
-    from latbench.tasks import get_task
+    from latbench.methods.registry import make
+    from latbench.eval.runner import evaluate
+    from latbench.tasks.spec import get_task
 
     task = get_task("hard-3")
     both = evaluate(make("lookup"), [task], shots=[5, 10], trials=2)

@@ -73,7 +73,7 @@ def test_encodings():
 
 
 def test_dataset_space_is_in_official_index_order(data):
-    from latbench.spaces import get_space
+    from latbench.data.store import get_space
 
     space = get_space("nb201")
     assert space.arch_str(0) == ARCH0 and len(space) == 15625

@@ -15,9 +15,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from baselines.flops import FLOPsRegression
-from latbench import leaderboard as lb
-from latbench import sweep
+from latbench_baselines.flops import FLOPsRegression
+from latbench.leaderboard import board as lb
+from latbench.eval import executors, runner, sweep, units
 from latbench.cli import app
 
 TASKS = "easy-1,hard-4"
@@ -31,8 +31,8 @@ class LateFailure(FLOPsRegression):
     name = "late-failure"
 
     def fit(self, source, space, seed):
-        from latbench.protocol import trial_seed
-        from latbench.tasks import get_task
+        from latbench.protocol.trial import trial_seed
+        from latbench.tasks.spec import get_task
 
         if seed == trial_seed(get_task("hard-4"), 1):
             raise RuntimeError("injected failure in fit")
@@ -49,8 +49,8 @@ def _metrics(results) -> str:
 
 
 def _sweep(workers: int, ray_address: str | None = None):
-    _, tasks = sweep.select_tasks(TASKS)
-    return sweep.run(sweep.make_methods(["flops"], {}), tasks, shots=SHOTS, trials=TRIALS, workers=workers,
+    _, tasks = lb.select_tasks(TASKS)
+    return runner.run(sweep.make_methods(["flops"], {}), tasks, shots=SHOTS, trials=TRIALS, workers=workers,
                      ray_address=ray_address)[0]
 
 
@@ -66,9 +66,9 @@ def _cli(*args: str):
 def reference(built_home):
     """``runner.evaluate`` itself: what every executor must reproduce."""
     from latbench.data import store
-    from latbench.method import make
-    from latbench.runner import evaluate
-    from latbench.tasks import select
+    from latbench.methods.registry import make
+    from latbench.eval.runner import evaluate
+    from latbench.tasks.spec import select
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LATBENCH_HOME", str(built_home))
@@ -91,7 +91,7 @@ def test_processes_via_cli_match_evaluate(data, reference, tmp_path):
     assert f"[{2 * TRIALS}/{2 * TRIALS}]" in res.stderr and "sweep wall time" in res.stderr
     entry = lb.load_entry(tmp_path / "flops.json")  # the `latbench submit` format
     assert _metrics(entry.results) == _metrics(reference.results)
-    assert entry.method.code_ref == "baselines.flops:FLOPsRegression" and entry.suite == TASKS
+    assert entry.method.code_ref == "latbench_baselines.flops:FLOPsRegression" and entry.suite == TASKS
     assert entry.shots == SHOTS and entry.trials == TRIALS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flops.json"]
 
@@ -104,7 +104,7 @@ def test_ray_local_matches_evaluate(data, reference):
 
 def test_ray_missing_is_a_clear_error(data, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
-    with pytest.raises(sweep.SweepError, match=r"pip install 'latbench\[ray\]'"):
+    with pytest.raises(units.SweepError, match=r"pip install 'latbench\[ray\]'"):
         _sweep(workers=2, ray_address="local")
 
 
@@ -141,7 +141,7 @@ def test_bad_arguments_fail_before_any_work(data, tmp_path, args, message):
 
 # ------------------------------------------------------------------------ leaderboard baselines
 def test_baselines_workers_store_the_same_verified_entries(data, tmp_path, monkeypatch):
-    from latbench.tasks import select
+    from latbench.tasks.spec import select
 
     monkeypatch.setattr(lb, "suite_tasks", lambda suite: select(TASKS))  # a 2-task "suite" keeps this cheap
     stored = {}

@@ -29,17 +29,19 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from latbench import __version__, paths
-from latbench.data import card
-from latbench.data.devices import describe
+from latbench.data import card, store
 from latbench.data import measured as measured_source
+from latbench.data.devices import describe
 from latbench.data.sources import SOURCES, DownloadError, SourceTables, fetch, get_source
 from latbench.errors import DataError
+from latbench.spaces import space_class
 
 #: Bumped when the layout or the meaning of a column changes.
 SCHEMA_VERSION = "1.0"
@@ -53,12 +55,15 @@ def build(
     mirror: Path | None = None,
     base_url: str | None = None,
     progress: bool = False,
+    tasks: Sequence = (),
     log=lambda msg: None,
 ) -> dict:
     """Fetch, verify, convert; returns the dataset's ``latbench.json`` info.
 
     ``sources``: names from :data:`SOURCES` and/or ``"latbench-measured"``; default all of them,
     tolerating a HELP download that fails for lack of network (see the module docstring).
+    ``tasks``: the task specs to write as one dataset config each (the caller passes the task
+    registry's tasks; the data layer does not import the task layer that sits above it).
     """
     t0 = time.perf_counter()
     out = Path(out or paths.data_dir())
@@ -90,15 +95,13 @@ def build(
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        info = _write(tmp, tables, measured, log)
+        info = _write(tmp, tables, measured, tasks, log)
         info["build_seconds"] = round(time.perf_counter() - t0, 2)
         (tmp / "latbench.json").write_text(json.dumps(info, indent=2) + "\n")
         _swap(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    from latbench.data import store
-
     store.clear_cache()
     log(f"built {out} in {info['build_seconds']} s (content hash {info['content_hash'][:12]})")
     return info
@@ -112,8 +115,7 @@ def _swap(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write(root: Path, tables: list[SourceTables], measured, log) -> dict:
-    from latbench.spaces import space_class
+def _write(root: Path, tables: list[SourceTables], measured, tasks: Sequence, log) -> dict:
 
     (root / "data").mkdir(parents=True)
     digest = hashlib.sha256(SCHEMA_VERSION.encode())
@@ -165,7 +167,7 @@ def _write(root: Path, tables: list[SourceTables], measured, log) -> dict:
                    + ([_measured_meta(measured)] if measured else []),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    split_configs = _write_task_configs(root, merged, log, partial=not tables)
+    split_configs = _write_task_configs(root, merged, tasks, log, partial=not tables)
     (root / "README.md").write_text(card.render(info, configs, split_configs, list(device_rows.values())))
     return info
 
@@ -309,16 +311,13 @@ def _write_archs(path: Path, space, refs: list[int]) -> None:
     pq.write_table(table, path)
 
 
-def _write_task_configs(root: Path, merged: dict, log, partial: bool = False) -> list[tuple[str, dict[str, str]]]:
+def _write_task_configs(root: Path, merged: dict, tasks: Sequence, log, partial: bool = False) -> list[tuple[str, dict[str, str]]]:
     """One config per committed task: ``train`` = source/valid device rows, ``test`` = target rows.
 
     ``partial`` (a build without the HELP source): tasks naming devices the build lacks are skipped.
     """
-    from latbench import tasks as task_registry
-    from latbench.spaces import space_class
-
     out, skipped = [], 0
-    for task in task_registry.list_tasks():
+    for task in tasks:
         if task.space not in merged:
             continue
         archs, latency, _ = merged[task.space]

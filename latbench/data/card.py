@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import yaml
 
+from latbench.measure import profiler
+
 
 def render(info: dict, configs: list[tuple[str, str]], task_configs: list[tuple[str, dict]], devices: list[dict]) -> str:
     yaml_configs = [{"config_name": name, "data_files": [{"split": "train", "path": path}]} for name, path in configs]
@@ -65,8 +67,6 @@ def render(info: dict, configs: list[tuple[str, str]], task_configs: list[tuple[
 
 def _measured_section(source: dict) -> list[str]:
     """Provenance and measurement protocol of the devices measured by ``latbench profile``."""
-    from latbench import profiler
-
     lines = ["### latbench profiler measurements", "",
              "Devices named `<hardware>-<runtime>[-t<threads>]-bs<batch>-<precision>` were measured by "
              "`latbench profile` (each device folder's `meta.json` has the hardware, library versions and settings). "

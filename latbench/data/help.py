@@ -14,22 +14,20 @@ from pathlib import Path
 import numpy as np
 
 from latbench.data.safe_pickle import load_pt
+from latbench.data.tables import SourceTables, SpaceTables
 from latbench.errors import DataError, UnknownArchError
+from latbench.spaces import space_class
 
 SPACE_DIRS = {"nb201": "data/nasbench201", "fbnet": "data/fbnet", "ofa": "data/ofa"}
 
 
 def read_help(source, files: dict[str, Path]):
-    from latbench.data.sources import SourceTables
-
     spaces = {name: _read_space(name, prefix, files) for name, prefix in SPACE_DIRS.items()}
     manifest = source.manifest
     return SourceTables(name=source.name, spaces=spaces, files=manifest["files"])
 
 
 def _read_space(space: str, prefix: str, files: dict[str, Path]):
-    from latbench.data.sources import SpaceTables
-
     archs = _read_archs(space, prefix, files)
     latency = {}
     for rel in sorted(files):
@@ -45,8 +43,6 @@ def _read_space(space: str, prefix: str, files: dict[str, Path]):
 
 
 def _read_archs(space: str, prefix: str, files: dict[str, Path]) -> list[str]:
-    from latbench.spaces import space_class
-
     cls = space_class(space)
     if space == "nb201":
         path = files[f"{prefix}/str_arch2idx.pt"]

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from latbench import paths
 from latbench.errors import DataError, UnknownArchError
+from latbench.spaces import space_class
 
 PACKAGE_DIR = Path(__file__).parent / "measured"
 SOURCE_NAME = "latbench-measured"
@@ -140,8 +141,6 @@ def read_root(root: Path) -> list[MeasuredDevice]:
 def read_device(folder: Path) -> MeasuredDevice:
     """Validate and read one device folder (meta.json + latency.parquet [+ kernels.parquet])."""
     import pyarrow.parquet as pq
-
-    from latbench.spaces import space_class
 
     folder = Path(folder)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from latbench.data import store
 from latbench.errors import LatbenchError
 
 #: Never upload hidden/temp files (build scratch, editor swap files), at any depth.
@@ -36,8 +37,6 @@ def _one_line(e: BaseException) -> str:
 
 def push(repo_id: str, *, private: bool = False, token: str | None = None, api=None) -> str:
     """Create (if needed) the dataset repo and upload the built folder; return the repo URL."""
-    from latbench.data import store
-
     check_repo_id(repo_id)
     info = store.info()  # DataError if not built: fail before touching the network
     folder = store.root()

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from latbench import paths
+from latbench.data.tables import SourceTables, SpaceTables  # noqa: F401  (re-exported for adapters)
 from latbench.errors import DataError, LatbenchError, did_you_mean
 
 MANIFEST_DIR = Path(__file__).parent / "manifests"
@@ -26,22 +27,6 @@ MANIFEST_DIR = Path(__file__).parent / "manifests"
 
 class DownloadError(DataError):
     """The file could not be fetched (network, HTTP, URL), as opposed to a file that failed its checks."""
-
-
-@dataclass
-class SpaceTables:
-    """One space's measurements from one source: arch strings by id, and latencies per device."""
-
-    archs: list[str]
-    latency: dict[str, np.ndarray]  # device -> ms, aligned with archs
-    reference_ids: list[int] = field(default_factory=list)  # hardware-embedding reference archs
-
-
-@dataclass
-class SourceTables:
-    name: str
-    spaces: dict[str, SpaceTables]
-    files: list[dict]  # provenance: path, sha256, url
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 
 from latbench import paths
 from latbench.errors import DataError, LatbenchError, did_you_mean
+from latbench.spaces import SearchSpace, space_class
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,9 @@ def load_kernels(space: str) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def load_space(space: str):
+def load_space(space: str) -> SearchSpace:
+    """The space as in the built dataset (arch ids = dataset ``arch_id``), with cached features."""
     import pyarrow.parquet as pq
-
-    from latbench.spaces import space_class
 
     path = _require() / "data" / f"archs-{space}.parquet"
     if not path.is_file():
@@ -156,6 +156,7 @@ def load_devices() -> list[dict]:
 def clear_cache() -> None:
     for fn in (info, load_latency, load_kernels, load_space):
         fn.cache_clear()
-    from latbench.spaces import get_space
 
-    get_space.cache_clear()
+
+#: The name the rest of latbench uses: a space with its dataset features (cached per process).
+get_space = load_space

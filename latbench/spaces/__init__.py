@@ -1,12 +1,11 @@
 """Search spaces: one module each, one interface (:class:`latbench.spaces.base.SearchSpace`).
 
-``get_space(name)`` returns the space with its architectures in the dataset's arch-id order and
-its precomputed feature tables, loaded from the built dataset (``latbench data build``).
+A space here is pure code; :func:`latbench.data.store.get_space` gives the space with its
+architectures in the built dataset's arch-id order and its precomputed feature tables.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 
 from latbench.errors import LatbenchError, did_you_mean
@@ -27,12 +26,4 @@ def space_class(name: str) -> type[SearchSpace]:
     return getattr(importlib.import_module(module), cls)
 
 
-@functools.lru_cache(maxsize=None)
-def get_space(name: str) -> SearchSpace:
-    """The space as in the built dataset (arch ids = dataset ``arch_id``), with cached features."""
-    from latbench.data.store import load_space
-
-    return load_space(name)
-
-
-__all__ = ["Layer", "SearchSpace", "SPACE_CLASSES", "space_class", "get_space"]
+__all__ = ["Layer", "SearchSpace", "SPACE_CLASSES", "space_class"]

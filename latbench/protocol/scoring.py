@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from latbench.errors import MethodError
-from latbench.metrics import HIGHER_IS_BETTER, METRICS, compute
+from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS, compute
 
 
 def check_predictions(pred, n: int, where: str) -> np.ndarray:

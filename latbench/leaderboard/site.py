@@ -28,7 +28,9 @@ import json
 import time
 from pathlib import Path
 
-from latbench import leaderboard as lb
+from latbench.io import write_text
+from latbench.leaderboard import board as lb
+from latbench.tasks.spec import list_tasks
 
 _METRICS = ("spearman", "kendall", "mape", "acc10")
 
@@ -39,8 +41,6 @@ def _group(task) -> str:
 
 def page_data(entries: list) -> dict:
     """The JSON blob the page's script reads (also handy for tests)."""
-    from latbench.tasks import list_tasks
-
     all_tasks = list_tasks()
     suites = {}
     for suite, kind in lb.SUITES.items():
@@ -112,8 +112,6 @@ def render_html(entries: list) -> str:
 
 def render_site(entries: list, out_dir: Path) -> Path:
     """Write ``out_dir/index.html`` atomically (temp file + rename) and return its path."""
-    from latbench.atomic import write_text
-
     return write_text(Path(out_dir) / "index.html", render_html(entries))
 
 
@@ -439,3 +437,11 @@ Click a column header to sort. The tier and space filters recompute every column
 </body>
 </html>
 """
+
+
+def render(entries: list[lb.Entry], folder: Path) -> list[Path]:
+    """The board's README.md, its JSON schema and the static page site/index.html, written atomically."""
+    folder = Path(folder)
+    lb.export_schema(folder / "entry.schema.json")
+    return [write_text(folder / "README.md", lb.render_markdown(entries)), folder / "entry.schema.json",
+            render_site(entries, folder / "site")]

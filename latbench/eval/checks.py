@@ -2,7 +2,7 @@
 
 Third-party authors run it on their class before submitting::
 
-    from latbench.testing import check_method
+    from latbench.eval.checks import check_method
     check_method(MyPredictor, task="hard-3")
 """
 
@@ -13,17 +13,17 @@ from sklearn.base import clone
 
 from latbench.data import store
 from latbench.errors import MethodError
-from latbench.evaluator import check_predictions
-from latbench.method import Method
-from latbench.runner import run_trial
-from latbench.spaces import get_space
-from latbench.tasks import get_task
+from latbench.protocol.scoring import check_predictions
+from latbench.methods.base import Method
+from latbench.eval.trials import run_trial
+from latbench.data.store import get_space
+from latbench.tasks.spec import get_task
 
 
 def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5, params: dict | None = None) -> None:
     """Raise MethodError (or AssertionError) at the first broken rule; return None when all pass."""
     if not (isinstance(method_cls, type) and issubclass(method_cls, Method)):
-        raise MethodError(f"{method_cls!r} is not a latbench.method.Method subclass")
+        raise MethodError(f"{method_cls!r} is not a latbench.Method subclass")
     params = params or {}
     spec = get_task(task)
     table = store.load_latency(spec.space)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from latbench.metrics import METRICS
+from latbench.io import write_text
+from latbench.protocol.metrics import METRICS
 
 SCHEMA_VERSION = "1"
 
@@ -64,8 +65,6 @@ class EvalResult(BaseModel):
 
     def write(self, path: Path) -> None:
         """Atomic write: a crash never leaves a half-written results file."""
-        from latbench.atomic import write_text
-
         write_text(path, self.model_dump_json(indent=1))
 
     @classmethod

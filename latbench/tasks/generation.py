@@ -24,7 +24,12 @@ import networkx as nx
 import numpy as np
 from scipy.stats import spearmanr
 
-from latbench.tasks import POOL_SIZES, TIERS, Pools, TaskSpec, task_seed, tier_of
+from latbench.data import store
+from latbench.data.store import LatencyTable
+from latbench.errors import TaskError
+from latbench.io import write_text
+from latbench.tasks import spec as task_registry
+from latbench.tasks.spec import POOL_SIZES, TIERS, ArchPools, Pools, TaskSpec, task_seed, tier_of
 
 GENERATOR_VERSION = 1
 SOURCE_SIZES = (5, 17)
@@ -173,8 +178,6 @@ def make_pools(space: str, n_archs: int, seed: int, reserved=()) -> Pools:
 
 def make_task(task_id: str, space: str, devices: list[str], corr: np.ndarray, n_archs: int, *, source, target,
               valid=(), kind: str, generator: dict, description: str = "", version: int = 1, reserved=()) -> TaskSpec:
-    from latbench.errors import TaskError
-
     missing = [d for d in [*source, *valid, *target] if d not in devices]
     if missing:
         raise TaskError(f"task {task_id}: device(s) {', '.join(missing)} not in the {space} data")
@@ -248,8 +251,6 @@ def measured_tasks(table, space, version: int = 1) -> list[TaskSpec]:
     faithful kernel-level predictors need on source and target). Pools are drawn from the archs
     measured on every device of the task and stored as arch strings (:class:`ArchPools`).
     """
-    from latbench.tasks import ArchPools
-
     complete = list(table.complete_devices())
     measured = [d for d in table.devices if d not in complete]
     if not measured:
@@ -293,8 +294,6 @@ def measured_tasks(table, space, version: int = 1) -> list[TaskSpec]:
 
 def _complete(table):
     """The table restricted to devices measured on every arch (the suite over HELP's devices)."""
-    from latbench.data.store import LatencyTable
-
     keep = table.complete_devices()
     return LatencyTable(table.space, keep, table.rows(keep))
 
@@ -307,9 +306,6 @@ def write_or_check(folder, *, seed: int = 0, check: bool = False) -> list[str]:
     """
     from pathlib import Path
 
-    from latbench import tasks as task_registry
-    from latbench.data import store
-
     folder = Path(folder)
     tables = {s: _complete(store.load_latency(s)) for s in store.info()["spaces"]}
     reserved = {s: store.load_space(s).reference_ids.tolist() for s in tables}
@@ -321,8 +317,6 @@ def write_or_check(folder, *, seed: int = 0, check: bool = False) -> list[str]:
     stale = sorted(set(existing) - set(fresh))
     if not check:
         folder.mkdir(parents=True, exist_ok=True)
-        from latbench.atomic import write_text
-
         for i in changed:
             write_text(folder / f"{i}.yaml", fresh[i])
         for i in stale:

@@ -42,6 +42,11 @@ import numpy as np
 import pandas as pd
 
 from latbench.errors import LatbenchError
+from latbench.io import write_text
+from latbench.kernels import decomposition as kernels
+from latbench.kernels.decomposition import op_type
+from latbench.kernels.regressors import family_features, kernel_forest
+from latbench.measure import profiler
 from latbench.spaces.base import Layer
 
 #: Kernel types a campaign can sample (eager PyTorch modules, one kernel each).
@@ -56,7 +61,6 @@ def check_op(op: str) -> None:
 
 def zoo(spaces, op: str, n_archs: int = 500, seed: int = 0) -> pd.DataFrame:
     """Configurations of ``op`` in a seeded sample of each space's archs, with their frequency."""
-    from latbench.kernels import op_type
 
     check_op(op)
     counts: dict[tuple, int] = {}
@@ -133,7 +137,6 @@ def finegrained_sample(cfg, op: str, n: int, rng: np.random.Generator) -> np.nda
 
 def features(op: str, configs: np.ndarray) -> pd.DataFrame:
     """:mod:`latbench.kernels` features (nn-Meter's) of configurations, as a kernel-catalogue frame."""
-    from latbench import kernels
 
     rows = []
     for cfg in configs:
@@ -171,7 +174,6 @@ def adaptive_campaign(op: str, zoo_df: pd.DataFrame, measure: Callable[[np.ndarr
     """
     from sklearn.model_selection import train_test_split
 
-    from baselines.nn_meter import family_features
 
     check_op(op)
     rng = np.random.default_rng(seed)
@@ -330,9 +332,6 @@ def run_campaign(out, op: str, sampler: str, spaces, *, samples: int, finegraine
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from baselines.nn_meter import NNMeter, family_features
-    from latbench import profiler
-    from latbench.atomic import write_text
 
     check_op(op)
     if sampler not in ("adaptive", "vae"):
@@ -356,7 +355,7 @@ def run_campaign(out, op: str, sampler: str, spaces, *, samples: int, finegraine
 
     tic = time.perf_counter()
     zoo_df = zoo(spaces, op, zoo_archs, seed)
-    forest = NNMeter()._forest
+    forest = kernel_forest
     if sampler == "adaptive":
         camp = adaptive_campaign(op, zoo_df, timed, forest, init=samples, finegrained=finegrained, iterations=iterations,
                                  error_threshold=error_threshold, seed=seed,

@@ -1,4 +1,4 @@
-"""The one interface every latency predictor implements, and the registry that finds them.
+"""The one interface every latency predictor implements.
 
 Shaped after scikit-learn's estimator contract (``__init__`` only stores hyperparameters, ``fit``
 returns self, learned state ends in ``_``, ``get_params``/``clone`` for free from BaseEstimator)
@@ -9,21 +9,14 @@ and NASLib's predictor API. The protocol calls, per trial::
     method.predict(device, arch_ids) -> ms   # per target device, on the evaluation set
 
 Methods see architectures only through ``space`` (encodings, graphs, FLOPs, layer lists).
-Methods are found by name: built-ins from ``baselines/``, third-party ones from the
-``latbench.methods`` entry-point group, or any ``package.module:Class`` path.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
-
-from latbench.errors import MethodError, did_you_mean
 
 
 class Method(BaseEstimator):
@@ -57,46 +50,3 @@ class Method(BaseEstimator):
 
     def predict(self, device: str, arch_ids) -> np.ndarray:
         raise NotImplementedError
-
-
-def builtin_methods() -> dict[str, str]:
-    from baselines import BUILTIN
-
-    return dict(BUILTIN)
-
-
-def _entry_points() -> dict[str, str]:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep.value for ep in entry_points(group="latbench.methods")}
-
-
-def available() -> dict[str, str]:
-    """name -> "module:Class" for built-ins and installed plug-ins (built-ins win on a clash)."""
-    return {**_entry_points(), **builtin_methods()}
-
-
-def resolve(spec: str) -> type[Method]:
-    """A Method class from a registered name or a ``module:Class`` path."""
-    known = available()
-    target = known.get(spec, spec if ":" in spec else None)
-    if target is None:
-        raise MethodError(f"unknown method {spec!r}{did_you_mean(spec, known)}; see `latbench methods` or pass module:Class")
-    module, _, attr = target.partition(":")
-    if ":" in spec and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like `python -m` and uvicorn: module:Class paths resolve from the cwd
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise MethodError(f"cannot load method {spec!r} from {target!r}: {e}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise MethodError(f"{target!r} is not a latbench.method.Method subclass")
-    return cls
-
-
-def make(spec: str, **params) -> Method:
-    cls = resolve(spec)
-    try:
-        return cls(**params)
-    except TypeError as e:
-        raise MethodError(f"method {spec!r}: bad parameters {params}: {e}") from None

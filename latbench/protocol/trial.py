@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from latbench.errors import OracleError
-from latbench.tasks import TaskSpec
+from latbench.tasks.spec import TaskSpec
 
 PROTOCOL_VERSION = "1"
 DEFAULT_SHOTS = 10

@@ -31,7 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from latbench import __version__
+from latbench.data import store
 from latbench.errors import LatbenchError
+from latbench.eval.results import TrialResult, jsonable_params
+from latbench.eval.units import Outcome
+from latbench.io import write_text
+from latbench.protocol.trial import PROTOCOL_VERSION
 
 FORMAT = "latbench-unit-checkpoint/1"
 MAX_BYTES = 2_000_000  # one unit is a few KB; anything this large is not ours
@@ -43,10 +49,6 @@ class CheckpointError(LatbenchError):
 
 def unit_key(unit) -> dict[str, Any]:
     """Everything a unit's numbers depend on (besides the data, checked separately by hash)."""
-    from latbench import __version__
-    from latbench.protocol import PROTOCOL_VERSION
-    from latbench.results import jsonable_params
-
     m = unit.method
     return {
         "method": unit.label, "class": f"{type(m).__module__}:{type(m).__qualname__}", "code": code_fingerprint(type(m).__module__),
@@ -99,9 +101,6 @@ def path_for(root: Path, unit) -> Path:
 
 def save(root: Path, unit, outcome) -> Path:
     """Write one finished unit (atomically: a crash never leaves a partial file that looks finished)."""
-    from latbench.atomic import write_text
-    from latbench.data import store
-
     doc = {
         "format": FORMAT, "key": unit_key(unit), "data_hash": store.data_hash([unit.task]),
         "seconds": outcome.seconds, "host": outcome.host,
@@ -124,8 +123,6 @@ class Record:
 
 def read(path: Path) -> Record:
     """Parse and validate one checkpoint file (plain JSON only); CheckpointError naming it if bad."""
-    from latbench.results import TrialResult
-
     path = Path(path)
 
     def bad(why: str) -> CheckpointError:
@@ -166,9 +163,6 @@ def load(root: Path, unit):
 
     Raises CheckpointError for a file at the unit's path that is not a valid checkpoint of it.
     """
-    from latbench.data import store
-    from latbench.sweep import Outcome
-
     path = path_for(root, unit)
     if not path.is_file():
         return None

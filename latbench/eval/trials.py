@@ -1,8 +1,8 @@
-"""``evaluate``: the only orchestrator. Task -> trials -> fit/adapt/predict -> scores -> EvalResult.
+"""One trial: fit a method on the source devices, adapt it to each target through its oracle, score it.
 
-A trial's source data and seed do not depend on k, so for several shot counts the method is
-fitted once per (task, trial) and a deep copy of the fitted state is adapted for each k: the same
-numbers as separate runs, at a fraction of the cost for methods with expensive source training.
+A trial's source data and seed do not depend on k, so for several shot counts the method is fitted
+once and a deep copy of the fitted state is adapted per k: the same numbers as separate runs, at a
+fraction of the cost for methods with expensive source training.
 """
 
 from __future__ import annotations
@@ -10,57 +10,17 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from sklearn.base import clone
 
-from latbench import __version__
 from latbench.data import store
 from latbench.errors import MethodError
-from latbench.evaluator import score
-from latbench.method import Method
-from latbench.protocol import DEFAULT_SHOTS, DEFAULT_TRIALS, PROTOCOL_VERSION, Trial, make_trial
-from latbench.results import EvalResult, TaskResult, TrialResult, jsonable_params
-from latbench.spaces import get_space
-from latbench.tasks import TaskSpec
-
-
-def evaluate(
-    method: Method,
-    tasks: list[TaskSpec],
-    *,
-    shots: int | Sequence[int] = DEFAULT_SHOTS,
-    trials: int = DEFAULT_TRIALS,
-    source_archs: str = "sample",
-    protocol: str = "official",
-    on_step: Callable[[str], None] = lambda msg: None,
-    on_done: Callable[[], None] = lambda: None,
-) -> EvalResult:
-    """Run ``method`` on every task for ``trials`` trials at each shot count (k measurements per target)."""
-    t0 = time.perf_counter()
-    shot_list = [shots] if isinstance(shots, int) else list(shots)
-    label = f"{protocol}-v{PROTOCOL_VERSION}" + ("" if source_archs == "sample" else f"-source-{source_archs}")
-    out = []
-    for task in tasks:
-        table = store.load_latency(task.space)
-        space = get_space(task.space)
-        per_k: dict[int, list[TrialResult]] = {k: [] for k in shot_list}
-        for t in range(trials):
-            on_step(f"{task.id} trial {t + 1}/{trials}")
-            fitted = None
-            for k in shot_list:
-                run = run_trial(method, task, t, k, table, space, source_archs, protocol, fitted=fitted)
-                per_k[k].append(run.result)
-                fitted = run.fitted
-            on_done()
-        out += [TaskResult.from_trials(task, k, label, per_k[k]) for k in shot_list]
-    info = store.info()
-    return EvalResult(
-        latbench_version=__version__, dataset_version=info["dataset_version"], dataset_hash=info["content_hash"],
-        protocol_version=PROTOCOL_VERSION, method=method.name or type(method).__name__,
-        method_params=jsonable_params(method.get_params()), results=out, seconds=round(time.perf_counter() - t0, 3),
-    )
+from latbench.methods.base import Method
+from latbench.protocol.scoring import score
+from latbench.protocol.trial import Trial, make_trial
+from latbench.tasks.spec import TaskSpec
+from latbench.eval.results import TrialResult
 
 
 @dataclass

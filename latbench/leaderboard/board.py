@@ -22,16 +22,23 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from latbench import paths
-from latbench.errors import LatbenchError
-from latbench.metrics import HIGHER_IS_BETTER, METRICS
-from latbench.protocol import PROTOCOL_VERSION
-from latbench.results import EvalResult, TaskResult, TrialResult
+from latbench import __version__, paths
+from latbench.data import store
+from latbench.errors import LatbenchError, MethodError
+from latbench.eval.results import EvalResult, TaskResult, TrialResult
+from latbench.eval.sweep import file_name
+from latbench.io import write_text
+from latbench.methods import registry as methods_mod
+from latbench.methods.registry import code_ref as resolved_code_ref
+from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
+from latbench.protocol.scoring import score
+from latbench.protocol.trial import PROTOCOL_VERSION, trial_seed
+from latbench.tasks.spec import get_task, list_tasks, select
 
 ENTRY_SCHEMA_VERSION = "1"
 MAX_ENTRY_BYTES = 5_000_000
@@ -106,18 +113,12 @@ def entries_dir() -> Path:
 
 
 def suite_tasks(suite: str):
-    from latbench.tasks import list_tasks
-
     if suite not in SUITES:
         raise LeaderboardError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
     return [t for t in list_tasks() if t.kind == SUITES[suite]]
 
 
 def entry_from_result(result: EvalResult, *, suite: str, code_ref: str, hardware: str = "", **method_info) -> Entry:
-    from latbench.tasks import get_task
-
-    from latbench.data import store
-
     tasks = sorted({r.task for r in result.results})
     return Entry(
         method=MethodInfo(name=result.method, code_ref=code_ref, params=result.method_params, **method_info),
@@ -171,9 +172,6 @@ def _finite_float(text: str) -> float:
 
 def validate(entry: Entry) -> None:
     """Raise LeaderboardError at the first problem; the checks a board maintainer would make."""
-    from latbench.data import store
-    from latbench.tasks import get_task
-
     expected = suite_tasks(entry.suite)  # unknown suite first: nothing else makes sense without it
     info, current = store.info(), store.data_hash(expected)
     if entry.dataset_hash != current:
@@ -218,8 +216,6 @@ def _close(a: float, b: float) -> bool:
 
 
 def _check_block(r: TaskResult, task) -> None:
-    from latbench.protocol import trial_seed
-
     where = f"{r.task} k={r.shots}"
     if r.task_version != task.version:
         raise LeaderboardError(f"{where}: task_version {r.task_version}, current is {task.version}")
@@ -343,6 +339,15 @@ def check_same(entry: Entry, fresh: EvalResult, rel: float = 1e-6) -> None:
                     if not math.isclose(v, b.devices[dev][metric], rel_tol=rel, abs_tol=1e-9):
                         raise LeaderboardError(f"does not reproduce: {r.task} k={r.shots} trial {a.trial} {dev}: "
                                                f"{metric} {v} in the entry, {b.devices[dev][metric]} in the re-run")
+
+
+def verify_spec(entry: Entry) -> str:
+    """What ``verify`` runs: the registered method of the entry's name when its class is the one the
+    entry names (also under a module path the class had before a package rename), else ``code_ref``."""
+    registered = methods_mod.available().get(entry.method.name)
+    if registered is not None and registered.rpartition(":")[2] == entry.method.code_ref.rpartition(":")[2]:
+        return entry.method.name
+    return entry.method.code_ref
 
 
 def mark_verified(path: Path, entry: Entry) -> None:
@@ -479,14 +484,11 @@ def _is_float(text: str) -> bool:
 
 def method_identity(spec: str) -> tuple[str, str]:
     """(display name, code_ref) for ``--method``: like a real run when it resolves, else the text itself."""
-    from latbench import method as methods_mod
-    from latbench.errors import MethodError
-
     try:
         cls = methods_mod.resolve(spec)
     except MethodError:
         return spec.rpartition(":")[2] or spec, spec
-    return cls.name or cls.__name__, spec if ":" in spec else f"{cls.__module__}:{cls.__name__}"
+    return cls.name or cls.__name__, resolved_code_ref(spec)
 
 
 def score_predictions(pred_dir: Path, *, suite: str, method: str, params: dict | None = None, hardware: str = "",
@@ -507,12 +509,6 @@ def score_predictions(pred_dir: Path, *, suite: str, method: str, params: dict |
     (empty lists, zero seconds), and ``notes`` says so. ``method`` names the method (a registered
     name or ``module:Class``); ``leaderboard verify`` can re-run it when that code is importable.
     """
-    from latbench import __version__
-    from latbench.data import store
-    from latbench.errors import MethodError
-    from latbench.evaluator import score
-    from latbench.protocol import trial_seed
-
     root = Path(pred_dir)
     if not root.is_dir():
         raise LeaderboardError(f"{root}: predictions folder not found")
@@ -630,17 +626,22 @@ def _status_cell(row: dict) -> str:
 
 
 def export_schema(path: Path) -> None:
-    from latbench.atomic import write_text
-
     write_text(path, json.dumps(Entry.model_json_schema(), indent=1) + "\n")
 
 
-def render(entries: list[Entry], folder: Path) -> list[Path]:
-    """The board's README.md, its JSON schema and the static page site/index.html, written atomically."""
-    from latbench.atomic import write_text
-    from latbench.board_site import render_site
+# ------------------------------------------------------------------------------------- from runs
+def select_tasks(selector: str) -> tuple[str, list]:
+    """(suite name for the entries, tasks): a suite name (main, literature) or an ``eval --task`` selector."""
+    if selector in SUITES:
+        return selector, suite_tasks(selector)
+    return selector, select(selector)
 
-    folder = Path(folder)
-    export_schema(folder / "entry.schema.json")
-    return [write_text(folder / "README.md", render_markdown(entries)), folder / "entry.schema.json",
-            render_site(entries, folder / "site")]
+
+def entries_from_results(specs: Sequence[str], results: list, *, suite: str, hardware: str) -> list[Entry]:
+    """One Entry per method, in the format ``latbench submit`` writes."""
+    return [entry_from_result(r, suite=suite, code_ref=resolved_code_ref(s), hardware=hardware) for s, r in zip(specs, results)]
+
+
+def write_entries(specs: Sequence[str], items: list[Entry], out: Path) -> list[Path]:
+    """Write every entry atomically (complete files only, after all units succeeded)."""
+    return [write_text(Path(out) / file_name(s), e.model_dump_json(indent=1)) for s, e in zip(specs, items)]

@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from latbench.errors import LatbenchError
+from latbench.io import write_text
 
 RUNTIMES = ("torch", "torch-graphs", "onnxruntime")
 CONTENTION_SHARE = 0.05  # other processes' share of all CPU time during a timed block that counts as contended
@@ -420,8 +421,6 @@ class DeviceLog:
             if old.get("setting") != self.meta["setting"]:
                 raise ProfileError(f"{self.dir}: holds a run with other settings ({old.get('setting')}); use another --out")
         else:
-            from latbench.atomic import write_text
-
             write_text(meta_path, json.dumps(self.meta, indent=2) + "\n")
         done = {r["arch"] for r in read_jsonl(self.latency_path)}
         if self.kernel_path.exists():
@@ -625,8 +624,6 @@ def retest_device(space, s: Setting, lg: DeviceLog, ids: list[int], seed: int, m
         "spearman": round(float(spearmanr(a, b).statistic), 4) if len(common) > 2 else None,
         "median_abs_rel_diff": round(float(np.median(np.abs(b - a) / a)), 4) if len(common) else None,
     }
-    from latbench.atomic import write_text
-
     write_text(lg.dir / "retest.json", json.dumps(result, indent=2) + "\n")
     return result
 

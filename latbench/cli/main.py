@@ -72,7 +72,7 @@ def profile_cmd(
     """Measure archs on this machine: one device per (runtime, threads, batch, precision) combination."""
     from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    from latbench import profiler
+    from latbench.measure import profiler
     from latbench.data import store
 
     runtimes = ["torch-graphs" if cuda_graphs and r == "torch" else r for r in runtime]
@@ -119,7 +119,7 @@ def profile_kernels_cmd(
 
     The folder feeds `latbench eval -m nn-meter --param variant=faithful --param campaign=DIR`.
     """
-    from latbench import kernel_sampling
+    from latbench.measure import kernel_sampling
     from latbench.data import store
 
     if not store.is_built():
@@ -146,7 +146,7 @@ def data_build(
     sources: Optional[str] = typer.Option(None, help="Comma-separated sources (help, latbench-measured); default all."),
 ):
     """Download (or take from a mirror), verify and convert every source into the HF dataset."""
-    from latbench.data.build import build
+    from latbench.tasks.dataset import build_dataset as build
 
     chosen = tuple(x.strip() for x in sources.split(",") if x.strip()) if sources else None
     info = build(out, mirror=mirror, base_url=base_url, sources=chosen, progress=sys.stderr.isatty(),
@@ -221,7 +221,7 @@ def data_push(
 @friendly
 def tasks_list():
     """id, space, #source, #target, difficulty of every task."""
-    from latbench.tasks import list_tasks
+    from latbench.tasks.spec import list_tasks
 
     t = Table("id", "kind", "space", "#source", "#target", "#valid", "difficulty")
     for task in list_tasks():
@@ -234,7 +234,7 @@ def tasks_list():
 @friendly
 def tasks_show(task_id: str):
     """Devices, difficulty, per-target best source correlation and pool sizes of one task."""
-    from latbench.tasks import get_task
+    from latbench.tasks.spec import get_task
 
     task = get_task(task_id)
     console.print(f"{task.id} v{task.version}  {task.space}  {task.tier or task.kind}  difficulty {task.difficulty:.3f}")
@@ -260,7 +260,7 @@ def tasks_generate(
 ):
     """Write tasks/*.yaml from the built dataset (automatic suite + literature splits)."""
     from latbench import paths
-    from latbench.partition import write_or_check
+    from latbench.tasks.generation import write_or_check
 
     changed = write_or_check(paths.tasks_dir(), seed=seed, check=check)
     if check:
@@ -277,7 +277,7 @@ def tasks_generate(
 @friendly
 def methods():
     """Registered methods (built-in and plug-ins)."""
-    from latbench.method import available, resolve
+    from latbench.methods.registry import available, resolve
 
     t = Table("name", "class", "summary")
     for name, target in sorted(available().items()):
@@ -315,10 +315,10 @@ def eval_cmd(
     """Score a method on tasks under the official few-shot protocol."""
     from rich.progress import Progress
 
-    from latbench import method as methods_mod
+    from latbench.methods import registry as methods_mod
     from latbench.data import store
-    from latbench.runner import evaluate
-    from latbench.tasks import select
+    from latbench.eval.runner import evaluate
+    from latbench.tasks.spec import select
 
     m = methods_mod.make(method, **_parse_params(param))
     chosen = select(task)
@@ -330,7 +330,8 @@ def eval_cmd(
     with Progress(console=err_console, transient=True, disable=not sys.stderr.isatty()) as progress:
         bar = progress.add_task("eval", total=len(chosen) * trials)
         result = evaluate(m, chosen, shots=shots, trials=trials, source_archs=source_archs, protocol=protocol,
-                          on_step=lambda msg: progress.update(bar, description=msg, advance=0), on_done=lambda: progress.advance(bar))
+                          on_progress=lambda done, total, elapsed, u: progress.update(
+                              bar, completed=done, description=f"{u.task.id} trial {u.trial + 1}/{trials}"))
     _print_summary(result)
     if out:
         result.write(out)
@@ -360,16 +361,17 @@ def _print_summary(result) -> None:
 
 # ---------------------------------------------------------------------------------- leaderboard
 def _run_suite(method: str, suite: str, params: dict):
-    from latbench import leaderboard as lb
-    from latbench import method as methods_mod
+    from latbench.leaderboard import board as lb
+    from latbench.methods import registry as methods_mod
     from latbench.data import store
-    from latbench.runner import evaluate
+    from latbench.eval.runner import evaluate
 
     m = methods_mod.make(method, **params)
     if not store.is_built():
         data_build(mirror=None, base_url=None, out=None, sources=None)
     return evaluate(m, lb.suite_tasks(suite), shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS,
-                    on_step=lambda msg: err_console.print(msg, highlight=False))
+                    on_progress=lambda done, total, elapsed, u: err_console.print(
+                        f"[{done}/{total}] {u.task.id} trial {u.trial + 1}", highlight=False))
 
 
 @app.command("submit")
@@ -389,8 +391,8 @@ def submit(
     """Run the official protocol on a whole suite (shots 5/10/20, 5 trials) and write an entry."""
     import os
 
-    from latbench import leaderboard as lb
-    from latbench import method as methods_mod
+    from latbench.leaderboard import board as lb
+    from latbench.methods import registry as methods_mod
 
     params = _parse_params(param)
     if predictions is not None:
@@ -411,7 +413,7 @@ def submit(
 @friendly
 def board_add(entry: Path):
     """Validate an entry and store it under leaderboard/entries/ (the board is unchanged on error)."""
-    from latbench import leaderboard as lb
+    from latbench.leaderboard import board as lb
 
     console.print(f"added {lb.add(entry)}")
 
@@ -420,10 +422,11 @@ def board_add(entry: Path):
 @friendly
 def board_render():
     """Write leaderboard/README.md and leaderboard/site/index.html from the stored entries."""
-    from latbench import leaderboard as lb
     from latbench import paths
+    from latbench.leaderboard import board as lb
+    from latbench.leaderboard import site
 
-    for p in lb.render(lb.list_entries(), paths.leaderboard_dir()):
+    for p in site.render(lb.list_entries(), paths.leaderboard_dir()):
         console.print(str(p))
 
 
@@ -431,11 +434,11 @@ def board_render():
 @friendly
 def board_verify(entry_id: str):
     """Re-run an entry's method and check that every metric matches; marks it verified."""
-    from latbench import leaderboard as lb
+    from latbench.leaderboard import board as lb
 
     path = lb.entries_dir() / f"{entry_id}.json"
     entry = lb.load_entry(path)
-    fresh = _run_suite(entry.method.code_ref, entry.suite, entry.method.params)
+    fresh = _run_suite(lb.verify_spec(entry), entry.suite, entry.method.params)
     lb.check_same(entry, fresh)
     lb.mark_verified(path, entry)
     console.print(f"{entry_id}: verified (all metrics reproduce)")
@@ -457,9 +460,9 @@ def board_baselines(
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help=BUDGET_HELP),
 ):
     """Run built-in baselines on a suite and store them as verified entries."""
-    from latbench import leaderboard as lb
-    from latbench import method as methods_mod
-    from latbench import sweep
+    from latbench.leaderboard import board as lb
+    from latbench.methods import registry as methods_mod
+    from latbench.eval import sweep
 
     names = methods or sorted(methods_mod.builtin_methods())
     sweep.check_executor(workers, None)
@@ -468,7 +471,7 @@ def board_baselines(
     chosen = sweep.make_methods(names, {})
     tasks = lb.suite_tasks(suite)
     results = _sweep(chosen, tasks, list(lb.SUITE_SHOTS), lb.SUITE_TRIALS, workers, None, checkpoint, budget)
-    for name, entry in zip(names, sweep.entries(names, results, suite=suite, hardware="latbench CI-class machine (2 CPU cores)")):
+    for name, entry in zip(names, lb.entries_from_results(names, results, suite=suite, hardware="latbench CI-class machine (2 CPU cores)")):
         entry.status = "verified"
         lb.store_entry(entry)
         console.print(f"{name}: {entry.entry_id}")
@@ -476,8 +479,8 @@ def board_baselines(
 
 def _sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None, time_budget=None):
     """Run a sweep with one progress line per finished unit and the total wall time (on stderr)."""
-    from latbench import sweep
     from latbench.data import store
+    from latbench.eval import runner, sweep
 
     if not store.is_built():
         err_console.print("dataset not built yet: building it first")
@@ -490,7 +493,7 @@ def _sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None, 
         if checkpoint is not None:
             err_console.print(f"checkpoint {checkpoint}: {loaded} of {total} units already finished", highlight=False)
 
-    results = sweep.run(chosen, tasks, shots=shots, trials=trials, workers=workers, ray_address=ray_address,
+    results = runner.run(chosen, tasks, shots=shots, trials=trials, workers=workers, ray_address=ray_address,
                         checkpoint=checkpoint, time_budget=time_budget, on_resume=resumed, on_progress=lambda done, total, elapsed, u: err_console.print(
                             f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}", highlight=False))
     err_console.print(f"sweep wall time {time.perf_counter() - t0:.1f} s", highlight=False)
@@ -516,8 +519,8 @@ def sweep_cmd(
     """Run several methods on many tasks in parallel; write one leaderboard entry per method."""
     import os
 
-    from latbench import leaderboard as lb
-    from latbench import sweep
+    from latbench.leaderboard import board as lb
+    from latbench.eval import sweep
 
     specs = sweep.parse_list(methods, "--methods")
     shot_list = sweep.parse_shots(shots)
@@ -526,19 +529,19 @@ def sweep_cmd(
     sweep.check_budget(budget, checkpoint, ray_address)
     if trials < 1 or min(shot_list) < 0:
         raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shot_list}, {trials})")
-    suite, chosen_tasks = sweep.select_tasks(tasks)
+    suite, chosen_tasks = lb.select_tasks(tasks)
     if store_entries and (suite not in lb.SUITES or sorted(shot_list) != list(lb.SUITE_SHOTS) or trials != lb.SUITE_TRIALS):
         raise LatbenchError(f"--store needs a whole suite ({', '.join(lb.SUITES)}) with --shots "
                             f"{','.join(map(str, lb.SUITE_SHOTS))} and --trials {lb.SUITE_TRIALS}")
     chosen = sweep.make_methods(specs, _parse_params(param))
     results = _sweep(chosen, chosen_tasks, shot_list, trials, workers, ray_address, checkpoint, budget)
     hardware = hardware or f"{os.cpu_count()} CPU cores ({sweep.describe_executor(workers, ray_address)})"
-    entries = sweep.entries(specs, results, suite=suite, hardware=hardware)
+    entries = lb.entries_from_results(specs, results, suite=suite, hardware=hardware)
     if store_entries:
         for e in entries:
             lb.validate(e)
     t = Table("method", *(f"Spearman k={k}" for k in shot_list), "file", title=f"mean over {len(chosen_tasks)} task(s)")
-    for spec, e, path in zip(specs, entries, sweep.write_entries(specs, entries, out)):
+    for spec, e, path in zip(specs, entries, lb.write_entries(specs, entries, out)):
         means = [sum(r.aggregate["spearman"]["mean"] for r in e.results if r.shots == k) / len(chosen_tasks) for k in shot_list]
         t.add_row(spec, *(f"{m:.3f}" for m in means), str(path))
     console.print(t)
@@ -550,6 +553,3 @@ def sweep_cmd(
 def main():  # pragma: no cover
     app()
 
-
-if __name__ == "__main__":  # python -m latbench.cli
-    app()

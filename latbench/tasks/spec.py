@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from latbench import paths
-from latbench.errors import TaskError, did_you_mean
+from latbench.data import store
+from latbench.errors import TaskError, UnknownArchError, did_you_mean
 
 TIERS = ("easy", "medium", "hard")
 #: Difficulty = mean over targets of the best Spearman with any source device. Fixed thresholds.
@@ -120,8 +121,6 @@ class TaskSpec(BaseModel):
         if not self.arch_pools:
             return self.pools
         if space is None:
-            from latbench.data import store
-
             space = store.load_space(self.space)
         return _resolve(self, space)
 
@@ -146,8 +145,6 @@ class TaskSpec(BaseModel):
 def _help_missing_hint() -> str:
     """Why public devices can be missing: a build that could not download HELP (measured data only)."""
     try:
-        from latbench.data import store
-
         if "help" not in {src["name"] for src in store.info()["sources"]}:
             return (" (this dataset was built without the HELP source, e.g. offline: rerun `latbench data build` "
                     "with network or LATBENCH_MIRROR)")
@@ -162,8 +159,6 @@ _RESOLVED: dict[tuple[str, int], tuple[object, Pools]] = {}  # (task, id(space))
 def _resolve(task: TaskSpec, space) -> Pools:
     key = (task.id, id(space))
     if key not in _RESOLVED:
-        from latbench.errors import UnknownArchError
-
         try:
             _RESOLVED[key] = (space, Pools(**{
                 name: tuple(sorted(space.index(a) for a in getattr(task.arch_pools, name)))

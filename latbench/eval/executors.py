@@ -1,0 +1,200 @@
+"""Executors: run units in-process, in a pool of spawned processes, or as Ray tasks -- same numbers.
+
+Only picklable data crosses process boundaries; every worker loads the dataset itself (cached per
+process) and the driver checks that it sees the same dataset hash. With a checkpoint folder each
+finished unit is saved at once, so a stopped run resumes where it stopped (:mod:`.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Callable
+
+from latbench.data import store
+from latbench.eval import checkpoints
+from latbench.eval.units import Outcome, SweepError, SweepStopped, Unit, run_unit, limit_threads
+
+Report = Callable[[Unit, Outcome], None]
+
+
+def _in_process(units: list[Unit], report: Report, may_start: Callable[[], bool]) -> None:
+    for u in units:
+        if not may_start():
+            return
+        report(u, run_unit(u))
+
+
+def _processes(units: list[Unit], workers: int, report: Report, may_start: Callable[[], bool]) -> None:
+    """A pool of spawned processes: no fork of a process that may hold torch/OpenMP threads.
+
+    At most ``workers`` units are in flight; the next one starts only when one finishes and
+    ``may_start()`` allows it (a time budget), so a stopped sweep has nothing half-started.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=limit_threads)
+    try:
+        with _sigterm_raises():
+            _drive(pool, units, workers, report, may_start)
+    except BaseException:
+        # Stopped (SIGTERM, Ctrl-C) or a unit failed: take the workers down now rather than leave
+        # them computing units nobody will collect (there is no public API before Python 3.14).
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Within the block SIGTERM raises SystemExit (so cleanup runs) instead of killing the driver outright."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _drive(pool, units: list[Unit], workers: int, report: Report, may_start: Callable[[], bool]) -> None:
+    """Keep up to ``workers`` units in flight, in order, and report each as it finishes."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    queue, running = list(reversed(units)), {}
+    while queue or running:
+        while queue and len(running) < workers and may_start():
+            u = queue.pop()
+            running[pool.submit(run_unit, u, True)] = u
+        if not running:
+            return
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for f in done:
+            u = running.pop(f)
+            try:
+                outcome = f.result()
+            except Exception as e:  # BrokenProcessPool (a worker died), or the unit could not be pickled
+                raise SweepError(f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); no entries written") from None
+            report(u, outcome)
+
+
+def _ray(units: list[Unit], workers: int, address: str, report: Report) -> None:
+    """The same ``run_unit`` as Ray tasks (one CPU each); ``address="local"`` starts a private Ray."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--ray-address needs Ray, which is not installed: pip install 'latbench[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs = {"num_cpus": workers} if address == "local" else {"address": address}
+        try:
+            ray.init(include_dashboard=False, logging_level="WARNING", **kwargs)
+        except Exception as e:
+            raise SweepError(f"cannot start or reach Ray at {address!r}: {type(e).__name__}: {e}") from None
+        started = True
+    pending: dict = {}
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_unit)
+        pending = {remote.remote(u, True): u for u in units}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                u = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as e:  # the worker died, or the unit could not be shipped
+                    raise SweepError(f"{u.describe()}: the Ray task failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                                     "no entries written") from None
+                report(u, outcome)
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+        if started:
+            ray.shutdown()
+
+
+def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = None, checkpoint: Path | None = None,
+            time_budget: float | None = None,
+            on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
+            on_resume: Callable[[int, int], None] = lambda loaded, total: None) -> list[Outcome]:
+    """Run every unit; outcomes in unit order. Raises SweepError at the first failed unit.
+
+    With ``checkpoint`` (a folder), units already finished there are loaded instead of run, and
+    each unit that finishes is saved there at once (``latbench.checkpoints``). With
+    ``time_budget`` (seconds, needs ``checkpoint``) no unit starts once the budget is spent; the
+    running ones finish and are saved, then SweepStopped says how many remain.
+    """
+    check_executor(workers, ray_address)
+    check_budget(time_budget, checkpoint, ray_address)
+    expected_hash = store.info()["content_hash"]
+    outcomes: list[Outcome | None] = [None] * len(units)
+    if checkpoint is not None:
+        outcomes = [checkpoints.load(checkpoint, u) for u in units]
+    t0 = time.perf_counter()
+
+    def report(unit: Unit, outcome: Outcome) -> None:
+        if outcome.error:
+            kept = f"; the finished units are kept in {checkpoint}" if checkpoint is not None else ""
+            raise SweepError(f"{unit.describe()} failed: {outcome.error} (no entries written{kept})", outcome.detail)
+        if outcome.dataset_hash != expected_hash:
+            raise SweepError(f"{unit.describe()}: worker on {outcome.host} sees dataset {outcome.dataset_hash[:12]}..., "
+                             f"the driver has {expected_hash[:12]}... (build the same dataset on every node)")
+        outcomes[unit.index] = outcome
+        if checkpoint is not None:
+            checkpoints.save(checkpoint, unit, outcome)
+        on_progress(sum(o is not None for o in outcomes), len(units), time.perf_counter() - t0, unit)
+
+    todo = [u for u in units if outcomes[u.index] is None]
+    on_resume(len(units) - len(todo), len(units))
+    if not todo:
+        return outcomes  # type: ignore[return-value]
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+
+    def may_start() -> bool:
+        return deadline is None or time.monotonic() < deadline
+
+    if ray_address:
+        _ray(todo, workers, ray_address, report)
+    elif workers == 1:
+        _in_process(todo, report, may_start)
+    else:
+        _processes(todo, min(workers, len(todo)), report, may_start)
+    left = sum(o is None for o in outcomes)
+    if left:
+        raise SweepStopped(f"time budget of {time_budget / 60:g} min spent: {len(units) - left} of {len(units)} units finished "
+                           f"and kept in {checkpoint}, {left} to go; run the same command again to continue (no entries written)")
+    return outcomes  # type: ignore[return-value]
+
+
+def check_budget(time_budget: float | None, checkpoint: Path | None, ray_address: str | None) -> None:
+    """A time budget only makes sense when finished units are kept, and on the local executors."""
+    if time_budget is None:
+        return
+    if not time_budget > 0:
+        raise SweepError(f"--time-budget must be > 0 minutes (got {time_budget / 60:g})")
+    if checkpoint is None:
+        raise SweepError("--time-budget needs --checkpoint DIR: without it the finished units would be lost")
+    if ray_address:
+        raise SweepError("--time-budget works with local workers only, not with --ray-address")
+
+
+def check_executor(workers: int, ray_address: str | None) -> None:
+    """Refuse impossible executor settings before any data is loaded or any worker started."""
+    if workers < 1:
+        raise SweepError(f"--workers must be >= 1 (got {workers})")
+    if ray_address is not None and not ray_address.strip():
+        raise SweepError("--ray-address must be auto, local, or a Ray address such as ray://host:10001")
+
+

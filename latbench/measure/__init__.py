@@ -1,0 +1,1 @@
+"""Measuring devices: the end-to-end profiler and single-kernel sampling campaigns."""

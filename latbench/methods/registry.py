@@ -1,0 +1,75 @@
+"""The registry: methods are found by name through the ``latbench.methods`` entry-point group.
+
+The built-ins register there exactly as third-party packages do (see ``pyproject.toml``), so the
+core never imports them. Any ``package.module:Class`` path works too.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+from importlib.metadata import entry_points
+
+from latbench.errors import MethodError, did_you_mean
+from latbench.methods.base import Method
+
+GROUP = "latbench.methods"
+#: The distribution whose entry points are the built-in baselines (latbench itself).
+BUILTIN_DISTRIBUTION = "latbench"
+
+
+@functools.lru_cache(maxsize=1)
+def _registered() -> tuple[tuple[str, str, str], ...]:
+    """(name, "module:Class", distribution) of every entry point in the group, built-ins first."""
+    rows = []
+    for ep in entry_points(group=GROUP):
+        dist = getattr(getattr(ep, "dist", None), "name", "") or ""
+        rows.append((ep.name, ep.value, dist))
+    return tuple(sorted(rows, key=lambda r: (r[2] != BUILTIN_DISTRIBUTION, r[0])))
+
+
+def builtin_methods() -> dict[str, str]:
+    """name -> "module:Class" of the baselines that ship with latbench."""
+    return {name: value for name, value, dist in _registered() if dist == BUILTIN_DISTRIBUTION}
+
+
+def available() -> dict[str, str]:
+    """name -> "module:Class" for built-ins and installed plug-ins (a built-in wins a name clash)."""
+    out: dict[str, str] = {}
+    for name, value, _ in _registered():
+        out.setdefault(name, value)
+    return out
+
+
+def resolve(spec: str) -> type[Method]:
+    """A Method class from a registered name or a ``module:Class`` path."""
+    known = available()
+    target = known.get(spec, spec if ":" in spec else None)
+    if target is None:
+        raise MethodError(f"unknown method {spec!r}{did_you_mean(spec, known)}; see `latbench methods` or pass module:Class")
+    module, _, attr = target.partition(":")
+    if ":" in spec and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m` and uvicorn: module:Class paths resolve from the cwd
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise MethodError(f"cannot load method {spec!r} from {target!r}: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise MethodError(f"{target!r} is not a latbench.Method subclass")
+    return cls
+
+
+def make(spec: str, **params) -> Method:
+    cls = resolve(spec)
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise MethodError(f"method {spec!r}: bad parameters {params}: {e}") from None
+
+
+def code_ref(spec: str) -> str:
+    """What results record as the code that ran: the spec itself for module:Class, else the resolved class."""
+    cls = resolve(spec)
+    return spec if ":" in spec else f"{cls.__module__}:{cls.__name__}"
