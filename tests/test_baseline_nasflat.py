@@ -177,7 +177,7 @@ def test_hw_embedding_init_copies_the_most_correlated_source(data):
     for j in (1, len(src.devices) - 1):
         truth = np.full(len(space), np.nan)
         truth[src.arch_ids] = 3.0 * src.latency[j] + 1.0  # the target is source device j, rescaled
-        oracle = Oracle(f"copy-of-{j}", src.arch_ids[:300], truth, 20, np.random.default_rng(j))
+        oracle = Oracle(f"copy-of-{j}", src.arch_ids[:300], truth[src.arch_ids[:300]], 20, np.random.default_rng(j))
         m.adapt(oracle.device, oracle)
         info = m.targets_[oracle.device]
         assert info["by"] == "true source latency" and info["source_index"] == j

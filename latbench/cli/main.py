@@ -29,6 +29,20 @@ console = Console(width=None if sys.stdout.isatty() else 160, markup=False)  # m
 err_console = Console(stderr=True, markup=False)
 
 
+@board_app.callback()
+def board_options(
+    board: Optional[Path] = typer.Option(
+        None, "--board", envvar="LATBENCH_LEADERBOARD",
+        help="The board folder (entries/, README.md, site/). Default: the checkout's leaderboard/, or, installed "
+             "from a wheel, the user data dir (e.g. ~/.local/share/latbench/leaderboard).")
+):
+    """Validate, store, verify and render leaderboard entries."""
+    import os
+
+    if board is not None:
+        os.environ["LATBENCH_LEADERBOARD"] = str(board.expanduser().resolve())
+
+
 def _error(message: str) -> None:
     from rich.text import Text
 
@@ -548,6 +562,28 @@ def sweep_cmd(
     if store_entries:
         for spec, e in zip(specs, entries):
             console.print(f"{spec}: stored {lb.store_entry(e).name}")
+
+
+# --------------------------------------------------------------------------------- checkpoints
+checkpoints_app = typer.Typer(no_args_is_help=True, help="Maintain the unit folders of `sweep --checkpoint`.")
+app.add_typer(checkpoints_app, name="checkpoints")
+
+
+@checkpoints_app.command("prune")
+@friendly
+def checkpoints_prune(
+    folder: Path = typer.Argument(..., metavar="DIR", help="A folder given to --checkpoint."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+):
+    """Remove the units no sweep would load again (their method's code, latbench or protocol version changed,
+    or the method is gone). Refuses, removing nothing, a folder holding a JSON file that is not a unit."""
+    from latbench.eval import checkpoints
+
+    kept, removed = checkpoints.prune(folder, dry_run=dry_run)
+    for path in removed:
+        console.print(f"{'would remove' if dry_run else 'removed'} {path}", highlight=False, soft_wrap=True)
+    console.print(f"{folder}: kept {len(kept)} unit(s), {'would remove' if dry_run else 'removed'} {len(removed)} stale",
+                  highlight=False, soft_wrap=True)
 
 
 def main():  # pragma: no cover

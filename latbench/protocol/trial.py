@@ -8,6 +8,7 @@ choice, the method's seed) flows from ``(task.seed, trial index)``.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,27 +48,42 @@ class SourceData:
     def device(self, name: str) -> np.ndarray:
         return self.latency[self.devices.index(name)]
 
+    def __deepcopy__(self, memo):
+        """Shared, not copied: the source data is frozen and fitted methods that keep it are deep-copied per k."""
+        return self
+
 
 class Oracle:
     """Measures archs on one target device, only from the query pool and at most ``budget`` distinct.
 
-    Re-measuring an arch is free. ``measured`` keeps what was revealed, in order.
+    It holds the latencies of the pool's archs only (and their kernel rows): the evaluation set's
+    latencies stay with the runner, so nothing a method is handed can reveal them. (A method could
+    still read the dataset from disk; the leaderboard relies on ``verify`` and published code for
+    that.) Re-measuring an arch is free. ``measured`` keeps what was revealed, in order. ``rng`` is
+    a generator fixed by (task seed, trial, device), for methods that choose their shots randomly.
     """
 
-    def __init__(self, device: str, pool: np.ndarray, truth: np.ndarray, budget: int, rng: np.random.Generator,
-                 default: np.ndarray | None = None, kernel_rows=None):
+    def __init__(self, device: str, pool: np.ndarray, pool_latency: np.ndarray, budget: int, rng: np.random.Generator,
+                 default: np.ndarray | None = None, kernel_rows=None, seed: int = 0):
         if budget > len(pool):
             raise OracleError(f"{device}: budget k={budget} exceeds the query pool of {len(pool)} archs")
         self.device = device
         self.pool = np.asarray(pool, dtype=np.int64)
+        if len(pool_latency) != len(self.pool):
+            raise OracleError(f"{device}: {len(pool_latency)} pool latencies for a pool of {len(self.pool)} archs")
         self.budget = int(budget)
-        self._pool_set = set(self.pool.tolist())
-        self._truth = truth
+        self._pool_latency = dict(zip(self.pool.tolist(), np.asarray(pool_latency, dtype=np.float64).tolist()))
         if default is None:
             default = np.sort(rng.choice(self.pool, self.budget, replace=False)) if budget else np.zeros(0, np.int64)
         self._default = np.asarray(default, dtype=np.int64)
-        self._kernel_rows = kernel_rows
+        self._kernel_rows = None if kernel_rows is None else kernel_rows[kernel_rows["arch_id"].isin(self.pool)].reset_index(drop=True)
+        self._seed = (int(seed), device)
         self.measured: dict[int, float] = {}
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """A fresh generator fixed by (trial seed, device): the same draws in every run of this trial."""
+        return np.random.default_rng([self._seed[0], zlib.crc32(self._seed[1].encode())])
 
     @property
     def has_kernels(self) -> bool:
@@ -84,7 +100,7 @@ class Oracle:
 
     def measure(self, ids) -> np.ndarray:
         ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
-        outside = [int(i) for i in ids if int(i) not in self._pool_set]
+        outside = [int(i) for i in ids if int(i) not in self._pool_latency]
         if outside:
             raise OracleError(f"{self.device}: arch {outside[0]} is not in the query pool; a method may only measure pool archs")
         new = [int(i) for i in dict.fromkeys(ids.tolist()) if int(i) not in self.measured]
@@ -94,7 +110,7 @@ class Oracle:
                 f"({len(self.measured)} already measured)"
             )
         for i in new:
-            self.measured[i] = float(self._truth[i])
+            self.measured[i] = self._pool_latency[i]
         return np.array([self.measured[int(i)] for i in ids])
 
     def kernels(self, ids):
@@ -208,7 +224,8 @@ def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str =
             eval_ids[d] = np.arange(n_archs)
         if shots > len(pool):
             raise OracleError(f"task {task.id}: k={shots} is larger than the query pool ({len(pool)} archs)")
-        oracles[d] = Oracle(d, pool, truth, budget, rng, default=default, kernel_rows=(kernels or {}).get(d))
+        pool = np.asarray(pool, dtype=np.int64)
+        oracles[d] = Oracle(d, pool, truth[pool], budget, rng, default=default, kernel_rows=(kernels or {}).get(d), seed=seed)
     return Trial(task, trial, shots, seed, source, oracles, eval_ids, protocol)
 
 

@@ -208,9 +208,11 @@ def load_task_file(path: Path) -> TaskSpec:
 
 @functools.lru_cache(maxsize=None)
 def _all(tasks_dir: Path) -> dict[str, TaskSpec]:
-    if not tasks_dir.is_dir():
-        return {}
-    return {p.stem: load_task_file(p) for p in sorted(tasks_dir.glob("*.yaml"))}
+    files = sorted(tasks_dir.glob("*.yaml")) if tasks_dir.is_dir() else []
+    if not files:
+        raise TaskError(f"no task files (*.yaml) in {tasks_dir}; set LATBENCH_TASKS to a folder of task files, "
+                        "or reinstall latbench (its wheel ships the official tasks)")
+    return {p.stem: load_task_file(p) for p in files}
 
 
 def list_tasks() -> list[TaskSpec]:
