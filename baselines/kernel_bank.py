@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import nnls
 
 from latbench.errors import MethodError
