@@ -324,7 +324,6 @@ class BRPNAS(Method):
 
     name = "brp-nas"
     summary = "BRP-NAS GCN (Eagle): pre-trained on source devices, fine-tuned on the k target shots"
-    requires = ("graph",)
     check_params = {"epochs": 1, "finetune_epochs": 1, "hidden": 32}
 
     def __init__(

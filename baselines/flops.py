@@ -16,7 +16,6 @@ from latbench.methods.base import Method
 class FLOPsRegression(Method):
     name = "flops"
     summary = "latency = a*FLOPs + b fitted on the k target shots (ranking = FLOPs ranking)"
-    requires = ("flops",)
 
     def adapt(self, device, oracle):
         super().adapt(device, oracle)

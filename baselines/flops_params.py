@@ -18,7 +18,6 @@ from latbench.methods.base import Method
 class FLOPsParamsRegression(Method):
     name = "flops-params"
     summary = "non-negative linear model on FLOPs, params and activations, fitted on the k target shots"
-    requires = ("flops",)
 
     def _features(self, ids) -> np.ndarray:
         s = self.space_

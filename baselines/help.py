@@ -327,7 +327,6 @@ class HELP(Method):
 
     name = "help"
     summary = "HELP (NeurIPS'21): Meta-SGD latency predictor with a 10-arch hardware embedding and z-modulator"
-    requires = ("graph", "onehot")
     check_params = {"num_episodes": 20, "mc_samples": 2}
 
     def __init__(self, num_episodes=None, inner_steps=2, mc_samples=10, meta_lr=1e-4, layer_size=100,

@@ -147,7 +147,6 @@ def kl_scores(P: np.ndarray, y: np.ndarray) -> np.ndarray:
 class LitePred(Method):
     name = "litepred"
     summary = "LitePred adapted: pool of per-kernel MLPs backfitted per source, KL-similar source fine-tuned on the shots"
-    requires = ("layers",)
 
     def __init__(self, variant: str = "adapted", rules: str = "default", hidden: tuple = (64, 64, 64), epochs: int = 350,
                  lr: float = 1e-3, rounds: int = 2, inner: int = 100, finetune_epochs: int = 350, finetune_lr: float = 1e-3,

@@ -36,7 +36,6 @@ def layer_features(space, arch_id: int) -> dict:
 class LayerwiseLookup(Method):
     name = "lookup"
     summary = "per-layer-type additive cost table (NNLS on source devices), rescaled on the target shots"
-    requires = ("layers",)
 
     def _matrix(self, ids) -> np.ndarray:
         rows = [layer_features(self.space_, i) for i in np.asarray(ids)]

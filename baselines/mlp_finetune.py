@@ -170,7 +170,6 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 class _LatencyMLP(Method):
     """Shared machinery: the MLP, its training, and the output-layer fine-tuning on the shots."""
 
-    requires = ("onehot",)
     check_params = {"hidden_units": 48, "epochs": 1, "finetune_epochs": 5}
 
     def __init__(self, hidden_units=400, hidden_layers=3, epochs=10, batch_size=32, lr=1e-3, optimizer="adam",

@@ -539,7 +539,6 @@ class NASFLAT(Method):
 
     name = "nasflat"
     summary = "NASFLAT (MLSys'24): GNN with hw embeddings, pairwise ranking, sampler + hw-emb transfer, fine-tuning"
-    requires = ("graph", "onehot", "flops")
     check_params = {"epochs": 1, "batch_size": 1024, "transfer_epochs": 2, "hid_dim": 16, "op_fp_dims": (16, 16),
                     "forward_dims": (16, 16, 16), "mlp_dims": (16, 16, 16)}
 

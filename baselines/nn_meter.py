@@ -87,7 +87,6 @@ from latbench_baselines.kernel_bank import (
 class NNMeter(Method):
     name = "nn-meter"
     summary = "nn-Meter adapted: per-kernel RFs backfitted from e2e latency per source, rescaled per kernel type on the shots"
-    requires = ("layers",)
 
     def __init__(self, variant: str = "adapted", rules: str = "default", hardware: str = "tflite_cpu", rounds: int = 2,
                  inner: int = 100, shrink=1e-4, random_state: int = 10, max_trees: int | None = None,

@@ -187,7 +187,6 @@ class _OpRegressor:
 class _OpwiseBase(Method):
     """Per-source regressors on op-wise features + the shared target stage (see the module doc)."""
 
-    requires = ("layers",)
 
     # subclasses: _make(seed) -> regressor, or override _fit_source / _predict_source
 

@@ -25,7 +25,6 @@ from latbench.methods.base import Method
 class ParamsRegression(Method):
     name = "params-regression"
     summary = "latency = a*params + b fitted on the k target shots (example predictor)"
-    requires = ("flops",)  # params come with the same per-arch feature tables
 
     def __init__(self, min_slope: float = 1e-9):
         self.min_slope = min_slope  # hyperparameters only: sklearn-style clone()/get_params() rely on it

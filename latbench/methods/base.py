@@ -18,6 +18,9 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from latbench.protocol.trial import Oracle, SourceData
+from latbench.spaces.base import SearchSpace
+
 
 class Method(BaseEstimator):
     """Base class. Subclasses implement ``fit`` and ``predict``; ``adapt`` has a default."""
@@ -25,28 +28,29 @@ class Method(BaseEstimator):
     #: Registry name and a one-line description for ``latbench methods``.
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
-    #: What the method reads from the space: any of "onehot", "graph", "flops", "layers".
-    requires: ClassVar[tuple[str, ...]] = ()
     #: Hyperparameters that make the method cheap enough for the contract suite (tests only; like
     #: scikit-learn's checking parameters). Scores under these settings mean nothing.
     check_params: ClassVar[dict] = {}
 
-    def fit(self, source, space, seed: int) -> "Method":
+    def fit(self, source: SourceData, space: SearchSpace, seed: int) -> Method:
+        """Learn from the source devices. ``seed`` is fixed by (task, trial): use it for all randomness."""
         self.source_ = source
         self.space_ = space
         self.seed_ = seed
         return self
 
-    def adapt(self, device: str, oracle) -> "Method":
+    def adapt(self, device: str, oracle: Oracle) -> Method:
         """Default: measure the oracle's default random choice and keep the shots."""
         ids = oracle.default_choice()
         self.remember_shots(device, ids, oracle.measure(ids))
         return self
 
     def remember_shots(self, device: str, ids, latency) -> None:
+        """Keep one target device's measured shots in ``shots_[device]`` = (ids, latency_ms): per-device state."""
         if not hasattr(self, "shots_"):
             self.shots_ = {}
         self.shots_[device] = (np.asarray(ids, dtype=np.int64), np.asarray(latency, dtype=np.float64))
 
-    def predict(self, device: str, arch_ids) -> np.ndarray:
+    def predict(self, device: str, arch_ids: np.ndarray) -> np.ndarray:
+        """Latency in ms of each arch id on ``device`` (finite, > 0, one per id)."""
         raise NotImplementedError
