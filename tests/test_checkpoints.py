@@ -232,3 +232,186 @@ def test_sigterm_stops_the_workers_too(data, tmp_path):
     time.sleep(0.5)
     alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[:1]]
     assert alive == [] and not (tmp_path / "out").exists() and not list((tmp_path / "ck").rglob("*.json"))
+
+
+# ------------------------------------------------------ the fingerprint covers the code that runs
+@pytest.fixture()
+def fresh_code_cache():
+    """Fingerprints are cached per process: forget them around a test that edits code."""
+    checkpoints.clear_code_cache()
+    yield
+    checkpoints.clear_code_cache()
+
+
+def _edit_source(monkeypatch, module: str, edit) -> None:
+    """Make the fingerprint see ``edit(source)`` as ``module``'s source (as if the file were edited)."""
+    real = checkpoints._source
+    monkeypatch.setattr(checkpoints, "_source", lambda name: edit(real(name)) if name == module else real(name))
+    checkpoints.clear_code_cache()
+
+
+def test_fingerprint_covers_imported_helpers_and_the_evaluation_code():
+    modules = checkpoints.code_modules("latbench_baselines.flops")
+    assert {"latbench_baselines.flops", "latbench_baselines", "latbench.methods.fitting", "latbench.methods.base",
+            "latbench.eval.units", "latbench.eval.trials", "latbench.protocol.scoring", "latbench.protocol.trial"} <= set(modules)
+    # a function-local import counts too (kernel_bank imports kernel_sampling inside a function)
+    assert "latbench.measure.kernel_sampling" in checkpoints.code_modules("latbench_baselines.opwise")
+    assert not any(m.startswith(("numpy", "sklearn", "torch")) for m in modules)
+    assert set(checkpoints.unit_key(_unit())) == set(checkpoints.KEY_FIELDS)
+
+
+def _unit(method="flops", trial=0):
+    _, tasks = lb.select_tasks(TASKS)
+    (label, m), = sweep.make_methods([method], {})
+    return units.Unit(0, label, m, tasks[0], trial, tuple(SHOTS))
+
+
+FLOOR = "floor = 1e-3 * (float(np.min(shots))"
+
+
+def test_editing_a_shared_helper_reruns_the_unit_but_a_docstring_edit_does_not(data, tmp_path, monkeypatch, fresh_code_cache):
+    """The issue: a new floor in ``latbench.methods.fitting.positive_floor`` must not reuse the ``flops`` units."""
+    root = tmp_path / "ck"
+    before_fp, before_path = checkpoints.code_fingerprint("latbench_baselines.flops"), checkpoints.path_for(root, _unit())
+    _run(root)
+    first = _files(root)
+    ran = _count_units(monkeypatch)
+
+    _edit_source(monkeypatch, "latbench.methods.fitting",
+                 lambda s: s.replace('"""Clip predictions to a small positive floor', '"""Clip, to a tiny positive floor,'))
+    assert checkpoints.code_fingerprint("latbench_baselines.flops") == before_fp
+    assert checkpoints.path_for(root, _unit()) == before_path
+    _run(root)
+    assert ran == [] and _files(root) == first  # docs only: every unit is loaded
+
+    assert FLOOR in checkpoints._source("latbench.methods.fitting")
+    _edit_source(monkeypatch, "latbench.methods.fitting", lambda s: s.replace(FLOOR, FLOOR.replace("1e-3", "1e-4")))
+    assert checkpoints.code_fingerprint("latbench_baselines.flops") != before_fp
+    assert checkpoints.path_for(root, _unit()) != before_path
+    _run(root)
+    assert len(ran) == 2 * TRIALS  # every unit ran again, none was loaded
+    assert len(_files(root)) == 2 * len(first)  # the new units beside the old ones (prune removes those)
+
+
+PLUGIN = {
+    "__init__.py": '"""A third-party method package."""\n',
+    "helpers.py": '"""Shared helper."""\n\ndef shift(pred):\n    """Doc."""\n    return pred + 0.0\n',
+    "extra.py": "SCALE = 1.0\n",
+    "method.py": ('from latbench_baselines.flops import FLOPsRegression\nfrom .helpers import shift\n\n\n'
+                  'class Shifted(FLOPsRegression):\n    name = "shifted"\n\n    def predict(self, device, arch_ids):\n'
+                  '        from . import extra\n\n        return shift(super().predict(device, arch_ids)) * extra.SCALE\n'),
+}
+
+
+def test_real_file_edits_in_a_methods_own_package(data, tmp_path, monkeypatch, fresh_code_cache):
+    """Files edited on disk: relative and function-local imports of the method's package are followed."""
+    pkg = tmp_path / "src" / "ckplug"
+    pkg.mkdir(parents=True)
+    for name, text in PLUGIN.items():
+        (pkg / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    assert {"ckplug", "ckplug.method", "ckplug.helpers", "ckplug.extra", "latbench.methods.fitting"} <= set(
+        checkpoints.code_modules("ckplug.method"))
+    root = tmp_path / "ck"
+    _run(root, "ckplug.method:Shifted")
+    ran = _count_units(monkeypatch)
+    try:
+        (pkg / "helpers.py").write_text(PLUGIN["helpers.py"].replace('"""Doc."""', '"""Other words."""  # note'))
+        checkpoints.clear_code_cache()
+        _run(root, "ckplug.method:Shifted")
+        assert ran == []
+        (pkg / "extra.py").write_text("SCALE = 1.0 * 1\n")
+        checkpoints.clear_code_cache()
+        _run(root, "ckplug.method:Shifted")
+        assert len(ran) == 2 * TRIALS
+    finally:
+        for name in list(sys.modules):
+            if name == "ckplug" or name.startswith("ckplug."):
+                del sys.modules[name]
+
+
+# -------------------------------------------------------------------------- checkpoints prune
+def _stale_copy(root: Path, src: Path, **key_changes) -> Path:
+    """A well-formed unit of another key (as an older code/version would have written it), at that key's path."""
+    doc = json.loads(src.read_text())
+    doc["key"] = {**doc["key"], **key_changes}
+    path = checkpoints._key_path(root, doc["key"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_prune_removes_only_units_no_sweep_would_load(data, tmp_path, monkeypatch, fresh_code_cache):
+    root = tmp_path / "ck"
+    _run(root)
+    current = _files(root)
+    src = root / current[0]
+    stale = [_stale_copy(root, src, code="0123456789abcdef"),  # older code
+             _stale_copy(root, src, latbench_version="0.0.1"),
+             _stale_copy(root, src, protocol_version="0"),
+             _stale_copy(root, src, **{"class": "baselines.flops:FLOPsRegression"}),  # module renamed since
+             _stale_copy(root, src, **{"class": "latbench_baselines.flops:Gone"}),  # class removed
+             _stale_copy(root, src, method="old-flops", **{"class": "test_checkpoints:Slow"})]  # not where its key says:
+    moved = stale[-1].with_name("trial0-" + "f" * 16 + ".json")
+    stale[-1].rename(moved)
+    stale[-1] = moved
+    (root / "notes.txt").write_text("not JSON: left alone")
+    everything = _files(root)
+
+    res = _cli("checkpoints", "prune", str(root), "--dry-run")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert f"kept {len(current)} unit(s), would remove {len(stale)} stale" in res.output
+    assert all(f"would remove {p}" in res.output for p in stale) and _files(root) == everything
+
+    res = _cli("checkpoints", "prune", str(root))
+    assert res.exit_code == 0, res.output + res.stderr
+    assert f"kept {len(current)} unit(s), removed {len(stale)} stale" in res.output
+    assert _files(root) == current and (root / "notes.txt").exists()
+    assert not (root / "old-flops").exists()  # folders left empty go too
+    ran = _count_units(monkeypatch)
+    _run(root)
+    assert ran == []  # what was kept is exactly what the sweep loads
+
+    # the issue's case: after a helper edit every unit of the method is stale
+    _edit_source(monkeypatch, "latbench.methods.fitting", lambda s: s.replace(FLOOR, FLOOR.replace("1e-3", "1e-4")))
+    res = _cli("checkpoints", "prune", str(root))
+    assert res.exit_code == 0 and f"kept 0 unit(s), removed {len(current)} stale" in res.output
+    assert _files(root) == []
+
+
+def _write(root: Path, name: str, text: str) -> Path:
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda root: root / "missing", "does not exist"),
+    (lambda root: _write(root, "notes.json", '{"a": 1}'), "is not a unit checkpoint (not a latbench-unit-checkpoint/1 file)"),
+    (lambda root: _write(root, "x/y.json", "{oops"), "not valid JSON"),
+])
+def test_prune_refuses_a_missing_folder_or_foreign_json_and_removes_nothing(data, tmp_path, make_bad, message):
+    root = tmp_path / "ck"
+    _run(root)
+    stale = _stale_copy(root, root / _files(root)[0], code="0123456789abcdef")
+    before = _files(root)
+    target = make_bad(root)
+    res = _cli("checkpoints", "prune", str(target))
+    text = " ".join(res.stderr.split())
+    assert res.exit_code == 1 and text.startswith("error: ") and message in text, res.output + res.stderr
+    assert "does not exist" in text or "nothing removed" in text
+    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
+    assert stale.exists() and set(before) <= set(_files(root))
+
+
+def test_prune_refuses_when_a_methods_module_fails_to_import(data, tmp_path, monkeypatch):
+    """A broken edit (or a missing dependency) says nothing about the unit: no guessing, nothing removed."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "ckbroken.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    root = tmp_path / "ck"
+    _run(root)
+    stale = _stale_copy(root, root / _files(root)[0], **{"class": "ckbroken:Method"})
+    res = _cli("checkpoints", "prune", str(root))
+    assert res.exit_code == 1 and "importing ckbroken failed" in " ".join(res.stderr.split()) and stale.exists()
+    sys.modules.pop("ckbroken", None)

@@ -575,8 +575,12 @@ def checkpoints_prune(
     folder: Path = typer.Argument(..., metavar="DIR", help="A folder given to --checkpoint."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
 ):
-    """Remove the units no sweep would load again (their method's code, latbench or protocol version changed,
-    or the method is gone). Refuses, removing nothing, a folder holding a JSON file that is not a unit."""
+    """Remove the units no sweep would load again.
+
+    Stale: the code of the unit's method, of a module it imports or of the evaluation changed, the
+    latbench or protocol version changed, or the method is gone. A folder holding a JSON file that
+    is not a unit checkpoint is refused: nothing is removed.
+    """
     from latbench.eval import checkpoints
 
     kept, removed = checkpoints.prune(folder, dry_run=dry_run)

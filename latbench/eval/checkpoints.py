@@ -9,12 +9,15 @@ uninterrupted run (a unit's numbers depend only on its key and the data), and th
 measured seconds.
 
 A unit's file is found by its key: sha256 over the method (spec, class, parameters, and a
-fingerprint of the code of the module that defines it, docstrings and comments left out, so
-editing a method's code invalidates its checkpoints but editing its docs does not), the task
+fingerprint of the code that runs it -- see ``code_fingerprint`` -- docstrings and comments left
+out, so editing a method's code or a helper it imports invalidates its checkpoints but editing
+docs does not), the task
 (id, version), trial, shot counts, protocol, source-arch mode and the latbench version. A file is
 reused only if it also quotes the current hash of the task's data (``store.data_hash``); a stale
 one (the data changed) is run again and overwritten. A file that is not a checkpoint of this
 format is an error naming the file -- never silently replaced, never executed (plain JSON only).
+Units that no sweep would load again (their code or version changed) stay on disk until
+``latbench checkpoints prune DIR`` (``prune`` here) removes them.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import inspect
+import importlib
+import importlib.machinery
+import importlib.util
 import json
 import math
 import re
 import sys
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +51,10 @@ MAX_BYTES = 2_000_000  # one unit is a few KB; anything this large is not ours
 
 class CheckpointError(LatbenchError):
     """A checkpoint file is unreadable or malformed (its path and the reason are in the message)."""
+
+
+KEY_FIELDS = ("method", "class", "code", "params", "task", "task_version", "trial", "shots", "protocol",
+              "protocol_version", "source_archs", "latbench_version")
 
 
 def unit_key(unit) -> dict[str, Any]:
@@ -69,13 +79,131 @@ def _plain(value):
     return value
 
 
-@functools.lru_cache(maxsize=None)
+#: Top-level packages whose modules are followed through imports (besides the method's own package).
+FOLLOWED = ("latbench", "latbench_baselines")
+#: Modules that turn a method into a unit's numbers, fingerprinted with every method: the unit runner
+#: (``latbench.eval.units``) and, through its imports, the trial loop (``latbench.eval.trials``), the
+#: protocol (``latbench.protocol.*``: shot sampling, scoring), the task specs and the data store.
+#: A change there changes the numbers as surely as a change in the method, so it re-runs the unit.
+RUNNER_MODULES = ("latbench.eval.units", "latbench.eval.trials")
+
+
+@functools.cache
 def code_fingerprint(module: str) -> str:
-    """sha256 of the module's syntax tree without docstrings ("" if its source cannot be read)."""
-    try:
-        return source_fingerprint(inspect.getsource(sys.modules[module]))
-    except (KeyError, OSError, TypeError, SyntaxError):
+    """Fingerprint of the code that computes a unit of a method defined in ``module``.
+
+    It covers ``module`` itself, every module it imports, transitively (module-level and
+    function-local imports, relative ones resolved), that belongs to latbench, to the built-in
+    baselines (``latbench_baselines``) or to the method's own top-level package, the packages
+    above those (their ``__init__`` runs too), and the same closure of ``RUNNER_MODULES`` (the
+    evaluation code that produces the numbers). It is a sha256 over the sorted (module name,
+    ``source_fingerprint``) pairs, so a docstring- or comment-only edit anywhere keeps it, and
+    any code edit in any of them changes it (e.g. a new floor in ``latbench.methods.fitting``
+    re-runs every unit of ``latbench_baselines.flops``). Modules are located with import specs and
+    read as source, never executed. A module whose source cannot be read counts by name only.
+    Computed once per process (``clear_code_cache`` forgets); "" if ``module`` itself has no
+    readable source.
+    """
+    if _module_fingerprint(module) == "":
         return ""
+    pairs = sorted((name, _module_fingerprint(name)) for name in code_modules(module))
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
+
+
+def code_modules(module: str) -> list[str]:
+    """The modules ``code_fingerprint(module)`` covers, sorted (see there)."""
+    followed = set(FOLLOWED) | {module.partition(".")[0]}
+    seen: set[str] = set()
+    todo = [".".join(m.split(".")[:i]) for m in (module, *RUNNER_MODULES) for i in range(1, m.count(".") + 2)]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(m for m in _imports(name) if m.partition(".")[0] in followed and m not in seen)
+    return sorted(seen)
+
+
+def clear_code_cache() -> None:
+    """Forget every fingerprint this process computed (they are read from disk again on next use)."""
+    for fn in (code_fingerprint, _module_fingerprint, _imports, _spec):
+        fn.cache_clear()
+
+
+@functools.cache
+def _spec(name: str):
+    """The import spec of module ``name``, found without importing it or its packages (None if none)."""
+    mod = sys.modules.get(name)
+    if mod is not None:
+        return getattr(mod, "__spec__", None) or importlib.machinery.ModuleSpec(name, None, origin=getattr(mod, "__file__", None))
+    parent, _, _ = name.rpartition(".")
+    try:
+        if not parent:
+            return importlib.util.find_spec(name)  # a top-level name imports nothing
+        pspec = _spec(parent)
+        locations = getattr(pspec, "submodule_search_locations", None)
+        return importlib.machinery.PathFinder.find_spec(name, list(locations)) if locations else None
+    except (ImportError, ValueError):
+        return None
+
+
+def _source(name: str) -> str | None:
+    """Module ``name``'s Python source as on disk now (None if it has none that can be read)."""
+    spec = _spec(name)
+    origin = getattr(spec, "origin", None)
+    if not origin or not str(origin).endswith(".py"):
+        return None
+    try:
+        with tokenize.open(origin) as f:
+            return f.read()
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+
+
+@functools.cache
+def _module_fingerprint(name: str) -> str:
+    source = _source(name)
+    if source is None:
+        return ""
+    try:
+        return source_fingerprint(source)
+    except (SyntaxError, ValueError):
+        return "unparsable:" + hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _imports(name: str) -> tuple[str, ...]:
+    """Every module ``name``'s source imports anywhere (with the packages above each), resolved."""
+    source = _source(name)
+    if source is None:
+        return ()
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return ()
+    spec = _spec(name)
+    package = name if getattr(spec, "submodule_search_locations", None) is not None else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
+            except (ImportError, ValueError):
+                continue
+            if not base:
+                continue
+            found.add(base)
+            for alias in node.names:  # ``from pkg import mod`` imports pkg.mod when it is a module
+                if alias.name != "*" and _spec(f"{base}.{alias.name}") is not None:
+                    found.add(f"{base}.{alias.name}")
+    with_parents = set()
+    for m in found:
+        parts = m.split(".")
+        with_parents.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    with_parents.discard(name)
+    return tuple(sorted(with_parents))
 
 
 def source_fingerprint(source: str) -> str:
@@ -95,8 +223,12 @@ def _digest(key: dict) -> str:
 
 def path_for(root: Path, unit) -> Path:
     """``ROOT/<method>/<task>/trial<t>-<key digest>.json``: readable, and unique per key."""
-    stem = re.sub(r"[^a-z0-9]+", "-", unit.label.lower()).strip("-") or "method"
-    return Path(root) / stem / unit.task.id / f"trial{unit.trial}-{_digest(unit_key(unit))[:16]}.json"
+    return _key_path(root, unit_key(unit))
+
+
+def _key_path(root: Path, key: dict) -> Path:
+    stem = re.sub(r"[^a-z0-9]+", "-", str(key["method"]).lower()).strip("-") or "method"
+    return Path(root) / stem / str(key["task"]) / f"trial{key['trial']}-{_digest(key)[:16]}.json"
 
 
 def save(root: Path, unit, outcome) -> Path:
@@ -121,12 +253,16 @@ class Record:
     trials: list  # TrialResult, one per key["shots"]
 
 
-def read(path: Path) -> Record:
-    """Parse and validate one checkpoint file (plain JSON only); CheckpointError naming it if bad."""
+def read(path: Path, bad=None) -> Record:
+    """Parse and validate one checkpoint file (plain JSON only); CheckpointError naming it if bad.
+
+    ``bad(path, why)``, if given, makes the error instead (its wording for another context).
+    """
     path = Path(path)
+    make = bad or (lambda p, why: CheckpointError(f"checkpoint {p} is not usable: {why}; delete it to run that unit again"))
 
     def bad(why: str) -> CheckpointError:
-        return CheckpointError(f"checkpoint {path} is not usable: {why}; delete it to run that unit again")
+        return make(path, why)
 
     if path.stat().st_size > MAX_BYTES:
         raise bad(f"{path.stat().st_size} bytes (a unit's checkpoint is a few KB)")
@@ -175,9 +311,76 @@ def load(root: Path, unit):
     return Outcome(unit.index, rec.trials, store.info()["content_hash"], rec.seconds, rec.host)
 
 
-def scan(root: Path) -> list[Record]:
+def scan(root: Path, bad=None) -> list[Record]:
     """Every checkpoint under ``root`` (validated), e.g. to tabulate a sweep that is not finished."""
-    return [read(p) for p in sorted(Path(root).rglob("*.json"))]
+    return [read(p, bad) for p in sorted(Path(root).rglob("*.json"))]
+
+
+def current_path(root: Path, key: dict) -> Path | None:
+    """Where a sweep run today would look for the unit of ``key`` (None: its method is gone).
+
+    The stored key with today's code fingerprint of its method's class, latbench version and
+    protocol version; a file anywhere else is never loaded again. Parameters are taken as stored
+    (they are not re-derived from the class: that would mean rebuilding the method from their
+    JSON form, which is lossy). Raises CheckpointError if the method's module exists but cannot be
+    imported here (a missing dependency, a broken edit): that says nothing about the unit.
+    """
+    if set(key) != set(KEY_FIELDS):
+        return None  # written by a version whose key had other fields
+    module, _, qualname = str(key["class"]).partition(":")
+    if not module or not qualname:
+        return None
+    try:
+        obj = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and (module == e.name or module.startswith(e.name + ".")):
+            return None  # the module (or its package) no longer exists
+        raise CheckpointError(f"cannot tell whether the units of {key['class']} are current: importing {module} "
+                              f"failed ({e}); nothing was pruned") from None
+    except Exception as e:  # noqa: BLE001 -- any failure of someone's module import
+        raise CheckpointError(f"cannot tell whether the units of {key['class']} are current: importing {module} "
+                              f"failed ({type(e).__name__}: {e}); nothing was pruned") from None
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None  # the class was renamed or removed
+    if not isinstance(obj, type) or obj.__module__ != module:
+        return None  # not the class the unit ran any more (e.g. now re-exported from elsewhere)
+    today = {**key, "code": code_fingerprint(module), "latbench_version": __version__, "protocol_version": PROTOCOL_VERSION}
+    return _key_path(root, today)
+
+
+def prune(root: Path, dry_run: bool = False) -> tuple[list[Path], list[Path]]:
+    """Remove the units under ``root`` that no sweep would load again; ``(kept, removed)`` paths.
+
+    A unit is stale when its file is not where ``current_path`` puts its key: the code of its
+    method (or of anything it imports, or of the evaluation code) changed, the latbench or protocol
+    version changed, or its method's class cannot be found any more. Units whose data hash is stale
+    are kept (a sweep re-runs and overwrites them in place). Every JSON file under ``root`` is read
+    and every key resolved before anything is removed: a folder that does not exist, or holds a
+    JSON file that is not a unit checkpoint, is refused as a whole. ``dry_run``: remove nothing,
+    return what would be removed. Folders left empty are removed too. Other files are left alone.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CheckpointError(f"checkpoint folder {root} does not exist" + (" (it is a file)" if root.exists() else ""))
+
+    def refuse(path: Path, why: str) -> CheckpointError:
+        return CheckpointError(f"not pruning {root} (nothing removed): {path} is not a unit checkpoint ({why})")
+
+    kept, stale = [], []
+    for rec in scan(root, refuse):
+        (kept if current_path(root, rec.key) == rec.path else stale).append(rec.path)
+    if not dry_run:
+        for path in stale:
+            path.unlink()
+            for folder in (path.parent, path.parent.parent):
+                if folder != root and root in folder.parents:
+                    try:
+                        folder.rmdir()  # only if empty
+                    except OSError:
+                        break
+    return kept, stale
 
 
 def _reject_constant(name: str):
