@@ -1,26 +1,70 @@
 """Atomic file writes: a crash or an error never leaves a half-written file behind.
 
-Write to a temporary name in the target's folder, then ``os.replace`` (atomic on POSIX), so a
-reader sees either the old file or the new one.
+Every file latbench writes goes through :func:`atomic_path`: the content goes to a hidden temporary
+name in the target's folder, is fsynced, and only then gets its name -- ``os.replace`` (atomic on
+POSIX: readers see the old file or the new one) or, with ``exclusive``, a hard link that fails if
+the name exists (of concurrent writers exactly one wins).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def write_text(path: Path, text: str) -> Path:
+@contextlib.contextmanager
+def atomic_path(path: Path, *, exclusive: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it becomes ``path``. ``exclusive``: FileExistsError if it exists."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the new name durable too (best effort: not every filesystem lets a folder be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: Path, data: bytes, *, exclusive: bool = False) -> Path:
+    with atomic_path(path, exclusive=exclusive) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: Path, text: str, *, exclusive: bool = False) -> Path:
+    return write_bytes(path, text.encode("utf-8"), exclusive=exclusive)
+
+
+def write_parquet(path: Path, table, **options) -> Path:
+    """A pyarrow Table as parquet (``options`` go to ``pyarrow.parquet.write_table``)."""
+    import pyarrow.parquet as pq  # local: pyarrow is heavy and most writers only write text
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **options)
+    return Path(path)

@@ -1,13 +1,12 @@
 """PNG figures: dataset overviews (`latbench data plot`) and predicted-vs-measured scatters (`eval --plot`).
 
-Figures are written atomically (temp name in the same folder, then ``os.replace``) so a failure
+Figures are written atomically (:func:`latbench.io.atomic_path`) so a failure
 never leaves a half-written PNG that looks like a result.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from latbench.data import store
 from latbench.errors import LatbenchError
+from latbench.io import atomic_path
 from latbench.eval.trials import run_trial
 from latbench.protocol.scoring import check_predictions
 from latbench.tasks.generation import correlation
@@ -43,17 +43,15 @@ def _outdir(out: Path) -> Path:
 def _figure(plt, path: Path, tight: bool = True, **kwargs):
     """Yield a new figure; save it atomically to ``path`` on success, always close it."""
     fig = plt.figure(**kwargs)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield fig
         try:
-            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None)
         except OSError as e:
             raise LatbenchError(f"{path}: cannot write the plot ({e.strerror or e})") from None
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 def _plain_log_ticks(axis, lo: float, hi: float) -> None:

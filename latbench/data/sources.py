@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from latbench import paths
 from latbench.data.tables import SourceTables, SpaceTables  # noqa: F401  (re-exported for adapters)

@@ -17,9 +17,7 @@ import hashlib
 import html
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal, Sequence
@@ -301,23 +299,10 @@ def store_entry(entry: Entry, *, folder: Path | None = None, replace: bool = Fal
         twins = [p.name for p in folder.glob(f"*-{content}.json") if p.name != target.name]
         if twins:
             raise LeaderboardError(f"duplicate entry: the same code_ref and results are already on the board as {twins[0]}")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".json")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(entry.model_dump_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        if replace:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise LeaderboardError(f"duplicate entry: {target.name} is already on the board") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+        return write_text(target, entry.model_dump_json(), exclusive=not replace)
+    except FileExistsError:
+        raise LeaderboardError(f"duplicate entry: {target.name} is already on the board") from None
 
 
 def check_same(entry: Entry, fresh: EvalResult, rel: float = 1e-6) -> None:

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from latbench.errors import LatbenchError
-from latbench.io import write_text
+from latbench.io import write_parquet, write_text
 from latbench.kernels import decomposition as kernels
 from latbench.kernels.decomposition import op_type
 from latbench.kernels.regressors import family_features, kernel_forest
@@ -330,7 +330,6 @@ def run_campaign(out, op: str, sampler: str, spaces, *, samples: int, finegraine
     import time
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
 
     check_op(op)
@@ -381,10 +380,7 @@ def run_campaign(out, op: str, sampler: str, spaces, *, samples: int, finegraine
         log(f"{op} vae: {len(lat)} measured, held-out ±10% accuracy {ev['acc10']:.3f}")
     seconds = round(time.perf_counter() - tic, 1)
     path = campaign_file(out, device, op)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), tmp)
-    tmp.replace(path)
+    write_parquet(path, pa.Table.from_pandas(rows, preserve_index=False))
     report = {"device": device, "op": op, "sampler": sampler, "zoo": [s.name for s in spaces], "zoo_archs": zoo_archs,
               "samples": samples, "finegrained": finegrained, "iterations": iterations, "error_threshold": error_threshold,
               "threads": threads, "warmup": warmup, "repeats": repeats, "seed": seed, "measured": int(len(rows)),

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from latbench.errors import LatbenchError
-from latbench.io import write_text
+from latbench.io import write_parquet, write_text
 
 RUNTIMES = ("torch", "torch-graphs", "onnxruntime")
 CONTENTION_SHARE = 0.05  # other processes' share of all CPU time during a timed block that counts as contended
@@ -631,7 +631,6 @@ def retest_device(space, s: Setting, lg: DeviceLog, ids: list[int], seed: int, m
 def finalize(folder: Path) -> None:
     """JSONL -> ``latency.parquet`` (+ ``kernels.parquet``), written atomically next to them."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     folder = Path(folder)
     rows = read_jsonl(folder / "latency.jsonl")
@@ -639,7 +638,7 @@ def finalize(folder: Path) -> None:
         return
     cols = ["arch", "latency_ms", "iqr_ms", "trimmed_mean_ms", "outliers", "n", "attempts", "contended"]
     table = pa.table({c: [r.get(c) for r in rows] for c in cols})
-    _write_parquet_atomic(table, folder / "latency.parquet", pq)
+    write_parquet(folder / "latency.parquet", table, compression="zstd")
     # a run killed between the two appends leaves a kernel line whose arch was then measured again:
     # keep the last kernel line of each arch that has a latency line, in latency order
     last = {r["arch"]: r["rows"] for r in read_jsonl(folder / "kernels.jsonl")}
@@ -653,13 +652,4 @@ def finalize(folder: Path) -> None:
                 for n, v in zip(names, k):
                     flat[n].append(v)
         ktable = pa.table({"arch": pa.array(flat["arch"]).dictionary_encode(), **{n: flat[n] for n in names}})
-        _write_parquet_atomic(ktable, folder / "kernels.parquet", pq)
-
-
-def _write_parquet_atomic(table, path: Path, pq) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_parquet(folder / "kernels.parquet", ktable, compression="zstd")
