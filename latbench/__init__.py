@@ -28,6 +28,7 @@ _API = {
     "evaluate": "latbench.eval.runner",
     "EvalResult": "latbench.eval.results",
     "check_method": "latbench.eval.checks",
+    "parametrize_with_checks": "latbench.eval.checks",
     "data_dir": "latbench.paths",
 }
 
