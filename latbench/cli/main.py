@@ -452,7 +452,8 @@ def board_verify(entry_id: str):
 
     path = lb.entries_dir() / f"{entry_id}.json"
     entry = lb.load_entry(path)
-    fresh = _run_suite(lb.verify_spec(entry), entry.suite, entry.method.params)
+    spec = lb.verify_spec(entry)
+    fresh = _run_suite(spec, entry.suite, lb.verify_params(entry, spec))
     lb.check_same(entry, fresh)
     lb.mark_verified(path, entry)
     console.print(f"{entry_id}: verified (all metrics reproduce)")

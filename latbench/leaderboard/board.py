@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from latbench import __version__, paths
 from latbench.data import store
 from latbench.errors import LatbenchError, MethodError
-from latbench.eval.results import EvalResult, TaskResult, TrialResult
+from latbench.eval.results import EvalResult, TaskResult, TrialResult, jsonable_params
 from latbench.eval.sweep import file_name
 from latbench.io import write_text
 from latbench.methods import registry as methods_mod
@@ -333,6 +333,21 @@ def verify_spec(entry: Entry) -> str:
     if registered is not None and registered.rpartition(":")[2] == entry.method.code_ref.rpartition(":")[2]:
         return entry.method.name
     return entry.method.code_ref
+
+
+def verify_params(entry: Entry, spec: str) -> dict:
+    """The entry's parameters as the method takes them: a stored value equal to the JSON form of the
+    class default (e.g. a tuple stored as a list or as its repr) is given back as that default."""
+    defaults = methods_mod.resolve(spec)().get_params()
+    plain = jsonable_params(defaults)
+    out = {}
+    for key, value in entry.method.params.items():
+        if key in defaults and (value == plain[key] or value == repr(defaults[key])
+                                or (isinstance(defaults[key], tuple) and value == list(defaults[key]))):
+            out[key] = defaults[key]
+        else:
+            out[key] = value
+    return out
 
 
 def mark_verified(path: Path, entry: Entry) -> None:
