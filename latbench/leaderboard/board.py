@@ -590,9 +590,17 @@ def rank(entries: list[Entry], suite: str, shots: int, *, boot: int = 1000, seed
     return rows
 
 
+#: what can open a markdown construct inside a table cell (links, images, emphasis, code, cell breaks);
+#: < > & are HTML-escaped instead
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~])")
+
+
 def md_text(text: str) -> str:
-    """An untrusted string made safe for a markdown table cell (no HTML, no cell breaks, one line)."""
-    return html.escape(" ".join(str(text).split())).replace("|", "\\|")
+    """An untrusted string made safe for a markdown table cell: one line, HTML escaped, and every
+    character that can open a markdown construct backslash-escaped, so a name never becomes a link, an image or
+    emphasis and never breaks the cell."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split())).replace("://", ":\\/\\/").replace("www.", "www\\.")
+    return html.escape(escaped, quote=True)  # ("://" and "www." escaped: no bare-URL autolinks either)
 
 
 def render_markdown(entries: list[Entry]) -> str:

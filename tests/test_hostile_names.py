@@ -1,0 +1,43 @@
+"""Names are data, never markup: hostile method names stay inert text in the board's markdown and page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from latbench.leaderboard import site
+from latbench.leaderboard.board import md_text
+
+HOSTILE = [
+    "![x](https://evil.example/p.png)",
+    "[click](javascript:alert(1))",
+    "<img src=x onerror=alert(1)>",
+    "a | b | c",
+    "**bold** _it_ `code` ~~s~~",
+    "https://evil.example/autolink",
+    "www.evil.example",
+    "line\nbreak",
+    "__NOSCRIPT__\\",
+    "__DATA__",
+    "</script><script>alert(1)</script>",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_markdown_cell_is_inert(name):
+    cell = md_text(name)
+    assert "\n" not in cell and "<" not in cell and ">" not in cell
+    assert not re.search(r"(?<!\\)[|*_`\[\]!~]", cell), cell  # every markdown opener escaped
+    assert "://" not in cell and "www." not in cell  # no bare-URL autolinks
+
+
+def test_placeholders_are_filled_in_one_pass(monkeypatch):
+    """Text that looks like a template placeholder stays literal (it used to break the embedded JSON)."""
+    monkeypatch.setattr(site, "page_data", lambda entries: {"generated": "__COUNT__ __DATA__", "x": "__NOSCRIPT__\\"})
+    monkeypatch.setattr(site, "_noscript_tables", lambda entries: "__DATA__ <p>t</p>")
+    page = site.render_html([])
+    assert page.count('id="board-data"') == 1
+    payload = re.search(r'<script type="application/json" id="board-data">(.*?)</script>', page, re.S).group(1)
+    assert "__NOSCRIPT__" in payload and "__COUNT__ __DATA__" in payload
+    assert "__DATA__ <p>t</p>" in page
