@@ -403,6 +403,7 @@ def test_concurrent_adds_with_real_processes(flops, board, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- ranking
+@pytest.mark.real_data
 def test_rank_separates_clear_winner_and_ties_overlaps(flops):
     base = lb.Entry.model_validate_json(flops.text)
     worse = shifted(flops.text, -0.5, "much worse")
@@ -516,18 +517,18 @@ def test_page_in_headless_chromium(flops, board, tmp_path):
 
 # -------------------------------------------------------------------------------------- verify
 def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_path, monkeypatch):
-    import latbench.cli.main as cli
+    import latbench.cli.leaderboard as cli
 
     stored = lb.add(flops.path)
     runs = []
-    real_run_suite = cli._run_suite
+    real_run_suite = cli.run_suite
 
     def recording(method, suite, params):
         result = real_run_suite(method, suite, params)
         runs.append(((method, suite, params), result))
         return result
 
-    monkeypatch.setattr(cli, "_run_suite", recording)
+    monkeypatch.setattr(cli, "run_suite", recording)
     res = CliRunner().invoke(app, ["leaderboard", "verify", stored.stem])
     assert res.exit_code == 0, res.output
     assert "verified (all metrics reproduce)" in res.output
@@ -540,7 +541,7 @@ def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_p
         assert (method, suite, params) == runs[0][0]
         return runs[0][1]
 
-    monkeypatch.setattr(cli, "_run_suite", cached)
+    monkeypatch.setattr(cli, "run_suite", cached)
     d = json.loads(flops.text)
     b = block(d, "medium-5", 10)
     dev = next(dv for dv, m in b["trials"][2]["devices"].items() if m["spearman"] > -0.99)
@@ -597,6 +598,7 @@ def test_entry_hash_covers_exactly_the_suites_data(data, monkeypatch):
             store.data_hash(tasks)
 
 
+@pytest.mark.real_data
 def test_committed_board_is_valid_and_rendered(data):
     """The repository's own board: every entry passes ``add``'s validation against the data built from
     the mirror (hash, task versions, completeness, seeds, recomputed means), one entry per method, and

@@ -1,0 +1,91 @@
+"""``latbench data ...``: build, inspect, plot, publish the datasets; register measured sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from latbench.cli.common import build_data, console, friendly
+
+data_app = typer.Typer(no_args_is_help=True, help="Build, inspect, plot and publish the latency datasets.")
+
+
+@data_app.command("build")
+@friendly
+def data_build(
+    mirror: Optional[Path] = typer.Option(None, help="Local mirror of the sources (default: $LATBENCH_MIRROR)."),
+    base_url: Optional[str] = typer.Option(None, help="HTTP mirror replacing the pinned upstream URL prefix."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: $LATBENCH_HOME/dataset)."),
+    sources: Optional[str] = typer.Option(None, help="Comma-separated sources (help, latbench-measured); default all."),
+):
+    """Download (or take from a mirror), verify and convert every source into the HF dataset."""
+    chosen = tuple(x.strip() for x in sources.split(",") if x.strip()) if sources else None
+    info = build_data(out, mirror=mirror, base_url=base_url, sources=chosen)
+    console.print(f"dataset {info['dataset_version']} ready at {out or _data_dir()}")
+
+
+@data_app.command("add-source")
+@friendly
+def data_add_source(
+    folder: Path = typer.Argument(..., help="A `latbench profile --out` folder (<space>/<device>/...)."),
+    name: Optional[str] = typer.Option(None, help="Name of the registered copy (default: the folder's name)."),
+):
+    """Validate profiler output and register it, so the next `latbench data build` includes its devices."""
+    from latbench.data.measured import add_source, read_root
+
+    target = add_source(folder, name)
+    devices = read_root(target)
+    console.print(f"registered {len(devices)} device(s) at {target}: "
+                  + ", ".join(f"{d.meta.space}/{d.meta.device} ({len(d.archs)} archs)" for d in devices))
+    console.print("run `latbench data build` to include them in the dataset")
+
+
+def _data_dir():
+    from latbench import paths
+
+    return paths.data_dir()
+
+
+@data_app.command("info")
+@friendly
+def data_info():
+    """Spaces, devices, counts, version and location of the built dataset."""
+    from latbench.data import store
+
+    info = store.info()
+    console.print(f"{store.root()}  version {info['dataset_version']}  (latbench {info['latbench_version']}, built {info['built_at']})")
+    t = Table("space", "archs", "devices", "rows", "device names")
+    for space, c in info["spaces"].items():
+        t.add_row(space, f"{c['archs']:,}", str(len(c["devices"])), f"{c['rows']:,}", ", ".join(c["devices"]))
+    console.print(t)
+    for s in info["sources"]:
+        console.print(f"source {s['name']}: {s['title']} ({s['license']}), {len(s['files'])} files")
+
+
+@data_app.command("plot")
+@friendly
+def data_plot(out: Path = typer.Option(Path("plots"), help="Folder for the PNG files.")):
+    """Device x device Spearman heatmaps and per-device latency histograms, per space."""
+    from latbench.plots import plot_dataset
+
+    for p in plot_dataset(out):
+        console.print(str(p))
+
+
+@data_app.command("push")
+@friendly
+def data_push(
+    repo_id: str = typer.Option(..., help="Hugging Face dataset repo, ORG/NAME."),
+    private: bool = typer.Option(False, help="Create the repo as private."),
+    token: Optional[str] = typer.Option(None, help="HF token (default: the cached login / HF_TOKEN)."),
+):
+    """Upload the built dataset folder to the Hugging Face Hub."""
+    from latbench.data.push import push
+
+    url = push(repo_id, private=private, token=token)
+    console.print(f"pushed to {url}")
+
+

@@ -1,0 +1,126 @@
+"""``latbench methods``, ``eval`` and ``submit``: score methods under the official protocol."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from latbench.cli.common import console, ensure_data, err_console, friendly, parse_params
+from latbench.errors import LatbenchError
+
+
+@friendly
+def methods():
+    """Registered methods (built-in and plug-ins)."""
+    from latbench.methods.registry import available, resolve
+
+    t = Table("name", "class", "summary")
+    for name, target in sorted(available().items()):
+        t.add_row(name, target, resolve(name).summary)
+    console.print(t)
+
+
+@friendly
+def eval_cmd(
+    method: str = typer.Option(..., "--method", "-m", help="Method name (see `latbench methods`) or module:Class."),
+    task: str = typer.Option(..., "--task", "-t", help="Task id, tier (easy/medium/hard), literature, all; comma-separated."),
+    shots: list[int] = typer.Option([10], "--shots", "-k", help="Measurements allowed per target device (repeat for several)."),
+    trials: int = typer.Option(5, help="Trials (seeds) per task."),
+    out: Optional[Path] = typer.Option(None, help="Write the JSON results here."),
+    plot: Optional[Path] = typer.Option(None, help="Folder for predicted-vs-measured scatter plots (PNG)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Method hyperparameter key=value (JSON values)."),
+    source_archs: str = typer.Option("sample", help="'sample' (the task's source sample) or 'all'."),
+    protocol: str = typer.Option("official", help="official, or a paper's reproduction mode: help-paper, nasflat-paper."),
+):
+    """Score a method on tasks under the official few-shot protocol."""
+    from rich.progress import Progress
+
+    from latbench.methods import registry as methods_mod
+    from latbench.eval.runner import evaluate
+    from latbench.tasks.spec import select
+
+    m = methods_mod.make(method, **parse_params(param))
+    chosen = select(task)
+    if min(shots) < 0 or trials < 1:
+        raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shots}, {trials})")
+    ensure_data()
+    with Progress(console=err_console, transient=True, disable=not sys.stderr.isatty()) as progress:
+        bar = progress.add_task("eval", total=len(chosen) * trials)
+        result = evaluate(m, chosen, shots=shots, trials=trials, source_archs=source_archs, protocol=protocol,
+                          on_progress=lambda done, total, elapsed, u: progress.update(
+                              bar, completed=done, description=f"{u.task.id} trial {u.trial + 1}/{trials}"))
+    _print_summary(result)
+    if out:
+        result.write(out)
+        console.print(f"results written to {out}")
+    if plot:
+        from latbench.plots import plot_predictions
+
+        for p in plot_predictions(m, chosen, shots=shots[0], out=plot):
+            console.print(str(p))
+
+
+def _print_summary(result) -> None:
+    t = Table("task", "space", "k", "Spearman", "Kendall", "MAPE %", "RMSE ms", "±5%", "±10%", "worst ρ",
+              title=f"{result.method}  (mean ± std over trials; dataset {result.dataset_version})")
+    for r in result.results:
+        a = r.aggregate
+        worst = sum(tr.worst["spearman"] for tr in r.trials) / len(r.trials)
+
+        def f(m, d=3):
+            return f"{a[m]['mean']:.{d}f} ± {a[m]['std']:.{d}f}"
+
+        t.add_row(r.task, r.space, str(r.shots), f("spearman"), f("kendall"), f("mape", 1), f("rmse", 2),
+                  f("acc5", 2), f("acc10", 2), f"{worst:.3f}")
+    console.print(t)
+    console.print(f"wall time {result.seconds:.2f} s")
+
+
+def run_suite(method: str, suite: str, params: dict):
+    from latbench.leaderboard import board as lb
+    from latbench.methods import registry as methods_mod
+    from latbench.eval.runner import evaluate
+
+    m = methods_mod.make(method, **params)
+    ensure_data()
+    return evaluate(m, lb.suite_tasks(suite), shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS,
+                    on_progress=lambda done, total, elapsed, u: err_console.print(
+                        f"[{done}/{total}] {u.task.id} trial {u.trial + 1}", highlight=False))
+
+
+@friendly
+def submit(
+    method: str = typer.Option(..., "--method", "-m", help="Method name or module:Class."),
+    suite: str = typer.Option("main", help="main (easy/medium/hard tasks) or literature."),
+    out: Path = typer.Option(..., help="Entry JSON to write."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Method hyperparameter key=value."),
+    paper_url: str = typer.Option("", help="Paper link."),
+    code_url: str = typer.Option("", help="Code link."),
+    contact: str = typer.Option("", help="Contact e-mail or handle."),
+    hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count)."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Score predictions made elsewhere instead of running: "
+                                               "DIR/<task>/k<k>/trial<t>/<device>.csv (see examples/README.md); --method names the method."),
+):
+    """Run the official protocol on a whole suite (shots 5/10/20, 5 trials) and write an entry."""
+    import os
+
+    from latbench.leaderboard import board as lb
+    from latbench.methods import registry as methods_mod
+
+    params = parse_params(param)
+    if predictions is not None:
+        entry = lb.score_predictions(predictions, suite=suite, method=method, params=params, hardware=hardware,
+                                     paper_url=paper_url, code_url=code_url, contact=contact)
+    else:
+        result = run_suite(method, suite, params)
+        entry = lb.entry_from_result(result, suite=suite, code_ref=methods_mod.code_ref(method), hardware=hardware or f"{os.cpu_count()} CPU cores",
+                                     paper_url=paper_url, code_url=code_url, contact=contact)
+    lb.validate(entry)
+    out.write_text(entry.model_dump_json(indent=1))
+    console.print(f"entry {entry.entry_id} written to {out}")
+
+
