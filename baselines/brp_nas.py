@@ -1,98 +1,11 @@
-"""BRP-NAS GCN latency predictor (Dudziak et al., NeurIPS 2020; code: SamsungLabs/eagle).
+"""BRP-NAS latency predictor: Eagle's GCN, pre-trained on the source devices, fine-tuned on the shots.
 
-A re-implementation of Eagle's latency GCN with PyTorch Geometric layers, plus the few-shot
-wrapper latbench's protocol needs. Design notes: ``shared/design/BASELINES.md`` sections 5, 9.3, 11.7.
-
-Graph encoding
---------------
-* **NB201 (BRP-NAS's own encoding).** The 8-node ops-as-nodes DAG (0 = input, 1..6 = the six
-  edges in string order, 7 = output), then Eagle's surgery, in edge order: a ``none`` node loses
-  all its edges; a ``skip_connect`` node is bypassed (every predecessor is wired to every
-  successor) and disconnected; nodes not reachable from the input or not reaching the output are
-  zeroed (the 8x8 shape is kept). A global node is put at index 0 with edges to all 8 nodes, and
-  every one of the 9 nodes gets a self-loop (pruned nodes included, as in Eagle). Features are
-  Eagle's 6-column one-hot (conv1x1, conv3x3, avgpool, input, output, global); none / skip /
-  pruned nodes are all-zero; the input and output flags are always set (also when an all-``none``
-  cell prunes them away). The adjacency is used **untransposed**: node ``i`` aggregates ``A[i, j]
-  x_j`` over its successors ``j`` and itself, and the global node aggregates every node.
-* **FBNet / OFA (latbench's extension).** BRP-NAS has no encoding for these spaces. We take the
-  space's own chain graph (``space.graph``: input -> layers -> output, per-layer one-hot
-  features), add the global node at index 0 with edges to all nodes, add self-loops and one
-  extra feature column flagging the global node. Same direction convention as NB201.
-  **OFA also gets the input resolution** (25 one-hot columns, last) on the input node and on
-  every active layer node: the chain graph has no resolution, which sets every layer's
-  feature-map size and so most of the FLOPs (r = 128..224, a 3x range of r^2). Without it the GCN
-  could not even fit its own pre-training targets (easy-2, trial 0: Spearman 0.44 between the
-  pre-trained model and the pooled targets on the source archs; fine-tuned 0.19-0.27 on the
-  targets, k = 10, trials 0-2), and from scratch on 900 target shots it reached only 0.32. With
-  it: pre-training fit 0.995, fine-tuned 0.979-0.981 (trials 0-1); from scratch on 900 shots
-  0.985. The one-hot on the global node instead does not help (0.19 / 0.24, trials 0-1); on the
-  input node alone it does (0.975). Per-node placement was kept because it makes each node's
-  features determine its layer's cost, as BRP-NAS's NB201 op nodes do. Measured with
-  ``benchmarks/brp_nas_ofa.py`` (results and commands: ``benchmarks/results/brp-nas-ofa.md``).
-
-Model (Eagle ``predictors/gcn/gcn.py``, latency config)
--------------------------------------------------------
-4 graph convolutions ``A X W + b`` (no adjacency normalisation) of width 600, each followed by
-LayerNorm, ReLU and Dropout(0.002); readout = the global node; Linear(600 -> 1). The message
-passing is ``torch_geometric.nn.GCNConv(normalize=False, add_self_loops=False)`` over the explicit
-edges (self-loops included), with edge_index = (j, i) for every ``A[i, j] = 1`` so that GCNConv's
-source-to-target flow computes ``sum_j A[i, j] x_j W``. Graphs are batched as PyG disjoint unions
-(the same ``x`` / ``edge_index`` that ``torch_geometric.data.Batch.from_data_list`` builds; the
-test suite checks this), but built with one vectorised gather per mini-batch rather than Python
-objects. Init "thomas": U(+-1/sqrt(600)) for conv weights and biases (Eagle's
-``tensor.size(-1)`` of a (in, out) weight is the output width); the final Linear keeps PyTorch's
-default init, as in Eagle. **float32** instead of Eagle's float64: targets are median-normalised
-to O(1) (below), where float32 has ample precision for an L1 regression; we did not measure a
-float64 run.
-
-Training (Eagle ``predictors/__main__.py::train``)
---------------------------------------------------
-``L1Loss(reduction='sum')``, AdamW(lr 4e-4, weight decay 5e-4), ``epochs`` = 250,
-ReduceLROnPlateau(min, factor 0.5, patience 10, threshold 0.01) stepped on the validation loss
-only after epoch 20, early stopping with patience 35 (also only after epoch 20), validation = 10 %
-of the training archs. Differences, all deliberate:
-
-* **Units.** Eagle regresses raw seconds. We regress latency divided by the median latency of the
-  device's training archs, so the loss is O(1) per point whatever the device (a 1 ms and a 300 ms
-  device train alike); predictions are mapped back to ms by a positive-slope fit on the target
-  shots (``baselines._fit.scale_fit``). Ranking does not depend on this scale.
-* **Best weights.** We keep the weights of the lowest validation loss (a deep copy). Eagle means
-  to, but stores ``state_dict()`` by reference, so it actually returns the last epoch's weights.
-* **Batch size.** Eagle trains with batch size 1 (810 optimiser steps per epoch). On this CPU
-  that is ~9x slower per epoch than ``batch_size=16`` (the default here; 6.1 s vs 0.69 s per 256
-  graphs, 1 thread). Checked on help-nb201 trial 0, k=900, ``pretrain=False`` (bs 1 capped at 60
-  epochs; 9-12 min per device): pixel2 rho 0.770 (bs 1) vs 0.765 (bs 16); eyeriss
-  0.868 (bs 1, still improving at the cap) vs 0.872 (bs 16): differences of +-0.006.
-* **Epochs.** Not reduced: the paper's 250 with early stopping (63 to 110+ epochs ran in our
-  runs). Cutting to 30 epochs would bring k=900 from scratch near the 10-minute budget, but it
-  costs up to 0.017 rho (help-nb201 trial 0, k=900 from scratch, best-validation weights:
-  eyeriss 0.855 at epoch 30 vs 0.872 after early stopping at 110+ epochs; pixel2 is already
-  flat by epoch 30 at 0.765). So the cut is left to the user (``--param epochs=30``).
-* **Threads.** Training runs with ``num_threads=1`` torch thread by default: on the shared 2-core
-  box, 2 OpenMP threads were 8-10x *slower* (they spin against the other workers' processes).
-
-Few-shot protocol (latbench's extension; BRP-NAS has no cross-device mechanism)
---------------------------------------------------------------------------------
-* ``pretrain=True`` (default): ``fit`` trains one GCN on all source devices pooled: every
-  (arch, source device) pair is a training point with the device-median-normalised latency as
-  target. The model has no device input, so the points of one arch share one forward pass and
-  the loss is ``sum_d |f(arch) - y_d|`` -- exactly the pooled-dataset L1 loss, 9x cheaper. The
-  10 % validation split is by arch (no arch is in both). ``adapt`` fine-tunes a copy of all the
-  weights on the k target shots (median-normalised, ``finetune_epochs`` full passes in batches of
-  ``batch_size``, AdamW at ``finetune_lr``, no validation or early stopping: k is tiny), then fits
-  ``ms = a * prediction + b`` (a > 0) on the shots.
-* ``pretrain=False``: the literature's platform-specific setting (HELP Table 3 trains BRP-NAS on
-  900 target samples): ``fit`` ignores the source devices, ``adapt`` trains a fresh GCN from
-  scratch on the k target shots with Eagle's full recipe (``epochs``, 10 % of the shots held out
-  for validation / LR schedule / early stopping when k >= 20, otherwise all k train and the last
-  weights are kept). ``latbench eval --method brp-nas --task help-nb201 --shots 900 --param
-  pretrain=false``.
-
-Everything is deterministic from the seed given to ``fit``: model init and dropout draw from a
-forked torch RNG seeded from (seed, phase, device name), shuffling from a seeded torch.Generator.
-
-Measured runtimes and scores: see :class:`BRPNAS`.
+BRP-NAS (Dudziak et al., NeurIPS 2020; code ``SamsungLabs/eagle``), re-implemented with PyTorch
+Geometric layers: Eagle's 4 x 600 GCN over BRP-NAS's NB201 graph with a global node, trained with
+Eagle's latency recipe. Main deviation: BRP-NAS has no cross-device mechanism, so latbench
+pre-trains one GCN on the pooled source devices and fine-tunes it on the k target shots
+(``pretrain=False`` trains from scratch on the target instead); FBNet and OFA get a chain-graph
+encoding. See the documentation page baselines/brp-nas (``docs/baselines/brp-nas.md``).
 """
 
 from __future__ import annotations
@@ -293,33 +206,55 @@ class BRPGCN(nn.Module):
 
 
 class BRPNAS(Method):
-    """BRP-NAS GCN (Eagle latency config) with source pre-training and few-shot fine-tuning.
+    """BRP-NAS GCN (Eagle's latency config), pre-trained on the sources and fine-tuned on the shots.
 
-    Parameters are Eagle's defaults except ``batch_size`` (Eagle: 1) and the latbench-only
-    ``finetune_epochs`` / ``finetune_lr`` / ``pretrain`` / ``num_threads``.
+    Parameters
+    ----------
+    epochs : int, default 250
+        Maximum epochs of the pre-training on the source devices, or, with ``pretrain=False``, of
+        each target's training from scratch; with a validation split (at least 20 archs), early
+        stopping (patience 35) after epoch 20. Eagle's value.
+    hidden : int, default 600
+        Width of each graph convolution. Eagle's value.
+    layers : int, default 4
+        Number of graph convolutions. Eagle's value.
+    dropout : float, default 0.002
+        Dropout after each graph convolution. Eagle's value.
+    lr : float, default 4e-4
+        AdamW learning rate of the pre-training and of training from scratch. Eagle's value.
+    weight_decay : float, default 5e-4
+        AdamW weight decay, in every training including fine-tuning. Eagle's value.
+    batch_size : int, default 16
+        Graphs per optimiser step. Eagle uses 1; 16 is ~9x faster per epoch on a CPU and moved
+        Spearman by at most 0.006 (help-nb201, k = 900 from scratch).
+    finetune_epochs : int, default 50
+        Full passes over the k shots when fine-tuning the pre-trained GCN; 0 keeps the pre-trained
+        weights. latbench's choice (BRP-NAS does not fine-tune), picked on help-nb201 at k = 10.
+    finetune_lr : float, default 1e-4
+        AdamW learning rate of the fine-tuning. latbench's choice, picked with ``finetune_epochs``.
+    pretrain : bool or str, default True
+        True: pre-train one GCN on all source devices pooled and fine-tune a copy per target
+        (latbench's few-shot extension). False: ignore the sources and train a fresh GCN on each
+        target's shots, the platform-specific setting of the literature (HELP's Table 3 trains
+        BRP-NAS on 900 target samples). The strings "false", "0", "no" and "off" count as False.
+    device : str, default "cpu"
+        Torch device.
+    num_threads : int or None, default 1
+        Torch CPU threads while fitting, adapting and predicting; None leaves torch's setting.
+        latbench's choice: more threads were several times slower on a small shared CPU.
 
-    ``finetune_epochs=50``, ``finetune_lr=1e-4`` were picked on help-nb201 k=10 (trials 0 and 1,
-    one pre-trained model per trial, mean rho over the 6 targets): no fine-tuning 0.788 / 0.788;
-    20 epochs @ 1e-4 0.809 / 0.818; 50 @ 1e-4 0.800 / 0.824; 100 @ 1e-4 0.795 / 0.817;
-    50 @ 4e-4 0.804 / 0.809. Fine-tuning mostly rescues eyeriss (0.54-0.55 zero-shot -> ~0.8),
-    and costs a little on pixel2 and titan_rtx_256.
-
-    Measured on the shared 2-core CPU (1 torch thread; 4-8 other processes were running, so this
-    process got ~50 % of a core: wall time ~2x the CPU time):
-
-    * help-nb201, k=10, 1 trial (defaults): 5.3 min wall (fit 278 s = pre-training stopped early
-      at epoch 107 of 250, best at 72; adapt 16 s for 6 devices; predict 11 s); 148 s user CPU.
-      Spearman 0.800 (titan_rtx_256 0.736, gold_6226 0.817, fpga 0.856, pixel2 0.703,
-      raspi4 0.879, eyeriss 0.811); trial 1 gives 0.824.
-    * help-nb201, k=900, ``pretrain=False``, 1 trial: **29 min wall, 16 min CPU** -- over the
-      10-minute budget, because it trains 6 full GCNs from scratch (one per target device,
-      63-110+ epochs each of 810 graphs, ~3 s per epoch). Spearman 0.857 (titan_rtx_256 0.868,
-      gold_6226 0.860, fpga 0.873, pixel2 0.765, raspi4 0.906, eyeriss 0.872); HELP reports
-      0.8-0.9 per device for BRP-NAS on 900 target samples (on its own 800-arch query set).
-    * Main suite, one unit = task x trial with k = 5/10/20 sharing one fit (resumable sweep, two
-      units at a time on the 2 cores, after the OFA resolution fix): NB201 2.3 min, FBNet 4.3 min,
-      OFA 4.1 min wall on average over the 90 units (``benchmarks/results/learned-main.md``).
-    * Memory ~1 GB RSS. MAPE is dominated by a few near-zero raspi4 measurements (0.01 ms).
+    Attributes
+    ----------
+    base_state_ : dict or None
+        State dict of the GCN pre-trained on the source devices (None with ``pretrain=False``).
+    models_ : dict of str to BRPGCN
+        Per target device, its fine-tuned (or trained from scratch) GCN.
+    scales_ : dict of str to tuple of float
+        Per target device, ``(a, b)`` of ``ms = a * output + b``, fitted on its shots.
+    history_ : list of float
+        Mean validation L1 per epoch of the last training (empty when it had no validation split).
+    last_epochs_ : int
+        Number of epochs the last training ran.
     """
 
     name = "brp-nas"

@@ -1,9 +1,8 @@
-"""FLOPs regression: latency ~ a * FLOPs + b, fitted on the k target shots.
+"""FLOPs regression: latency ~ a * FLOPs + b, fitted on the k target shots (a > 0).
 
-The ranking is exactly the FLOPs ranking (a > 0 is enforced), which is what HELP's "FLOPS" row
-reports: any monotone fit of latency on FLOPs alone gives the same Spearman/Kendall, so the k
-shots only set the scale (MAPE, RMSE, +-10%). NB201 FLOPs take 28 distinct values, so ties are
-massive; rank metrics use average ranks. Cost: negligible (no training, no GPU).
+The "FLOPS" proxy row of HELP's Table 3 (Lee et al., NeurIPS 2021): the ranking is exactly the
+FLOPs ranking and the shots only set the scale. No source devices, no training.
+See the documentation page baselines/flops (``docs/baselines/flops.md``).
 """
 
 from __future__ import annotations
@@ -14,6 +13,16 @@ from latbench.methods.base import Method
 
 
 class FLOPsRegression(Method):
+    """Least-squares ``latency = a * FLOPs + b`` on the k target shots, with a > 0 enforced.
+
+    It has no hyperparameters.
+
+    Attributes
+    ----------
+    coef_ : dict of str to tuple of float
+        Per target device, ``(a, b)`` fitted on its shots.
+    """
+
     name = "flops"
     summary = "latency = a*FLOPs + b fitted on the k target shots (ranking = FLOPs ranking)"
 

@@ -1,9 +1,8 @@
 """Linear regression on FLOPs, params and activation memory, fitted on the k target shots.
 
-Non-negative coefficients (sklearn ``LinearRegression(positive=True)``) on standardised features:
-with k = 5..20 shots an unconstrained 3-feature fit swings to negative weights and inverts the
-ranking. On NB201 FLOPs and params are both functions of the conv counts (n1, n3) only, so the
-activation term is what can add information (pooling, skips). Cost: negligible.
+Not a published method: a latbench reference point. Non-negative coefficients on standardised
+features, because an unconstrained 3-feature fit on 5-20 shots swings to negative weights and
+inverts the ranking. See the documentation page baselines/flops (``docs/baselines/flops.md``).
 """
 
 from __future__ import annotations
@@ -16,6 +15,22 @@ from latbench.methods.base import Method
 
 
 class FLOPsParamsRegression(Method):
+    """Non-negative linear model on FLOPs, params and activations, fitted on the k target shots.
+
+    It has no hyperparameters. With fewer than 2 shots, or when every coefficient comes out zero, it
+    falls back to ``a * FLOPs + b`` as ``flops`` does.
+
+    Attributes
+    ----------
+    mu_ : numpy.ndarray
+        Mean of the three features over the source sample.
+    sd_ : numpy.ndarray
+        Their standard deviation (1 where it is 0).
+    models_ : dict of str to object
+        Per target device, its ``LinearRegression(positive=True)``, or the ``(a, b)`` of the FLOPs
+        fallback.
+    """
+
     name = "flops-params"
     summary = "non-negative linear model on FLOPs, params and activations, fitted on the k target shots"
 

@@ -1,41 +1,11 @@
 """Hardware descriptor table for every device name in latbench's data (used by ``mlp-hwparams``).
 
-Syed & Srinivasan ("Generalized Latency Performance Estimation for Once-For-All Neural
-Architecture Search", arXiv 2101.00732) append three GPU parameters to the one-hot arch vector:
-number of CUDA cores, memory size (GB) and memory bandwidth (GB/s). Their code
-(GitHub ``OFANAS/OFANAS_PerformanceEstimation``, ``tutorial/latency_predictor/
-generalized_dataset_combine.py``, commit 3a5087a) uses the raw values
-``{"cores": 4352, "ram": 11, "bandwidth": 616}`` for the RTX 2080 Ti and
-``{"cores": 3840, "ram": 24, "bandwidth": 347}`` for the Tesla P40. latbench's data also holds
-CPUs, phones, an embedded board and two simulated accelerators, so the table below extends the
-same idea to every hardware family.
-
-Where the numbers come from (each row names its ``source``):
-
-* NVIDIA GPUs: NVIDIA's product / data-sheet pages (CUDA cores, memory size, memory bandwidth,
-  base clock). The 2080 Ti row agrees with the values in the authors' own code.
-* Intel Xeon CPUs: Intel ARK (cores, base clock, memory channels, max memory speed).
-  ``bandwidth_gbs`` is derived, not listed by ARK: channels x MT/s x 8 bytes, per socket.
-* Phones / Raspberry Pi: the SoC vendor's (Qualcomm, Samsung, Broadcom/Raspberry Pi) published
-  specs: core count, big-core max clock, memory type. Phone memory bandwidth is the SoC's
-  theoretical peak where it is commonly published; otherwise left unknown (``None``).
-* eyeriss / fpga: the HW-NAS-Bench devices (Li et al., ICLR 2021) are *estimates* from a simulated
-  Eyeriss accelerator and an FPGA design on a Xilinx ZC706 board (Zynq-7045), as recalled from the
-  HW-NAS-Bench paper. Eyeriss numbers are the fabricated chip's (Chen et al., JSSC 2017: 168 PEs,
-  200 MHz); the simulated configuration may differ.
-
-These values were written from well-known public spec sheets, not re-downloaded by code; fields
-listed in a row's ``unsure`` tuple are the ones to double-check (variant of the card, system RAM,
-etc.). Unknown values are ``None``; :func:`raw_features` turns them into NaN and the method
-imputes them (they become the source-device mean after standardisation).
-
-``clock_ghz`` is the base clock for desktop GPUs and Xeon CPUs, the big-core maximum clock for
-phones and the Raspberry Pi, and the core clock for the accelerators. ``cores`` is CUDA cores
-(GPU), CPU cores (CPU/phone/board), processing elements (Eyeriss) or DSP slices (FPGA).
-
-Device names carry the batch size as a ``_<n>`` suffix (``1080ti_32``); devices without one are
-treated as batch 1 (HELP does not state the batch of its CPU/phone measurements; unverified).
-A device that is not in the table raises :class:`latbench.errors.MethodError`.
+Syed & Srinivasan (arXiv 2101.00732) append a GPU's CUDA cores, memory size and memory bandwidth
+to the one-hot arch vector; this table extends the idea to every hardware family in latbench's
+data (GPUs, CPUs, phones, an embedded board, two simulated accelerators): family, cores, clock,
+memory and bandwidth, with each row naming its source and the fields to double-check (``unsure``).
+Device names carry the batch size as a ``_<n>`` suffix (none: batch 1). See the documentation
+page baselines/mlp (``docs/baselines/mlp.md``).
 """
 
 from __future__ import annotations

@@ -1,98 +1,12 @@
 """HELP: hardware-adaptive latency prediction by meta-learning (Lee et al., NeurIPS 2021).
 
-Re-implemented from the description of HELP's public code (``HayeonLee/HELP``: ``net.py``,
-``help.py``, ``loader.py``, ``utils.py``; see ``BASELINES.md`` section 4). The source devices are
-the meta-training tasks; a target device is a new task, adapted with a few measured archs.
-
-**Predictor** (HELP ``MetaLearner``):
-
-* Arch branch. NB201: a 4-layer GCN 8 -> 100 -> 100 -> 100 -> 100 (ReLU after each layer), on the
-  ops-as-nodes cell graph from ``space.graph`` (8 nodes: input, the 6 edge ops, output; 7 node types
-  input/output/none/skip/conv1x1/conv3x3/avgpool) with HELP's global node appended: one extra
-  feature column (so 7 + 1 = 8 input features, matching HELP's ``gc1.weight`` of shape (8, 100)), a
-  9th node with only that feature set, self-loops on every node and an edge from every node to
-  the global node. Edges follow HELP's transposed adjacency: each node aggregates its predecessors
-  and itself, the global node aggregates every node; the readout is the global node. HELP's
-  ``architecture.pt`` is not public, so its exact NB201 encoding was inferred (8 nodes x 7 op
-  types, from the checkpoint's shapes); ours has the same sizes and structure, and the order of
-  the node types inside the one-hot does not matter to a learned first layer. Each layer is a
-  ``torch_geometric`` ``GCNConv(normalize=False, add_self_loops=False)``, i.e. exactly
-  HELP's unnormalised ``A (X W) + b``, with HELP's init (W ~ U(-0.05, 0.05), b ~ U(+-1/sqrt(100))).
-  Graphs are batched as one disjoint union and handed to GCNConv's ``propagate`` as a sparse CSR
-  ``adj_t`` (its fused sparse aggregation); the node-wise ``lin`` is applied per slot (see
-  "Batching" below); in the last layer only the global node is read out, so its in-neighbours are
-  aggregated first and transformed after (``A (H W) = (A H) W``, same numbers, 1/9 of the work).
-  A test checks the whole forward against HELP's dense formulation.
-  FBNet: HELP's 132-d vector (22 layers x [k3, k5, e1, e1_g2, e3, e6], ``skip`` = zeros), built
-  from the arch string. OFA: HELP's 145-d vector (all kernel-size one-hots, then all expansion
-  one-hots, 20 slots x 3 each, then the 25-way resolution one-hot), a reordering of
-  ``space.onehot``. FBNet/OFA go through fc1 (nfeat -> 100), fc2 (100 -> 100), ReLU after each.
-* Hardware branch: fc_hw1 (10 -> 100), fc_hw2 (100 -> 100), ReLU after each.
-* Head on the 200-d concatenation: fc3 200 -> 200, ReLU, fc4 200 -> 200, ReLU, fc5 200 -> 1.
-
-**Meta-learning**: Meta-SGD (a learnable inner learning rate per parameter, initialised to 1e-3),
-2 inner steps in meta-training and at adaptation, second order in meta-training (the inner
-gradients are differentiated; at adaptation nothing is back-propagated further, so first order
-gives the same numbers). The functional forward with adapted weights uses
-``torch.func.functional_call``. The z-modulator (HELP ``InferenceNetwork``) maps the hardware
-embedding through Linear(10, 10), ReLU, Linear(10, 1206) to the mean and softplus-scale of a
-603-d Gaussian; a sample z scales the fc3/fc4/fc5 weights by (1 + 0.01 z) (200 values per layer,
-broadcast over the output dimension: one value per input feature, as in HELP) and shifts each of
-their biases by 0.01 z (one scalar per layer). Its KL to N(0, I) is added with weight 0.1.
-Meta-loss per episode = sum over the inner tasks of (query MSE / #tasks + 0.1 KL). HELP adds the
-*last* inner task's KL once per task (so 8 x that one KL); latbench **fixes** this and adds each
-task's own KL (same expected weight). Adam, lr 1e-4, over the predictor, the inner learning
-rates and the inference network. Batching: HELP loops over the inner tasks (and MC samples) one
-at a time; here every parameter is stacked along a leading slot dimension (the episode's tasks,
-or the MC samples at adaptation) and ``functional_call`` runs all slots in one batched forward
-(per-slot ``bmm`` weights, one PyG graph batch), in float32. The summed per-slot loss has exactly
-the per-slot gradients, so this is the same computation as HELP's loop.
-
-**Data**, as in HELP's loader, with the task's source sample in place of HELP's first 900 (NB201)
-or 4000 (FBNet/OFA) archs: each source device's training pool is its source sample trimmed to the
-10th-90th latency percentile (900 -> 720 archs); its targets are min-max normalised onto
-[0.05, 0.95] over that pool. The hardware embedding of a device is its latency on the space's 10
-reference archs (``space.reference_ids``, HELP's ``hardware_embedding_index``), min-max normalised
-to [0, 1] per device; source/valid devices take them from ``SourceData.reference_latency`` /
-``valid_reference_latency`` (if a ``SourceData`` lacks them, a fallback uses, for each reference
-arch, the source-sample arch closest in FLOPs). An episode draws ``min(8, #source devices)``
-devices and per device 10 support + 200 query archs from its pool. Episodes: 2000 (NB201, OFA) or
-4000 (FBNet), as in HELP's scripts. Model selection as HELP: every 50 episodes the mean Spearman
-on the task's validation devices (10 MC samples, hardware embedding from their reference archs,
-10 fixed random support archs from their trimmed source-sample pool, query = the rest of that
-pool) and the best checkpoint is kept; tasks without validation devices keep the last episode.
-
-**Adaptation** (latbench's official protocol: every target measurement counts against k,
-reference archs included): the reference archs are measured first, ``min(k, 10)`` of them (for
-k < 10 a subset spread over the range: the references sorted by their mean normalised latency on
-the source devices, then evenly spaced picks including the fastest and the slowest). The other
-``k - 10`` measurements (if any) go to random pool archs from ``oracle.default_choice()``, skipping
-those already measured. The support set is every measured arch: with k = 10 it is the 10
-reference archs themselves, which is HELP's OFA NAS mode (``finetune_idx = hw_emb_idx``); HELP's
-NB201/FBNet meta-test used 10 random support archs *plus* the 10 references (20 measurements).
-Missing embedding entries (k < 10) are imputed from the 3 source devices whose embeddings,
-renormalised over the measured references, are nearest to the target's (their renormalised values
-of the missing references, averaged with inverse-distance weights; then the 10-vector is min-max
-normalised to [0, 1] again). The support latencies are put on the training target scale by the
-median over source devices of the linear map from "min-max over the measured references" to
-"min-max over the trimmed pool onto [0.05, 0.95]" (HELP used the target's own pool min/max, which
-needs 720 measurements). Then, per MC sample (10), z is drawn, 2 Meta-SGD steps with the learned
-rates are taken on the support set, and the predictions are averaged over the MC samples.
-HELP's evaluation computes Spearman from the **last** MC sample's prediction only (a bug);
-latbench **fixes** it and always uses the MC mean. Predictions are mapped to ms with
-``ms = a * prediction + b`` fitted on the support set (least squares, a > 0 enforced), floored at
-a small positive value. With fewer than 2 distinct measured reference latencies no inner step
-is taken (k = 0: mean source embedding, median source scale). Under ``--protocol help-paper``
-(budget k + 10, default choice = k random trimmed-pool archs) the same code measures the 10
-references plus HELP's k random archs; the support set is then all k + 10 (HELP used only the k).
-
-Runtime, one trial (fit + adapt + predict on every target) with the default episodes, measured
-with ``latbench eval --trials 1`` on a 2-core CPU shared with other jobs (1 torch thread; the
-job got 40-60 % of a core): help-nb201 (2000 episodes, 40 validation checks) 8.6 min wall, 4.9
-min of CPU (276 s user + 18 s system); help-fbnet (4000 episodes, 80 checks) 9.1 min wall,
-4.0 min of CPU. Adaptation + prediction take seconds; meta-training is ~0.14 s CPU per NB201
-episode (the 8 x 200 query graphs through the GCN, forward and backward) and ~0.05 s per FBNet
-episode. On an idle core a trial is the CPU time, ~5 min.
+Re-implemented from HELP's public code (``HayeonLee/HELP``): a Meta-SGD latency predictor
+conditioned on a hardware embedding (a device's latencies on 10 reference archs) and modulated by
+HELP's z-sampling inference network; the source devices are the meta-training tasks and a target
+device is a new task. Main deviations: the reference archs count against the k shots (the support
+set is every measured arch), and two bugs of the original are fixed (the KL term of the
+meta-loss; Spearman from the last MC sample only). See the documentation page baselines/help
+(``docs/baselines/help.md``).
 """
 
 from __future__ import annotations
@@ -311,18 +225,61 @@ def _fallback_reference_latency(space, arch_ids, latency, ref_ids) -> np.ndarray
 
 
 class HELP(Method):
-    """HELP with the paper's hyperparameters as defaults.
+    """HELP: Meta-SGD predictor with a 10-arch hardware embedding and HELP's z-modulator.
 
-    ``num_episodes`` None = HELP's scripts (4000 on FBNet, else 2000); ``inner_steps`` Meta-SGD
-    steps (meta-train and adaptation); ``mc_samples`` z samples averaged at adaptation and
-    validation; ``num_inner_tasks`` devices per episode (capped by the source devices);
-    ``num_support`` / ``num_query`` archs per device per episode; ``kl_scaling`` / ``z_scaling``
-    the z-modulator's weights; ``eval_every`` episodes between model-selection checks on the
-    validation devices; ``num_threads`` torch CPU threads while fitting/adapting/predicting (1:
-    on a small shared CPU more threads were slower; None leaves torch's setting); ``device`` torch
-    device. Learned state: ``net_`` (predictor), ``infnet_`` (z-modulator), ``task_lr_`` (Meta-SGD
-    rates), ``initial_state_``, ``meta_losses_`` / ``meta_mse_`` (per episode), ``valid_history_``
-    ``[(episode, mean Spearman)]``, ``best_episode_``; per target ``adapted_`` and ``shots_``.
+    Every default is HELP's value (paper and scripts) unless stated otherwise.
+
+    Parameters
+    ----------
+    num_episodes : int or None, default None
+        Meta-training episodes. None: HELP's scripts, 4000 on FBNet, else 2000.
+    inner_steps : int, default 2
+        Meta-SGD inner steps, in meta-training and at adaptation.
+    mc_samples : int, default 10
+        z samples averaged at adaptation and in the validation checks.
+    meta_lr : float, default 1e-4
+        Adam learning rate of the outer loop (predictor, inner learning rates, inference network).
+    layer_size : int, default 100
+        Width of the arch and hardware branches; the head is twice as wide.
+    hw_embed_dim : int, default 10
+        Length of the hardware embedding; must equal the number of reference archs (10 in every
+        space).
+    num_inner_tasks : int, default 8
+        Source devices per episode, capped by the number of source devices.
+    num_support : int, default 10
+        Support archs per device and episode (and per validation device).
+    num_query : int, default 200
+        Query archs per device and episode.
+    kl_scaling : float, default 0.1
+        Weight of the z-modulator's KL divergence in the meta-loss.
+    z_scaling : float, default 0.01
+        Scale of the modulation: head weights times (1 + z_scaling * z), biases plus z_scaling * z.
+    eval_every : int, default 50
+        Episodes between model-selection checks on the task's validation devices.
+    num_threads : int or None, default 1
+        Torch CPU threads while fitting, adapting and predicting; None leaves torch's setting.
+        latbench's choice: more threads were slower on a small shared CPU.
+    device : str, default "cpu"
+        Torch device.
+
+    Attributes
+    ----------
+    net_ : torch.nn.Module
+        The meta-trained predictor (HELP's ``MetaLearner``), at the best validation check.
+    infnet_ : torch.nn.Module
+        The z-modulator (HELP's ``InferenceNetwork``).
+    task_lr_ : dict of str to torch.nn.Parameter
+        Meta-SGD inner learning rate of every predictor parameter.
+    meta_losses_ : list of float
+        Meta-loss per episode.
+    meta_mse_ : list of float
+        Mean query MSE per episode.
+    valid_history_ : list of tuple
+        ``(episode, mean Spearman)`` of every validation check.
+    best_episode_ : int
+        Episode of the kept checkpoint (the last one without validation devices).
+    adapted_ : dict of str to tuple
+        Per target device, its hardware embedding, adapted parameters and ms scale.
     """
 
     name = "help"

@@ -1,53 +1,12 @@
-"""LitePred (Feng et al., NSDI'24; ``microsoft/Moonlit/LitePred``), in two variants.
+"""LitePred: per-kernel MLP predictors, a pool of source devices, KL-similar source fine-tuned.
 
-LitePred is nn-Meter with MLP kernel predictors and a transfer step (``BASELINES.md`` section 6):
-a pool of per-kernel predictors pre-built on many devices; for a new device, profile a small VAE-
-sampled set of kernels, pick the pool device whose predictions are most similar to the target's
-measurements (KL divergence), and fine-tune its predictors on the target's kernel data.
-
-``variant="faithful"`` does exactly that on devices with kernel tables (``latbench profile``;
-tasks ``measured-<space>-kernels``): the pool = one set of kernel MLPs per source device trained
-on its measured per-layer kernel latencies (``SourceData.kernels``, ``torch-eager`` kernels);
-on the target, the kernel rows of the k measured archs (``Oracle.kernels``) choose the pool device
-by KL over the conv kernels (LitePred's ``detector.py`` scores conv-bn-relu only; smallest KL,
-the descending-sort bug fixed) and its MLPs are fine-tuned on the target's kernel data (350
-epochs, MAPE, Adam 1e-3, cosine); families the chosen device lacks get a new MLP. Prediction =
-sum of kernels. The VAE data sampler is :class:`latbench.kernel_sampling.ConfigVAE`
-(``latbench profile-kernels --sampler vae``); in the arch-level protocol the target kernels come
-from the k measured archs. With only two devices with kernel tables per space so far, the pool
-holds one device.
-
-``variant="adapted"`` (default) is for end-to-end-only devices (HELP):
-
-* **Pool**: for each source device, one MLP per kernel family (:mod:`latbench.kernels`,
-  ``tflite-cpu`` rules, nn-Meter's families and features), trained from end-to-end latencies by
-  the same backfitting as our nn-Meter variant (:class:`baselines.nn_meter.KernelBank`: kernel
-  shares initialised by FLOPs + memory cost, rescaled to the measured latency, MLPs refitted,
-  ``rounds`` times). The pool is built once per process and source sample (fixed
-  ``random_state``), as LitePred pre-builds its pool once for all new platforms.
-* **MLP**: inputs log1p-then-standardised, ReLU hidden layers ``hidden`` (default (64, 64, 64):
-  the paper's 16-layer in-16-32-64-128-128-256x7-128-64-16-1 network can be passed as
-  ``hidden=(16, 32, 64, 128, 128, 256, 256, 256, 256, 256, 256, 256, 128, 64, 16)``; its
-  LeakyReLU(0.3) after two layers is not reproduced), output exp(z) x a per-kernel-family scale so
-  predictions stay positive. LitePred's training: Adam lr 1e-3, cosine annealing over the epochs,
-  MAPE loss, 350 epochs; here full-batch (a family has at most a few hundred distinct kernel
-  configurations, each weighted by its number of occurrences).
-* **Similarity detection** (LitePred ``detector.py``): for every pool device, predict the k
-  measured shots (sum of kernel predictions) and score ``scipy.stats.entropy(pred, true)``, the KL
-  divergence of the normalised predicted latencies from the normalised measured ones. LitePred sorts
-  this score in descending order and so picks the *least* similar device (a bug, BASELINES.md
-  11.8); latbench **fixes** it and picks the smallest KL. LitePred scores kernel sets per kernel
-  type; with end-to-end shots we score the end-to-end predictions.
-* **Fine-tuning**: the chosen device's kernel MLPs are copied and all layers fine-tuned on the
-  shots' pseudo kernel latencies (the chosen predictor's kernel predictions of each shot arch,
-  rescaled to its measured latency) with LitePred's settings (350 epochs, MAPE, Adam lr 1e-3,
-  cosine); then one least-squares scale in percentage error on the shots (``rescale``).
-
-Runtime measured with ``latbench eval -k 5 -k 10 -k 20`` (2-core dev machine, nice'd, next to a
-running latency measurement): the pool 29 s (help-nb201, 9 devices) / 24 s (help-fbnet) once per
-process (~0 s for later trials); adapt + predict 28 s (help-nb201, 6 targets) / 12 s (help-fbnet,
-3 targets) per trial for the three k, i.e. ~1.5 s per target device and k (fine-tuning ~8 kernel
-MLPs for 350 epochs). ``benchmarks/results/kernel-adapted.md``.
+LitePred (Feng et al., NSDI 2024; code ``microsoft/Moonlit/LitePred``) is nn-Meter with MLP kernel
+predictors and a transfer step: pick the pool device whose predictions are most similar (KL
+divergence) to the target's measurements and fine-tune its kernel MLPs on the target.
+``variant="faithful"`` trains on measured kernel latencies (devices profiled by latbench);
+``variant="adapted"`` (default) backfits the kernel MLPs from end-to-end latencies for HELP's
+devices. LitePred's KL pick of the *least* similar device (a descending sort) is fixed.
+See the documentation page baselines/litepred (``docs/baselines/litepred.md``).
 """
 
 from __future__ import annotations
@@ -145,6 +104,55 @@ def kl_scores(P: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 class LitePred(Method):
+    """LitePred: a pool of per-kernel MLPs per source device; the KL-closest one, fine-tuned on the shots.
+
+    Parameters
+    ----------
+    variant : {"adapted", "faithful"}, default "adapted"
+        "faithful": LitePred's recipe on measured kernel latencies (the sources' and the target's
+        kernel tables, eager-PyTorch kernels; a task with kernel tables is required). "adapted":
+        kernel MLPs backfitted from end-to-end latencies, for devices without kernel tables.
+    rules : str, default "default"
+        Fusion rule set of the adapted variant (``latbench.kernels``; "default" is ``tflite-cpu``,
+        nn-Meter's TFLite CPU rules). The faithful variant always uses ``torch-eager``.
+    hidden : tuple of int, default (64, 64, 64)
+        Hidden layers of each kernel MLP. latbench's choice; the paper's 16-layer network is
+        ``(16, 32, 64, 128, 128, 256, 256, 256, 256, 256, 256, 256, 128, 64, 16)``.
+    epochs : int, default 350
+        Training epochs of the pool's MLPs (full batch, MAPE loss, Adam, cosine). LitePred's value.
+    lr : float, default 1e-3
+        Adam learning rate of the pool's MLPs. LitePred's value.
+    rounds : int, default 2
+        Backfitting rounds of the adapted pool (rescale to the end-to-end latencies, refit the MLPs),
+        as latbench's nn-Meter; latbench's choice.
+    inner : int, default 100
+        Rescaling steps per backfitting round; latbench's choice, as for nn-Meter.
+    finetune_epochs : int, default 350
+        Fine-tuning epochs of the chosen device's MLPs on the target; 0 skips fine-tuning.
+        LitePred's value.
+    finetune_lr : float, default 1e-3
+        Adam learning rate of the fine-tuning. LitePred's value.
+    rescale : bool, default True
+        Adapted variant: after fine-tuning, fit one least-squares scale in percentage error on the
+        shots. latbench's choice.
+    random_state : int, default 0
+        Seed of the MLPs (the pool does not depend on the trial seed, so it is built once per
+        process and source sample and shared by every trial).
+
+    Attributes
+    ----------
+    pool_ : list of KernelBank
+        One bank of kernel MLPs per pool device (per source device with a kernel table in the
+        faithful variant).
+    pool_devices_ : list of str
+        Faithful variant: the source devices of ``pool_``.
+    targets_ : dict of str to tuple
+        Per target device: its fine-tuned bank, the final scale and the index of the chosen pool
+        device (-1 when none was chosen).
+    picked_ : dict of str to str
+        Faithful variant: the pool device chosen for each target.
+    """
+
     name = "litepred"
     summary = "LitePred adapted: pool of per-kernel MLPs backfitted per source, KL-similar source fine-tuned on the shots"
 

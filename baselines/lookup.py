@@ -1,11 +1,10 @@
-"""Layer-wise lookup predictor: an additive per-layer-type cost model, rescaled on the target.
+"""Layer-wise lookup predictor: an additive per-layer-type cost table, rescaled on the target.
 
-The "layer-wise predictor" of the literature (HELP Table 3) sums per-layer costs. Here each arch
-is described by, per primitive layer type of its layer list, the number of layers, their FLOPs and
-their output activations; on every source device a non-negative least-squares fit (scipy
-``nnls``) gives per-type costs, i.e. a lookup table learned from end-to-end latencies. On a target
-device the k shots pick the source table whose predictions correlate best with them, and fit
-``a * prediction + b`` (a > 0). Cost: a few seconds on CPU (layer lists of ~3,000 archs).
+The "layer-wise predictor" of the literature (HELP's Table 3): latency is a sum of per-layer
+costs. latbench learns one cost table per source device from end-to-end latencies (non-negative
+least squares on per-layer-type counts, FLOPs and activations), not from layer measurements; the
+k shots pick the best-matching table and rescale it. See the documentation page baselines/lookup
+(``docs/baselines/lookup.md``).
 """
 
 from __future__ import annotations
@@ -34,6 +33,23 @@ def layer_features(space, arch_id: int) -> dict:
 
 
 class LayerwiseLookup(Method):
+    """Per-layer-type cost tables learned on the source devices; the shots pick and rescale one.
+
+    It has no hyperparameters.
+
+    Attributes
+    ----------
+    columns_ : list of tuple
+        Feature columns: (layer type, "n" / "flops" / "act").
+    scale_ : numpy.ndarray
+        Per-column maximum over the source sample (features are divided by it).
+    tables_ : numpy.ndarray
+        [n_source, n_columns + 1] non-negative costs per source device (last: constant overhead).
+    choice_ : dict of str to tuple
+        Per target device, ``(source index, a, b)``: the table whose predictions correlate best
+        (Spearman) with the shots, and ``ms = a * prediction + b`` fitted on them.
+    """
+
     name = "lookup"
     summary = "per-layer-type additive cost table (NNLS on source devices), rescaled on the target shots"
 

@@ -1,85 +1,12 @@
-"""OFA latency MLP of Syed & Srinivasan, fine-tuned on the target (``mlp-finetune``), and its
+"""Syed & Srinivasan's latency MLP, fine-tuned on the target (``mlp-finetune``), and its
 hardware-descriptor variant (``mlp-hwparams``).
 
 Paper: M. Syed, A. A. Srinivasan, "Generalized Latency Performance Estimation for Once-For-All
-Neural Architecture Search", arXiv 2101.00732 (2021). Facts below were read from the authors'
-code, GitHub ``OFANAS/OFANAS_PerformanceEstimation`` (commit 3a5087a), files
-``tutorial/latency_predictor/{latency_encoding,latency_predictor,latency_finetune,
-latency_predictor_generalized,generalized_dataset_combine}.py``; the paper text itself could only be
-read as far as its abstract (it names the two strategies: fine-tuning a base model trained on one
-device, and "GPU generalization" with Number of Cores, RAM Size and Memory Bandwidth as inputs).
-
-What the original code does (verified):
-
-* Input: 128-d one-hot of an OFA MobileNetV3 subnet: kernel size (3 values) and expand ratio
-  (3 values) for each of the 20 block slots, zeroed for slots beyond the stage depth, plus an
-  8-bucket resolution one-hot ``(r - 112) // 16``. latbench uses ``space.onehot`` instead (OFA:
-  the same ks/e one-hots per slot plus a 25-value resolution one-hot, 145-d; NB201 30-d; FBNet 198-d),
-  so the method runs on all three spaces.
-* Network: ``Linear(in, 400) - ReLU - Linear(400, 400) - ReLU - Linear(400, 400) - ReLU -
-  Linear(400, 1)``, i.e. three hidden layers of 400 units (the issue's "3-layer FFN with 400 hidden
-  units"); defaults ``hidden_layers=3, hidden_units=400``.
-* Loss: RMSE, ``sqrt(MSE + 1e-6)``, on the raw latency in ms, single device.
-* Optimiser: SGD with momentum, batch 32, chosen by a Ray Tune grid (lr {1e-4, 1e-3, 1e-2}, weight
-  decay {1e-4, 1e-3, 1e-2}, momentum {0.4, 0.6, 0.8, 0.9}); the logged best for the RTX 2080 Ti was
-  lr 0.01, weight decay 1e-4, momentum 0.9, 100 epochs; ``latency_predictor.py`` hard-codes
-  lr 1e-3 / wd 1e-3 / momentum 0.9 / 50 epochs. Data: 10,000 archs per device, 70/15/15 split.
-* Fine-tuning (``latency_finetune.py``): load the source model, set ``requires_grad = False`` on all
-  parameters, drop the last two modules (the last ReLU and the output Linear) and append a *new*,
-  randomly initialised ``Linear(400, 1)``; train it with SGD lr 0.1, weight decay 1e-3, momentum
-  0.9, 100 epochs, batch 32, on 100-1,500 target archs (700 in the final script). So every hidden
-  layer is frozen and only the output layer learns. Dropping the last ReLU is a bug (the new head
-  reads the pre-activation of the third hidden layer); latbench does **not** reproduce it.
-* Hardware variant (``latency_predictor_generalized.py``): the same network with 131 inputs, i.e. the
-  128-d one-hot plus the raw (unnormalised) numbers cores, RAM GB and bandwidth GB/s; trained on the
-  rows of two GPUs (RTX 2080 Ti, Tesla P40) pooled and shuffled, SGD lr 1e-4, wd 1e-4, momentum 0.8,
-  100 epochs. The code shows no fine-tuning of this variant; how the paper evaluates it on an unseen
-  GPU could not be read **(unverified)**.
-
-How latbench adapts it to the few-shot protocol (our choices):
-
-* ``mlp-finetune`` trains one MLP per source device on the task's source sample (all source MLPs
-  at once as a batched ensemble with independent weights: the same maths as separate training with
-  one shared shuffle order). On a target device the k shots pick the source MLP whose predictions on
-  the shots have the highest Spearman rank correlation with the measured shots (ties: the first; with
-  fewer than 3 usable shots, the source whose mean latency is closest). Its output layer is then
-  rescaled to the target (least-squares ``a * f + b`` with a > 0, folded into the output layer: the
-  per-device scale estimated from the shots) and fine-tuned on the shots with every hidden layer
-  frozen, so the first two layers (and the third) keep their source weights. We warm-start the head
-  instead of the original's fresh one because k is 5-20 here, not 700. With k = 0 it averages the
-  source MLPs (in log space).
-* Targets: ``log_target=True`` (default) trains on log-ms standardised per source device; RMSE is
-  taken in that space. Log is needed because latbench pools devices whose latencies differ by
-  100x; ``log_target=False`` trains on per-device standardised ms, the closest to the paper.
-* Source training: Adam lr 1e-3, batch 32, 10 epochs by default rather than the paper's SGD for
-  50-100 epochs: on a shared 2-core CPU the paper's schedule on up to 12 source devices would take
-  minutes per trial, and Adam gets close within the budget (easy-2, one trial: mean Spearman 0.975
-  after 10 epochs, 0.980 after 20, 0.981 after 40). ``optimizer="sgd", lr=0.01, momentum=0.9,
-  weight_decay=1e-4, epochs=100`` reproduces the paper's schedule.
-* Fine-tuning: the paper's SGD momentum 0.9, weight decay 1e-3, 100 epochs, batch 32 (so one full
-  batch per epoch when k <= 32). Two changes, both needed for stability with 5-20 shots: the loss is
-  the MSE (same minimiser as RMSE; RMSE's gradient grows as the residual shrinks and made SGD
-  oscillate), and ``finetune_lr`` (default 0.1, the paper's number) is relative to the curvature of
-  the head's least-squares problem, i.e. the step is ``finetune_lr / mean ||[h, 1]||^2``. With the
-  paper's absolute lr 0.1 the head oscillated and rankings flipped sign. ``finetune_epochs=0`` keeps
-  only the rescaling. Fine-tuning on so few shots helps little: help-nb201 ~+0.01 Spearman, easy-2
-  +-0, and it hurts hard-6 (batch-1 targets from batch-32/64 sources), see the report numbers.
-* ``mlp-hwparams`` appends the device's hardware descriptor (``baselines/hardware_descriptors.py``:
-  family one-hot, log2 cores, clock, log2 memory, log2 bandwidth, log2 batch size; standardised over
-  the source devices, unknown values and features constant over the sources set to 0) and trains
-  one MLP on all source devices pooled (``epochs`` = passes over the pooled rows, default 6), with
-  targets in log-ms standardised globally so that the absolute level is learned from the
-  descriptor. At the target it predicts zero-shot from the descriptor when k = 0; with k > 0 it
-  rescales and fine-tunes the output layer on the shots as above.
-
-Determinism: weights and shuffles come from a ``torch.Generator`` seeded from the ``seed`` passed to
-``fit`` (plus ``torch.manual_seed``); training runs on CPU in ``num_threads`` threads (default 1, the
-previous setting is restored; on a shared 2-core box 2 threads were 7x slower).
-
-Cost (measured with ``latbench eval --trials 2`` on a shared 2-core CPU, load average 5-12, default
-parameters, k = 10; wall time per task x trial, fit + adapt + predict): ``mlp-finetune`` 21 s on
-easy-2 (6 source devices) and hard-6 (5), 27 s on help-nb201 (9); ``mlp-hwparams`` 12 s on easy-2
-and hard-6, 16 s on help-nb201, 11-13 s zero-shot. No GPU needed.
+Neural Architecture Search", arXiv 2101.00732 (2021); code ``OFANAS/OFANAS_PerformanceEstimation``.
+A one-hot arch vector through a 3 x 400 ReLU MLP. Main deviation: a few-shot protocol instead of
+hundreds of target archs, so the head is warm-started and rescaled rather than re-initialised, and
+the source training uses Adam for 10 epochs. See the documentation page baselines/mlp
+(``docs/baselines/mlp.md``).
 """
 
 from __future__ import annotations
@@ -244,6 +171,64 @@ class _LatencyMLP(Method):
 
 
 class MLPFinetune(_LatencyMLP):
+    """One latency MLP per source device; the shots pick the best one and fine-tune its output layer.
+
+    Parameters
+    ----------
+    hidden_units : int, default 400
+        Units per hidden layer. The authors' code.
+    hidden_layers : int, default 3
+        Number of hidden ReLU layers. The authors' code.
+    epochs : int, default 10
+        Epochs of the source training. latbench's choice (the paper: SGD for 50-100 epochs); on
+        easy-2, mean Spearman 0.975 after 10 epochs, 0.981 after 40.
+    batch_size : int, default 32
+        Batch size of the source training and of the fine-tuning. The authors' code.
+    lr : float, default 1e-3
+        Learning rate of the source training.
+    optimizer : {"adam", "sgd"}, default "adam"
+        Optimiser of the source training. latbench's choice: Adam gets close within a few epochs;
+        ``optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4, epochs=100`` is the paper's
+        schedule.
+    momentum : float, default 0.9
+        Momentum of the source training (SGD only).
+    weight_decay : float, default 0.0
+        Weight decay of the source training.
+    log_target : bool, default True
+        Train on log-ms (standardised) instead of ms: latbench pools devices whose latencies differ by
+        100x. False is the closest to the paper (standardised ms).
+    finetune_epochs : int, default 100
+        Epochs of the output-layer fine-tuning on the shots; 0 keeps only the rescaling. The authors'
+        code.
+    finetune_lr : float, default 0.1
+        Fine-tuning learning rate (the authors' number), taken relative to the curvature of the
+        head's least-squares problem: the step is ``finetune_lr / mean ||[h, 1]||^2``.
+    finetune_momentum : float, default 0.9
+        SGD momentum of the fine-tuning. The authors' code.
+    finetune_weight_decay : float, default 1e-3
+        SGD weight decay of the fine-tuning. The authors' code.
+    rescale : bool, default True
+        Before fine-tuning, fold a least-squares ``a * f + b`` (a > 0) on the shots into the output
+        layer. latbench's choice.
+    num_threads : int or None, default 1
+        Torch CPU threads (the previous setting is restored afterwards); None leaves torch's setting.
+        latbench's choice: 2 threads were 7x slower on a shared 2-core CPU.
+
+    Attributes
+    ----------
+    layers_ : list
+        The source MLPs as stacked weights ``[(W [E, in, out], b [E, 1, out]), ...]``, one member
+        per source device.
+    mu_ : numpy.ndarray
+        Per source device, the mean of its training targets.
+    sd_ : numpy.ndarray
+        Per source device, the standard deviation of its training targets.
+    choice_ : dict of str to int
+        Per target device, the chosen source device (-1 at k = 0: the mean of all source MLPs).
+    heads_ : dict of str to tuple
+        Per target device, its fine-tuned output layer ``(w, b)``.
+    """
+
     name = "mlp-finetune"
     summary = ("Syed & Srinivasan's one-hot MLP (3x400): one per source device, best by shot Spearman, "
                "output layer fine-tuned")
@@ -313,6 +298,68 @@ class MLPFinetune(_LatencyMLP):
 
 
 class MLPHardwareParams(_LatencyMLP):
+    """Syed & Srinivasan's MLP with the device's hardware descriptor appended, trained on all sources.
+
+    Predicts zero-shot from the descriptor at k = 0; with shots, rescales and fine-tunes the output
+    layer as ``mlp-finetune`` does. Descriptor table: ``latbench_baselines.hardware_descriptors``.
+
+    Parameters
+    ----------
+    hidden_units : int, default 400
+        Units per hidden layer. The authors' code.
+    hidden_layers : int, default 3
+        Number of hidden ReLU layers. The authors' code.
+    epochs : int, default 6
+        Passes over the pooled rows of all source devices. latbench's choice.
+    batch_size : int, default 32
+        Batch size of the source training and of the fine-tuning. The authors' code.
+    lr : float, default 1e-3
+        Learning rate of the source training.
+    optimizer : {"adam", "sgd"}, default "adam"
+        Optimiser of the source training. latbench's choice: Adam gets close within a few epochs;
+        ``optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4, epochs=100`` is the paper's
+        schedule.
+    momentum : float, default 0.9
+        Momentum of the source training (SGD only).
+    weight_decay : float, default 0.0
+        Weight decay of the source training.
+    log_target : bool, default True
+        Train on log-ms (standardised) instead of ms: latbench pools devices whose latencies differ by
+        100x. False is the closest to the paper (standardised ms).
+    finetune_epochs : int, default 100
+        Epochs of the output-layer fine-tuning on the shots; 0 keeps only the rescaling. The authors'
+        code.
+    finetune_lr : float, default 0.1
+        Fine-tuning learning rate (the authors' number), taken relative to the curvature of the
+        head's least-squares problem: the step is ``finetune_lr / mean ||[h, 1]||^2``.
+    finetune_momentum : float, default 0.9
+        SGD momentum of the fine-tuning. The authors' code.
+    finetune_weight_decay : float, default 1e-3
+        SGD weight decay of the fine-tuning. The authors' code.
+    rescale : bool, default True
+        Before fine-tuning, fold a least-squares ``a * f + b`` (a > 0) on the shots into the output
+        layer. latbench's choice.
+    num_threads : int or None, default 1
+        Torch CPU threads (the previous setting is restored afterwards); None leaves torch's setting.
+        latbench's choice: 2 threads were 7x slower on a shared 2-core CPU.
+
+    Attributes
+    ----------
+    layers_ : list
+        The MLP's weights ``[(W [1, in, out], b [1, 1, out]), ...]``.
+    mu_ : float
+        Mean of the pooled training targets.
+    sd_ : float
+        Standard deviation of the pooled training targets.
+    desc_mean_ : numpy.ndarray
+        Mean of each descriptor feature over the source devices.
+    desc_scale_ : numpy.ndarray
+        Standard deviation of each descriptor feature over the source devices (inf for a feature
+        that is unknown or constant over the sources, which then contributes 0).
+    heads_ : dict of str to tuple
+        Per target device, its output layer ``(w, b)``.
+    """
+
     name = "mlp-hwparams"
     summary = "Syed & Srinivasan's MLP with hardware descriptors appended, trained on all sources; zero-/few-shot"
 

@@ -1,179 +1,12 @@
-"""NASFLAT (Akhauri & Abdelfattah, MLSys 2024, "On Latency Predictors for Neural Architecture
-Search"; code: abdelfattah-lab/nasflat_latency). Design notes: ``shared/design/BASELINES.md``
-sections 7, 9.2 and 11.5-11.6. Written from the description of the original code, not copied.
+"""NASFLAT latency predictor: GNN with per-device hardware embeddings and pairwise ranking.
 
-Idea
-----
-One GNN is pre-trained on many (architecture, source device) pairs with a pairwise hinge ranking
-loss; the device enters as a learned per-device **hardware embedding** concatenated to every
-node's op embedding. On a target device: choose k archs with an encoding-based sampler, measure
-them, initialise the target's hardware embedding from the source device whose latencies on those
-k archs correlate best with the target, then fine-tune the whole network on the k shots.
-
-Graph inputs (``main_trf.py::get_dataloader``, ``nb201_ss.py``, ``fbnet_ss.py``)
------------------------------------------------------------------------------------
-* **NB201.** BRP-NAS's ``get_matrix_and_ops`` on the 8-node ops-as-nodes DAG (0 = input, 1..6 = the
-  six edges in string order, 7 = output), in edge order: a ``none`` node loses all its edges, a
-  ``skip_connect`` node is bypassed (predecessors wired to successors) and disconnected, nodes not
-  on an input->output path are zeroed (8x8 kept). **No global node, no self-loops.** The model
-  uses ``adj.T``, so each node aggregates its *predecessors*. Op index of each node = its
-  ``Cell201.gcn_encoding`` class in the vocabulary [output, input, avg_pool_3x3, nor_conv_1x1,
-  nor_conv_3x3, none, skip_connect] (none / skip nodes keep their op index even though the
-  surgery disconnected them).
-* **FBNet.** 22 nodes (the 22 searchable layers), op index = the layer choice 0..8, adjacency =
-  the **22x22 identity** (``fbnet_ss.get_adj_op``; reproduced quirk: no edges between layers). As in
-  the original, layer 0's and layer 21's op/hardware embeddings are overwritten by the model's
-  input/output embeddings, so the first and last layer choices are invisible (quirk, reproduced).
-  The only cross-layer mixing is the GAT quirk below (non-neighbours keep attention weight).
-  Consequence worth knowing: all non-input nodes start from the same shared state and there are
-  no edges, so the model is invariant to permuting layers 1..20 -- it cannot tell that an op runs
-  at 32x32 in stage 1 or at 4x4 in stage 6. This limits the FBNet scores (see the table below).
-* **OFA (latbench's extension; NASFLAT has no OFA space).** The space's chain graph (input, 20
-  block slots, output; inactive slots are isolated nodes); op index of a slot = 3 * kernel index +
-  expand index (0..8), 9 for an inactive slot. The chain graph cannot see the input resolution,
-  which dominates OFA latency, so the input node's op embedding -- a constant zero vector in
-  NASFLAT -- is a learned embedding of the resolution (25 values). Extension, not in the paper.
-
-Model (``models_abl_p2.py::GIN_Model`` with the main CLI's settings: ``gnn_type=ensemble``,
-``ensemble_fuse_method=add``, ``hwemb_to_mlp=False``, ``dropout=0``, ``dual_gcn=False``)
-----------------------------------------------------------------------------------------------
-* Conditioning vector per node = [op embedding (40) || hw embedding (8)] = 48: ``nn.Embedding(128,
-  40)`` / ``nn.Embedding(128, 8)`` (N(0, 1) init); the input node gets constant zeros for both, the
-  output node learned output-op / output-hw embeddings; the other nodes ``op_emb[op]`` and
-  ``hw_emb[device]``.
-* Initial node states do not depend on the arch: a learned input-node embedding (48) for node 0, a
-  shared zero-initialised learned "other" embedding (48) for the rest, then ``Linear(48 -> 96)``.
-* Ensemble layer = (DGF + GAT) / 2.
-  - DGF: ``S = X W``; ``out = sigmoid(Linear(cond)) * (A S) + S + b`` (W, b ~ U(+-1/sqrt(out))).
-  - GAT: ``K = W_k X`` (no bias); logits ``l_ij = leaky_relu(a . (K_i * K_j) / sqrt(d), 0.01)``
-    (a: Linear(d -> 1) without bias); **multiplicative masking** ``l_ij * A_ij`` before a softmax over
-    *all* nodes j, so non-neighbours get logit 0, not -inf, and keep weight (quirk, reproduced);
-    ``out = LayerNorm(sigmoid(Linear(cond)) * sum_j alpha_ij K_j)``.
-* Op-update pass: 2 ensemble layers (96 -> 128 -> 128, ReLU between), the output node's state
-  through an MLP 128 -> 128 -> 128 -> 128, broadcast to all nodes, concatenated with the
-  conditioning vector (176), ``Linear(176 -> 128), ReLU, Linear(128 -> 48)`` = new conditioning.
-* Main pass: 3 ensemble layers 96 -> 128 -> 128 -> 128 (ReLU between, none after the last) with the
-  new conditioning; readout = mean over all nodes but the input node (the ``none``-op mask is
-  inactive in the original: ``none_op_ind = 130``); regression MLP [200, 200, 200] with ReLU and
-  Dropout(0.1), then Linear -> 1 score. 0.41 M parameters (the original also builds an unused
-  24.5 k zcp embedder, left out here).
-
-**PyTorch Geometric.** Both layers are ``torch_geometric.nn.MessagePassing`` subclasses over PyG
-disjoint-union batches (node ``b * N + i``; edge ``j -> i`` for every ``A[i, j] = 1`` of the
-transposed adjacency, i.e. for every arch edge ``j -> i``). The stock layers cannot express the
-original: ``GCNConv`` / ``GraphConv`` have no op-conditioned sigmoid gate on the aggregate, and
-``GATConv`` / ``DenseGATConv`` use additive attention ``a^T [W h_i || W h_j]`` with ``-inf``
-masking of non-edges, whereas NASFLAT uses a bilinear score and *multiplicative* masking. The GAT
-quirk is computed exactly and without the dense N x N softmax: non-edges all have logit 0, so with
-``c_i = max(0, max_{j in E_i} l_ij)``
-
-    h_i = [sum_{j in E_i} (e^{l_ij - c_i} - e^{-c_i}) K_j + e^{-c_i} sum_{all j} K_j]
-          / [sum_{j in E_i} (e^{l_ij - c_i} - e^{-c_i}) + N e^{-c_i}]
-
-(message passing over the real edges plus a per-graph sum; the tests check it against the dense
-original formula).
-
-Source training (``main_trf.py::pwl_train``)
----------------------------------------------
-Every (source arch, source device) pair is an example, target = the device's latency min-max
-scaled over the source sample (NASFLAT scales over all archs of the space; irrelevant for a
-ranking loss). Batches of ``batch_size`` = 128, shuffled. Within a batch all pairs i < j with
-``y_i != y_j`` (also across devices, as in the original), subsampled without replacement to at
-most ``4 n``; loss = mean ``max(0, 0.1 - sign(y_i - y_j) (s_i - s_j))``. Batches of one example
-(NB201) or of at most two (other spaces) are skipped, as in the original. AdamW (lr 1e-3, weight
-decay 1e-5), CosineAnnealingLR(T_max = ``epochs``, eta_min 1e-6), stepped per epoch.
-Difference: the original runs the model separately on the two sides of every pair (2 x 4n forward
-passes); here every example of the batch is scored once and pairs index those scores. Without
-BatchNorm this is the same loss; only the MLP's dropout masks are shared between the pairs of one
-example instead of drawn per pair.
-
-**Epochs: default 50, not the paper's 150 (measured decision, with a measured cost on FBNet).**
-The forward/backward cost is fixed by the architecture (22 or 8 nodes x 128-wide layers per
-example): about 0.75 ms (FBNet / OFA) or 0.4 ms (NB201) of CPU per (arch, source device) example
-and epoch on one core, i.e. ``n_source x 900 x epochs x`` that. At 150 epochs the source training
-alone took 517-637 s of CPU on nasflat-f1 (5 sources), and would take ~25 min on the 15-source
-FBNet task nasflat-f5: over the 10-minute budget per task x trial. Measured on trial 0 at k = 10
-(mean Spearman over the targets; model seeds = ``fit`` seeds trial.seed + 0/1/2, which also change
-the sampler's random picks):
-
-=============  ===================  ===================  ===========================
-task, seed     ``epochs=150``       ``epochs=50``        150 - 50
-=============  ===================  ===================  ===========================
-help-nb201, 0  0.911                0.908                +0.003
-help-nb201, 1  --                   0.933
-help-nb201, 2  --                   0.929
-nasflat-f1, 0  0.705                0.688                +0.017
-nasflat-f1, 1  0.729                0.693                +0.036
-nasflat-f1, 2  0.607                0.558                +0.049
-=============  ===================  ===================  ===========================
-
-On NB201 the change is within the seed noise (sd 0.013 over three seeds at 50 epochs). On FBNet
-the seed spread is large (sd 0.076 at 50 epochs) but 150 epochs was better for all three paired
-seeds (mean +0.034): **the 50-epoch default costs FBNet about 0.03 Spearman**; it is kept because
-150 epochs does not fit the per-trial budget. ``epochs=150`` reproduces the paper's schedule (the
-cosine schedule always spans the given number of epochs).
-
-Transfer (``main_trf.py``, BASELINES.md 7.5)
----------------------------------------------
-* **Sampler** (``sampler``). ``"kmeancosine"`` (default; the paper's default sampling method):
-  floor(k/2) archs from KMeans(floor(k/2)) over the query pool's encodings, one random member per
-  cluster, plus ceil(k/2) from cosine buckets (pool sorted by mean cosine similarity to all other
-  pool archs, split into ceil(k/2) equal buckets, one random arch per bucket). Duplicates are
-  removed and the set filled with random pool archs to exactly k distinct archs. **Gap:** the
-  original clusters pretrained arch2vec / CATE / zero-cost-proxy encodings (the Google-Drive
-  embeddings are not available); here the encoding is the space's one-hot vector plus min-max
-  scaled log FLOPs and log params. ``"random"`` = ``oracle.default_choice()``. Only
-  ``oracle.pool`` archs are measured (the original samples the whole space).
-* **Hardware-embedding init** (``transfer_hwemb``, on as in the paper's runs). The original takes
-  the Spearman correlation between each source device's true latencies and the target's on the
-  transfer archs. In latbench the query pool is disjoint from the source sample, so the source
-  latencies of the shots are unknown; **decision:** when every shot has a known source latency
-  (source sample or HELP reference archs) we use the true latencies exactly as the original;
-  otherwise we use the pre-trained model's own scores for each source device on the shots
-  (the model was trained to rank the source devices' latencies). The best source's ``hw_emb`` row
-  is copied into the target's row (one row per target device, after the source devices' rows).
-* **Fine-tuning.** The network is reloaded from the source-trained weights for every target;
-  all parameters are trained on the k shots (min-max scaled latency) with the same pairwise loss,
-  AdamW(``transfer_lr``, weight decay 1e-5), cosine over ``transfer_epochs``, batches of
-  ``transfer_batch_size`` = 16, shuffled. Defaults per space from the main joblist: NB201
-  lr 0.003 / 40 epochs, FBNet 0.001 / 30; OFA has no NASFLAT setting and uses FBNet's.
-* **Output.** NASFLAT outputs a ranking score, never milliseconds. ``predict`` maps scores to ms
-  with ``ms = a * score + b`` fitted by least squares on the k shots with a > 0 (a positive
-  rescaling; with a non-positive or undefined slope the scores are standardised onto the shots'
-  mean and spread), floored at a small positive value.
-* ``snapshot_average = N > 0``: the score is the mean of the scores of the models after each of the
-  last N fine-tuning epochs. NASFLAT instead reports the *mean Spearman* of the last 4 transfer
-  epochs (BASELINES.md 9.2), a reporting average that yields no single predictor; averaging the
-  scores is the closest predictor-level analogue. Default 0 (the last epoch's model).
-* ``k = 0``: no shots, so no fine-tuning; the target row is the mean of the source rows and the
-  ms map is fitted on the source sample against the mean source latency (latbench extension).
-
-Versions of the original. The one stored ``main_trf.py`` we could read (commit 9c4b3fa) is older
-than BASELINES.md's HEAD and differs in places; we follow BASELINES.md (HEAD) where they differ:
-hw / op embedding widths 8 / 40 (the older ``GIN_Model`` splits 48 as 24 / 24), transfer batches of
-16 (the older code makes one unshuffled batch of all k shots), one random member per KMeans cluster
-(the older ``get_distinct_arch2vecs_kmeans`` takes the member nearest each centroid; KMeans here
-uses scikit-learn's default ``n_init``), and the kmeancosine sampler (absent from the older code).
-
-Other parameters: ``num_threads`` (default 1) sets torch's intra-op threads during fit / adapt /
-predict and restores them afterwards (on the shared 2-core machine a second thread made this
-model's small matmuls several times slower); ``device`` is the torch device.
-
-Gaps (stated, not hidden)
--------------------------
-* Supplementary encodings (``adj_gin_zcp`` / ``arch2vec`` / ``cate`` / ``a2vcatezcp``) are left
-  out: they need zero-cost proxies and pretrained arch2vec / CATE embeddings we do not have.
-  Representation = ``adj_gin`` only; the README / joblist headline runs use a supplementary
-  encoding, so expect lower numbers than the paper's best rows.
-* Sampler encodings: see above.
-* Source sample: latbench's task source sample (900 archs) instead of NASFLAT's 256-900 random
-  archs of the whole space.
-
-Determinism: model init and dropout draw from a forked torch RNG seeded from (seed, phase, target
-device), shuffling from a seeded ``torch.Generator``, pair subsampling and samplers from seeded
-numpy generators, KMeans with a fixed ``random_state``.
-
-Measured cost and scores: see :class:`NASFLAT`.
+NASFLAT (Akhauri & Abdelfattah, MLSys 2024, "On Latency Predictors for Neural Architecture
+Search"; code ``abdelfattah-lab/nasflat_latency``), written from the description of the original
+code, not copied: one ensemble GNN pre-trained on (arch, source device) pairs; on a target, an
+encoding-based sampler picks the k shots, the most correlated source's hardware embedding
+initialises the target's, and the whole network is fine-tuned on the shots. Main deviations: 50
+source epochs instead of 150 (costs FBNet ~0.03 Spearman) and no supplementary encodings (arch2vec,
+CATE, zero-cost proxies). See the documentation page baselines/nasflat (``docs/baselines/nasflat.md``).
 """
 
 from __future__ import annotations
@@ -294,7 +127,7 @@ class DGFConv(MessagePassing):
 
 
 class MaskedGATConv(MessagePassing):
-    """NASFLAT's GraphAttentionLayer with its multiplicative masking, exactly (see module doc):
+    """NASFLAT's GraphAttentionLayer with its multiplicative masking, exactly (see baselines/nasflat in the docs):
     softmax over *all* N nodes of the graph of ``l_ij * A_ij``, computed from the edges plus a
     per-graph sum (all graphs of a batch have ``n_nodes`` nodes)."""
 
@@ -514,27 +347,77 @@ def score_to_ms(s_shots: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 # ---- the method ------------------------------------------------------------------------------------
 class NASFLAT(Method):
-    """NASFLAT latency predictor (adj_gin, ensemble GNN, hw embeddings, pairwise ranking loss,
-    kmeancosine sampler, hw-embedding transfer, full fine-tuning). See the module docstring.
+    """NASFLAT: ensemble GNN with hardware embeddings, pairwise ranking loss and hw-embedding transfer.
 
-    Measured (2-core CPU shared with other jobs, torch 2.13 CPU, defaults incl. ``epochs=50`` and
-    ``num_threads=1``; one trial = fit + adapt every target + predict;
-    ``latbench eval --method baselines.nasflat:NASFLAT --task <t> --trials 1 --shots k``). CPU time
-    is the process's user time (what an idle core needs); wall time depends on the other jobs:
+    Defaults are those of NASFLAT's main CLI and joblist unless stated otherwise.
 
-    =============================================  =========  ============  ===================
-    task, k                                        CPU time   wall time     mean Spearman
-    =============================================  =========  ============  ===================
-    nasflat-f1 (FBNet, 5 src x 900, 5 tgt), k=10   175 s      179 s (idle)  0.688
-    nasflat-f1, k=20                               182 s      336 s         0.689
-    help-nb201 (NB201, 9 src x 900, 6 tgt), k=10   164 s      369 s         0.908
-    help-nb201, k=20                               174 s      467 s         0.959
-    =============================================  =========  ============  ===================
+    Parameters
+    ----------
+    epochs : int, default 50
+        Epochs of the source training. The paper uses 150; 50 is latbench's choice to keep a trial
+        of the 15-source FBNet task within minutes on a CPU, at a measured cost of ~0.03 Spearman on
+        FBNet (none on NB201). ``epochs=150`` restores the paper's schedule.
+    batch_size : int, default 128
+        Examples ((arch, source device) pairs) per batch of the source training.
+    lr : float, default 1e-3
+        AdamW learning rate of the source training.
+    weight_decay : float, default 1e-5
+        AdamW weight decay, in the source training and the fine-tuning.
+    eta_min : float, default 1e-6
+        Final learning rate of the cosine schedules.
+    margin : float, default 0.1
+        Margin of the pairwise hinge loss.
+    max_compare_ratio : float, default 4.0
+        At most ``max_compare_ratio * n`` pairs per batch of n examples (random subset).
+    transfer_lr : float or None, default None
+        Fine-tuning learning rate. None: the joblist's per-space value (NB201 3e-3, FBNet 1e-3; OFA,
+        which NASFLAT lacks, uses FBNet's).
+    transfer_epochs : int or None, default None
+        Fine-tuning epochs on the k shots. None: per space, NB201 40, FBNet 30, OFA as FBNet.
+    transfer_batch_size : int, default 16
+        Shots per batch of the fine-tuning.
+    sampler : {"kmeancosine", "random"}, default "kmeancosine"
+        How the k shots are chosen from the oracle's pool: NASFLAT's default KMeans + cosine-bucket
+        sampler (over latbench's one-hot + FLOPs / params encoding), or the oracle's default choice.
+    transfer_hwemb : bool or str, default True
+        Initialise the target's hardware embedding from the source device that ranks the shots most
+        like the target (as in the paper's runs); otherwise it keeps the embedding table's untrained
+        row. The strings "false", "0", "no" and "off" count as False.
+    snapshot_average : int, default 0
+        N > 0: predict with the mean score of the models after each of the last N fine-tuning
+        epochs (latbench's predictor-level analogue of NASFLAT reporting the mean Spearman of its
+        last 4 transfer epochs); 0: the last epoch's model.
+    op_dim : int, default 40
+        Width of the op embedding.
+    hw_dim : int, default 8
+        Width of the hardware embedding.
+    hid_dim : int, default 96
+        Width of the initial node states.
+    op_fp_dims : tuple of int, default (128, 128)
+        Widths of the op-update pass's ensemble layers.
+    forward_dims : tuple of int, default (128, 128, 128)
+        Widths of the main pass's ensemble layers.
+    mlp_dims : tuple of int, default (200, 200, 200)
+        Hidden widths of the regression MLP.
+    mlp_dropout : float, default 0.1
+        Dropout in the regression MLP.
+    num_threads : int or None, default 1
+        Torch CPU threads while fitting, adapting and predicting (restored afterwards); None leaves
+        torch's setting. latbench's choice: a second thread made this model's small matmuls several
+        times slower on a shared 2-core CPU.
+    device : str, default "cpu"
+        Torch device.
 
-    Source training is ~95 % of the cost (FBNet ~0.75 ms, NB201 ~0.4 ms of CPU per (arch, device)
-    example and epoch); fine-tuning + prediction take 5-8 s of CPU per trial. With
-    ``epochs=150`` the source training alone took 557-637 s of CPU on FBNet. Under heavy
-    contention (6+ jobs on the 2 cores) the wall time of the default run reached 13-18 min.
+    Attributes
+    ----------
+    base_state_ : dict
+        State dict of the source-trained network (reloaded for every target).
+    n_source_ : int
+        Number of source devices (rows 0 .. n_source_ - 1 of the hardware-embedding table).
+    targets_ : dict of str to dict
+        Per target device: its embedding-table ``slot``, the fine-tuned ``models``, the ms ``scale``
+        ``(a, b)`` and, with ``transfer_hwemb``, the chosen ``source``, its Spearman ``rho`` and how
+        it was computed (``by``).
     """
 
     name = "nasflat"

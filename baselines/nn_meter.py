@@ -1,65 +1,12 @@
-"""nn-Meter (Zhang et al., MobiSys'21): per-kernel random forests, in two variants.
+"""nn-Meter: per-kernel random forests, summed over the kernels a runtime executes after fusion.
 
-nn-Meter splits a model into the kernels its runtime executes after operator fusion, predicts
-each kernel's latency with a random forest per kernel type, and sums (``BASELINES.md`` section 3).
-
-``variant="faithful"`` trains as nn-Meter does, on **measured kernel latencies** of the target
-device, and needs a device measured by ``latbench profile`` (eager PyTorch, kernel tables):
-the forests are fitted on the per-layer kernel latencies of the k archs the oracle measured
-(:meth:`latbench.protocol.Oracle.kernels`; kernels = ``torch-eager`` rules, one per layer, as the
-device runs them) and, with ``campaign=DIR``, on that device's single-kernel measurements from
-``latbench profile-kernels`` (nn-Meter's adaptive kernel-config sampler,
-:mod:`latbench.kernel_sampling`); with a campaign and k = 0 this is nn-Meter proper. Prediction =
-sum of the kernel predictions (no framework-overhead term, as in nn-Meter: on eager PyTorch the
-kernels sum to ~0.9 of the end-to-end latency, which costs MAPE, not rank). No transfer from the
-source devices. Measured on ``measured-<space>-kernels``: README, ``benchmarks/kernel_variants.py``.
-
-``variant="adapted"`` (default; every HELP device, which has end-to-end latencies only): the
-forests are trained from end-to-end latencies by backfitting, as described below; it is
-reported separately from the faithful variant.
-
-**Kernels and features**: :mod:`latbench.kernels` with the ``tflite-cpu`` fusion rules (nn-Meter's
-rule file for TFLite on a mobile CPU); every conv-like kernel is served by the ``conv-bn-relu``
-forest and every depthwise one by ``dwconv-bn-relu`` (nn-Meter's ``predict_by_kernel``); features
-per forest as nn-Meter's ``extract_feature``: conv/dwconv [HW, Cin, Cout, K, S, FLOPs, params],
-fc [Cin, Cout, FLOPs, params], pooling [HW, Cin, Cout, K, S], add/add-relu [HW, Cin, Cin], the
-others (global pool, bn, relu, bn-relu, hswish, se, channel shuffle, ...) [HW, Cin].
-**Forests**: ``RandomForestRegressor`` with nn-Meter's per-kernel hyperparameters
-(``predictor_builder/predictor_lib.py``; max_depth / n_estimators / max_features per kernel for
-``tflite_cpu`` (default), ``tflite_gpu`` or ``openvino_vpu``), min_samples_leaf 1, min_samples_split
-2, random_state 10; kernels nn-Meter has no entry for use its fallback (depth 50, 370 trees,
-``max_features="auto"`` -> 1.0, since "auto" was removed from scikit-learn). One deviation:
-``bootstrap=False`` (hence no ``oob_score``). nn-Meter's forests see thousands of sampled kernel
-configurations; ours see the distinct configurations of a space (26 on NB201, ~150 on FBNet,
-~2,000 on OFA), each once with its number of occurrences as sample weight, and a bootstrap over
-~10 rows would drop whole configurations from every tree.
-
-**Backfitting** (ours; nn-Meter has no such step because it measures kernels): on one device,
-(0) each kernel of an arch gets a latency share proportional to a cost (FLOPs / mean FLOPs +
-memory traffic / mean memory traffic); (1) each arch's kernel latencies are rescaled to sum to its
-measured end-to-end latency and averaged per kernel configuration (``inner`` = 100 times, i.e.
-multiplicative updates that converge to an additive fit, Richardson-Lucy style); (2) a forest per
-kernel type is fitted to those pseudo kernel latencies and its predictions start the next round;
-``rounds`` = 2. Model latency = sum of kernel predictions. (With ``inner=1`` this is literally
-"fit, rescale, refit"; a few such rounds stay far from converged: in-sample MAPE 11-14 % vs 3-9 %.)
-
-**Sources and shots.** nn-Meter has no few-shot transfer (a new device gets its own kernel
-campaign). Here: ``fit`` backfits one set of forests per source device on the task's source
-sample. ``adapt`` measures the oracle's default k archs and (a) picks the source device whose
-summed prediction, after one least-squares scale a, has the smallest squared percentage error on
-the shots; (b) rescales that source's forests per kernel family: target kernel latency = s_f x
-source forest prediction, s_f >= 0 fitted on the k shots by non-negative least squares in
-percentage error with a ridge prior ``shrink * sum_f (s_f / a - 1)^2`` pulling every s_f towards
-a (``shrink`` = 1e-4, chosen on medium-3 / hard-1; a tuple is a grid searched by leave-one-out on
-the shots). So the k target measurements correct the relative cost of kernel types (e.g. a device
-that is slow on depthwise convs), while the source forests provide the shape within each type.
-
-The source fit does not depend on the trial seed (nn-Meter's fixed random_state 10), so it is
-computed once per process and source sample and shared by every trial and k (fitted kernel banks
-are immutable; deep copies share them). Runtime measured with ``latbench eval -k 5 -k 10 -k 20``
-(2-core dev machine, nice'd, next to a running latency measurement): the source fit 26 s
-(help-nb201, 9 sources) / 22 s (help-fbnet) once per process, ~0 s for later trials; adapt +
-predict ~1 s per task x trial for the three k. ``benchmarks/results/kernel-adapted.md``.
+nn-Meter (Zhang et al., MobiSys 2021; code ``microsoft/nn-Meter``) predicts each kernel's latency
+with a random forest per kernel type, with nn-Meter's features and per-kernel hyperparameters.
+``variant="faithful"`` fits the forests on the target's measured kernel latencies (devices
+profiled by latbench; no transfer). ``variant="adapted"`` (default), for HELP's end-to-end-only
+devices, backfits the forests per source device from end-to-end latencies and rescales the best
+source's forests per kernel type on the k shots; nn-Meter has no such few-shot step.
+See the documentation page baselines/nn-meter (``docs/baselines/nn-meter.md``).
 """
 
 from __future__ import annotations
@@ -85,6 +32,47 @@ from latbench_baselines.kernel_bank import (
 
 
 class NNMeter(Method):
+    """nn-Meter's per-kernel random forests, faithful (measured kernels) or adapted (backfitted).
+
+    Parameters
+    ----------
+    variant : {"adapted", "faithful"}, default "adapted"
+        "faithful": forests fitted on the target's measured kernel latencies (the per-layer kernel
+        rows of the k measured archs, plus ``campaign``), no source devices; needs a task with
+        kernel tables. "adapted": forests backfitted per source device from end-to-end latencies,
+        rescaled per kernel type on the k shots.
+    rules : str, default "default"
+        Fusion rule set of the adapted variant (``latbench.kernels``; "default" is ``tflite-cpu``,
+        nn-Meter's rule file for TFLite on a mobile CPU). The faithful variant always uses
+        ``torch-eager``.
+    hardware : {"tflite_cpu", "tflite_gpu", "openvino_vpu"}, default "tflite_cpu"
+        Which of nn-Meter's per-kernel forest hyperparameters (``predictor_lib.py``) to use.
+    rounds : int, default 2
+        Backfitting rounds (adapted variant). latbench's choice; nn-Meter measures kernels instead.
+    inner : int, default 100
+        Rescaling steps per backfitting round (adapted variant); latbench's choice.
+    shrink : float or tuple of float, default 1e-4
+        Ridge prior pulling the per-kernel-type scales towards the source's overall scale (adapted
+        variant); a tuple is a grid searched by leave-one-out on the shots. latbench's choice,
+        tuned on medium-3 and hard-1.
+    random_state : int, default 10
+        Seed of the forests. nn-Meter's value.
+    max_trees : int or None, default None
+        Cap on the trees per forest (quick checks); None keeps nn-Meter's numbers.
+    campaign : str or None, default None
+        Faithful variant only: a ``latbench profile-kernels`` output folder whose single-kernel
+        measurements of the target device are added to the forests' training data (with k = 0,
+        nn-Meter proper).
+
+    Attributes
+    ----------
+    banks_ : list of KernelBank
+        Adapted variant: the backfitted forests of each source device (shared across trials).
+    targets_ : dict of str to object
+        Per target device: ``(source index, per-family scales)`` (adapted), or the target's own
+        ``KernelBank`` (faithful).
+    """
+
     name = "nn-meter"
     summary = "nn-Meter adapted: per-kernel RFs backfitted from e2e latency per source, rescaled per kernel type on the shots"
 

@@ -1,68 +1,12 @@
-"""Op-wise latency predictors of Li, Paolieri & Golubchik (ICPE'23), in two variants.
+"""Op-wise latency predictors of Li, Paolieri & Golubchik (ICPE 2023): Lasso, RF, GBDT and MLP.
 
-"Predicting Inference Latency of Neural Architectures on Mobile Devices" (ICPE'23; arXiv
-2210.02620 "Inference Latency Prediction at the Edge") predicts a network's latency as the sum of
-per-operation predictions plus a framework overhead, with one regressor per operation type
-(Lasso, random forest, gradient-boosted trees or an MLP) trained on **per-op profiled latencies**.
-
-``variant="faithful"``: exactly that, on devices with kernel tables (``latbench profile``): one
-regressor per op type (the variant's model family; features :data:`OP_FEATURES` of each eager
-PyTorch op) fitted on the per-op latencies of the k archs the oracle measured, plus the
-framework-overhead constant estimated from the data (mean of end-to-end minus the summed op
-predictions on the k archs, >= 0). Nothing from the source devices.
-
-``variant="adapted"`` (default; end-to-end-only devices such as HELP's): every model below is
-trained on end-to-end latencies only.
-
-**Features** (shared by the four variants): the arch's kernels under a fusion rule set
-(:mod:`latbench.kernels`, default ``tflite-cpu``), summed per kernel type: number of kernels,
-FLOPs, params and memory traffic (``<type>:count/flops/params/mem``).
-
-**opwise-lasso** is exactly the op-wise linear model: if each op of type t costs
-``a_t + b_t FLOPs + c_t params + d_t mem`` (all >= 0), the network's latency is a non-negative
-linear function of the per-type sums plus an overhead constant, so fitting that linear model on
-end-to-end latencies fits the op-wise predictors themselves (up to collinear columns). The fit is a
-non-negative Lasso (alpha 1e-4 on unit-free scaled columns) minimising the squared *percentage*
-error (rows divided by the measured latency, i.e. sample weights 1/y^2), with the overhead
-constant as a non-negative intercept estimated from the data. Ops that occur once in every arch
-(the classifier, the global pool) are indistinguishable from the overhead; the Lasso picks one.
-The 1/y^2 weights are capped at 1/(0.1 x median y)^2 (:data:`WEIGHT_FLOOR`): NB201 archs whose
-cells compute nothing run in ~0.01 ms on raspi4/pixel3 (the runtime prunes the dead graph, which
-the layer list does not), and would otherwise outweigh all other archs a million-fold.
-
-**opwise-rf / -gbdt / -mlp**: a RandomForest / GradientBoosting / MLP regressor (scikit-learn) on
-the same per-arch features, trained on end-to-end latencies (the faithful variants train one
-regressor per op type on per-op latencies and sum; with end-to-end data only, the regressor has to
-see the summed features). RF and GBDT are fitted with the same capped 1/y^2 sample weights; the
-MLP on log-latency. Hyperparameters: the paper's values were not available to us (only the
-abstract is in our corpus, and the authors' data repository ``qed-usc/mobile-ml-benchmark`` ships
-no model code), so they are ours: RF 200 trees, max_features 1/3; GBDT 300 stages, depth 3,
-learning rate 0.05, subsample 0.8; MLP (64, 64) ReLU, Adam, early stopping, at most 200 epochs,
-predictions clipped to e^{+-1} x the source latency range.
-
-**Sources and shots (few-shot).** With k = 5..20 target measurements and ~40 features, a pure
-target fit is under-determined, so every variant works in two stages:
-
-1. ``fit``: one model f_d per source device d on the task's source sample (900 archs).
-2. ``adapt``: on the k shots (the oracle's default choice), one non-negative Lasso in squared
-   percentage error (alpha ``target_alpha`` = 1e-3): ``y ~ sum_d w_d f_d(x) + x . beta + c``,
-   all coefficients >= 0 -- a sparse mix of the source devices' models, a sparse op-wise linear
-   correction whose L1 weight is ``op_penalty`` times that of the source columns, and an
-   overhead. ``op_penalty`` is picked per target device from (3, 10, 30, inf) by leave-one-out
-   error on the shots (inf = no correction; with k < 5 the first value). For opwise-lasso,
-   ``sum_d w_d f_d + x . beta + c`` is itself an op-wise linear model with coefficients
-   ``sum_d w_d theta_d + beta >= 0``: the adapted target predictor is an op-wise predictor whose
-   op costs are a mix of the source devices' op costs plus corrections measured on the target.
-   With ``prior="none"`` (opwise-lasso only) the sources are ignored: the target model is fitted on
-   the k shots alone, a non-negative Lasso on the op-wise features plus total FLOPs (one shared
-   cost per FLOP, itself an op-wise linear model) with equal penalties, to show how
-   under-determined a pure-target fit is.
-
-Runtime per task x trial, measured with ``latbench eval -k 5 -k 10 -k 20`` on help-nb201 /
-help-fbnet (2-core dev machine, nice'd, next to a running latency measurement; one fit, then
-adapt + predict for the three k): lasso 0.1-0.6 s fit + 1.4-1.9 s; rf 2-4 s + 3-5 s; gbdt 2-5.5 s
-+ 1-2.6 s; mlp 2-4 s + 1-2.3 s; plus 3-10 s once per process to decompose the ~4,000 archs a task
-touches into kernels. Numbers: ``benchmarks/results/kernel-adapted.md``.
+"Predicting Inference Latency of Neural Architectures on Mobile Devices" (ICPE 2023; arXiv
+2210.02620) predicts a network's latency as the sum of per-operation predictions plus a framework
+overhead, one regressor per op type, trained on per-op profiled latencies. ``variant="faithful"``
+does that on devices with kernel tables. ``variant="adapted"`` (default) trains on end-to-end
+latencies only: one model per source device on per-kernel-type feature sums, then a sparse
+non-negative mix of them plus an op-wise correction fitted on the k shots (latbench's extension).
+See the documentation page baselines/opwise (``docs/baselines/opwise.md``).
 """
 
 from __future__ import annotations
@@ -185,7 +129,7 @@ class _OpRegressor:
 
 # ---- the methods -------------------------------------------------------------------------------
 class _OpwiseBase(Method):
-    """Per-source regressors on op-wise features + the shared target stage (see the module doc)."""
+    """Per-source regressors on op-wise features + the shared target stage (see baselines/opwise in the docs)."""
 
 
     # subclasses: _make(seed) -> regressor, or override _fit_source / _predict_source
@@ -255,6 +199,48 @@ class _OpwiseBase(Method):
 
 
 class OpwiseLasso(_OpwiseBase):
+    """Op-wise Lasso: the op-wise linear cost model, fitted on end-to-end latencies per source device.
+
+    The paper's hyperparameters were not available, so every default is latbench's.
+
+    Parameters
+    ----------
+    variant : {"adapted", "faithful"}, default "adapted"
+        "faithful": one regressor per op type fitted on the per-op latencies of the k measured archs
+        plus an overhead constant, nothing from the sources (needs a task with kernel tables).
+        "adapted": trained on end-to-end latencies only, with the two-stage few-shot transfer.
+    rules : str, default "default"
+        Fusion rule set that turns an arch into kernels (``latbench.kernels``; "default" is
+        ``tflite-cpu``). Adapted variant only; the faithful one uses ``torch-eager``.
+    stats : tuple of str, default ("count", "flops", "params", "mem")
+        Statistics summed per kernel type as features (any of count, flops, params, act, mem).
+        latbench's choice: the terms of the op-wise linear cost model.
+    alpha : float, default 1e-4
+        L1 strength of each source device's non-negative Lasso (squared percentage error, columns
+        scaled to be unit-free).
+    target_alpha : float, default 1e-3
+        Adapted variant: L1 strength of the non-negative Lasso fitted on the k shots (the target
+        stage).
+    op_penalty : float or tuple of float, default (3, 10, 30, inf)
+        Adapted variant: L1 weight of the op-wise correction relative to the source columns in the
+        target stage; a tuple is a grid, picked per target device by leave-one-out on the shots (the
+        first value when k < 5); inf: no correction.
+    prior : {"sources", "none"}, default "sources"
+        "none" ignores the source devices: the target model is a non-negative Lasso on the k shots
+        alone (op-wise features plus total FLOPs, equal penalties), to show how under-determined a
+        pure-target fit is. Needs "flops" among ``stats``.
+
+    Attributes
+    ----------
+    types_ : list of str
+        Kernel types seen in the source sample (the feature columns; adapted variant).
+    models_ : list
+        Adapted variant: one fitted model per source device.
+    targets_ : dict of str to object
+        Per target device: its fitted target stage (adapted), or ``(kernel bank, overhead)``
+        (faithful).
+    """
+
     name = "opwise-lasso"
     summary = "op-wise NN-Lasso (Li et al. ICPE'23) adapted: e2e fit per source, sparse source mix on the k shots"
 
@@ -313,6 +299,45 @@ class _RegressorOpwise(_OpwiseBase):
 
 
 class OpwiseRF(_RegressorOpwise):
+    """Op-wise features, one random forest per source device, sparse source mix on the shots.
+
+    The paper's hyperparameters were not available, so every default is latbench's.
+
+    Parameters
+    ----------
+    variant : {"adapted", "faithful"}, default "adapted"
+        "faithful": one regressor per op type fitted on the per-op latencies of the k measured archs
+        plus an overhead constant, nothing from the sources (needs a task with kernel tables).
+        "adapted": trained on end-to-end latencies only, with the two-stage few-shot transfer.
+    rules : str, default "default"
+        Fusion rule set that turns an arch into kernels (``latbench.kernels``; "default" is
+        ``tflite-cpu``). Adapted variant only; the faithful one uses ``torch-eager``.
+    stats : tuple of str, default ("count", "flops", "params", "mem")
+        Statistics summed per kernel type as features (any of count, flops, params, act, mem).
+        latbench's choice: the terms of the op-wise linear cost model.
+    n_estimators : int, default 200
+        Trees per forest (scikit-learn ``RandomForestRegressor``).
+    max_features : float, default 1/3
+        Fraction of the features considered at each split.
+    target_alpha : float, default 1e-3
+        Adapted variant: L1 strength of the non-negative Lasso fitted on the k shots (the target
+        stage).
+    op_penalty : float or tuple of float, default (3, 10, 30, inf)
+        Adapted variant: L1 weight of the op-wise correction relative to the source columns in the
+        target stage; a tuple is a grid, picked per target device by leave-one-out on the shots (the
+        first value when k < 5); inf: no correction.
+
+    Attributes
+    ----------
+    types_ : list of str
+        Kernel types seen in the source sample (the feature columns; adapted variant).
+    models_ : list
+        Adapted variant: one fitted model per source device.
+    targets_ : dict of str to object
+        Per target device: its fitted target stage (adapted), or ``(kernel bank, overhead)``
+        (faithful).
+    """
+
     name = "opwise-rf"
     summary = "op-wise features, RandomForest per source device (e2e-adapted ICPE'23), sparse source mix on the shots"
 
@@ -335,6 +360,49 @@ class OpwiseRF(_RegressorOpwise):
 
 
 class OpwiseGBDT(_RegressorOpwise):
+    """Op-wise features, gradient-boosted trees per source device, sparse source mix on the shots.
+
+    The paper's hyperparameters were not available, so every default is latbench's.
+
+    Parameters
+    ----------
+    variant : {"adapted", "faithful"}, default "adapted"
+        "faithful": one regressor per op type fitted on the per-op latencies of the k measured archs
+        plus an overhead constant, nothing from the sources (needs a task with kernel tables).
+        "adapted": trained on end-to-end latencies only, with the two-stage few-shot transfer.
+    rules : str, default "default"
+        Fusion rule set that turns an arch into kernels (``latbench.kernels``; "default" is
+        ``tflite-cpu``). Adapted variant only; the faithful one uses ``torch-eager``.
+    stats : tuple of str, default ("count", "flops", "params", "mem")
+        Statistics summed per kernel type as features (any of count, flops, params, act, mem).
+        latbench's choice: the terms of the op-wise linear cost model.
+    n_estimators : int, default 300
+        Boosting stages (scikit-learn ``GradientBoostingRegressor``).
+    max_depth : int, default 3
+        Depth of each tree.
+    learning_rate : float, default 0.05
+        Shrinkage of each stage.
+    subsample : float, default 0.8
+        Fraction of the archs drawn for each stage.
+    target_alpha : float, default 1e-3
+        Adapted variant: L1 strength of the non-negative Lasso fitted on the k shots (the target
+        stage).
+    op_penalty : float or tuple of float, default (3, 10, 30, inf)
+        Adapted variant: L1 weight of the op-wise correction relative to the source columns in the
+        target stage; a tuple is a grid, picked per target device by leave-one-out on the shots (the
+        first value when k < 5); inf: no correction.
+
+    Attributes
+    ----------
+    types_ : list of str
+        Kernel types seen in the source sample (the feature columns; adapted variant).
+    models_ : list
+        Adapted variant: one fitted model per source device.
+    targets_ : dict of str to object
+        Per target device: its fitted target stage (adapted), or ``(kernel bank, overhead)``
+        (faithful).
+    """
+
     name = "opwise-gbdt"
     summary = "op-wise features, gradient-boosted trees per source device (e2e-adapted ICPE'23), sparse source mix"
 
@@ -360,6 +428,45 @@ class OpwiseGBDT(_RegressorOpwise):
 
 
 class OpwiseMLP(_OpwiseBase):
+    """Op-wise features, an MLP on log-latency per source device, sparse source mix on the shots.
+
+    The paper's hyperparameters were not available, so every default is latbench's.
+
+    Parameters
+    ----------
+    variant : {"adapted", "faithful"}, default "adapted"
+        "faithful": one regressor per op type fitted on the per-op latencies of the k measured archs
+        plus an overhead constant, nothing from the sources (needs a task with kernel tables).
+        "adapted": trained on end-to-end latencies only, with the two-stage few-shot transfer.
+    rules : str, default "default"
+        Fusion rule set that turns an arch into kernels (``latbench.kernels``; "default" is
+        ``tflite-cpu``). Adapted variant only; the faithful one uses ``torch-eager``.
+    stats : tuple of str, default ("count", "flops", "params", "mem")
+        Statistics summed per kernel type as features (any of count, flops, params, act, mem).
+        latbench's choice: the terms of the op-wise linear cost model.
+    hidden : tuple of int, default (64, 64)
+        Hidden layers of the scikit-learn ``MLPRegressor`` (ReLU, Adam at 1e-3, early stopping).
+    max_iter : int, default 200
+        Maximum training epochs.
+    target_alpha : float, default 1e-3
+        Adapted variant: L1 strength of the non-negative Lasso fitted on the k shots (the target
+        stage).
+    op_penalty : float or tuple of float, default (3, 10, 30, inf)
+        Adapted variant: L1 weight of the op-wise correction relative to the source columns in the
+        target stage; a tuple is a grid, picked per target device by leave-one-out on the shots (the
+        first value when k < 5); inf: no correction.
+
+    Attributes
+    ----------
+    types_ : list of str
+        Kernel types seen in the source sample (the feature columns; adapted variant).
+    models_ : list
+        Adapted variant: one fitted model per source device.
+    targets_ : dict of str to object
+        Per target device: its fitted target stage (adapted), or ``(kernel bank, overhead)``
+        (faithful).
+    """
+
     name = "opwise-mlp"
     summary = "op-wise features, MLP per source device on log-latency (e2e-adapted ICPE'23), sparse source mix"
 
