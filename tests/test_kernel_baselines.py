@@ -35,6 +35,7 @@ def _trial(task_id: str, shots: int):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("task", ["help-fbnet", "medium-1"])  # FBNet, OFA (hard-3 = NB201: test_methods.py)
+@pytest.mark.slow
 def test_contract_suite(dataset, name, task):
     cls = resolve(name)
     check_method(cls, task=task, shots=5, params=cls.check_params)
@@ -95,6 +96,8 @@ def test_opwise_lasso_without_source_prior(dataset):
 
 # ---- nn-Meter ------------------------------------------------------------------------------
 def test_nn_meter_forests_use_nn_meters_hyperparameters():
+    from latbench.kernels import regressors
+
     m = nn_meter.NNMeter()
     rf = m._forest("conv-bn-relu", 7)
     assert (rf.max_depth, rf.n_estimators, rf.max_features, rf.random_state) == (70, 320, 6, 10)
@@ -103,7 +106,7 @@ def test_nn_meter_forests_use_nn_meters_hyperparameters():
     rf = m._forest("hsigmoid", 2)  # no nn-Meter entry: its fallback, "auto" -> 1.0
     assert (rf.max_depth, rf.n_estimators, rf.max_features) == (50, 370, 1.0)
     assert nn_meter.NNMeter(hardware="tflite_gpu")._forest("dwconv-bn-relu", 7).n_estimators == 240
-    assert nn_meter.family_features("conv-bn-relu") == ("hw", "cin", "cout", "ks", "stride", "flops", "params")
+    assert regressors.family_features("conv-bn-relu") == ("hw", "cin", "cout", "ks", "stride", "flops", "params")
     assert kernels.predictor_family("conv-bn-hswish") == "conv-bn-relu"  # nn-Meter: one conv predictor
 
 

@@ -96,6 +96,7 @@ def test_processes_via_cli_match_evaluate(data, reference, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flops.json"]
 
 
+@pytest.mark.slow
 def test_ray_local_matches_evaluate(data, reference):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'latbench[ray]'): the Ray executor is untested")
     result = _sweep(workers=2, ray_address="local")
@@ -115,7 +116,8 @@ def test_failing_unit_is_named_and_nothing_is_written(data, tmp_path, workers):
     res = _cli("sweep", "--methods", "flops,test_sweep:LateFailure", "--tasks", TASKS, "--shots", "5", "--trials", str(TRIALS),
                "--workers", str(workers), "--out", str(out))
     assert res.exit_code == 1, res.output
-    assert "error: method 'test_sweep:LateFailure' on task hard-4 trial 1 failed: RuntimeError: injected failure in fit" in res.stderr
+    assert ("error: method 'test_sweep:LateFailure' on task hard-4 trial 1 failed: late-failure.fit() raised "
+            "RuntimeError: injected failure in fit") in res.stderr
     assert "no entries written" in res.stderr and "Traceback" not in res.stderr + res.output
     assert not out.exists() or list(out.iterdir()) == []  # not even flops.json, whose units all succeeded
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import typer
@@ -22,15 +24,27 @@ def print_error(message: str) -> None:
     err_console.print(Text("error: ", style="red") + Text(message), highlight=False, soft_wrap=True)
 
 
+def one_line(text: str) -> str:
+    """A message as one line (a method's exception text may span several)."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 def friendly(fn):
-    """Turn LatbenchError into a one-line message and exit code 1."""
+    """Turn LatbenchError into a one-line message and exit code 1.
+
+    With ``LATBENCH_DEBUG=1`` the traceback comes first (for a failed unit: the worker's, where the
+    method raised), then the same one-line message.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except LatbenchError as e:
-            print_error(str(e))
+            if os.environ.get("LATBENCH_DEBUG") == "1":
+                detail = getattr(e, "detail", "") or "".join(traceback.format_exception(type(e), e, e.__traceback__))
+                err_console.print(detail.rstrip(), highlight=False, soft_wrap=True)
+            print_error(one_line(str(e)))
             raise typer.Exit(1) from None
 
     return wrapper

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -30,8 +29,8 @@ def eval_cmd(
     task: str = typer.Option(..., "--task", "-t", help="Task id, tier (easy/medium/hard), literature, all; comma-separated."),
     shots: list[int] = typer.Option([10], "--shots", "-k", help="Measurements allowed per target device (repeat for several)."),
     trials: int = typer.Option(5, help="Trials (seeds) per task."),
-    out: Optional[Path] = typer.Option(None, help="Write the JSON results here."),
-    plot: Optional[Path] = typer.Option(None, help="Folder for predicted-vs-measured scatter plots (PNG)."),
+    out: Path | None = typer.Option(None, help="Write the JSON results here."),
+    plot: Path | None = typer.Option(None, help="Folder for predicted-vs-measured scatter plots (PNG)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Method hyperparameter key=value (JSON values)."),
     source_archs: str = typer.Option("sample", help="'sample' (the task's source sample) or 'all'."),
     protocol: str = typer.Option("official", help="official, or a paper's reproduction mode: help-paper, nasflat-paper."),
@@ -39,10 +38,17 @@ def eval_cmd(
     """Score a method on tasks under the official few-shot protocol."""
     from rich.progress import Progress
 
-    from latbench.methods import registry as methods_mod
+    from latbench.eval.executors import SOURCE_ARCHS
     from latbench.eval.runner import evaluate
+    from latbench.methods import registry as methods_mod
+    from latbench.protocol.trial import PROTOCOLS
     from latbench.tasks.spec import select
 
+    if source_archs not in SOURCE_ARCHS:
+        raise LatbenchError(f"--source-archs {source_archs!r}: choose {' or '.join(SOURCE_ARCHS)} (sample: the task's "
+                            "source sample; all: every measured arch outside the evaluation set)")
+    if protocol not in PROTOCOLS:
+        raise LatbenchError(f"--protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
     m = methods_mod.make(method, **parse_params(param))
     chosen = select(task)
     if min(shots) < 0 or trials < 1:
@@ -71,7 +77,7 @@ def _print_summary(result) -> None:
         a = r.aggregate
         worst = sum(tr.worst["spearman"] for tr in r.trials) / len(r.trials)
 
-        def f(m, d=3):
+        def f(m, d=3, a=a):
             return f"{a[m]['mean']:.{d}f} ± {a[m]['std']:.{d}f}"
 
         t.add_row(r.task, r.space, str(r.shots), f("spearman"), f("kendall"), f("mape", 1), f("rmse", 2),
@@ -81,9 +87,9 @@ def _print_summary(result) -> None:
 
 
 def run_suite(method: str, suite: str, params: dict):
+    from latbench.eval.runner import evaluate
     from latbench.leaderboard import board as lb
     from latbench.methods import registry as methods_mod
-    from latbench.eval.runner import evaluate
 
     m = methods_mod.make(method, **params)
     ensure_data()
@@ -102,8 +108,9 @@ def submit(
     code_url: str = typer.Option("", help="Code link."),
     contact: str = typer.Option("", help="Contact e-mail or handle."),
     hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count)."),
-    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Score predictions made elsewhere instead of running: "
-                                               "DIR/<task>/k<k>/trial<t>/<device>.csv (see examples/README.md); --method names the method."),
+    predictions: Path | None = typer.Option(None, "--predictions", help="Score predictions made elsewhere instead of running: "
+                                            "DIR/<task>/k<k>/trial<t>/<device>.csv (see examples/README.md); "
+                                            "--method names the method."),
 ):
     """Run the official protocol on a whole suite (shots 5/10/20, 5 trials) and write an entry."""
     import os
@@ -117,7 +124,8 @@ def submit(
                                      paper_url=paper_url, code_url=code_url, contact=contact)
     else:
         result = run_suite(method, suite, params)
-        entry = lb.entry_from_result(result, suite=suite, code_ref=methods_mod.code_ref(method), hardware=hardware or f"{os.cpu_count()} CPU cores",
+        entry = lb.entry_from_result(result, suite=suite, code_ref=methods_mod.code_ref(method),
+                                     hardware=hardware or f"{os.cpu_count()} CPU cores",
                                      paper_url=paper_url, code_url=code_url, contact=contact)
     lb.validate(entry)
     out.write_text(entry.model_dump_json(indent=1))

@@ -1,22 +1,39 @@
-"""``latbench leaderboard ...``: validate, store, verify and render entries; run the built-ins onto the board."""
+"""``latbench leaderboard ...``: validate, store, verify and render entries; run the built-ins onto the board.
+
+``verify`` re-runs an entry in a child process (``python -m latbench.cli leaderboard rerun-job``,
+hidden) started in an empty temporary folder -- so nothing in the caller's working directory can be
+imported by accident -- and stopped after ``--timeout`` minutes; only when every metric of that
+fresh run matches does it record the entry in the board's verification ledger
+(:mod:`latbench.leaderboard.board` explains the trust model).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from latbench.cli.common import console, friendly
+from latbench.cli.common import console, err_console, friendly
 from latbench.cli.evaluate import run_suite
 from latbench.cli.sweep import BUDGET_HELP, CHECKPOINT_HELP, run_sweep
+from latbench.errors import LatbenchError
+
+#: ``verify --timeout`` default, minutes: the slowest built-ins take hours for a whole suite on a laptop-class CPU.
+VERIFY_TIMEOUT_MIN = 24 * 60
 
 board_app = typer.Typer(no_args_is_help=True, help="Validate, store, verify and render leaderboard entries.")
 
 
 @board_app.callback()
 def board_options(
-    board: Optional[Path] = typer.Option(
+    board: Path | None = typer.Option(
         None, "--board", envvar="LATBENCH_LEADERBOARD",
         help="The board folder (entries/, README.md, site/). Default: the checkout's leaderboard/, or, installed "
              "from a wheel, the user data dir (e.g. ~/.local/share/latbench/leaderboard).")
@@ -51,17 +68,104 @@ def board_render():
 
 @board_app.command("verify")
 @friendly
-def board_verify(entry_id: str):
-    """Re-run an entry's method and check that every metric matches; marks it verified."""
+def board_verify(
+    entry_id: str = typer.Argument(..., help="A stored entry's id: its file name in entries/ without .json."),
+    allow_import: list[str] = typer.Option(
+        [], "--allow-import", metavar="MODULE",
+        help="Allow importing and running MODULE (and modules inside it) for an entry whose code_ref is not a "
+             "registered method. Registered methods (built-ins, installed plug-ins) never need this."),
+    timeout: float = typer.Option(VERIFY_TIMEOUT_MIN, "--timeout", help="Minutes the re-run may take; then it is "
+                                  "stopped and nothing changes."),
+):
+    """Re-run an entry's method in a fresh process and check that every metric matches; marks it verified."""
     from latbench.leaderboard import board as lb
 
-    path = lb.entries_dir() / f"{entry_id}.json"
+    if not timeout > 0:
+        raise LatbenchError(f"--timeout must be > 0 minutes (got {timeout:g})")
+    path = lb.stored_entry_path(entry_id)
     entry = lb.load_entry(path)
-    spec = lb.verify_spec(entry)
-    fresh = run_suite(spec, entry.suite, lb.verify_params(entry, spec))
+    lb.validate(entry)
+    spec = lb.verify_spec(entry, allow_import)
+    if lb.registered_spec(entry) is None:
+        err_console.print(f"warning: {path.stem}: {spec} is not a registered method; importing and running it as "
+                          "allowed by --allow-import", highlight=False, soft_wrap=True)
+    fresh = rerun(entry, spec, timeout * 60)
     lb.check_same(entry, fresh)
+    if lb.content_sha256(lb.load_entry(path)) != lb.content_sha256(entry):
+        raise LatbenchError(f"{path}: changed while it was being verified; nothing recorded")
     lb.mark_verified(path, entry)
-    console.print(f"{entry_id}: verified (all metrics reproduce)")
+    console.print(f"{path.stem}: verified (all metrics reproduce)")
+
+
+def rerun(entry, spec: str, timeout: float):
+    """The entry's suite re-run with ``spec`` in a child process (see the module docstring); its
+    EvalResult. LatbenchError when it fails or takes more than ``timeout`` seconds (it is killed)."""
+    from latbench import paths
+    from latbench.eval.results import EvalResult
+
+    with tempfile.TemporaryDirectory(prefix="latbench-verify-") as tmp:
+        job, out, cwd = Path(tmp) / "job.json", Path(tmp) / "result.json", Path(tmp) / "cwd"
+        cwd.mkdir()
+        job.write_text(json.dumps({"spec": spec, "suite": entry.suite, "params": entry.method.params}))
+        env = {**os.environ, "LATBENCH_HOME": str(paths.home()), "LATBENCH_LEADERBOARD": str(paths.leaderboard_dir()),
+               "LATBENCH_TASKS": str(paths.tasks_dir()), "PYTHONSAFEPATH": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "latbench.cli", "leaderboard", "rerun-job", str(job), str(out)],
+                                cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+        errors: list[str] = []
+        relay = threading.Thread(target=_relay, args=(proc.stderr, errors), daemon=True)
+        relay.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LatbenchError(f"verify: the re-run of {spec} did not finish within {timeout / 60:g} min (--timeout); "
+                                "it was stopped and nothing changed") from None
+        finally:
+            if proc.poll() is None:
+                _kill(proc)
+            relay.join(timeout=5)
+        if proc.returncode != 0:
+            why = errors[-1] if errors else f"exit code {proc.returncode}"
+            raise LatbenchError(f"verify: the re-run of {spec} failed ({why}); nothing changed")
+        try:
+            return EvalResult.read(out)
+        except (OSError, ValueError) as e:
+            raise LatbenchError(f"verify: the re-run of {spec} left no readable result ({type(e).__name__}); "
+                                "nothing changed") from None
+
+
+def _relay(stream, errors: list[str]) -> None:
+    """Pass the child's progress lines on to stderr; keep its ``error:`` lines for the one-line message."""
+    for line in stream:
+        if line.startswith("error: "):
+            errors.append(line[len("error: "):].strip())
+        else:
+            err_console.print(line.rstrip("\n"), highlight=False, soft_wrap=True)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Stop the child and everything it started (its own session)."""
+    import signal
+
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # pragma: no cover - Windows
+            proc.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+@board_app.command("rerun-job", hidden=True)
+@friendly
+def board_rerun_job(job: Path, out: Path):
+    """Internal: the child process of `verify`. Runs one job file's method on its suite, writes the EvalResult."""
+    from latbench.leaderboard import board as lb
+
+    spec = json.loads(job.read_text())
+    fresh = run_suite(spec["spec"], spec["suite"], lb.verify_params(spec["params"], spec["spec"]))
+    fresh.write(out)
 
 
 @board_app.command("baselines")
@@ -70,13 +174,17 @@ def board_baselines(
     methods: list[str] = typer.Option([], "--method", "-m", help="Only these methods (default: all built-ins)."),
     suite: str = typer.Option("main"),
     workers: int = typer.Option(1, help="Processes running (method, task, trial) units in parallel (1: in this process)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help=BUDGET_HELP),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    time_budget: float | None = typer.Option(None, "--time-budget", help=BUDGET_HELP),
 ):
-    """Run built-in baselines on a suite and store them as verified entries."""
+    """Run built-in baselines on a suite and store them; verified when every unit ran in this command.
+
+    With --checkpoint, a method any of whose units were loaded from the folder (not run now) is
+    stored unverified, and the command says so: `leaderboard verify` can re-run it.
+    """
+    from latbench.eval import sweep
     from latbench.leaderboard import board as lb
     from latbench.methods import registry as methods_mod
-    from latbench.eval import sweep
 
     names = methods or sorted(methods_mod.builtin_methods())
     sweep.check_executor(workers, None)
@@ -84,10 +192,21 @@ def board_baselines(
     sweep.check_budget(budget, checkpoint, None)
     chosen = sweep.make_methods(names, {})
     tasks = lb.suite_tasks(suite)
-    results = run_sweep(chosen, tasks, list(lb.SUITE_SHOTS), lb.SUITE_TRIALS, workers, None, checkpoint, budget)
-    for name, entry in zip(names, lb.entries_from_results(names, results, suite=suite, hardware="latbench CI-class machine (2 CPU cores)")):
-        entry.status = "verified"
-        lb.store_entry(entry)
-        console.print(f"{name}: {entry.entry_id}")
-
-
+    ran: Counter = Counter()
+    results = run_sweep(chosen, tasks, list(lb.SUITE_SHOTS), lb.SUITE_TRIALS, workers, None, checkpoint, budget, ran=ran)
+    entries = lb.entries_from_results(names, results, suite=suite, hardware="latbench CI-class machine (2 CPU cores)")
+    for entry in entries:  # the same validation as `add`, for every entry before any is stored
+        lb.validate(entry)
+    units = len(tasks) * lb.SUITE_TRIALS
+    for name, entry in zip(names, entries):
+        fresh = ran[name] == units
+        if fresh:
+            entry = entry.model_copy(update={"status": "verified"})
+        path = lb.store_entry(entry)
+        if fresh:
+            lb.record_verification(entry, path.stem, by="leaderboard baselines", folder=path.parent)
+            console.print(f"{name}: {entry.entry_id}")
+        else:
+            console.print(f"{name}: {entry.entry_id} (unverified: {units - ran[name]} of {units} units were loaded from "
+                          f"{checkpoint}, not run now; `latbench leaderboard verify {entry.entry_id}` re-runs it)",
+                          soft_wrap=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -12,29 +12,39 @@ from rich.table import Table
 from latbench.cli.common import console, ensure_data, err_console, friendly, parse_params
 from latbench.errors import LatbenchError
 
-
 CHECKPOINT_HELP = ("Folder that keeps every finished (method, task, trial) unit; a rerun with the same folder "
                    "loads those and runs only the rest (resume a stopped sweep, or run it in slices).")
 BUDGET_HELP = ("Minutes after which no new unit starts (needs --checkpoint; local workers only): the running units "
                "finish and are kept, and the command exits with an error saying how many remain.")
 
 
-def run_sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None, time_budget=None):
-    """Run a sweep with one progress line per finished unit and the total wall time (on stderr)."""
+def run_sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None, time_budget=None, ran: Counter | None = None):
+    """Run a sweep with one progress line per finished unit and the total wall time (on stderr).
+
+    ``ran``, if given, counts per method label the units that ran in this command (units loaded
+    from ``checkpoint`` files are not counted): what ``leaderboard baselines`` needs to tell a
+    re-run from results assembled from disk.
+    """
     from latbench.eval import runner, sweep
 
     ensure_data()
     t0 = time.perf_counter()
     err_console.print(f"sweep: {len(chosen)} method(s) x {len(tasks)} task(s) x {trials} trial(s) = "
-                      f"{len(chosen) * len(tasks) * trials} units, shots {shots}, {sweep.describe_executor(workers, ray_address)}",
-                      highlight=False)
+                      f"{len(chosen) * len(tasks) * trials} units, shots {shots}, "
+                      f"{sweep.describe_executor(workers, ray_address)}", highlight=False)
+
     def resumed(loaded, total):
         if checkpoint is not None:
             err_console.print(f"checkpoint {checkpoint}: {loaded} of {total} units already finished", highlight=False)
 
+    def progress(done, total, elapsed, u):
+        if ran is not None:
+            ran[u.label] += 1
+        err_console.print(f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}",
+                          highlight=False)
+
     results = runner.run(chosen, tasks, shots=shots, trials=trials, workers=workers, ray_address=ray_address,
-                        checkpoint=checkpoint, time_budget=time_budget, on_resume=resumed, on_progress=lambda done, total, elapsed, u: err_console.print(
-                            f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}", highlight=False))
+                         checkpoint=checkpoint, time_budget=time_budget, on_resume=resumed, on_progress=progress)
     err_console.print(f"sweep wall time {time.perf_counter() - t0:.1f} s", highlight=False)
     return results
 
@@ -45,20 +55,23 @@ def sweep_cmd(
     tasks: str = typer.Option("main", "--tasks", help="A suite (main, literature) or a task selector as for `eval --task`."),
     shots: str = typer.Option("5,10,20", "--shots", help="Comma-separated shot counts; all share one fit per (task, trial)."),
     trials: int = typer.Option(5, help="Trials (seeds) per task."),
-    workers: int = typer.Option(1, help="Parallel units: processes on this machine (1: in this process), or the CPUs of --ray-address local."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Run units as Ray tasks: local (a private Ray instance), auto, or ray://host:port."),
+    workers: int = typer.Option(1, help="Parallel units: processes on this machine (1: in this process), "
+                                         "or the CPUs of --ray-address local."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Run units as Ray tasks: local (a private Ray "
+                                                                         "instance), auto, or ray://host:port."),
     out: Path = typer.Option(..., help="Folder for one entry JSON per method (written only if every unit succeeds)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Hyperparameter key=value (JSON values), given to every method."),
-    store_entries: bool = typer.Option(False, "--store", help="Also validate the entries and add them to the board."),
+    store_entries: bool = typer.Option(False, "--store", help="Also validate the entries and add them to the board "
+                                                               "(as unverified: `leaderboard verify` re-runs them)."),
     hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count and the executor)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help=BUDGET_HELP),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    time_budget: float | None = typer.Option(None, "--time-budget", help=BUDGET_HELP),
 ):
     """Run several methods on many tasks in parallel; write one leaderboard entry per method."""
     import os
 
-    from latbench.leaderboard import board as lb
     from latbench.eval import sweep
+    from latbench.leaderboard import board as lb
 
     specs = sweep.parse_list(methods, "--methods")
     shot_list = sweep.parse_shots(shots)

@@ -16,6 +16,12 @@ docs does not), the task
 reused only if it also quotes the current hash of the task's data (``store.data_hash``); a stale
 one (the data changed) is run again and overwritten. A file that is not a checkpoint of this
 format is an error naming the file -- never silently replaced, never executed (plain JSON only).
+Nor is a unit's content trusted: it is validated like a leaderboard entry's trials when it is loaded
+(:func:`trial_problem`: every metric in its range, per-trial ``mean``/``worst`` recomputed from the
+per-device metrics, devices = the task's targets, the protocol's seed, measured archs within k and
+the query pool), so a hand-edited unit is refused by name; only regular files are read (a FIFO or a
+folder at a unit's path is an error, not a hang or a traceback), nested at most ``MAX_DEPTH`` levels.
+Results assembled from loaded units are not a re-run: ``leaderboard baselines`` stores them unverified.
 Units that no sweep would load again (their code or version changed) stay on disk until
 ``latbench checkpoints prune DIR`` (``prune`` here) removes them.
 """
@@ -30,12 +36,16 @@ import importlib.machinery
 import importlib.util
 import json
 import math
+import os
 import re
+import stat
 import sys
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from latbench import __version__
 from latbench.data import store
@@ -43,10 +53,12 @@ from latbench.errors import LatbenchError
 from latbench.eval.results import TrialResult, jsonable_params
 from latbench.eval.units import Outcome
 from latbench.io import write_text
+from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
 from latbench.protocol.trial import PROTOCOL_VERSION
 
 FORMAT = "latbench-unit-checkpoint/1"
 MAX_BYTES = 2_000_000  # one unit is a few KB; anything this large is not ours
+MAX_DEPTH = 16  # a unit nests 5 levels (trials, devices, metrics; its key's params may nest a little)
 
 
 class CheckpointError(LatbenchError):
@@ -61,7 +73,8 @@ def unit_key(unit) -> dict[str, Any]:
     """Everything a unit's numbers depend on (besides the data, checked separately by hash)."""
     m = unit.method
     return {
-        "method": unit.label, "class": f"{type(m).__module__}:{type(m).__qualname__}", "code": code_fingerprint(type(m).__module__),
+        "method": unit.label, "class": f"{type(m).__module__}:{type(m).__qualname__}",
+        "code": code_fingerprint(type(m).__module__),
         "params": _plain(jsonable_params(m.get_params())), "task": unit.task.id, "task_version": unit.task.version,
         "trial": unit.trial, "shots": list(unit.shots), "protocol": unit.protocol, "protocol_version": PROTOCOL_VERSION,
         "source_archs": unit.source_archs, "latbench_version": __version__,
@@ -207,13 +220,18 @@ def _imports(name: str) -> tuple[str, ...]:
 
 
 def source_fingerprint(source: str) -> str:
-    """sha256 of Python source's syntax tree with every docstring blanked (comments never reach it)."""
+    """sha256 of Python source's syntax tree without its docstrings (comments never reach it).
+
+    A docstring is removed, not replaced, so adding, editing or deleting one never changes the hash.
+    """
     tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
                 and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-            body[0] = ast.Pass()
+            del body[0]
+            if not body:
+                body.append(ast.Pass())  # a body that was only a docstring: same tree as `pass`
     return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
 
 
@@ -238,7 +256,11 @@ def save(root: Path, unit, outcome) -> Path:
         "seconds": outcome.seconds, "host": outcome.host,
         "trials": [t.model_dump() for t in outcome.trials],
     }
-    return write_text(path_for(root, unit), json.dumps(doc, indent=1, allow_nan=False))
+    path = path_for(root, unit)
+    try:
+        return write_text(path, json.dumps(doc, indent=1, allow_nan=False))
+    except OSError as e:  # e.g. a folder (or a file where a folder belongs) in the way
+        raise CheckpointError(f"cannot save checkpoint {path}: {e.strerror or e}") from None
 
 
 @dataclass
@@ -264,16 +286,22 @@ def read(path: Path, bad=None) -> Record:
     def bad(why: str) -> CheckpointError:
         return make(path, why)
 
-    if path.stat().st_size > MAX_BYTES:
-        raise bad(f"{path.stat().st_size} bytes (a unit's checkpoint is a few KB)")
+    raw = _read_regular(path, bad)
+    if len(raw) > MAX_BYTES:
+        raise bad(f"more than {MAX_BYTES} bytes (a unit's checkpoint is a few KB)")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as e:
         raise bad(f"not valid JSON ({e})") from None
+    except RecursionError:
+        raise bad(f"JSON nested too deeply (a checkpoint nests at most {MAX_DEPTH} levels)") from None
+    if json_depth(doc) > MAX_DEPTH:
+        raise bad(f"JSON nested deeper than {MAX_DEPTH} levels")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise bad(f"not a {FORMAT} file")
     key = doc.get("key")
-    if not isinstance(key, dict) or not isinstance(key.get("shots"), list) or not isinstance(key.get("trial"), int):
+    if (not isinstance(key, dict) or not isinstance(key.get("shots"), list) or not isinstance(key.get("trial"), int)
+            or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in key["shots"])):
         raise bad("missing or malformed 'key'")
     trials = doc.get("trials")
     if not isinstance(trials, list) or len(trials) != len(key["shots"]):
@@ -282,12 +310,15 @@ def read(path: Path, bad=None) -> Record:
         parsed = [TrialResult.model_validate(t) for t in trials]
     except ValueError as e:
         raise bad(f"malformed trial result ({str(e).splitlines()[0]})") from None
-    for t in parsed:
+    for t, k in zip(parsed, key["shots"]):
         if t.trial != key["trial"]:
             raise bad(f"holds trial {t.trial}, its key says {key['trial']}")
         values = [v for d in t.devices.values() for v in d.values()] + list(t.mean.values()) + list(t.worst.values())
         if not all(math.isfinite(v) for v in values):
             raise bad("non-finite metric")
+        problem = trial_problem(t, f"k={k}")  # ranges and recomputed mean/worst; load() checks against the task
+        if problem:
+            raise bad(problem)
     seconds = doc.get("seconds")
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
         raise bad("missing or invalid 'seconds'")
@@ -297,10 +328,14 @@ def read(path: Path, bad=None) -> Record:
 def load(root: Path, unit):
     """The unit's stored Outcome, or None when there is none or it is stale (data changed).
 
-    Raises CheckpointError for a file at the unit's path that is not a valid checkpoint of it.
+    Raises CheckpointError for a file at the unit's path that is not a valid checkpoint of it: not
+    a regular file, malformed, another unit's, or results the unit cannot have produced (validated
+    like a leaderboard entry's trials: ``trial_problem`` against the task, so a hand-edited unit --
+    a Spearman of 5.0, a mean that does not recompute, a device that is not a target, more
+    measurements than k -- is refused by name, never assembled into results).
     """
     path = path_for(root, unit)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     rec = read(path)
     if rec.key != unit_key(unit):
@@ -308,7 +343,30 @@ def load(root: Path, unit):
                               "this method/task/trial/shots); delete it to run that unit again")
     if rec.data_hash != store.data_hash([unit.task]):
         return None  # stale: the task's data changed since; run again
+    extra = len(store.get_space(unit.task.space).reference_ids) if unit.protocol == "help-paper" else 0
+    for t, k in zip(rec.trials, unit.shots):
+        problem = trial_problem(t, f"k={k}", task=unit.task, shots=k, protocol=unit.protocol, extra_budget=extra)
+        if problem:
+            raise CheckpointError(f"checkpoint {path} is not usable: {problem}; delete it to run that unit again")
     return Outcome(unit.index, rec.trials, store.info()["content_hash"], rec.seconds, rec.host)
+
+
+def _read_regular(path: Path, bad) -> bytes:
+    """At most ``MAX_BYTES + 1`` bytes of a regular file; ``bad(why)`` for anything else (a directory,
+    a FIFO -- refused on the open descriptor, so it cannot block -- or an unreadable file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise bad(f"cannot read it ({e.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise bad("a directory, not a checkpoint file" if stat.S_ISDIR(mode) else "not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read(MAX_BYTES + 1)
+        except OSError as e:
+            raise bad(f"cannot read it ({e.strerror})") from None
 
 
 def scan(root: Path, bad=None) -> list[Record]:
@@ -385,3 +443,86 @@ def prune(root: Path, dry_run: bool = False) -> tuple[list[Path], list[Path]]:
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not allowed")
+
+
+# ------------------------------------------------------------- what a trial's result may hold
+def json_depth(value) -> int:
+    """How deeply JSON containers nest in ``value`` (0 for a scalar), without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        todo.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def metrics_problem(m: dict, where: str) -> str | None:
+    """What is wrong with one device's metrics (None if nothing): the set of metrics, finite, in range."""
+    if set(m) != set(METRICS):
+        return f"{where}: metrics {sorted(m)}, expected {sorted(METRICS)}"
+    for k, v in m.items():
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"{where}: {k} is not a finite number ({v!r})"
+    if not (-1 <= m["spearman"] <= 1 and -1 <= m["kendall"] <= 1):
+        return f"{where}: rank correlations must lie in [-1, 1] (spearman {m['spearman']}, kendall {m['kendall']})"
+    if m["mape"] < 0 or m["rmse"] < 0 or not (0 <= m["acc5"] <= 1 and 0 <= m["acc10"] <= 1):
+        return (f"{where}: negative error or accuracy outside [0, 1] "
+                f"(mape {m['mape']}, rmse {m['rmse']}, acc5 {m['acc5']}, acc10 {m['acc10']})")
+    return None
+
+
+def trial_problem(tr: TrialResult, where: str, *, task=None, shots: int | None = None, protocol: str = "official",
+                  extra_budget: int = 0) -> str | None:
+    """The first thing wrong with one trial's result (None if nothing), as a one-line message
+    starting with ``where``. The same checks for a leaderboard entry's trials and a sweep unit's.
+
+    Always: every metric finite and in its range (Spearman and Kendall in [-1, 1], MAPE and RMSE
+    >= 0, the accuracies in [0, 1]); seconds finite and >= 0; ``mean`` and ``worst`` recomputed from
+    the per-device metrics. With ``task`` (a TaskSpec) and ``shots``: the protocol's seed, the
+    devices are exactly the task's targets, measurements only on targets, at most ``shots`` (plus
+    ``extra_budget``: HELP's reference archs under ``help-paper``) per device, and under the
+    official protocol only archs of the task's query pool.
+    """
+    if task is not None:
+        from latbench.protocol.trial import trial_seed
+
+        if tr.seed != trial_seed(task, tr.trial):
+            return f"{where}: seed {tr.seed} is not the protocol's seed"
+        if set(tr.devices) != set(task.target):
+            return f"{where}: devices {sorted(tr.devices)}, expected {sorted(task.target)}"
+    if not tr.devices:
+        return f"{where}: no devices"
+    for dev, m in tr.devices.items():
+        problem = metrics_problem(m, f"{where} {dev}")
+        if problem:
+            return problem
+    if task is not None and shots is not None:
+        pool = set(task.id_pools().query_pool) if protocol == "official" else None
+        for dev in task.target:
+            measured = set(tr.measured.get(dev, []))
+            if len(measured) > shots + extra_budget or (pool is not None and not measured <= pool):
+                return f"{where} {dev}: measured archs exceed k={shots} or leave the query pool"
+        stray = sorted(set(tr.measured) - set(task.target))
+        if stray:
+            return f"{where}: measurements on devices that are not targets: {stray}"
+    if any(not math.isfinite(v) or v < 0 for v in tr.seconds.values()):
+        return f"{where}: seconds must be finite and >= 0 ({tr.seconds})"
+    for name, summary in (("mean", tr.mean), ("worst", tr.worst)):
+        if set(summary) != set(METRICS):
+            return f"{where}: {name} has metrics {sorted(summary)}, expected {sorted(METRICS)}"
+    for metric in METRICS:
+        vals = [m[metric] for m in tr.devices.values()]
+        mean = float(np.mean(vals))
+        if not _close(mean, tr.mean[metric]):
+            return f"{where}: mean {metric} {tr.mean[metric]} does not recompute ({mean})"
+        worst = float((min if HIGHER_IS_BETTER[metric] else max)(vals))
+        if not _close(worst, tr.worst[metric]):
+            return f"{where}: worst {metric} {tr.worst[metric]} does not recompute ({worst})"
+    return None

@@ -3,18 +3,37 @@
 Only picklable data crosses process boundaries; every worker loads the dataset itself (cached per
 process) and the driver checks that it sees the same dataset hash. With a checkpoint folder each
 finished unit is saved at once, so a stopped run resumes where it stopped (:mod:`.checkpoints`).
+
+Before anything runs, :func:`check_units` refuses what cannot make sense: an unknown protocol or
+source-arch mode, and a numeric hyperparameter that is negative (or not finite) where the method's
+default is a positive number (``epochs=-3``, ``lr=-1``; zero stays allowed: ``finetune_epochs=0``
+and ``dropout=0`` are meaningful, and seeds such as ``random_state=0`` are too). A method that
+raises in ``fit``, ``adapt`` or ``predict`` fails its unit with :class:`MethodFailed`, one line naming
+the method, the phase and the exception (the traceback is the error's ``detail``; the CLI prints
+it with ``LATBENCH_DEBUG=1``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from latbench.data import store
+from latbench.errors import MethodError
 from latbench.eval import checkpoints
-from latbench.eval.units import Outcome, SweepError, SweepStopped, Unit, run_unit, limit_threads
+from latbench.eval.units import Outcome, SweepError, SweepStopped, Unit, limit_threads, run_unit
+from latbench.protocol.trial import PROTOCOLS
+
+#: ``source_archs`` modes a unit may use (see ``latbench.protocol.trial.make_trial``).
+SOURCE_ARCHS = ("sample", "all")
+
+
+class MethodFailed(SweepError, MethodError):
+    """A unit failed because its method raised in fit, adapt or predict (``detail``: the traceback)."""
 
 Report = Callable[[Unit, Outcome], None]
 
@@ -86,7 +105,8 @@ def _drive(pool, units: list[Unit], workers: int, report: Report, may_start: Cal
             try:
                 outcome = f.result()
             except Exception as e:  # BrokenProcessPool (a worker died), or the unit could not be pickled
-                raise SweepError(f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); no entries written") from None
+                raise SweepError(f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); "
+                                 "no entries written") from None
             report(u, outcome)
 
 
@@ -138,6 +158,9 @@ def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = No
     """
     check_executor(workers, ray_address)
     check_budget(time_budget, checkpoint, ray_address)
+    check_units(units)
+    if checkpoint is not None and Path(checkpoint).exists() and not Path(checkpoint).is_dir():
+        raise SweepError(f"--checkpoint {checkpoint} is not a folder")
     expected_hash = store.info()["content_hash"]
     outcomes: list[Outcome | None] = [None] * len(units)
     if checkpoint is not None:
@@ -147,7 +170,10 @@ def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = No
     def report(unit: Unit, outcome: Outcome) -> None:
         if outcome.error:
             kept = f"; the finished units are kept in {checkpoint}" if checkpoint is not None else ""
-            raise SweepError(f"{unit.describe()} failed: {outcome.error} (no entries written{kept})", outcome.detail)
+            failed, text = SweepError, outcome.error
+            if text.startswith(f"{MethodError.__name__}: "):  # the method raised (see latbench.eval.trials)
+                failed, text = MethodFailed, text.partition(": ")[2]
+            raise failed(f"{unit.describe()} failed: {text} (no entries written{kept})", outcome.detail)
         if outcome.dataset_hash != expected_hash:
             raise SweepError(f"{unit.describe()}: worker on {outcome.host} sees dataset {outcome.dataset_hash[:12]}..., "
                              f"the driver has {expected_hash[:12]}... (build the same dataset on every node)")
@@ -176,6 +202,44 @@ def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = No
         raise SweepStopped(f"time budget of {time_budget / 60:g} min spent: {len(units) - left} of {len(units)} units finished "
                            f"and kept in {checkpoint}, {left} to go; run the same command again to continue (no entries written)")
     return outcomes  # type: ignore[return-value]
+
+
+def check_units(units: list[Unit]) -> None:
+    """Refuse units that cannot run meaningfully, before any work (see the module docstring)."""
+    checked = set()
+    for u in units:
+        if u.source_archs not in SOURCE_ARCHS:
+            raise SweepError(f"unknown source-arch mode {u.source_archs!r}: choose {' or '.join(SOURCE_ARCHS)} "
+                             "(sample: the task's source sample; all: every measured arch outside the evaluation set)")
+        if u.protocol not in PROTOCOLS:
+            raise SweepError(f"unknown protocol {u.protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        if u.label not in checked:
+            checked.add(u.label)
+            check_params(u.label, u.method)
+
+
+def check_params(label: str, method) -> None:
+    """A numeric hyperparameter whose default is a positive number must be a finite number >= 0."""
+    try:
+        signature = inspect.signature(type(method).__init__)
+    except (TypeError, ValueError):
+        return
+    try:
+        params = method.get_params(deep=False)
+    except Exception:  # noqa: BLE001 -- someone's get_params; the run reports it properly
+        return
+    for name, value in params.items():
+        param = signature.parameters.get(name)
+        default = None if param is None else param.default
+        if not (_is_number(default) and default > 0 and _is_number(value)):
+            continue
+        if not (math.isfinite(value) and value >= 0):
+            raise MethodError(f"method {label!r}: parameter {name}={value!r} must be a finite number >= 0 "
+                              f"(its default is {default!r})")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_budget(time_budget: float | None, checkpoint: Path | None, ray_address: str | None) -> None:

@@ -3,6 +3,11 @@
 A trial's source data and seed do not depend on k, so for several shot counts the method is fitted
 once and a deep copy of the fitted state is adapted per k: the same numbers as separate runs, at a
 fraction of the cost for methods with expensive source training.
+
+Anything a method raises in ``fit``, ``adapt`` or ``predict`` (a bad hyperparameter, a bug) becomes
+a one-line :class:`MethodError` naming the method, the phase and the exception, chained to the
+original (its traceback); latbench's own errors (e.g. an :class:`OracleError` for a method over
+its budget) pass through unchanged.
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ import numpy as np
 from sklearn.base import clone
 
 from latbench.data import store
-from latbench.errors import MethodError
+from latbench.errors import LatbenchError, MethodError
+from latbench.eval.results import TrialResult
 from latbench.methods.base import Method
 from latbench.protocol.scoring import score
 from latbench.protocol.trial import Trial, make_trial
 from latbench.tasks.spec import TaskSpec
-from latbench.eval.results import TrialResult
 
 
 @dataclass
@@ -34,11 +39,24 @@ class TrialRun:
     adapted: Method
 
 
+def _call(m: Method, phase: str, fn, *args):
+    """``fn(*args)``, a method's ``phase``; what it raises becomes a one-line MethodError (LatbenchErrors pass)."""
+    try:
+        return fn(*args)
+    except LatbenchError:
+        raise
+    except Exception as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        text = (lines[0][:300] + (" ..." if len(lines) > 1 or len(lines[0]) > 300 else "")) if lines else "(no message)"
+        name = getattr(m, "name", "") or type(m).__name__
+        raise MethodError(f"{name}.{phase}() raised {type(e).__name__}: {text}") from e
+
+
 def fit_trial(method: Method, trial: Trial, space) -> tuple[Method, float]:
     """A fresh clone of ``method`` fitted on the trial's source data, and the seconds it took."""
-    m = clone(method)
+    m = _call(method, "clone", clone, method)
     tic = time.perf_counter()
-    if m.fit(trial.source, space, trial.seed) is not m:
+    if _call(m, "fit", m.fit, trial.source, space, trial.seed) is not m:
         raise MethodError(f"{type(m).__name__}.fit must return self")
     return m, time.perf_counter() - tic
 
@@ -58,12 +76,12 @@ def run_trial(method: Method, task: TaskSpec, t: int, shots: int, table, space, 
     y_true, y_pred = {}, {}
     for dev, oracle in trial.oracles.items():
         tic = time.perf_counter()
-        if m.adapt(dev, oracle) is not m:
+        if _call(m, "adapt", m.adapt, dev, oracle) is not m:
             raise MethodError(f"{type(m).__name__}.adapt must return self")
         t_adapt += time.perf_counter() - tic
         ids = trial.eval_ids[dev]
         tic = time.perf_counter()
-        y_pred[dev] = m.predict(dev, ids.copy())
+        y_pred[dev] = _call(m, "predict", m.predict, dev, ids.copy())
         t_pred += time.perf_counter() - tic
         y_true[dev] = table.device(dev)[ids]
     s = score(y_true, y_pred)

@@ -9,6 +9,43 @@ intervals overlap share a rank.
 
 Predictions made elsewhere (``latbench submit --predictions DIR``) are scored by
 :func:`score_predictions` from one CSV per task / shot count / trial / target device.
+
+Trust model (what can be forged, and what stops it):
+
+- **Verified means re-run, and is never read from an entry file.** The ``status`` field inside an
+  entry is a convenience for human readers and is never trusted: :func:`list_entries` (what
+  ``render``, the README and the page use) derives every status from the board's *verification
+  ledger*, ``<board>/verified/<entry file stem>.json``. A ledger record holds the sha256 of the
+  entry's content (:func:`content_sha256`: the canonical JSON of every field but ``status``); an
+  entry is ``verified`` only when a record for its file exists and its hash matches the entry as
+  stored now. Records are written by :func:`record_verification`, which only two commands call:
+  ``leaderboard verify`` (after a re-run in a fresh process reproduced every metric) and
+  ``leaderboard baselines`` (for a method only when every one of its units ran in that command --
+  units loaded from ``--checkpoint`` files make an ``unverified`` entry, and it says so). So a file
+  dropped into ``entries/`` by hand with ``"status": "verified"``, or a verified entry edited
+  afterwards (one digit, or the notes), renders as unverified. The ledger is maintainer-owned: a
+  submission touches ``entries/`` only, so a pull request that adds ledger records is not a
+  submission (this is a review rule, not cryptography: whoever can write the ledger can vouch).
+  Each record says who vouched (``by``) and, in ``note``, anything a reader should know: the records
+  of entries committed before the ledger existed name the command and commit that stored them and
+  say they were written from that commit's file without a new re-run (``verify`` replaces them).
+- **Every path that stores an entry validates it the same way** (:func:`validate`: ``add``,
+  ``baselines`` and ``sweep --store``), including the identity rule: a built-in's name
+  (:func:`latbench.methods.registry.builtin_methods`, compared as a slug, so ``FLOPS`` counts) is
+  reserved for entries whose ``code_ref`` is that built-in's registered class (or its module path
+  before the package rename, ``baselines.<mod>:<Class>`` for ``latbench_baselines.<mod>:<Class>``).
+- **Duplicates ignore run times.** :func:`results_fingerprint` hashes the protocol and the results
+  without the per-trial ``seconds``; storing refuses an entry whose fingerprint equals a stored
+  entry's: with the same ``code_ref`` and parameters it is a re-submission, otherwise someone
+  else's results under another name (see :func:`store_entry`).
+- **The code that verify runs is explicit** (:func:`verify_spec`): a ``code_ref`` that is a
+  registered method (built-in or installed plug-in) runs as registered; anything else is imported
+  only when the caller names its module (``--allow-import MODULE``). The re-run happens in a child
+  process (``python -m latbench.cli``) whose working directory is an empty temporary folder, so
+  nothing in the caller's working directory is importable by accident, under a time limit.
+- **Hostile files give one-line errors**: entries, predictions and checkpoints are read only if they
+  are regular files (a FIFO or a device is refused before it can block), size-limited, plain JSON
+  or CSV nested at most :data:`MAX_JSON_DEPTH` levels, every number finite.
 """
 
 from __future__ import annotations
@@ -17,10 +54,13 @@ import hashlib
 import html
 import json
 import math
+import os
 import re
+import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,18 +68,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from latbench import __version__, paths
 from latbench.data import store
 from latbench.errors import LatbenchError, MethodError
+from latbench.eval.checkpoints import json_depth, trial_problem
 from latbench.eval.results import EvalResult, TaskResult, TrialResult, jsonable_params
 from latbench.eval.sweep import file_name
 from latbench.io import write_text
 from latbench.methods import registry as methods_mod
 from latbench.methods.registry import code_ref as resolved_code_ref
-from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
+from latbench.protocol.metrics import METRICS
 from latbench.protocol.scoring import score
 from latbench.protocol.trial import PROTOCOL_VERSION, trial_seed
 from latbench.tasks.spec import get_task, list_tasks, select
 
 ENTRY_SCHEMA_VERSION = "1"
 MAX_ENTRY_BYTES = 5_000_000
+#: Deepest nesting of JSON containers an entry may have (a real one has 6; params may nest a little).
+MAX_JSON_DEPTH = 32
+#: The verification ledger: ``<board>/verified/<entry file stem>.json`` (see the module docstring).
+LEDGER_DIR = "verified"
+#: A stored entry's id as ``verify`` takes it: a file stem, never a path.
+ENTRY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 SUITE_SHOTS = (5, 10, 20)
 SUITE_TRIALS = 5
 #: Protocol labels the board accepts: a latbench run, or predictions scored by ``submit --predictions``.
@@ -129,14 +176,34 @@ def entry_from_result(result: EvalResult, *, suite: str, code_ref: str, hardware
 
 
 # ------------------------------------------------------------------------------------ validation
-def load_entry(path: Path) -> Entry:
-    """Parse an entry file: plain JSON only, size-limited, every number finite, schema-checked."""
+def read_regular(path: Path, limit: int, what: str) -> bytes:
+    """At most ``limit + 1`` bytes of ``path``, which must be a regular file (LeaderboardError if not).
+
+    Opened non-blocking and checked on the open descriptor, so a FIFO (or a device, a directory)
+    is refused at once instead of blocking the reader forever, even if it replaced the file after a check.
+    """
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_ENTRY_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
         raise LeaderboardError(f"{path}: cannot read ({e.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise LeaderboardError(f"{path}: {kind}; {what} must be a regular file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read(limit + 1)
+        except OSError as e:
+            raise LeaderboardError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def load_entry(path: Path) -> Entry:
+    """Parse an entry file: a regular file, plain JSON only, size-limited, nested at most
+    ``MAX_JSON_DEPTH`` levels, every number finite, schema-checked."""
+    path = Path(path)
+    raw = read_regular(path, MAX_ENTRY_BYTES, "an entry")
     if len(raw) > MAX_ENTRY_BYTES:
         raise LeaderboardError(f"{path}: larger than the {MAX_ENTRY_BYTES:,}-byte limit for an entry")
     if raw[:1] == b"\x80":
@@ -149,6 +216,10 @@ def load_entry(path: Path) -> Entry:
         raise LeaderboardError(f"{path}: not valid JSON ({e})") from None
     except ValueError as e:
         raise LeaderboardError(f"{path}: {e}") from None
+    except RecursionError:
+        raise LeaderboardError(f"{path}: JSON nested too deeply (an entry nests at most {MAX_JSON_DEPTH} levels)") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise LeaderboardError(f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels; not an entry")
     try:
         return Entry.model_validate(data)
     except ValidationError as e:
@@ -171,6 +242,7 @@ def _finite_float(text: str) -> float:
 def validate(entry: Entry) -> None:
     """Raise LeaderboardError at the first problem; the checks a board maintainer would make."""
     expected = suite_tasks(entry.suite)  # unknown suite first: nothing else makes sense without it
+    check_identity(entry)
     info, current = store.info(), store.data_hash(expected)
     if entry.dataset_hash != current:
         raise LeaderboardError(f"dataset hash {entry.dataset_hash[:12]}... does not match the current dataset's data for suite "
@@ -222,33 +294,10 @@ def _check_block(r: TaskResult, task) -> None:
                                f"({task.space}, {task.difficulty})")
     if sorted(t.trial for t in r.trials) != list(range(SUITE_TRIALS)):
         raise LeaderboardError(f"{where}: needs trials 0..{SUITE_TRIALS - 1}, has {sorted(t.trial for t in r.trials)}")
-    pool = set(task.id_pools().query_pool)
-    for tr in r.trials:
-        here = f"{where} trial {tr.trial}"
-        if tr.seed != trial_seed(task, tr.trial):
-            raise LeaderboardError(f"{here}: seed {tr.seed} is not the protocol's seed")
-        if set(tr.devices) != set(task.target):
-            raise LeaderboardError(f"{here}: devices {sorted(tr.devices)}, expected {sorted(task.target)}")
-        for dev, m in tr.devices.items():
-            _check_metrics(m, f"{here} {dev}")
-            measured = set(tr.measured.get(dev, []))
-            if len(measured) > r.shots or not measured <= pool:
-                raise LeaderboardError(f"{here} {dev}: measured archs exceed k={r.shots} or leave the query pool")
-        if set(tr.measured) - set(task.target):
-            raise LeaderboardError(f"{here}: measurements on devices that are not targets: {sorted(set(tr.measured) - set(task.target))}")
-        if any(not math.isfinite(v) or v < 0 for v in tr.seconds.values()):
-            raise LeaderboardError(f"{here}: seconds must be finite and >= 0 ({tr.seconds})")
-        for name, summary in (("mean", tr.mean), ("worst", tr.worst)):
-            if set(summary) != set(METRICS):
-                raise LeaderboardError(f"{here}: {name} has metrics {sorted(summary)}, expected {sorted(METRICS)}")
-        for metric in METRICS:
-            vals = [tr.devices[d][metric] for d in task.target]
-            mean = float(np.mean(vals))
-            if not _close(mean, tr.mean[metric]):
-                raise LeaderboardError(f"{here}: mean {metric} {tr.mean[metric]} does not recompute ({mean})")
-            worst = float((min if HIGHER_IS_BETTER[metric] else max)(vals))
-            if not _close(worst, tr.worst[metric]):
-                raise LeaderboardError(f"{here}: worst {metric} {tr.worst[metric]} does not recompute ({worst})")
+    for tr in r.trials:  # seed, devices, metric ranges, measured archs, seconds, recomputed mean/worst
+        problem = trial_problem(tr, f"{where} trial {tr.trial}", task=task, shots=r.shots)
+        if problem:
+            raise LeaderboardError(problem)
     if set(r.aggregate) != set(METRICS):
         raise LeaderboardError(f"{where}: aggregate has metrics {sorted(r.aggregate)}, expected {sorted(METRICS)}")
     for metric in METRICS:
@@ -257,20 +306,6 @@ def _check_block(r: TaskResult, task) -> None:
         if set(a) != {"mean", "std"} or not (_close(a["mean"], vals.mean()) and _close(a["std"], vals.std())):
             raise LeaderboardError(f"{where}: aggregate {metric} {a} does not recompute from the trials "
                                    f"(mean {vals.mean()}, std {vals.std()})")
-
-
-def _check_metrics(m: dict, where: str) -> None:
-    if set(m) != set(METRICS):
-        raise LeaderboardError(f"{where}: metrics {sorted(m)}, expected {sorted(METRICS)}")
-    for k, v in m.items():
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise LeaderboardError(f"{where}: {k} is not a finite number ({v!r})")
-    if not (-1 <= m["spearman"] <= 1 and -1 <= m["kendall"] <= 1):
-        raise LeaderboardError(f"{where}: rank correlations must lie in [-1, 1] "
-                               f"(spearman {m['spearman']}, kendall {m['kendall']})")
-    if m["mape"] < 0 or m["rmse"] < 0 or not (0 <= m["acc5"] <= 1 and 0 <= m["acc10"] <= 1):
-        raise LeaderboardError(f"{where}: negative error or accuracy outside [0, 1] "
-                               f"(mape {m['mape']}, rmse {m['rmse']}, acc5 {m['acc5']}, acc10 {m['acc10']})")
 
 
 # ------------------------------------------------------------------------------------- storage
@@ -288,21 +323,119 @@ def store_entry(entry: Entry, *, folder: Path | None = None, replace: bool = Fal
 
     The file is complete before it gets its name (written to a hidden temp file, fsynced, then
     hard-linked), so readers never see half an entry and of concurrent identical adds exactly one
-    wins. The same scored content under another method name is refused too (best effort: that
-    check is not atomic, the same-name one is).
+    wins. An entry whose results (ignoring run times: :func:`results_fingerprint`) equal a stored
+    entry's is refused too: a re-submission of the same code and parameters, or the same results
+    under another name or code_ref (best effort: that check is not atomic, the same-name one is).
     """
     folder = Path(folder or entries_dir())
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{entry.entry_id}.json"
     if not replace:
-        content = entry.entry_id.rsplit("-", 1)[1]
-        twins = [p.name for p in folder.glob(f"*-{content}.json") if p.name != target.name]
-        if twins:
-            raise LeaderboardError(f"duplicate entry: the same code_ref and results are already on the board as {twins[0]}")
+        if os.path.lexists(target):
+            raise LeaderboardError(f"duplicate entry: {target.name} is already on the board")
+        _refuse_duplicates(entry, folder)
     try:
         return write_text(target, entry.model_dump_json(), exclusive=not replace)
     except FileExistsError:
         raise LeaderboardError(f"duplicate entry: {target.name} is already on the board") from None
+
+
+def results_fingerprint(entry: Entry) -> str:
+    """sha256 of what an entry scored: its protocol and results, without the per-trial run times.
+
+    Two entries with the same fingerprint hold the same numbers to the last bit (every per-device
+    metric, mean, worst, aggregate, seed and measured arch), which a separate run of other code does not produce.
+    """
+    blocks = []
+    for r in sorted(entry.results, key=lambda r: (r.task, r.shots)):
+        block = r.model_dump(mode="json")
+        block["trials"] = sorted(block["trials"], key=lambda t: t["trial"])
+        for t in block["trials"]:
+            t.pop("seconds", None)
+        blocks.append(block)
+    return hashlib.sha256(json.dumps([entry.protocol, blocks], sort_keys=True).encode()).hexdigest()
+
+
+def _entry_files(folder: Path) -> list[Path]:
+    """The stored entry files of ``folder`` (hidden names are in-flight temp files and skipped)."""
+    return sorted(p for p in Path(folder).glob("*.json") if not p.name.startswith(".")) if Path(folder).is_dir() else []
+
+
+def _refuse_duplicates(entry: Entry, folder: Path) -> None:
+    mine = results_fingerprint(entry)
+    for path in _entry_files(folder):
+        other = load_entry(path)
+        if results_fingerprint(other) != mine:
+            continue
+        if (other.method.code_ref, other.method.params) == (entry.method.code_ref, entry.method.params):
+            raise LeaderboardError(f"duplicate entry: the same code_ref and results are already on the board as {path.name} "
+                                   "(same parameters; run times are not compared)")
+        raise LeaderboardError(f"duplicate results: {path.name} on the board (method {other.method.name!r}, code_ref "
+                               f"{other.method.code_ref!r}) holds exactly these results; an entry's results must come "
+                               "from its own run")
+
+
+# ------------------------------------------------------------------------------ identity, ledger
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "method"
+
+
+def registered_target(code_ref: str) -> str:
+    """``code_ref`` as today's registered ``module:Class``: the pre-rename path of a built-in
+    (``baselines.<mod>:<Class>``) becomes ``latbench_baselines.<mod>:<Class>`` when that is registered."""
+    if code_ref.startswith("baselines."):
+        modern = "latbench_" + code_ref
+        if modern in set(methods_mod.available().values()):
+            return modern
+    return code_ref
+
+
+def check_identity(entry: Entry) -> None:
+    """A built-in's name (compared as a slug: ``FLOPS`` and ``flops`` are one name) is reserved for
+    entries whose code_ref is that built-in's registered class."""
+    slug = _slug(entry.method.name)
+    for name, target in methods_mod.builtin_methods().items():
+        if _slug(name) == slug and registered_target(entry.method.code_ref) != target:
+            raise LeaderboardError(f"method name {entry.method.name!r} is reserved for latbench's built-in {name!r} ({target}); "
+                                   f"this entry's code_ref is {entry.method.code_ref!r}: submit it under a name of its own")
+
+
+def content_sha256(entry: Entry) -> str:
+    """sha256 of an entry's content as the ledger records it: canonical JSON of every field but ``status``."""
+    body = entry.model_dump(mode="json", exclude={"status"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()).hexdigest()
+
+
+def ledger_dir(folder: Path | None = None) -> Path:
+    """The verification ledger beside the entries folder ``folder``: ``<board>/verified/``."""
+    return Path(folder or entries_dir()).parent / LEDGER_DIR
+
+
+def record_verification(entry: Entry, stem: str, *, by: str, folder: Path | None = None, note: str = "") -> Path:
+    """Vouch for the entry stored as ``<folder>/<stem>.json``: only ``leaderboard verify`` (after a re-run
+    reproduced it) and ``leaderboard baselines`` (for entries all of whose units it ran) call this."""
+    record = {"entry": stem, "sha256": content_sha256(entry), "by": by, "date": time.strftime("%Y-%m-%d"),
+              "latbench_version": __version__, "code_ref": entry.method.code_ref, "note": note}
+    return write_text(ledger_dir(folder) / f"{stem}.json", json.dumps(record, indent=1) + "\n")
+
+
+def verification(stem: str, folder: Path | None = None) -> dict | None:
+    """The ledger's record for the entry file ``<stem>.json`` (None if there is none, or it is unreadable)."""
+    path = ledger_dir(folder) / f"{stem}.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(read_regular(path, 100_000, "a verification record").decode("utf-8"))
+    except (LeaderboardError, ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def board_status(entry: Entry, stem: str, folder: Path | None = None) -> str:
+    """``verified`` iff the ledger vouches for exactly this content stored as ``<stem>.json``; the
+    entry's own ``status`` field is never consulted."""
+    record = verification(stem, folder)
+    ok = record is not None and record.get("entry") == stem and record.get("sha256") == content_sha256(entry)
+    return "verified" if ok else "unverified"
 
 
 def check_same(entry: Entry, fresh: EvalResult, rel: float = 1e-6) -> None:
@@ -326,22 +459,48 @@ def check_same(entry: Entry, fresh: EvalResult, rel: float = 1e-6) -> None:
                                                f"{metric} {v} in the entry, {b.devices[dev][metric]} in the re-run")
 
 
-def verify_spec(entry: Entry) -> str:
-    """What ``verify`` runs: the registered method of the entry's name when its class is the one the
-    entry names (also under a module path the class had before a package rename), else ``code_ref``."""
-    registered = methods_mod.available().get(entry.method.name)
-    if registered is not None and registered.rpartition(":")[2] == entry.method.code_ref.rpartition(":")[2]:
+def registered_spec(entry: Entry) -> str | None:
+    """The registered method (built-in or installed plug-in) whose class is the entry's code_ref
+    (today's path or a built-in's pre-rename one): its own name when that matches, else the first
+    name registered for that class; None when the code_ref is not a registered class."""
+    known = methods_mod.available()
+    target = registered_target(entry.method.code_ref)
+    if known.get(entry.method.name) == target:
         return entry.method.name
-    return entry.method.code_ref
+    names = sorted(n for n, t in known.items() if t == target)
+    return names[0] if names else None
 
 
-def verify_params(entry: Entry, spec: str) -> dict:
-    """The entry's parameters as the method takes them: a stored value equal to the JSON form of the
-    class default (e.g. a tuple stored as a list or as its repr) is given back as that default."""
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def verify_spec(entry: Entry, allow_import: Sequence[str] = ()) -> str:
+    """What ``verify`` runs: the registered method of the entry's code_ref (see :func:`registered_spec`),
+    else the code_ref itself, but only when its module is one of ``allow_import`` (or inside one of
+    those packages): importing a module runs its code, so that takes an explicit ``--allow-import``."""
+    spec = registered_spec(entry)
+    if spec is not None:
+        return spec
+    code_ref = entry.method.code_ref
+    module, sep, attr = code_ref.partition(":")
+    if not (sep and _DOTTED.fullmatch(module) and _DOTTED.fullmatch(attr)):
+        raise LeaderboardError(f"cannot verify: code_ref {code_ref[:100]!r} is neither a registered method nor a "
+                               "module:Class path")
+    if not any(module == a or module.startswith(a + ".") for a in allow_import):
+        raise LeaderboardError(f"code_ref {code_ref!r} is not a registered method: verifying it imports and runs module "
+                               f"{module!r}; pass --allow-import {module} if you trust that code")
+    return code_ref
+
+
+def verify_params(entry: Entry | dict, spec: str) -> dict:
+    """The entry's parameters (an Entry, or its ``method.params``) as the method takes them: a stored
+    value equal to the JSON form of the class default (e.g. a tuple stored as a list or as its repr)
+    is given back as that default."""
+    params = entry.method.params if isinstance(entry, Entry) else dict(entry)
     defaults = methods_mod.resolve(spec)().get_params()
     plain = jsonable_params(defaults)
     out = {}
-    for key, value in entry.method.params.items():
+    for key, value in params.items():
         if key in defaults and (value == plain[key] or value == repr(defaults[key])
                                 or (isinstance(defaults[key], tuple) and value == list(defaults[key]))):
             out[key] = defaults[key]
@@ -350,17 +509,37 @@ def verify_params(entry: Entry, spec: str) -> dict:
     return out
 
 
-def mark_verified(path: Path, entry: Entry) -> None:
+def stored_entry_path(entry_id: str, folder: Path | None = None) -> Path:
+    """The file of the stored entry ``entry_id`` (a file stem of the entries folder, never a path)."""
+    entry_id = entry_id.removesuffix(".json")
+    if not ENTRY_ID.fullmatch(entry_id) or ".." in entry_id:
+        raise LeaderboardError(f"{entry_id[:80]!r} is not an entry id: the name of a file in the board's entries/ without "
+                               ".json (letters, digits, '-', '_', '.'), never a path")
+    folder = Path(folder or entries_dir())
+    path = folder / f"{entry_id}.json"
+    if not os.path.lexists(path):
+        raise LeaderboardError(f"no stored entry {entry_id!r}: cannot read {path}")
+    if path.is_symlink() or not path.is_file():
+        raise LeaderboardError(f"{path}: not a regular file; a stored entry is one")
+    return path
+
+
+def mark_verified(path: Path, entry: Entry, *, by: str = "leaderboard verify", note: str = "") -> None:
+    """Record in the ledger that the entry stored at ``path`` was reproduced, and say so in its file."""
+    path = Path(path)
     entry = entry.model_copy(update={"status": "verified"})
-    store_entry(entry, folder=Path(path).parent, replace=True)
+    write_text(path, entry.model_dump_json())
+    record_verification(entry, path.stem, by=by, folder=path.parent, note=note)
 
 
 def list_entries(folder: Path | None = None) -> list[Entry]:
-    """Stored entries (hidden names are in-flight temp files and skipped)."""
+    """Stored entries, each with its status as the ledger has it (:func:`board_status`), never as its file says."""
     folder = Path(folder or entries_dir())
-    if not folder.is_dir():
-        return []
-    return [load_entry(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
+    out = []
+    for path in _entry_files(folder):
+        entry = load_entry(path)
+        out.append(entry.model_copy(update={"status": board_status(entry, path.stem, folder)}))
+    return out
 
 
 # --------------------------------------------------------------------------------- predictions
@@ -395,8 +574,7 @@ _ROW = re.compile(r"^[ \t]*([0-9]+)[ \t]*,[ \t]*([0-9.eE+\-]+)[ \t]*\r?$", re.M)
 
 
 def _prediction_text(path: Path) -> str:
-    with path.open("rb") as f:
-        raw = f.read(MAX_PREDICTION_BYTES + 1)
+    raw = read_regular(path, MAX_PREDICTION_BYTES, "a predictions file")
     if len(raw) > MAX_PREDICTION_BYTES:
         raise LeaderboardError(f"{path}: larger than the {MAX_PREDICTION_BYTES:,}-byte limit for a predictions file")
     if raw[:1] == b"\x80":
@@ -424,6 +602,8 @@ def _parse_well_formed(text: str, eval_ids: np.ndarray) -> np.ndarray | None:
         return None
     if not (np.isfinite(lat).all() and (lat > 0).all()):
         return None
+    if max(map(len, ids_text)) > 18:  # beyond int64 (OverflowError): the strict parser names the id
+        return None
     ids = np.array(list(map(int, ids_text)), dtype=np.int64)
     order, eval_order = np.argsort(ids, kind="stable"), np.argsort(eval_ids, kind="stable")
     if not np.array_equal(ids[order], eval_ids[eval_order]):  # eval ids are unique: same sorted ids = same set
@@ -447,6 +627,8 @@ def _parse_strict(path: Path, text: str, eval_ids: np.ndarray) -> np.ndarray:
     for (n, _), a in zip(body, id_text):
         if not (a.isascii() and a.isdigit()):
             raise LeaderboardError(f"{path}:{n}: arch_id {a[:20]!r} is not a non-negative integer")
+        if len(a.lstrip("0")) > 18:  # no space has 10**18 archs; int64 (and int()'s digit limit) end near there
+            raise LeaderboardError(f"{path}:{n}: arch_id {a[:20]}{'...' if len(a) > 20 else ''} is too large to be an arch id")
     lat_text = [row[1].strip() for row in parts]
     try:
         lat = np.array([float(v) for v in lat_text], dtype=np.float64)
@@ -617,8 +799,9 @@ def render_markdown(entries: list[Entry]) -> str:
             lines += [f"## {suite} suite, k = {k}", "",
                       "| rank | method | Spearman | 95 % CI | Kendall | MAPE % | ±10 % | time (s) | status |",
                       "|---|---|---|---|---|---|---|---|---|"]
-            lines += [f"| {r['rank']} | {md_text(r['method'])} | {r['spearman']:.3f} ± {r['std']:.3f} | [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | "
-                      f"{r['kendall']:.3f} | {r['mape']:.1f} | {r['acc10']:.2f} | {_time_cell(r)} | {_status_cell(r)} |" for r in rows]
+            lines += [f"| {r['rank']} | {md_text(r['method'])} | {r['spearman']:.3f} ± {r['std']:.3f} | "
+                      f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {r['kendall']:.3f} | {r['mape']:.1f} | {r['acc10']:.2f} | "
+                      f"{_time_cell(r)} | {_status_cell(r)} |" for r in rows]
             lines.append("")
     if len(lines) == 7:
         lines += ["No entries yet: see `examples/README.md` to submit one.", ""]
