@@ -14,7 +14,6 @@ import pytest
 from latbench.errors import UnknownArchError
 from latbench.spaces.fbnet import NUM_LAYERS, OPS, FBNetSpace
 
-HELP_FBNET = Path(__file__).resolve().parents[2] / "shared/sources/help/data/fbnet"
 
 
 def _arch(ops) -> str:
@@ -164,10 +163,8 @@ def test_import_does_not_load_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
-def test_from_raw_matches_help_metainfo():
-    meta = HELP_FBNET / "metainfo.pt"
-    if not meta.exists():
-        pytest.skip(f"HELP fbnet mirror not found at {HELP_FBNET}")
+def test_from_raw_matches_help_metainfo(mirror):
+    meta = mirror / "help" / "data" / "fbnet" / "metainfo.pt"
     with zipfile.ZipFile(meta) as z:
         name = next(n for n in z.namelist() if n.endswith("/data.pkl"))
         info = pickle.loads(z.read(name))  # plain lists/dicts of ints and strings; no torch needed

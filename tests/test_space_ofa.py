@@ -17,7 +17,6 @@ from latbench.spaces.ofa import (
     FEATURE_MIX, FINAL_EXPAND, NUM_SLOTS, RESOLUTIONS, STAGE_CHANNELS, STEM_CHANNELS, OFASpace, make_divisible,
 )
 
-HELP_ARCHS = Path(__file__).resolve().parents[2] / "shared/sources/help/data/ofa/ofa_archs.pt"
 
 SMALLEST = dict(ks=[3] * 20, e=[3] * 20, d=[2] * 5, r=128)
 LARGEST = dict(ks=[7] * 20, e=[6] * 20, d=[4] * 5, r=224)
@@ -242,9 +241,8 @@ class _NumpyScalarUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing persistent id {pid!r}")
 
 
-@pytest.mark.skipif(not HELP_ARCHS.exists(), reason=f"HELP source mirror absent ({HELP_ARCHS})")
-def test_help_archs():
-    with zipfile.ZipFile(HELP_ARCHS) as z:
+def test_help_archs(mirror):
+    with zipfile.ZipFile(mirror / "help" / "data" / "ofa" / "ofa_archs.pt") as z:
         name = next(n for n in z.namelist() if n.endswith("/data.pkl"))
         with z.open(name) as f:
             data = _NumpyScalarUnpickler(f).load()
