@@ -15,6 +15,7 @@ TINY = {"epochs": 1, "finetune_epochs": 1, "hidden": 32}
 
 
 # ---- contract suite ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_contract_suite_nb201(data):
     check_method(BRPNAS, task="hard-3", shots=5, params={"epochs": 3, "finetune_epochs": 3})
 

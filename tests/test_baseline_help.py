@@ -14,6 +14,7 @@ TINY = {"num_episodes": 20, "mc_samples": 2}
 
 
 @pytest.mark.parametrize("task", ["hard-3", "help-fbnet", "easy-2"])  # NB201, FBNet, OFA
+@pytest.mark.slow
 def test_contract_suite(data, task):
     check_method(HELP, task=task, shots=5, params=TINY)
 

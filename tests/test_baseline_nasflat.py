@@ -25,6 +25,7 @@ TINY = {"epochs": 1, "batch_size": 1024, "transfer_epochs": 2, "hid_dim": 16, "o
         "forward_dims": (16, 16, 16), "mlp_dims": (16, 16, 16)}
 
 
+@pytest.mark.slow
 def test_contract_suite_nb201(data):
     check_method(NASFLAT, task="hard-3", shots=5, params={"epochs": 2, "transfer_epochs": 2})
 

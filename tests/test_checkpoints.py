@@ -159,6 +159,7 @@ class Slow(FLOPsRegression):
 
 
 @pytest.mark.parametrize("workers, started", [(1, 1), (2, 2)])
+@pytest.mark.slow
 def test_time_budget_stops_starting_units_and_keeps_the_finished(data, tmp_path, workers, started):
     """Budget 0.6 s: the first unit (or the first ``workers`` units) start, nothing after; the
     stopped run names what remains; the same command without a budget finishes from there."""
@@ -213,6 +214,7 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+@pytest.mark.slow
 def test_sigterm_stops_the_workers_too(data, tmp_path):
     """``kill DRIVER`` must not leave spawned workers computing units nobody will collect."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}

@@ -73,8 +73,14 @@ def _content_hash(dataset: Path) -> str:
 
 
 def _hidden_siblings(dataset: Path) -> list[str]:
-    """Temporary build folders (``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>``) left next to ``dataset``."""
-    return sorted(p.name for p in dataset.parent.iterdir() if p.name.startswith("."))
+    """What builds left next to ``dataset``: hidden siblings other than its versions folder ``.<name>.d``
+    (``store.versions_dir``), and inside that anything but the build lock and the version ``dataset`` links to."""
+    versions = store.versions_dir(dataset)
+    current = store.current_version(dataset)
+    left = [p.name for p in dataset.parent.iterdir() if p.name.startswith(".") and p != versions]
+    if versions.is_dir():
+        left += [f"{versions.name}/{p.name}" for p in versions.iterdir() if p.name != store.LOCK_NAME and p != current]
+    return sorted(left)
 
 
 def _listing(folder: Path) -> dict[str, int]:
@@ -234,6 +240,7 @@ def _cli_build(mirror_root: Path, out: Path):
 
 # ------------------------------------------------------------------------ 1. counts via datasets
 @pytest.mark.parametrize("space", SPACES)
+@pytest.mark.slow
 def test_load_dataset_row_counts_per_space(load_hf, space):
     ds = load_hf(space)
     assert list(ds) == ["train"]
@@ -246,6 +253,7 @@ def test_load_dataset_row_counts_per_space(load_hf, space):
     assert set(ds["train"].unique("source")) <= {"help", "latbench-measured"}
 
 
+@pytest.mark.slow
 def test_load_dataset_nb201_is_27_devices_times_15625_archs(load_hf):
     ds = load_hf("nb201")["train"]
     assert len(_latency_files("nb201")) == 27
@@ -365,6 +373,7 @@ def test_store_reference_ids_match_hardware_embedding_index(data, mirror):
 
 
 # ------------------------------------------------------------- 4. version, hash, idempotence, atomic
+@pytest.mark.real_data
 def test_latbench_json_records_version_hash_and_provenance(dataset_dir):
     info = json.loads((dataset_dir / "latbench.json").read_text())
     h = info["content_hash"]

@@ -68,6 +68,7 @@ def test_adaptive_campaign_adds_finegrained_rounds_where_the_forest_is_wrong(spa
     assert np.allclose(camp.rows["latency_ms"], _fake_device("conv", camp.rows[list(ks.DIMS)].to_numpy()))
 
 
+@pytest.mark.slow
 def test_vae_learns_the_zoo_and_samples_valid_configurations(spaces):
     zoo = ks.zoo(spaces, "conv", n_archs=100)
     vae = ks.ConfigVAE(epochs=1, iters_per_epoch=200, hidden=32, latent=8, seed=0).fit(zoo)
@@ -121,6 +122,7 @@ def test_time_layer_measures_one_real_kernel():
     assert r["latency_ms"] > 0 and r["n"] == 5
 
 
+@pytest.mark.slow
 def test_faithful_nn_meter_from_a_campaign_alone(data, tmp_path):
     """nn-Meter proper: no arch of the target measured (k = 0), kernel predictors from sampled kernels."""
     from latbench.eval.runner import evaluate

@@ -74,6 +74,7 @@ def test_measured_tasks_run_from_the_cli(data):
     assert "measured-nb201-runtime" in res.output
 
 
+@pytest.mark.slow
 def test_offline_build_uses_the_committed_measurements(user_home, tmp_path, monkeypatch):
     """No network and no mirror: the build still yields a working dataset from the committed data."""
     import datasets
@@ -93,6 +94,7 @@ def test_offline_build_uses_the_committed_measurements(user_home, tmp_path, monk
     assert not (tmp_path / "ds2").exists()
 
 
+@pytest.mark.slow
 def test_add_source_then_build_includes_the_new_device(user_home, profiled, mirror):
     from latbench.data import store
 
@@ -155,6 +157,7 @@ def _broken(profiled, tmp_path, how: str):
     ("pickle", "latency.parquet: missing"),
     ("kernel-columns", "columns"),
 ])
+@pytest.mark.slow
 def test_add_source_rejects_bad_folders_and_registers_nothing(user_home, profiled, tmp_path, how, message):
     src = _broken(profiled, tmp_path, how)
     res = CliRunner().invoke(app, ["data", "add-source", str(src)])

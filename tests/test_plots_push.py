@@ -26,6 +26,7 @@ def no_temp_files(folder: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------------- plots
+@pytest.mark.slow
 def test_plot_dataset_writes_heatmap_and_histograms_per_space(data, tmp_path):
     from latbench.data import store
     from latbench.plots import plot_dataset
@@ -84,6 +85,7 @@ def test_plot_failure_leaves_no_partial_png(data, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_data_plot(data, tmp_path):
     out = tmp_path / "cli-plots"
     res = CliRunner().invoke(app, ["data", "plot", "--out", str(out)])

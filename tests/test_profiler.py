@@ -29,6 +29,7 @@ def _rows(folder):
     return profiler.read_jsonl(folder / "latency.jsonl")
 
 
+@pytest.mark.slow
 def test_profile_measures_torch_and_onnxruntime_with_kernel_breakdown(nb201, tmp_path):
     settings = _settings(runtimes=("torch", "onnxruntime"), precisions=("fp32", "int8"))
     settings = [s for s in settings if profiler.is_valid(s)]
@@ -62,6 +63,7 @@ def test_profile_measures_torch_and_onnxruntime_with_kernel_breakdown(nb201, tmp
     assert np.median([ksum[a] / e2e[a] for a in e2e]) < 1.5
 
 
+@pytest.mark.slow
 def test_profile_resumes_and_survives_a_torn_last_line(nb201, tmp_path):
     settings = _settings()
     profiler.profile(nb201, settings, tmp_path, 11, name_prefix="x", max_wait=5)
@@ -90,6 +92,7 @@ def test_profile_resumes_and_survives_a_torn_last_line(nb201, tmp_path):
     assert 99.0 not in k["latency_ms"].to_numpy()
 
 
+@pytest.mark.slow
 def test_profile_refuses_to_mix_settings_in_one_folder(nb201, tmp_path):
     profiler.profile(nb201, _settings(), tmp_path, 10, name_prefix="x", max_wait=5)
     meta = tmp_path / "nb201" / "x-torch-t1-bs1-fp32" / "meta.json"
@@ -100,6 +103,7 @@ def test_profile_refuses_to_mix_settings_in_one_folder(nb201, tmp_path):
         profiler.profile(nb201, _settings(), tmp_path, 10, name_prefix="x")
 
 
+@pytest.mark.slow
 def test_retest_records_test_retest_spearman(nb201, tmp_path):
     profiler.profile(nb201, _settings(), tmp_path, 14, name_prefix="x", retest=14, max_wait=5)
     result = json.loads((tmp_path / "nb201" / "x-torch-t1-bs1-fp32" / "retest.json").read_text())
@@ -131,6 +135,7 @@ def test_profile_cli_rejects_bad_settings_and_writes_nothing(data, tmp_path, arg
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_profile_cli_end_to_end(data, tmp_path):
     out = tmp_path / "m"
     res = CliRunner().invoke(app, ["profile", "--space", "fbnet", "--runtime", "onnxruntime", "--threads", "1",

@@ -126,6 +126,7 @@ def test_difficulty_orders_the_tiers(data):
         assert 5 <= len(t.source) <= 17 and 3 <= len(t.target) <= 6
 
 
+@pytest.mark.real_data
 def test_committed_tasks_match_a_fresh_generation(data):
     from latbench import paths
     from latbench.tasks.generation import write_or_check
@@ -133,6 +134,7 @@ def test_committed_tasks_match_a_fresh_generation(data):
     assert write_or_check(paths.tasks_dir(), check=True) == []
 
 
+@pytest.mark.real_data
 def test_difficulty_is_recomputed_from_the_data(data):
     from latbench.data.store import load_latency
     from latbench.tasks.generation import correlation
@@ -258,6 +260,7 @@ class GreedyMethod(Method):
         return np.ones(len(arch_ids))
 
 
+@pytest.mark.real_data
 def test_help_paper_mode_reproduces_helps_flops_row(data):
     """HELP Table 3 "FLOPS" row on its meta-test query set (BASELINES.md section 2).
 

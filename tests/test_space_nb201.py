@@ -72,6 +72,7 @@ def test_encodings():
     assert data.edge_index.shape == (2, 10) and data.x.shape == (8, 7) and float(data.y) == 1.5
 
 
+@pytest.mark.real_data
 def test_dataset_space_is_in_official_index_order(data):
     from latbench.data.store import get_space
 

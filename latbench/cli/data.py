@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -11,15 +10,17 @@ from rich.table import Table
 from latbench.cli.common import build_data, console, friendly
 
 data_app = typer.Typer(no_args_is_help=True, help="Build, inspect, plot and publish the latency datasets.")
+sources_app = typer.Typer(no_args_is_help=True, help="The measured sources registered with `latbench data add-source`.")
+data_app.add_typer(sources_app, name="sources")
 
 
 @data_app.command("build")
 @friendly
 def data_build(
-    mirror: Optional[Path] = typer.Option(None, help="Local mirror of the sources (default: $LATBENCH_MIRROR)."),
-    base_url: Optional[str] = typer.Option(None, help="HTTP mirror replacing the pinned upstream URL prefix."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: $LATBENCH_HOME/dataset)."),
-    sources: Optional[str] = typer.Option(None, help="Comma-separated sources (help, latbench-measured); default all."),
+    mirror: Path | None = typer.Option(None, help="Local mirror of the sources (default: $LATBENCH_MIRROR)."),
+    base_url: str | None = typer.Option(None, help="HTTP mirror replacing the pinned upstream URL prefix."),
+    out: Path | None = typer.Option(None, help="Output folder (default: $LATBENCH_HOME/dataset)."),
+    sources: str | None = typer.Option(None, help="Comma-separated sources (help, latbench-measured); default all."),
 ):
     """Download (or take from a mirror), verify and convert every source into the HF dataset."""
     chosen = tuple(x.strip() for x in sources.split(",") if x.strip()) if sources else None
@@ -31,7 +32,7 @@ def data_build(
 @friendly
 def data_add_source(
     folder: Path = typer.Argument(..., help="A `latbench profile --out` folder (<space>/<device>/...)."),
-    name: Optional[str] = typer.Option(None, help="Name of the registered copy (default: the folder's name)."),
+    name: str | None = typer.Option(None, help="Name of the registered copy (default: the folder's name)."),
 ):
     """Validate profiler output and register it, so the next `latbench data build` includes its devices."""
     from latbench.data.measured import add_source, read_root
@@ -41,6 +42,35 @@ def data_add_source(
     console.print(f"registered {len(devices)} device(s) at {target}: "
                   + ", ".join(f"{d.meta.space}/{d.meta.device} ({len(d.archs)} archs)" for d in devices))
     console.print("run `latbench data build` to include them in the dataset")
+
+
+@sources_app.command("list")
+@friendly
+def sources_list():
+    """Every registered source, its devices, and any problem that would stop `latbench data build`."""
+    from latbench.data.measured import list_sources, user_sources_dir
+
+    found = list_sources()
+    if not found:
+        console.print(f"no registered sources (in {user_sources_dir()}); add one with `latbench data add-source FOLDER`")
+        return
+    t = Table("source", "devices", "archs", "folder", "status")
+    for s in found:
+        devices = ", ".join(f"{space}/{device}" for space, device, _ in s["devices"])
+        archs = ", ".join(str(n) for _, _, n in s["devices"])
+        status = "ok" if s["problem"] is None else f"broken: {s['problem']}"
+        t.add_row(s["name"], devices or "-", archs or "-", str(s["folder"]), status)
+    console.print(t)
+
+
+@sources_app.command("remove")
+@friendly
+def sources_remove(name: str = typer.Argument(..., help="The source's name (see `latbench data sources list`).")):
+    """Unregister a source; its devices leave the dataset at the next `latbench data build`."""
+    from latbench.data.measured import remove_source
+
+    folder = remove_source(name)
+    console.print(f"removed source {name} ({folder}); run `latbench data build` to drop its devices from the dataset")
 
 
 def _data_dir():
@@ -56,7 +86,8 @@ def data_info():
     from latbench.data import store
 
     info = store.info()
-    console.print(f"{store.root()}  version {info['dataset_version']}  (latbench {info['latbench_version']}, built {info['built_at']})")
+    console.print(f"{store.root()}  version {info['dataset_version']}  "
+                  f"(latbench {info['latbench_version']}, built {info['built_at']})")
     t = Table("space", "archs", "devices", "rows", "device names")
     for space, c in info["spaces"].items():
         t.add_row(space, f"{c['archs']:,}", str(len(c["devices"])), f"{c['rows']:,}", ", ".join(c["devices"]))
@@ -80,7 +111,7 @@ def data_plot(out: Path = typer.Option(Path("plots"), help="Folder for the PNG f
 def data_push(
     repo_id: str = typer.Option(..., help="Hugging Face dataset repo, ORG/NAME."),
     private: bool = typer.Option(False, help="Create the repo as private."),
-    token: Optional[str] = typer.Option(None, help="HF token (default: the cached login / HF_TOKEN)."),
+    token: str | None = typer.Option(None, help="HF token (default: the cached login / HF_TOKEN)."),
 ):
     """Upload the built dataset folder to the Hugging Face Hub."""
     from latbench.data.push import push

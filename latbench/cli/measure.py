@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from latbench.cli.common import console, ensure_data, err_console, friendly
 from latbench.errors import LatbenchError
+from latbench.text import name_problem
 
 
 @friendly
@@ -27,20 +27,22 @@ def profile_cmd(
     max_wait: float = typer.Option(300.0, help="Seconds to wait per arch for a quiet CPU before keeping a contended timing."),
     retest: int = typer.Option(0, help="Measure the first N archs a second time and report test-retest Spearman."),
     out: Path = typer.Option(Path("measured"), help="Output folder (resumable: rerun to continue)."),
-    name: Optional[str] = typer.Option(None, help="Hardware name for the device names (default: from the CPU/GPU model)."),
+    name: str | None = typer.Option(None, help="Hardware name for the device names (default: from the CPU/GPU model)."),
     seed: int = typer.Option(0, help="Seed of the arch sample and the inputs."),
 ):
     """Measure archs on this machine: one device per (runtime, threads, batch, precision) combination."""
     from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    from latbench.measure import profiler
     from latbench.data import store
+    from latbench.measure import profiler
 
     runtimes = ["torch-graphs" if cuda_graphs and r == "torch" else r for r in runtime]
     settings = [profiler.Setting(space, r, device, t, b, p, warmup, repeats)
                 for r in runtimes for p in precision for b in batch for t in (threads if device == "cpu" else [1])]
     if len(runtimes) * len(precision) == 1:
         settings[0].check()  # one combination asked for: say exactly what is wrong with it
+    if name is not None and name_problem(name):
+        raise LatbenchError(f"--name: {name_problem(name)}")
     settings = [s for s in settings if profiler.is_valid(s)]  # several: measure the valid combinations
     if not settings:
         raise LatbenchError(f"no valid (runtime, precision) combination on {device} in {runtimes} x {precision}")
@@ -51,7 +53,7 @@ def profile_cmd(
         task = bar.add_task(f"profile {space}", total=None)
         report = profiler.profile(sp, settings, out, archs, seed=seed, name_prefix=name, retest=retest, max_wait=max_wait,
                                   progress=lambda n, total: bar.update(task, completed=n, total=total),
-                                  log=lambda msg: err_console.print(msg))
+                                  log=lambda msg: err_console.print(msg, highlight=False, soft_wrap=True))
     console.print(f"measured {report.measured} archs ({report.skipped} already there) in {report.seconds:.0f} s: "
                   + ", ".join(report.devices) + f"  ->  {out / space}")
 
@@ -70,15 +72,15 @@ def profile_kernels_cmd(
     max_wait: float = typer.Option(60.0, help="Seconds to wait per kernel for a quiet CPU."),
     zoo_archs: int = typer.Option(500, help="Archs per space whose kernels form the sampling prior (the model zoo)."),
     out: Path = typer.Option(Path("kernel-campaigns"), help="Output folder: <device>/kernels-<op>.parquet + campaign-<op>.json."),
-    name: Optional[str] = typer.Option(None, help="Hardware name for the device name (default: from the CPU model)."),
+    name: str | None = typer.Option(None, help="Hardware name for the device name (default: from the CPU model)."),
     seed: int = typer.Option(0),
 ):
     """Measure sampled single-kernel configurations on this CPU (nn-Meter / LitePred data collection).
 
     The folder feeds `latbench eval -m nn-meter --param variant=faithful --param campaign=DIR`.
     """
-    from latbench.measure import kernel_sampling
     from latbench.data import store
+    from latbench.measure import kernel_sampling
 
     ensure_data()
     spaces = [store.load_space(s) for s in store.info()["spaces"]]

@@ -16,9 +16,11 @@ a HELP download that fails for lack of network is reported and the build goes on
 data alone (a smaller dataset whose arch ids are the measured archs' order); an integrity failure
 (checksum, bad file) always stops the build.
 
-The build writes into a temporary sibling folder and swaps it in with renames, so a failed build
-leaves the previous good dataset untouched, and building twice from the same inputs gives the same
-content hash.
+The build writes into a temporary folder and switches it in atomically (``out`` is a symlink to a
+version folder, replaced in one rename: see :mod:`latbench.data.store`), so a failed or killed
+build leaves the previous good dataset in place, and building twice from the same inputs gives the
+same content hash. One build per dataset at a time (a lock; a second build waits, up to
+``lock_timeout``); each build first clears the temporary folders killed builds left behind.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +48,8 @@ from latbench.spaces import space_class
 #: Bumped when the layout or the meaning of a column changes.
 SCHEMA_VERSION = "1.0"
 SPACES = ("nb201", "fbnet", "ofa")
+#: Seconds a build waits for another build of the same dataset to finish before giving up.
+LOCK_TIMEOUT = 900.0
 
 
 def build(
@@ -56,6 +60,7 @@ def build(
     base_url: str | None = None,
     progress: bool = False,
     tasks: Sequence = (),
+    lock_timeout: float | None = None,
     log=lambda msg: None,
 ) -> dict:
     """Fetch, verify, convert; returns the dataset's ``latbench.json`` info.
@@ -64,9 +69,18 @@ def build(
     tolerating a HELP download that fails for lack of network (see the module docstring).
     ``tasks``: the task specs to write as one dataset config each (the caller passes the task
     registry's tasks; the data layer does not import the task layer that sits above it).
+    ``lock_timeout``: seconds to wait for another build of the same ``out`` (default :data:`LOCK_TIMEOUT`).
     """
+    out = Path(out or paths.data_dir()).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with store.build_lock(out, LOCK_TIMEOUT if lock_timeout is None else lock_timeout, log):
+        store.recover(out, log)
+        store.clean_stale(out, log)
+        return _build_locked(out, sources, mirror, base_url, progress, tasks, log)
+
+
+def _build_locked(out: Path, sources, mirror, base_url, progress, tasks, log) -> dict:
     t0 = time.perf_counter()
-    out = Path(out or paths.data_dir())
     mirror = mirror if mirror is not None else paths.mirror()
     default = sources is None
     sources = tuple(SOURCES) + (measured_source.SOURCE_NAME,) if default else tuple(sources)
@@ -91,8 +105,7 @@ def build(
     if not tables and not measured:
         raise DataError("no data to build: no source could be read (and no measured data is installed)")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = store.versions_dir(out) / f"tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         info = _write(tmp, tables, measured, tasks, log)
@@ -108,11 +121,27 @@ def build(
 
 
 def _swap(new: Path, out: Path) -> None:
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    new.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    """Make the finished folder ``new`` the dataset at ``out``; at every instant ``out`` is a whole dataset.
+
+    1. ``new`` becomes a version folder ``.<name>.d/v-<ns>-<pid>`` (a rename; not yet visible);
+    2. ``out``, a symlink, is replaced by one pointing at it (``os.replace``: atomic);
+    3. the previous version is removed.
+    A kill after 1 leaves the old dataset in place and an orphan version the next build removes. A
+    dataset folder of the older layout (a real folder at ``out``) is first moved into ``.<name>.d``:
+    a kill right then leaves no ``out``, which the next read or build links back (``store.repair``).
+    """
+    out = Path(out).absolute()
+    vd = store.versions_dir(out)
+    vd.mkdir(parents=True, exist_ok=True)
+    version = vd / f"v-{time.time_ns()}-{os.getpid()}"
+    os.rename(new, version)
+    old = store.current_version(out)
+    if out.is_dir() and not out.is_symlink():
+        old = vd / f"v-0-{os.getpid()}-legacy"
+        os.rename(out, old)
+    store.point(out, version)
+    if old is not None and old != version:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write(root: Path, tables: list[SourceTables], measured, tasks: Sequence, log) -> dict:
@@ -181,10 +210,20 @@ def _measured_meta(measured) -> dict:
     files = []
     for devs in measured.devices.values():
         for d in devs:
-            files.append({"path": f"{d.meta.space}/{d.meta.device}", "archs": len(d.archs), "root": str(d.folder.parent.parent)})
+            files.append({"path": f"{d.meta.space}/{d.meta.device}", "archs": len(d.archs),
+                          "root": _root_label(d.folder.parent.parent)})
     return {"name": measured_source.SOURCE_NAME, "files": files, "title": "latbench profiler measurements",
             "homepage": "https://github.com/latbench/latbench", "license": "MIT",
             "citation": "measured with `latbench profile` (see each device's meta.json)"}
+
+
+def _root_label(root: Path) -> str:
+    """Where a measured device came from, without the local path (the dataset is published)."""
+    if root == measured_source.package_dir():
+        return "latbench (committed measurements)"
+    if root.parent == measured_source.user_sources_dir():
+        return f"registered source {root.name}"
+    return root.name
 
 
 def _merge_measured(merged: dict, measured) -> dict[str, dict]:
@@ -200,7 +239,7 @@ def _merge_measured(merged: dict, measured) -> dict[str, dict]:
             seen = set()
             refs: list[str] = []
             for d in devices:
-                refs += [a for a in d.meta.model_extra.get("reference_archs", []) if a not in refs]
+                refs += [a for a in (d.meta.model_extra or {}).get("reference_archs") or [] if a not in refs]
                 for a in d.archs:
                     if a not in seen:
                         seen.add(a)
@@ -211,10 +250,12 @@ def _merge_measured(merged: dict, measured) -> dict[str, dict]:
         index = {a: i for i, a in enumerate(archs)}
         for d in devices:
             if d.meta.device in latency:
-                raise DataError(f"{d.folder}: device {d.meta.device!r} of {space} already provided by source {latency[d.meta.device][1]!r}")
+                raise DataError(f"{d.folder}: device {d.meta.device!r} of {space} already provided by source "
+                                f"{latency[d.meta.device][1]!r}")
             missing = [a for a in d.archs if a not in index]
             if missing:
-                raise DataError(f"{d.folder}: {len(missing)} measured archs are not in the {space} space of this build (e.g. {missing[0]!r})")
+                raise DataError(f"{d.folder}: {len(missing)} measured archs are not in the {space} space of this build "
+                                f"(e.g. {missing[0]!r})")
             values = np.full(len(archs), np.nan)
             values[[index[a] for a in d.archs]] = d.latency
             latency[d.meta.device] = (values, measured_source.SOURCE_NAME)
@@ -268,7 +309,8 @@ def _merge(tables: list[SourceTables]) -> dict[str, tuple[list[str], dict[str, t
                 raise DataError(f"source {t.name!r}: {space} arch list differs from the one already loaded")
             for dev, values in st.latency.items():
                 if dev in latency:
-                    raise DataError(f"source {t.name!r}: device {dev!r} of {space} already provided by source {latency[dev][1]!r}")
+                    raise DataError(f"source {t.name!r}: device {dev!r} of {space} already provided by source "
+                                    f"{latency[dev][1]!r}")
                 latency[dev] = (values, t.name)
     return merged
 
@@ -305,19 +347,24 @@ def _write_archs(path: Path, space, refs: list[int]) -> None:
         "reference": pa.array(np.isin(ids, refs)),
         "onehot": pa.FixedSizeListArray.from_arrays(pa.array(onehot.ravel(), pa.float32()), onehot.shape[1]),
         "adjacency": pa.FixedSizeListArray.from_arrays(pa.array(adj.ravel().astype(np.uint8), pa.uint8()), n_nodes * n_nodes),
-        "node_features": pa.FixedSizeListArray.from_arrays(pa.array(feats.ravel(), pa.float32()), feats.shape[1] * feats.shape[2]),
+        "node_features": pa.FixedSizeListArray.from_arrays(pa.array(feats.ravel(), pa.float32()),
+                                                           feats.shape[1] * feats.shape[2]),
     })
     table = table.replace_schema_metadata({"graph_nodes": str(n_nodes), "node_features": str(feats.shape[2])})
     pq.write_table(table, path)
 
 
-def _write_task_configs(root: Path, merged: dict, tasks: Sequence, log, partial: bool = False) -> list[tuple[str, dict[str, str]]]:
+def _write_task_configs(root: Path, merged: dict, tasks: Sequence, log,
+                        partial: bool = False) -> list[tuple[str, dict[str, str]]]:
     """One config per committed task: ``train`` = source/valid device rows, ``test`` = target rows.
 
     ``partial`` (a build without the HELP source): tasks naming devices the build lacks are skipped.
     """
     out, skipped = [], 0
     for task in tasks:
+        if not task.id or task.id.startswith(".") or any(c in task.id for c in "/\\\0"):
+            raise DataError(f"task {task.id!r}: its id names a dataset folder, so it must be one plain name "
+                            "(no '/', no leading '.')")
         if task.space not in merged:
             continue
         archs, latency, _ = merged[task.space]

@@ -11,27 +11,41 @@ latency.parquet[, kernels.parquet, retest.json]}``:
 Unlike the HELP source, a measured device covers a sample of the space (the reference archs
 first, then a seeded sample), so its latencies are keyed by arch *string*; the build maps them onto
 the space's arch ids and leaves the rest of the matrix missing. Every file is validated: meta.json
-against a schema, latencies finite and positive, arch strings valid in their space, no duplicates.
+against a schema (its settings as ``latbench profile`` checks them, the device name by
+:data:`latbench.text.NAME_PATTERN`), at least one arch, latencies finite and positive, arch strings
+valid in their space, no duplicates, the kernel table's columns, types and archs, ``retest.json``.
+
+``add_source`` checks everything ``data build`` will read before it registers anything, so a
+registered source never breaks a build: the source name (one safe folder name under
+``LATBENCH_HOME/sources``), device names unique across the committed data, every registered
+source and the pinned upstream (HELP) devices, and, when the built dataset holds HELP's data,
+archs that exist in HELP's sample of the space. ``list_sources`` / ``remove_source`` back
+``latbench data sources list|remove``.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from latbench import paths
-from latbench.errors import DataError, UnknownArchError
+from latbench.errors import DataError, LatbenchError, UnknownArchError, did_you_mean
+from latbench.locks import FileLock, LockBusy
 from latbench.spaces import space_class
+from latbench.text import name_problem, slug
 
 PACKAGE_DIR = Path(__file__).parent / "measured"
 SOURCE_NAME = "latbench-measured"
 KERNEL_COLUMNS = ["arch", "layer", "op", "h", "cin", "cout", "kernel", "stride", "groups", "latency_ms"]
+#: Seconds add-source / sources remove wait for another one to finish.
+REGISTRY_WAIT = 30.0
 
 
 class Setting(BaseModel):
@@ -58,6 +72,62 @@ class Meta(BaseModel):
     seed: int
     started_at: str
 
+    @field_validator("device")
+    @classmethod
+    def _safe_device(cls, v: str) -> str:
+        if name_problem(v):
+            raise ValueError(f"device {name_problem(v)}")
+        return v
+
+    @field_validator("hardware")
+    @classmethod
+    def _hardware_text(cls, v: dict) -> dict:
+        for key in ("cpu_model", "gpu_model", "torch", "onnxruntime"):  # what the card and devices table show
+            if key in v and not isinstance(v[key], str):
+                raise ValueError(f"{key} must be a string")
+        if "cpu_cores" in v and (not isinstance(v["cpu_cores"], int) or isinstance(v["cpu_cores"], bool)):
+            raise ValueError("cpu_cores must be an integer")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Meta:
+        from latbench.measure.profiler import ProfileError
+        from latbench.measure.profiler import Setting as ProfileSetting
+
+        if self.setting.space != self.space:
+            raise ValueError(f"setting.space {self.setting.space!r} differs from space {self.space!r}")
+        try:
+            ProfileSetting(**self.setting.model_dump()).check()
+        except ProfileError as e:
+            raise ValueError(f"setting: {e}") from None
+        refs = (self.model_extra or {}).get("reference_archs")
+        if refs is not None and (not isinstance(refs, list) or not all(isinstance(a, str) for a in refs)):
+            raise ValueError("reference_archs must be a list of arch strings")
+        return self
+
+
+class Retest(BaseModel):
+    """``retest.json``: the test-retest noise of a device (what the dataset's device description quotes)."""
+
+    model_config = ConfigDict(extra="allow")
+    archs: int
+    spearman: float | None
+    median_abs_rel_diff: float | None = None
+
+    @field_validator("archs")
+    @classmethod
+    def _archs(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("spearman")
+    @classmethod
+    def _rho(cls, v: float | None) -> float | None:
+        if v is not None and not -1.0 <= v <= 1.0:
+            raise ValueError("must be in [-1, 1] or null")
+        return v
+
 
 @dataclass
 class MeasuredDevice:
@@ -71,7 +141,8 @@ class MeasuredDevice:
     def metadata_row(self, source: str) -> dict:
         s, hw = self.meta.setting, self.meta.hardware
         where = hw.get("gpu_model") if s.device == "cuda" else f"{hw.get('cpu_model')} ({hw.get('cpu_cores')} cores)"
-        runtime = {"torch": "PyTorch eager", "torch-graphs": "PyTorch + CUDA graphs", "onnxruntime": "ONNX Runtime CPU"}.get(s.runtime, s.runtime)
+        runtime = {"torch": "PyTorch eager", "torch-graphs": "PyTorch + CUDA graphs",
+                   "onnxruntime": "ONNX Runtime CPU"}.get(s.runtime, s.runtime)
         threads = f", {s.threads} thread{'s' if s.threads > 1 else ''}" if s.device == "cpu" else ""
         return {
             "device": self.meta.device, "family": "server GPU" if s.device == "cuda" else "server CPU",
@@ -79,7 +150,8 @@ class MeasuredDevice:
             "origin": "latbench profile",
             "description": f"{where}; {runtime}{threads}, batch {s.batch}, {s.precision}; torch {hw.get('torch')}"
                            + (f", onnxruntime {hw['onnxruntime']}" if s.runtime == "onnxruntime" and "onnxruntime" in hw else "")
-                           + (f"; test-retest Spearman {self.retest['spearman']} on {self.retest['archs']} archs" if self.retest else ""),
+                           + (f"; test-retest Spearman {self.retest['spearman']} on {self.retest['archs']} archs"
+                              if self.retest and self.retest.get("spearman") is not None else ""),
         }
 
 
@@ -117,11 +189,21 @@ def roots() -> list[Path]:
 def read_all(folders: list[Path] | None = None) -> MeasuredSet:
     found = MeasuredSet(roots=list(folders if folders is not None else roots()))
     names: dict[str, Path] = {}
+    user = user_sources_dir()
     for root in found.roots:
-        for dev in read_root(root):
+        try:
+            devices = read_root(root)
+        except DataError as e:
+            if Path(root).parent != user:
+                raise
+            # registered before add-source checked everything: say how to get rid of it
+            raise DataError(f"registered source {root.name!r}: {e} "
+                            f"(remove it with `latbench data sources remove {root.name}`)") from None
+        for dev in devices:
             key = f"{dev.meta.space}/{dev.meta.device}"
             if key in names:
-                raise DataError(f"{dev.folder}: device {dev.meta.device!r} ({dev.meta.space}) is also in {names[key]}; rename one (`latbench profile --name`)")
+                raise DataError(f"{dev.folder}: device {dev.meta.device!r} ({dev.meta.space}) is also in {names[key]}; "
+                                "rename one (`latbench profile --name`)")
             names[key] = dev.folder
             found.devices.setdefault(dev.meta.space, []).append(dev)
     return found
@@ -148,10 +230,10 @@ def read_device(folder: Path) -> MeasuredDevice:
     except OSError:
         raise DataError(f"{folder}: no meta.json (is this a `latbench profile` output folder?)") from None
     except ValidationError as e:
-        err = e.errors()[0]
-        raise DataError(f"{folder / 'meta.json'}: invalid: {'.'.join(map(str, err['loc'])) or '(file)'}: {err['msg']}") from None
+        raise DataError(f"{folder / 'meta.json'}: invalid: {_first_error(e)}") from None
     if meta.space != folder.parent.name or meta.device != folder.name:
-        raise DataError(f"{folder}: meta.json says {meta.space}/{meta.device}, but the folder is {folder.parent.name}/{folder.name}")
+        raise DataError(f"{folder}: meta.json says {meta.space}/{meta.device}, "
+                        f"but the folder is {folder.parent.name}/{folder.name}")
     path = folder / "latency.parquet"
     if not path.is_file():
         raise DataError(f"{path}: missing; finish the run (`latbench profile` again converts the JSONL) before adding it")
@@ -163,11 +245,14 @@ def read_device(folder: Path) -> MeasuredDevice:
         t = pq.read_table(path, columns=["arch", "latency_ms"])
     except Exception as e:
         raise DataError(f"{path}: not a readable parquet file with columns arch, latency_ms ({type(e).__name__})") from None
+    if not _is_text(t.schema.field("arch").type) or not _is_numeric(t.schema.field("latency_ms").type):
+        raise DataError(f"{path}: column types arch: {t.schema.field('arch').type}, "
+                        f"latency_ms: {t.schema.field('latency_ms').type}; "
+                        "expected strings and numbers")
+    if t.num_rows == 0:
+        raise DataError(f"{path}: no measured archs (an empty table); measure some with `latbench profile` first")
     raw = t.column("arch").to_pylist()
-    try:
-        archs = [space_cls.canonical(a) for a in raw]
-    except UnknownArchError as e:
-        raise DataError(f"{path}: {e}") from None
+    archs = _canonical_archs(space_cls, raw, path)
     if len(set(archs)) != len(archs):
         raise DataError(f"{path}: duplicate archs")
     lat = np.asarray(t.column("latency_ms").to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -181,43 +266,261 @@ def read_device(folder: Path) -> MeasuredDevice:
             kernels = pq.read_table(kpath)
         except Exception as e:
             raise DataError(f"{kpath}: unreadable ({type(e).__name__})") from None
-        if kernels.column_names != KERNEL_COLUMNS:
-            raise DataError(f"{kpath}: columns {kernels.column_names}, expected {KERNEL_COLUMNS}")
-        kl = kernels.column("latency_ms").to_numpy()
-        if not np.isfinite(kl).all() or (kl < 0).any():
-            raise DataError(f"{kpath}: kernel latencies must be finite and >= 0")
+        kernels = _check_kernels(kernels, kpath, space_cls, set(archs))
     retest = None
-    if (folder / "retest.json").is_file():
-        retest = json.loads((folder / "retest.json").read_text())
+    rpath = folder / "retest.json"
+    if rpath.is_file():
+        try:
+            retest = Retest.model_validate_json(rpath.read_bytes()).model_dump()
+        except ValidationError as e:
+            raise DataError(f"{rpath}: invalid: {_first_error(e)}") from None
+        except OSError as e:
+            raise DataError(f"{rpath}: unreadable ({e.strerror or type(e).__name__})") from None
     return MeasuredDevice(meta, archs, lat, kernels, retest, folder)
 
 
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+    loc = ".".join(map(str, err["loc"]))
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _is_text(t) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _is_numeric(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _canonical_archs(space_cls, raw: list, path: Path) -> list[str]:
+    out = []
+    for i, a in enumerate(raw):
+        if not isinstance(a, str):
+            raise DataError(f"{path}: row {i}: arch is {type(a).__name__}, not a string")
+        try:
+            out.append(space_cls.canonical(a))
+        except UnknownArchError as e:
+            raise DataError(f"{path}: {e}") from None
+    return out
+
+
+def _kernel_schema():
+    import pyarrow as pa
+
+    ints = ("layer", "h", "cin", "cout", "kernel", "stride", "groups")
+    return pa.schema([(c, pa.string() if c in ("arch", "op") else pa.float64() if c == "latency_ms"
+                       else pa.int64() if c in ints else None) for c in KERNEL_COLUMNS])
+
+
+def _check_kernels(kernels, kpath: Path, space_cls, archs: set[str]):
+    """The kernel table in the types the build concatenates, its archs valid and all measured (latency table)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if kernels.column_names != KERNEL_COLUMNS:
+        raise DataError(f"{kpath}: columns {kernels.column_names}, expected {KERNEL_COLUMNS}")
+    nulls = [c for c in KERNEL_COLUMNS if kernels.column(c).null_count]
+    if nulls:
+        raise DataError(f"{kpath}: missing values in column(s) {', '.join(nulls)}")
+    arch_col = kernels.column("arch")
+    if not _is_text(arch_col.type):
+        raise DataError(f"{kpath}: column arch is {arch_col.type}, expected strings")
+    schema = _kernel_schema()
+    try:
+        rest = [kernels.column(f.name).cast(f.type, safe=True) for f in schema if f.name != "arch"]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        raise DataError(f"{kpath}: column types {[str(t) for t in kernels.schema.types]} do not convert to "
+                        f"{[str(f.type) for f in schema]} ({' '.join(str(e).split())[:120]})") from None
+    kernels = pa.Table.from_arrays([arch_col, *rest], schema=pa.schema([("arch", arch_col.type), *list(schema)[1:]]))
+    kl = kernels.column("latency_ms").to_numpy()
+    if not np.isfinite(kl).all() or (kl < 0).any():
+        raise DataError(f"{kpath}: kernel latencies must be finite and >= 0")
+    unique = pc.unique(arch_col.cast(pa.string()))
+    for a in _canonical_archs(space_cls, unique.to_pylist(), kpath):
+        if a not in archs:
+            raise DataError(f"{kpath}: arch {a!r} has kernel rows but no latency in latency.parquet")
+    return kernels
+
+
+@contextlib.contextmanager
+def _registry() -> Iterator[None]:
+    """Hold the lock of the registered sources (add-source / sources remove), kept next to the
+    sources folder (``LATBENCH_HOME/.sources.lock``) so a refused add-source leaves that folder as it was."""
+    home = paths.home()
+    home.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(home / ".sources.lock")
+    try:
+        lock.acquire(REGISTRY_WAIT)
+    except LockBusy as e:
+        who = f"pid {e.pid}" if e.pid else "another process"
+        raise DataError(f"{user_sources_dir()}: another `latbench data add-source` or `sources remove` ({who}) is changing "
+                        "the registered sources; try again when it is done") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def pinned_device_names() -> dict[str, str]:
+    """Device name -> source name of every device a pinned upstream source provides (HELP's latency files)."""
+    from latbench.data.help import SPACE_DIRS
+    from latbench.data.sources import SOURCES
+
+    prefixes = tuple(f"{d}/latency/" for d in SPACE_DIRS.values())
+    return {e["path"].rsplit("/", 1)[1][:-3]: "help" for e in SOURCES["help"].manifest["files"]
+            if e["path"].startswith(prefixes) and e["path"].endswith(".pt")}
+
+
+def registered() -> dict[str, Path]:
+    """Registered source name -> its folder under ``LATBENCH_HOME/sources`` (what ``data build`` reads)."""
+    user = user_sources_dir()
+    if not user.is_dir():
+        return {}
+    return {p.name: p for p in sorted(user.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+
+
+def _device_keys(root: Path) -> set[tuple[str, str]]:
+    """(space, device) of every device folder under a root, from the folder names (which
+    :func:`read_device` requires to match meta.json)."""
+    return {(sd.name, dd.name) for sd in Path(root).iterdir() if sd.is_dir() and not sd.name.startswith(".")
+            for dd in sd.iterdir() if dd.is_dir() and not dd.name.startswith(".")}
+
+
+def _dataset_space(space: str):
+    """The space of the built dataset when that dataset holds HELP's data for it (its arch list is then
+    HELP's, which every measured arch must belong to); None when there is nothing to check against."""
+    from latbench.data import store
+
+    try:
+        info = store.info()
+        if space not in info.get("spaces", {}) or not any(s.get("name") == "help" for s in info.get("sources", [])):
+            return None
+        return store.load_space(space)
+    except (LatbenchError, OSError, ValueError, KeyError):
+        return None
+
+
+def check_new_devices(devices: list[MeasuredDevice], folder: Path) -> None:
+    """What would make every later ``data build`` fail once ``devices`` are registered, beyond
+    :func:`read_device`'s checks of each folder: a device name already taken (by the committed
+    measurements, a registered source or an upstream device) or archs outside the dataset's space."""
+    keys = [(d.meta.space, d.meta.device) for d in devices]
+    base = package_dir()
+    committed = _device_keys(base) if base.is_dir() else set()
+    clash = [f"{s}/{n}" for s, n in keys if (s, n) in committed]
+    if clash:
+        raise DataError(f"{folder}: device name(s) {', '.join(clash)} already ship with latbench; "
+                        "rerun `latbench profile --name ...`")
+    pinned = pinned_device_names()
+    clash = [f"{s}/{n}" for s, n in keys if n in pinned]
+    if clash:
+        raise DataError(f"{folder}: device name(s) {', '.join(clash)} are upstream (HELP) device names; "
+                        "rerun `latbench profile --name ...` with another hardware name")
+    for name, root in registered().items():
+        clash = [f"{s}/{n}" for s, n in keys if (s, n) in _device_keys(root)]
+        if clash:
+            raise DataError(f"{folder}: device(s) {', '.join(clash)} already registered by source {name!r} ({root}); "
+                            f"remove it first (`latbench data sources remove {name}`) or rename (`latbench profile --name ...`)")
+    spaces: dict = {}
+    for d in devices:
+        if d.meta.space not in spaces:
+            spaces[d.meta.space] = _dataset_space(d.meta.space)
+        space = spaces[d.meta.space]
+        if space is None:
+            continue
+        missing = []
+        for a in d.archs:
+            try:
+                space.index(a)
+            except UnknownArchError:
+                missing.append(a)
+        if missing:
+            raise DataError(f"{d.folder}: {len(missing)} archs are not among the {len(space)} {d.meta.space} archs of the "
+                            f"dataset (e.g. {missing[0]!r}); a build could not place them")
+
+
 def add_source(folder: Path, name: str | None = None) -> Path:
-    """Validate a profile output folder and register a copy under ``LATBENCH_HOME/sources``."""
-    folder = Path(folder).resolve()
+    """Validate a profile output folder and register a copy under ``LATBENCH_HOME/sources/<name>``.
+
+    Nothing is written unless every check passes (see the module docstring); the copy is made in a
+    hidden folder, checked again, then renamed into place, so a build never sees half a source.
+    """
+    folder = Path(folder).expanduser().resolve()
+    if name is None:
+        name = slug(folder.name)
+        if not name:
+            raise DataError(f"{folder}: no source name can be made from the folder's name; pass --name")
+    elif name_problem(name):
+        raise DataError(f"source name {name_problem(name)}")
     devices = read_root(folder)  # raises on anything invalid: nothing is copied then
     if not devices:
         raise DataError(f"{folder}: no device folders (<space>/<device>/meta.json) inside")
-    base = package_dir()
-    committed = {(d.meta.space, d.meta.device) for d in (read_root(base) if base.is_dir() else [])}
-    clash = [f"{d.meta.space}/{d.meta.device}" for d in devices if (d.meta.space, d.meta.device) in committed]
-    if clash:
-        raise DataError(f"{folder}: device name(s) {', '.join(clash)} already ship with latbench; rerun `latbench profile --name ...`")
-    target = user_sources_dir() / (name or folder.name)
-    if target.exists():
-        raise DataError(f"{target}: a source with this name is already registered (pass --name, or remove it)")
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        for d in devices:
-            dst = tmp / d.meta.space / d.meta.device
-            dst.mkdir(parents=True)
-            for f in ("meta.json", "latency.parquet", "kernels.parquet", "retest.json"):
-                if (d.folder / f).is_file():
-                    shutil.copy2(d.folder / f, dst / f)
-        tmp.rename(target)
-    except BaseException:
+    sources = user_sources_dir()
+    with _registry():
+        check_new_devices(devices, folder)
+        target = sources / name
+        if target.exists() or target.is_symlink():
+            raise DataError(f"{target}: a source with this name is already registered (pass --name, or remove it)")
+        sources.mkdir(parents=True, exist_ok=True)
+        _clean_scratch(sources)
+        tmp = sources / f".{name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        try:
+            for d in devices:
+                dst = tmp / d.meta.space / d.meta.device
+                dst.mkdir(parents=True)
+                for f in ("meta.json", "latency.parquet", "kernels.parquet", "retest.json"):
+                    if (d.folder / f).is_file():
+                        shutil.copyfile(d.folder / f, dst / f)
+            copied = read_root(tmp)  # what builds will read is the copy: check it, not only the original
+            if sorted((d.meta.space, d.meta.device, len(d.archs)) for d in copied) != \
+                    sorted((d.meta.space, d.meta.device, len(d.archs)) for d in devices):
+                raise DataError(f"{folder}: changed while it was being copied; try again")
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def _clean_scratch(sources: Path) -> None:
+    """Hidden leftovers of killed add-source / remove runs (only called under the registry lock)."""
+    for p in sources.iterdir():
+        if p.name.startswith(".") and (".tmp-" in p.name or ".removing-" in p.name) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def list_sources() -> list[dict]:
+    """Every registered source: name, folder, devices ``[(space, device, archs)]``, and the problem
+    that would stop a build (None when it reads cleanly)."""
+    out = []
+    for name, root in registered().items():
+        try:
+            devices = [(d.meta.space, d.meta.device, len(d.archs)) for d in read_root(root)]
+            problem = None
+        except DataError as e:
+            devices, problem = [], str(e)
+        out.append({"name": name, "folder": root, "devices": devices, "problem": problem})
+    return out
+
+
+def remove_source(name: str) -> Path:
+    """Unregister a source (its devices leave the dataset at the next ``data build``); returns its former folder."""
+    with _registry():
+        have = registered()
+        if name not in have:  # only an existing entry of the sources folder: never a path elsewhere
+            listed = ", ".join(have) or "none"
+            raise DataError(f"no registered source {name!r}{did_you_mean(str(name), have)} (registered: {listed})")
+        target = have[name]
+        trash = target.with_name(f".{name}.removing-{os.getpid()}")
+        target.rename(trash)  # atomic: a build sees the whole source or none of it
+        shutil.rmtree(trash, ignore_errors=True)
     return target

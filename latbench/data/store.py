@@ -1,9 +1,28 @@
-"""Read the built dataset back into arrays (fast, cached): what tasks, protocol and methods use."""
+"""Read the built dataset back into arrays (fast, cached): what tasks, protocol and methods use.
+
+Also the on-disk layout that keeps a dataset in place whatever happens to a build::
+
+    <parent>/<name>            -> .<name>.d/v-<ns>-<pid>   (a relative symlink: the dataset readers open)
+    <parent>/.<name>.d/        versions: the current one, briefly the next one; build.lock; tmp-<pid>
+
+A build writes ``.<name>.d/tmp-<pid>``, renames it to a version, then switches the symlink with
+one ``os.replace`` (atomic: every reader sees the old dataset or the new one, never none) and
+removes the old version. ``latbench.paths.data_dir()`` stays the path to open
+(``datasets.load_dataset(str(data_dir()), "nb201")`` follows the link). A build holds
+``build.lock`` (one build per dataset at a time) and first clears what killed builds left; a
+dataset folder from before this layout is moved into ``.<name>.d`` at the next build. Should a
+kill ever leave ``<name>`` missing while a whole version (or an ``.<name>.old-<pid>`` folder of
+an older latbench) exists, the next read or build links it back (:func:`repair`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +30,7 @@ import numpy as np
 
 from latbench import paths
 from latbench.errors import DataError, LatbenchError, did_you_mean
+from latbench.locks import FileLock, LockBusy, pid_alive
 from latbench.spaces import SearchSpace, space_class
 
 
@@ -48,7 +68,8 @@ def root() -> Path:
 
 
 def is_built() -> bool:
-    return (root() / "latbench.json").is_file()
+    r = root()
+    return (r / "latbench.json").is_file() or (repair(r) and (r / "latbench.json").is_file())
 
 
 def _require() -> Path:
@@ -57,7 +78,7 @@ def _require() -> Path:
     return root()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def info() -> dict:
     return json.loads((_require() / "latbench.json").read_text())
 
@@ -83,7 +104,7 @@ def data_hash(tasks) -> str:
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_latency(space: str) -> LatencyTable:
     import pyarrow.parquet as pq
 
@@ -101,7 +122,7 @@ def load_latency(space: str) -> LatencyTable:
     return LatencyTable(space, tuple(sorted(names)), values)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_kernels(space: str) -> dict:
     """Per-layer kernel latencies of the devices with a kernel table (``kernels-<space>`` config).
 
@@ -119,7 +140,7 @@ def load_kernels(space: str) -> dict:
             for dev, g in df.groupby("device", sort=True)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_space(space: str) -> SearchSpace:
     """The space as in the built dataset (arch ids = dataset ``arch_id``), with cached features."""
     import pyarrow.parquet as pq
@@ -160,3 +181,166 @@ def clear_cache() -> None:
 
 #: The name the rest of latbench uses: a space with its dataset features (cached per process).
 get_space = load_space
+
+
+# ---- the dataset folder: a symlink switched atomically between version folders -----------------
+LOCK_NAME = "build.lock"
+
+
+def versions_dir(out: Path) -> Path:
+    """``.<name>.d`` next to the dataset ``out``: its versions, build lock and temporary folders."""
+    out = Path(out)
+    return out.parent / f".{out.name}.d"
+
+
+def current_version(out: Path) -> Path | None:
+    """The version folder ``out`` links to, if ``out`` is such a link."""
+    out = Path(out)
+    if not out.is_symlink():
+        return None
+    target = Path(os.path.normpath(out.parent / os.readlink(out)))
+    return target if target.parent == versions_dir(out) else None
+
+
+def _versions(out: Path) -> list[Path]:
+    """Whole versions (with latbench.json), newest first."""
+    vd = versions_dir(out)
+    if not vd.is_dir():
+        return []
+    found = []
+    for p in vd.iterdir():
+        parts = p.name.split("-")
+        if p.name.startswith("v-") and len(parts) >= 3 and parts[1].isdigit() and (p / "latbench.json").is_file():
+            found.append((int(parts[1]), p.name, p))
+    return [p for _, _, p in sorted(found, reverse=True)]
+
+
+def _legacy_old(out: Path) -> list[Path]:
+    """``.<name>.old-<pid>`` folders: what an older latbench's two-rename swap left when killed in between."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    prefix = f".{out.name}.old-"
+    return sorted(p for p in out.parent.iterdir() if p.name.startswith(prefix) and p.is_dir())
+
+
+def point(out: Path, version: Path) -> None:
+    """Make ``out`` a relative symlink to ``version`` in one atomic rename (a symlink replaces a symlink)."""
+    out = Path(out)
+    link = versions_dir(out) / f"link-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(version, out.parent), link)
+    try:
+        os.replace(link, out)
+    except BaseException:
+        link.unlink(missing_ok=True)
+        raise
+    _fsync_dir(out.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def recover(out: Path, log=lambda msg: None) -> bool:
+    """Under the build lock: if ``out`` holds no dataset but a whole one was left aside, link it back."""
+    out = Path(out)
+    if (out / "latbench.json").is_file() or (out.is_dir() and not out.is_symlink()):
+        return False  # a dataset, or a real folder that is not ours to replace
+    candidates = _versions(out)
+    if not candidates:
+        legacy = [p for p in _legacy_old(out) if (p / "latbench.json").is_file()]
+        if not legacy:
+            return False
+        vd = versions_dir(out)
+        vd.mkdir(parents=True, exist_ok=True)
+        version = vd / f"v-0-{legacy[-1].name.rsplit('-', 1)[-1]}-recovered"
+        os.rename(legacy[-1], version)
+        candidates = [version]
+    point(out, candidates[0])
+    log(f"recovered the dataset at {out} (a build was stopped while switching datasets)")
+    return True
+
+
+def repair(out: Path) -> bool:
+    """Reader side of :func:`recover`: best effort, never waits (a running build leaves a dataset anyway)."""
+    out = Path(out)
+    if out.is_dir() and not out.is_symlink():
+        return False
+    if not versions_dir(out).is_dir() and not _legacy_old(out):
+        return False
+    try:
+        versions_dir(out).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(versions_dir(out) / LOCK_NAME).acquire(0)
+    except (LockBusy, OSError):
+        return False
+    try:
+        return recover(out)
+    except OSError:
+        return False
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def build_lock(out: Path, timeout: float, log=lambda msg: None) -> Iterator[None]:
+    """Hold the build lock of the dataset ``out``: waits up to ``timeout`` seconds for another build."""
+    vd = versions_dir(out)
+    try:
+        vd.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(vd / LOCK_NAME)
+    except OSError as e:
+        raise DataError(f"{vd}: cannot create the build folder ({e.strerror or e})") from None
+    try:
+        lock.acquire(0)
+    except LockBusy as e:
+        who = f"pid {e.pid}" if e.pid else "another process"
+        log(f"waiting for another `latbench data build` ({who}) of {out} to finish")
+        try:
+            lock.acquire(timeout)
+        except LockBusy as e:
+            who = f"pid {e.pid}" if e.pid else "another process"
+            raise DataError(f"{out}: another `latbench data build` ({who}) is writing this dataset and did not finish "
+                            f"within {timeout:g} s; wait for it (or stop it), then build again") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def clean_stale(out: Path, log=lambda msg: None) -> None:
+    """Under the build lock: remove what killed builds left (temporary folders, orphan versions, links)."""
+    out = Path(out)
+    vd = versions_dir(out)
+    keep = current_version(out)
+    stale: list[Path] = []
+    if vd.is_dir():
+        for p in vd.iterdir():
+            if p.name == LOCK_NAME or p == keep:
+                continue
+            if p.name.startswith(("tmp-", "link-")) or (p.name.startswith("v-") and p.is_dir()):
+                stale.append(p)  # no other build runs (we hold the lock): nothing here is in use
+    if out.parent.is_dir():
+        for p in out.parent.iterdir():  # the older layout's siblings (and the test suite's synthetic builder)
+            for marker in (".tmp-", ".old-"):
+                prefix = f".{out.name}{marker}"
+                if p.name.startswith(prefix) and p.name[len(prefix):].isdigit() and not pid_alive(int(p.name[len(prefix):])):
+                    stale.append(p)
+    size = 0
+    for p in stale:
+        if p.is_symlink() or p.is_file():
+            p.unlink(missing_ok=True)
+            continue
+        size += sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+        shutil.rmtree(p, ignore_errors=True)
+    if stale:
+        log(f"removed {len(stale)} leftover(s) of stopped builds ({size / 1e6:.1f} MB)")

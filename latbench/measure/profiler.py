@@ -35,10 +35,15 @@ up to ``max_wait`` seconds per arch; a result that never got a quiet window is k
 ``contended: true`` (and ``attempts``), so users can drop it. Off on systems without ``/proc``.
 
 Crash safety: each device folder gets ``meta.json`` first, then one JSON line per arch appended and
-fsynced to ``latency.jsonl`` (and ``kernels.jsonl``); a rerun skips the archs already there and drops
-a torn last line, so a killed run loses at most the arch in flight. At the end (or with
-``--finalize``) the lines are converted to ``latency.parquet``/``kernels.parquet``, the form
-``latbench data add-source`` and ``data build`` read.
+fsynced to ``latency.jsonl`` (and ``kernels.jsonl``); a rerun skips the archs already there, so a
+killed run loses at most the arch in flight. A torn last line (no newline: the run died mid-write)
+is dropped with a note; any other line that is not a valid record (corrupt bytes, a hand edit) is
+never silently lost: it is moved, with its line number, to ``latency.corrupt.jsonl`` (or
+``kernels.corrupt.jsonl``), reported, and its arch measured again, while every valid line stays.
+One run at a time per device folder: a run holds an ``fcntl`` lock on ``<device>/.lock`` (dropped
+by the kernel when the run exits, however it exits), and a second run on the same folder is
+refused. At the end the lines are converted to ``latency.parquet``/``kernels.parquet`` (one row per
+arch, its last measurement), the form ``latbench data add-source`` and ``data build`` read.
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ from pathlib import Path
 import numpy as np
 
 from latbench.errors import LatbenchError
-from latbench.io import write_parquet, write_text
+from latbench.io import write_bytes, write_parquet, write_text
+from latbench.locks import FileLock, LockBusy
+from latbench.text import name_problem
 
 RUNTIMES = ("torch", "torch-graphs", "onnxruntime")
 CONTENTION_SHARE = 0.05  # other processes' share of all CPU time during a timed block that counts as contended
@@ -163,7 +170,7 @@ def hardware_slug(hw: dict, device: str) -> str:
     if device == "cuda":
         name = hw.get("gpu_model", "gpu").lower()
         m = re.search(r"\b([a-z]?\d{3,4}[a-z]*)\b", name.replace("nvidia", "").replace("geforce", ""))
-        return m.group(1) if m else re.sub(r"[^a-z0-9]+", "-", name).strip("-")
+        return m.group(1) if m else (re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "gpu")
     words = re.sub(r"\(r\)|\(tm\)|cpu|processor|@.*$|\d+-core", " ", hw["cpu_model"].lower())
     words = re.sub(r"\b(intel|amd|core)\b", " ", words)
     slug = re.sub(r"[^a-z0-9]+", "-", words).strip("-") or "cpu"
@@ -403,34 +410,96 @@ def map_to_layers(signatures: list[tuple], layers) -> list[int]:
 
 
 # ---- the streaming store of one device ----------------------------------------------------
-class DeviceLog:
-    """``<out>/<space>/<device>/``: meta.json + append-only JSONL, resumable, then parquet."""
+LOCK_NAME = ".lock"
 
-    def __init__(self, root: Path, space: str, name: str, meta: dict):
+
+class DeviceLog:
+    """``<out>/<space>/<device>/``: meta.json + append-only JSONL, resumable, then parquet.
+
+    :meth:`lock` first (one run per folder), then :meth:`open`; :meth:`release` at the end.
+    """
+
+    def __init__(self, root: Path, space: str, name: str, meta: dict, log=lambda msg: None):
         self.dir = Path(root) / space / name
         self.meta = meta
+        self.log = log
         self.latency_path = self.dir / "latency.jsonl"
         self.kernel_path = self.dir / "kernels.jsonl"
+        self._lock = FileLock(self.dir / LOCK_NAME)
+        self._created = False
+
+    def lock(self) -> None:
+        """Take the folder's lock; ProfileError if another live run holds it (a dead run's lock file is reused)."""
+        self._created = not self.dir.exists()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except LockBusy as e:
+            self._undo_mkdir()
+            who = f"pid {e.pid}" if e.pid else "another process"
+            raise ProfileError(f"{self.dir}: another `latbench profile` ({who}) is measuring into this folder; "
+                               "wait for it to finish, or use another --out") from None
+        except OSError as e:
+            self._undo_mkdir()
+            raise ProfileError(f"{self.dir}: cannot create the folder or its lock file ({e.strerror or e})") from None
+
+    def release(self, *, undo: bool = False) -> None:
+        """Drop the lock; ``undo``: also remove the folder if this run created it and wrote nothing yet."""
+        self._lock.release()
+        if undo:
+            self._undo_mkdir()
+
+    def _undo_mkdir(self) -> None:
+        if self._created and not self._lock.held:
+            try:
+                (self.dir / LOCK_NAME).unlink(missing_ok=True)
+                self.dir.rmdir()  # only if empty: never removes measurements
+            except OSError:
+                pass
 
     def open(self) -> set[str]:
-        """Create or resume; returns the arch strings already measured."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Create or resume (under the lock); returns the arch strings already measured."""
+        if not self._lock.held:
+            self.lock()
         meta_path = self.dir / "meta.json"
         if meta_path.exists():
-            old = json.loads(meta_path.read_text())
+            old = read_meta(meta_path)
             if old.get("setting") != self.meta["setting"]:
                 raise ProfileError(f"{self.dir}: holds a run with other settings ({old.get('setting')}); use another --out")
+        elif self.latency_path.exists() and self.latency_path.stat().st_size:
+            raise ProfileError(f"{self.dir}: latency.jsonl without meta.json, so the settings of its measurements are unknown; "
+                               "restore meta.json or use another --out")
         else:
             write_text(meta_path, json.dumps(self.meta, indent=2) + "\n")
-        done = {r["arch"] for r in read_jsonl(self.latency_path)}
-        if self.kernel_path.exists():
-            read_jsonl(self.kernel_path)  # drops a torn last line there too
+        self._created = False
+        done = {r["arch"] for r in read_jsonl(self.latency_path, self.log)}
+        if self.kernel_path.exists() or self.meta.get("kernel_passes"):
+            kernels = {r["arch"] for r in read_jsonl(self.kernel_path, self.log)}  # repairs that file too
+            if self.meta.get("kernel_passes"):
+                # an arch whose kernel line was lost is measured again (finalize keeps its last measurement)
+                done &= kernels
         return done
 
     def append(self, row: dict, kernels: list | None) -> None:
         if kernels is not None:  # kernels first: a latency line implies its kernel line exists
             _append_line(self.kernel_path, {"arch": row["arch"], "rows": kernels})
         _append_line(self.latency_path, row)
+
+
+def read_meta(path: Path) -> dict:
+    """A device folder's ``meta.json`` as a dict; ProfileError (one line) if it is unreadable or not an object."""
+    try:
+        meta = json.loads(Path(path).read_bytes())
+    except OSError as e:
+        raise ProfileError(f"{path}: unreadable ({e.strerror or type(e).__name__})") from None
+    except json.JSONDecodeError as e:
+        raise ProfileError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); it records the folder's "
+                           "settings: restore it, or use another --out") from None
+    except (ValueError, RecursionError) as e:  # not UTF-8, or absurdly nested
+        raise ProfileError(f"{path}: not valid JSON ({type(e).__name__}); restore it, or use another --out") from None
+    if not isinstance(meta, dict):
+        raise ProfileError(f"{path}: expected a JSON object, found a JSON {_json_kind(meta)}; restore it, or use another --out")
+    return meta
 
 
 def _append_line(path: Path, obj: dict) -> None:
@@ -440,23 +509,107 @@ def _append_line(path: Path, obj: dict) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSONL stream; a torn (unterminated or unparsable) last line is cut off the file."""
+def _json_kind(obj) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(obj), "number")
+
+
+def _row_problem(obj, kernels: bool) -> str | None:
+    """Why a parsed JSONL line is not a record of its file (None if it is one)."""
+    if not isinstance(obj, dict):
+        return f"a JSON {_json_kind(obj)}, not an object"
+    if not isinstance(obj.get("arch"), str):
+        return 'no "arch" string'
+    if kernels:
+        rows = obj.get("rows")
+        if not isinstance(rows, list) or not all(_is_kernel_row(r) for r in rows):
+            return '"rows" is not a list of [layer, op, h, cin, cout, kernel, stride, groups, ms] rows'
+        return None
+    if not _is_number(obj.get("latency_ms")) or not obj["latency_ms"] > 0:
+        return '"latency_ms" is not a positive number'
+    for key in ("iqr_ms", "trimmed_mean_ms"):
+        if obj.get(key) is not None and not _is_number(obj[key]):
+            return f'"{key}" is not a number'
+    for key in ("outliers", "n", "attempts"):
+        if obj.get(key) is not None and not _is_int(obj[key]):
+            return f'"{key}" is not an integer'
+    if obj.get("contended") is not None and not isinstance(obj["contended"], bool):
+        return '"contended" is not true/false'
+    return None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _is_kernel_row(r) -> bool:
+    return (isinstance(r, list) and len(r) == 9 and isinstance(r[1], str) and all(_is_int(v) for v in (r[0], *r[2:8]))
+            and _is_number(r[8]) and r[8] >= 0)
+
+
+def _parse_line(line: bytes, kernels: bool) -> tuple[dict | None, str | None]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON ({e.msg})"
+    except (ValueError, RecursionError) as e:  # bad UTF-8, absurd nesting
+        return None, f"not valid JSON ({type(e).__name__})"
+    problem = _row_problem(obj, kernels)
+    return (None, problem) if problem else (obj, None)
+
+
+def read_jsonl(path: Path, log=lambda msg: None) -> list[dict]:
+    """Rows of a JSONL stream (``latency.jsonl``, ``kernels.jsonl``, ``retest.jsonl``), repaired in place.
+
+    - a torn last line (no newline: a run killed mid-write) is cut off with a note, or completed
+      if it is a whole record that only misses its newline;
+    - any other line that is not a valid record is moved to ``<stem>.corrupt.jsonl`` as
+      ``{"line": <1-based number>, "reason": ..., "text": ...}`` and reported (one line through
+      ``log``); every valid line stays, byte for byte, in order.
+    """
+    path = Path(path)
     if not path.exists():
         return []
+    kernels = path.name.startswith("kernels")
     data = path.read_bytes()
-    rows, good = [], 0
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-        good += len(line)
-    if good < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good)
+    lines = data.split(b"\n")
+    tail = lines.pop()  # what follows the last newline: empty unless the last line is torn
+    rows, keep, corrupt, torn = [], [], [], None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue  # an empty line holds nothing
+        obj, problem = _parse_line(line, kernels)
+        if obj is None:
+            corrupt.append((n, problem, line))
+            continue
+        rows.append(obj)
+        keep.append(line + b"\n")
+    if tail.strip():
+        obj, _ = _parse_line(tail, kernels)
+        if obj is not None:  # a whole record that only misses its newline
+            rows.append(obj)
+            keep.append(tail + b"\n")
+        else:
+            torn = len(lines) + 1
+    if corrupt:
+        aside = path.with_name(f"{path.stem}.corrupt.jsonl")
+        with open(aside, "a", encoding="utf-8") as f:
+            for n, problem, line in corrupt:
+                text = line.decode("utf-8", errors="backslashreplace")
+                f.write(json.dumps({"line": n, "reason": problem, "text": text}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        numbers = ", ".join(str(n) for n, _, _ in corrupt[:5]) + (", ..." if len(corrupt) > 5 else "")
+        log(f"warning: {path}: {len(corrupt)} corrupt line(s) (line {numbers}: {corrupt[0][1]}) moved to {aside.name}; "
+            "every valid line is kept and the archs of the corrupt ones are measured again")
+    if torn is not None:
+        log(f"note: {path}: dropped the unterminated last line {torn} (a run stopped while writing it)")
+    new = b"".join(keep)
+    if new != data:
+        write_bytes(path, new)  # atomic: a crash now leaves the old file (its bad lines are set aside again)
     return rows
 
 
@@ -495,10 +648,15 @@ def profile(space, settings: list[Setting], out: Path, n_archs: int, *, seed: in
             import onnxruntime  # noqa: F401
         except ImportError:
             raise ProfileError("the onnxruntime runtime needs `pip install latbench[profile]`") from None
+    if name_prefix is not None and name_problem(name_prefix):
+        raise ProfileError(f"--name: {name_problem(name_prefix)}")
+    settings = list(dict.fromkeys(settings))  # a setting repeated on the command line is one device
     hw = hardware(device)
     slug = name_prefix or hardware_slug(hw, device)
     logs = []
     for s in settings:
+        if name_problem(device_name(s, slug)):
+            raise ProfileError(f"device name {name_problem(device_name(s, slug))}; pass --name")
         meta = {
             "device": device_name(s, slug), "space": space.name, "setting": asdict(s), "hardware": hw,
             "protocol_version": PROTOCOL_VERSION, "rotate_inputs": ROTATE, "kernel_passes": KERNEL_PASSES if s.kernels else 0,
@@ -507,7 +665,24 @@ def profile(space, settings: list[Setting], out: Path, n_archs: int, *, seed: in
             "contention_guard": {"share": CONTENTION_SHARE, "max_wait_s": max_wait, "active": _cpu_snapshot() is not None},
             "notes": "timings on a machine that may run other work; see retest.json for the test-retest noise",
         }
-        logs.append(DeviceLog(out, space.name, meta["device"], meta))
+        logs.append(DeviceLog(out, space.name, meta["device"], meta, log))
+    locked: list[DeviceLog] = []
+    try:
+        for lg in logs:  # every folder locked before anything is written to any of them
+            lg.lock()
+            locked.append(lg)
+    except BaseException:
+        for lg in locked:
+            lg.release(undo=True)
+        raise
+    try:
+        return _run(space, settings, logs, n_archs, seed, retest, max_wait, progress, log)
+    finally:
+        for lg in logs:
+            lg.release()
+
+
+def _run(space, settings, logs, n_archs, seed, retest, max_wait, progress, log) -> RunReport:
     done = [log_.open() for log_ in logs]
     ids = plan_archs(space, n_archs, seed)
     todo = [i for i in ids if any(space.arch_str(i) not in d for d in done)]
@@ -523,7 +698,7 @@ def profile(space, settings: list[Setting], out: Path, n_archs: int, *, seed: in
         for s, lg in zip(settings, logs):
             retest_device(space, s, lg, ids[:retest], seed, max_wait)
     for lg in logs:
-        finalize(lg.dir)
+        finalize(lg.dir, log)
     return RunReport([l.meta["device"] for l in logs], len(todo), len(ids) - len(todo), time.perf_counter() - t0)
 
 
@@ -535,9 +710,9 @@ def _measure_arch(space, i: int, targets, seed: int, max_wait: float) -> None:
         xs = _inputs(space, s, seed + i)
         m = model if s.device == "cpu" else _to_cuda(model, s)
         if s.runtime == "torch":
-            run = lambda: _time_torch(m, xs, s)  # noqa: E731
+            run = functools.partial(_time_torch, m, xs, s)
         elif s.runtime == "torch-graphs":
-            run = lambda: _time_cuda_graph(m, xs, s)  # noqa: E731
+            run = functools.partial(_time_cuda_graph, m, xs, s)
         else:
             if onnx_bytes is None:
                 onnx_bytes = export_onnx(model, xs[0])
@@ -547,7 +722,7 @@ def _measure_arch(space, i: int, targets, seed: int, max_wait: float) -> None:
         times, attempts, contended = guarded(run, max_wait)
         kernels = None
         if s.kernels:
-            kernels, _, _ = guarded(lambda: kernel_breakdown(model, xs, space, arch, s.threads), max_wait / 4,
+            kernels, _, _ = guarded(functools.partial(kernel_breakdown, model, xs, space, arch, s.threads), max_wait / 4,
                                     key=lambda rows: sum(r[-1] for r in rows))
         lg.append({"arch": arch, **summarise(times), "attempts": attempts, "contended": contended,
                    "t": round(time.time(), 1)}, kernels)
@@ -597,9 +772,9 @@ def retest_device(space, s: Setting, lg: DeviceLog, ids: list[int], seed: int, m
     """Measure ``ids`` again (second session) and record the test-retest Spearman in ``retest.json``."""
     from scipy.stats import spearmanr
 
-    first = {r["arch"]: r["latency_ms"] for r in read_jsonl(lg.latency_path)}
+    first = {r["arch"]: r["latency_ms"] for r in read_jsonl(lg.latency_path, lg.log)}
     path = lg.dir / "retest.jsonl"
-    have = {r["arch"]: r["latency_ms"] for r in read_jsonl(path)}
+    have = {r["arch"]: r["latency_ms"] for r in read_jsonl(path, lg.log)}
     for i in ids:
         arch = space.arch_str(i)
         if arch in have or arch not in first:
@@ -628,12 +803,19 @@ def retest_device(space, s: Setting, lg: DeviceLog, ids: list[int], seed: int, m
     return result
 
 
-def finalize(folder: Path) -> None:
-    """JSONL -> ``latency.parquet`` (+ ``kernels.parquet``), written atomically next to them."""
+def finalize(folder: Path, log=lambda msg: None) -> None:
+    """JSONL -> ``latency.parquet`` (+ ``kernels.parquet``), written atomically next to them.
+
+    One row per arch: an arch measured twice (its kernel line was lost, so it was measured again)
+    keeps its last measurement, at the position of its first.
+    """
     import pyarrow as pa
 
     folder = Path(folder)
-    rows = read_jsonl(folder / "latency.jsonl")
+    latest: dict[str, dict] = {}
+    for r in read_jsonl(folder / "latency.jsonl", log):
+        latest[r["arch"]] = r
+    rows = list(latest.values())
     if not rows:
         return
     cols = ["arch", "latency_ms", "iqr_ms", "trimmed_mean_ms", "outliers", "n", "attempts", "contended"]
@@ -641,7 +823,7 @@ def finalize(folder: Path) -> None:
     write_parquet(folder / "latency.parquet", table, compression="zstd")
     # a run killed between the two appends leaves a kernel line whose arch was then measured again:
     # keep the last kernel line of each arch that has a latency line, in latency order
-    last = {r["arch"]: r["rows"] for r in read_jsonl(folder / "kernels.jsonl")}
+    last = {r["arch"]: r["rows"] for r in read_jsonl(folder / "kernels.jsonl", log)}
     krows = [{"arch": r["arch"], "rows": last[r["arch"]]} for r in rows if r["arch"] in last]
     if krows:
         names = ["layer", "op", "h", "cin", "cout", "kernel", "stride", "groups", "latency_ms"]

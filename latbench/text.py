@@ -1,0 +1,46 @@
+"""Untrusted text in what latbench generates: one rule for names, one escape for free text.
+
+- **Names** that become folder names, dataset keys and card entries (measured device names,
+  registered source names, ``latbench profile --name``) must match :data:`NAME_PATTERN`: lower-case
+  letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit. Such a name is one path
+  component (never ``..``, never absolute, never hidden) and is inert in markdown, HTML and YAML.
+- **Free text** (a CPU model string, a description, anything read from a file someone else wrote)
+  is rendered through :func:`md_text`: one line, HTML-escaped, every markdown opener backslash-escaped
+  and bare URLs defused, so it never becomes a link, an image, a tag or a broken table cell.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,99}"
+_NAME = re.compile(NAME_PATTERN)
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~])")  # as latbench.leaderboard.board.md_text
+
+
+def is_safe_name(name: object) -> bool:
+    """Whether ``name`` follows the naming rule (see the module docstring)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
+def name_problem(name: object) -> str | None:
+    """None for a good name, else why it is refused (one line, for error messages)."""
+    if is_safe_name(name):
+        return None
+    return (f"{str(name)[:80]!r} is not a valid name: use lower-case letters, digits, '.', '_' and '-', "
+            f"starting with a letter or digit (at most 100 characters)")
+
+
+def slug(text: str) -> str:
+    """A best-effort safe name from free text (``"My Results"`` -> ``"my-results"``); '' if nothing is left."""
+    s = re.sub(r"[^a-z0-9._-]+", "-", str(text).lower()).strip("-._")
+    return s[:100].rstrip("-._")
+
+
+def md_text(text: object) -> str:
+    """Free text made inert for a markdown table cell or list item: one line, HTML-escaped, markdown
+    openers backslash-escaped, ``://`` and ``www.`` defused (no bare-URL autolinks)."""
+    one_line = " ".join(str(text).split())
+    escaped = _MD_SPECIAL.sub(r"\\\1", one_line).replace("://", ":\\/\\/").replace("www.", "www\\.")
+    return html.escape(escaped, quote=True)
