@@ -16,7 +16,9 @@ import re
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,99}"
 _NAME = re.compile(NAME_PATTERN)
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~])")  # as latbench.leaderboard.board.md_text
+#: what can open a markdown construct inside a table cell (links, images, emphasis, code, cell breaks);
+#: < > & are HTML-escaped instead
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~])")
 
 
 def is_safe_name(name: object) -> bool:

@@ -41,6 +41,7 @@ from latbench.data import measured
 from latbench.data import sources as sources_mod
 from latbench.data import store
 from latbench.data.build import SCHEMA_VERSION, build
+from latbench.tasks.dataset import build_dataset
 from latbench.data.devices import FAMILIES
 from latbench.data.help import SPACE_DIRS
 from latbench.data.safe_pickle import load_pt, loads
@@ -412,7 +413,7 @@ def test_rebuild_is_idempotent_and_swaps_atomically(dataset_dir, mirror, tmp_pat
     out = tmp_path / "dataset"
     shutil.copytree(dataset_dir, out)
     (out / "stale-file-from-an-older-build.txt").write_text("x")
-    info = build(out, mirror=mirror)
+    info = build_dataset(out, mirror=mirror)  # as the session's build: with the task configs
     assert info["content_hash"] == _content_hash(dataset_dir) == _content_hash(out)
     assert info["dataset_version"] == json.loads((dataset_dir / "latbench.json").read_text())["dataset_version"]
     assert not (out / "stale-file-from-an-older-build.txt").exists(), "the build merged into the old folder"

@@ -222,6 +222,7 @@ def _hurt(dev: Path, how: str) -> None:
     ('meta:hardware.cpu_model=["a", "b"]', "cpu_model must be a string"),
     ('meta:hardware.cpu_cores="many"', "cpu_cores must be an integer"),
 ])
+@pytest.mark.slow
 def test_add_source_refuses_what_would_break_the_build(home, tmp_path, how, needle):
     src = tmp_path / "src"
     dev = make_device(src)
@@ -259,6 +260,7 @@ def test_add_source_refuses_unsafe_or_upstream_device_names(home, tmp_path, devi
     assert listing(home) == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["../x", "..", "/tmp/latbench-abs-x", ".hidden", "a/b", "x y", "", "<img src=x>", "X"])
 def test_add_source_name_stays_inside_the_sources_folder(home, tmp_path, name):
     src = tmp_path / "src"

@@ -89,6 +89,7 @@ def _lines(path: Path) -> list[bytes]:
     b'{"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "latency_ms": 1.0, "n": "three"}',
     b"[" * 100_000,  # nesting deep enough to exhaust the parser's recursion
 ])
+@pytest.mark.slow
 def test_corrupt_middle_latency_line_is_set_aside_and_every_valid_line_kept(tiny, finished, garbage):
     out, folder = finished
     before = _lines(folder / "latency.jsonl")
@@ -189,6 +190,7 @@ def test_corrupt_retest_line_is_set_aside(tiny, finished):
     (b"\xff\xfe\x00", "not valid JSON"),
     (b"[" * 100_000, "not valid JSON"),
 ])
+@pytest.mark.slow
 def test_broken_meta_json_is_one_line_error_and_nothing_changes(tiny, finished, content, needle):
     out, folder = finished
     (folder / "meta.json").write_bytes(content)
@@ -355,6 +357,7 @@ def _cli_error(res) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_cli_broken_meta_json_is_error_line(data, tmp_path):
     out = tmp_path / "out"
     assert _cli("--out", str(out)).exit_code == 0
@@ -380,6 +383,7 @@ def test_cli_second_run_is_refused_with_error_line(data, tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_cli_corrupt_line_is_reported_as_one_warning_line(data, tmp_path):
     out = tmp_path / "out"
     assert _cli("--out", str(out)).exit_code == 0

@@ -51,7 +51,6 @@ Trust model (what can be forged, and what stops it):
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import math
 import os
@@ -78,6 +77,7 @@ from latbench.protocol.metrics import METRICS
 from latbench.protocol.scoring import score
 from latbench.protocol.trial import PROTOCOL_VERSION, trial_seed
 from latbench.tasks.spec import get_task, list_tasks, select
+from latbench.text import md_text
 
 ENTRY_SCHEMA_VERSION = "1"
 MAX_ENTRY_BYTES = 5_000_000
@@ -770,19 +770,6 @@ def rank(entries: list[Entry], suite: str, shots: int, *, boot: int = 1000, seed
     for row in rows:
         row["rank"] = 1 + sum(p["ci"][0] > row["ci"][1] for p in rows if p is not row)
     return rows
-
-
-#: what can open a markdown construct inside a table cell (links, images, emphasis, code, cell breaks);
-#: < > & are HTML-escaped instead
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~])")
-
-
-def md_text(text: str) -> str:
-    """An untrusted string made safe for a markdown table cell: one line, HTML escaped, and every
-    character that can open a markdown construct backslash-escaped, so a name never becomes a link, an image or
-    emphasis and never breaks the cell."""
-    escaped = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split())).replace("://", ":\\/\\/").replace("www.", "www\\.")
-    return html.escape(escaped, quote=True)  # ("://" and "www." escaped: no bare-URL autolinks either)
 
 
 def render_markdown(entries: list[Entry]) -> str:

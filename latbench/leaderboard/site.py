@@ -24,10 +24,10 @@ filtered Spearman cells into ``<pre id="selftest">`` as JSON.
 from __future__ import annotations
 
 import html
-import re
-from importlib import resources
 import json
+import re
 import time
+from importlib import resources
 from pathlib import Path
 
 from latbench.io import write_text
