@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from latbench.methods.fitting import positive_floor, scale_fit, stable_seed, torch_threads
 from latbench.methods.base import Method
+from latbench.methods.fitting import positive_floor, scale_fit, stable_seed, torch_threads
 
 # Eagle's fixed schedule constants (predictors/__main__.py, latency yaml)
 _VAL_FRACTION = 0.1
@@ -202,7 +202,6 @@ class BRPGCN(nn.Module):
         for conv, norm in zip(self.convs, self.norms):
             x = self.dropout(torch.relu(norm(conv(x, edge_index))))
         return self.fc(x[readout]).squeeze(-1)
-
 
 
 class BRPNAS(Method):

@@ -7,9 +7,8 @@ See the documentation page baselines/flops (``docs/baselines/flops.md``).
 
 from __future__ import annotations
 
-
-from latbench.methods.fitting import positive_floor, scale_fit
 from latbench.methods.base import Method
+from latbench.methods.fitting import positive_floor, scale_fit
 
 
 class FLOPsRegression(Method):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from latbench.methods.fitting import positive_floor, scale_fit
 from latbench.methods.base import Method
+from latbench.methods.fitting import positive_floor, scale_fit
 
 
 class FLOPsParamsRegression(Method):

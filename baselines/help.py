@@ -22,8 +22,8 @@ from scipy.stats import spearmanr
 from torch import nn
 from torch.func import functional_call
 
-from latbench.methods.fitting import positive_floor, scale_fit, torch_threads
 from latbench.methods.base import Method
+from latbench.methods.fitting import positive_floor, scale_fit, torch_threads
 
 _HEAD = ("fc3", "fc4", "fc5")
 
@@ -49,8 +49,9 @@ def ofa_encoding(onehot: np.ndarray) -> np.ndarray:
     all kernel-size one-hots first, then all expansion one-hots, then the resolution."""
     onehot = np.asarray(onehot, np.float32)
     slots = onehot[:, :120].reshape(len(onehot), 20, 6)
-    return np.concatenate([slots[:, :, :3].reshape(len(onehot), 60), slots[:, :, 3:].reshape(len(onehot), 60),
-                           onehot[:, 120:]], axis=1)
+    return np.concatenate(
+        [slots[:, :, :3].reshape(len(onehot), 60), slots[:, :, 3:].reshape(len(onehot), 60), onehot[:, 120:]], axis=1
+    )
 
 
 class _Encoder:
@@ -113,8 +114,9 @@ class _Encoder:
             warnings.simplefilter("ignore", UserWarning)
             adj_t = torch.sparse_csr_tensor(crow, b * N + j, torch.ones(len(b)), (M, M), check_invariants=False)
             # the global node's in-edges (every node of its graph), as a graph x node adjacency
-            readout_t = torch.sparse_csr_tensor(torch.arange(0, M + 1, N), torch.arange(M), torch.ones(M), (M // N, M),
-                                                check_invariants=False)
+            readout_t = torch.sparse_csr_tensor(
+                torch.arange(0, M + 1, N), torch.arange(M), torch.ones(M), (M // N, M), check_invariants=False
+            )
         return {"x": x.to(self.device), "adj_t": adj_t.to(self.device), "readout_t": readout_t.to(self.device)}
 
 
@@ -195,7 +197,7 @@ class _InferenceNetwork(nn.Module):
     def forward(self, hw, generator):
         """hw [T, hw_dim] -> z [T, nz] (reparameterised sample), KL(q || N(0, I)) [T]."""
         stats = self.z_encoder(hw)
-        mu, sigma = stats[:, : self.nz], F.softplus(stats[:, self.nz:])
+        mu, sigma = stats[:, : self.nz], F.softplus(stats[:, self.nz :])
         eps = torch.randn(mu.shape, generator=generator).to(mu.device)
         kl = (-torch.log(sigma) + 0.5 * (sigma**2 + mu**2) - 0.5).sum(-1)
         return mu + sigma * eps, kl
@@ -205,7 +207,7 @@ class _InferenceNetwork(nn.Module):
 def _trim(lat: np.ndarray) -> np.ndarray:
     """Positions of the 10th-90th percentile archs (HELP remove_outlier: argsort slice)."""
     n = len(lat)
-    return np.argsort(lat, kind="stable")[int(n * 0.1): int(n * 0.9)]
+    return np.argsort(lat, kind="stable")[int(n * 0.1) : int(n * 0.9)]
 
 
 def _minmax(v: np.ndarray, lo: float = 0.0, hi: float = 1.0, ref: np.ndarray | None = None) -> np.ndarray:
@@ -286,9 +288,23 @@ class HELP(Method):
     summary = "HELP (NeurIPS'21): Meta-SGD latency predictor with a 10-arch hardware embedding and z-modulator"
     check_params = {"num_episodes": 20, "mc_samples": 2}
 
-    def __init__(self, num_episodes=None, inner_steps=2, mc_samples=10, meta_lr=1e-4, layer_size=100,
-                 hw_embed_dim=10, num_inner_tasks=8, num_support=10, num_query=200, kl_scaling=0.1,
-                 z_scaling=0.01, eval_every=50, num_threads=1, device="cpu"):
+    def __init__(
+        self,
+        num_episodes=None,
+        inner_steps=2,
+        mc_samples=10,
+        meta_lr=1e-4,
+        layer_size=100,
+        hw_embed_dim=10,
+        num_inner_tasks=8,
+        num_support=10,
+        num_query=200,
+        kl_scaling=0.1,
+        z_scaling=0.01,
+        eval_every=50,
+        num_threads=1,
+        device="cpu",
+    ):
         self.num_episodes = num_episodes
         self.inner_steps = inner_steps
         self.mc_samples = mc_samples
@@ -311,8 +327,8 @@ class HELP(Method):
         T, zs, w = len(z), self.z_scaling, 2 * self.layer_size
         out = {k: v.unsqueeze(0).expand(T, *v.shape) for k, v in self.net_.named_parameters()}
         for i, name in enumerate(_HEAD):
-            out[f"{name}.weight"] = out[f"{name}.weight"] * (1 + zs * z[:, None, i * w:(i + 1) * w])
-            out[f"{name}.bias"] = out[f"{name}.bias"] + zs * z[:, 3 * w + i: 3 * w + i + 1]
+            out[f"{name}.weight"] = out[f"{name}.weight"] * (1 + zs * z[:, None, i * w : (i + 1) * w])
+            out[f"{name}.bias"] = out[f"{name}.bias"] + zs * z[:, 3 * w + i : 3 * w + i + 1]
         return out
 
     def _forward(self, params, hw, inp):
@@ -352,7 +368,7 @@ class HELP(Method):
         preds = []
         with torch.no_grad():
             for start in range(0, len(ids), chunk):
-                part = ids[start:start + chunk]
+                part = ids[start : start + chunk]
                 preds.append(self._forward(params, hw, self.encoder_(np.broadcast_to(part, (S, len(part))))).mean(0))
         return torch.cat(preds).double().cpu().numpy() if preds else np.zeros(0)
 
@@ -389,13 +405,13 @@ class HELP(Method):
         gen = torch.Generator().manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            self.net_ = _Predictor(self.encoder_.graph, self.encoder_.nfeat, self.layer_size, self.hw_embed_dim,
-                                   getattr(self.encoder_, "nodes", 0)).to(dev)
+            self.net_ = _Predictor(
+                self.encoder_.graph, self.encoder_.nfeat, self.layer_size, self.hw_embed_dim, getattr(self.encoder_, "nodes", 0)
+            ).to(dev)
             self.infnet_ = _InferenceNetwork(self.hw_embed_dim, self.layer_size).to(dev)
         self.task_lr_ = {k: nn.Parameter(1e-3 * torch.ones_like(v)) for k, v in self.net_.named_parameters()}
         self.initial_state_ = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-        opt = torch.optim.Adam([*self.net_.parameters(), *self.task_lr_.values(), *self.infnet_.parameters()],
-                               lr=self.meta_lr)
+        opt = torch.optim.Adam([*self.net_.parameters(), *self.task_lr_.values(), *self.infnet_.parameters()], lr=self.meta_lr)
 
         y_src = torch.tensor(norm, dtype=torch.float32, device=dev)
         hw_src = torch.tensor(self.hw_source_, dtype=torch.float32, device=dev)
@@ -410,11 +426,17 @@ class HELP(Method):
             devs = torch.randperm(n_dev, generator=gen)[:n_tasks]
             # per device a shuffled pool: support = first ns, query = next nq (HELP generate_episode)
             perm = torch.stack([pools_t[d][torch.randperm(pools_t.shape[1], generator=gen)] for d in devs.tolist()])
-            s_pos, q_pos = perm[:, :ns], perm[:, ns:ns + nq]
+            s_pos, q_pos = perm[:, :ns], perm[:, ns : ns + nq]
             hw = hw_src[devs]
             z, kl = self.infnet_(hw, gen)
-            params = self._inner(self._modulate(z), hw, self.encoder_(src_ids[s_pos.numpy()]),
-                                 torch.gather(y_src[devs], 1, s_pos), self.inner_steps, create_graph=True)
+            params = self._inner(
+                self._modulate(z),
+                hw,
+                self.encoder_(src_ids[s_pos.numpy()]),
+                torch.gather(y_src[devs], 1, s_pos),
+                self.inner_steps,
+                create_graph=True,
+            )
             pred_q = self._forward(params, hw, self.encoder_(src_ids[q_pos.numpy()]))
             mse = ((pred_q - torch.gather(y_src[devs], 1, q_pos)) ** 2).mean(1)
             # sum over tasks of (query MSE / #tasks + kl_scaling * that task's own KL)
@@ -429,8 +451,12 @@ class HELP(Method):
                 self.valid_history_.append((ep, rho))
                 if rho > best_rho:
                     best_rho = rho
-                    best = (ep, copy.deepcopy(self.net_.state_dict()), copy.deepcopy(self.infnet_.state_dict()),
-                            {k: v.detach().clone() for k, v in self.task_lr_.items()})
+                    best = (
+                        ep,
+                        copy.deepcopy(self.net_.state_dict()),
+                        copy.deepcopy(self.infnet_.state_dict()),
+                        {k: v.detach().clone() for k, v in self.task_lr_.items()},
+                    )
         self.best_episode_ = episodes - 1
         if best is not None:
             self.best_episode_ = best[0]
@@ -456,9 +482,16 @@ class HELP(Method):
             pool = _trim(row)
             y = _minmax(row, 0.05, 0.95, ref=row[pool])
             perm = pool[torch.randperm(len(pool), generator=gen).numpy()]
-            s, q = perm[: self.num_support], perm[self.num_support:]
-            tasks.append((torch.tensor(_minmax(r), dtype=torch.float32, device=dev), src_ids[s],
-                          torch.tensor(y[s], dtype=torch.float32, device=dev), src_ids[q], row[q]))
+            s, q = perm[: self.num_support], perm[self.num_support :]
+            tasks.append(
+                (
+                    torch.tensor(_minmax(r), dtype=torch.float32, device=dev),
+                    src_ids[s],
+                    torch.tensor(y[s], dtype=torch.float32, device=dev),
+                    src_ids[q],
+                    row[q],
+                )
+            )
         return tasks
 
     def _valid_score(self, tasks, gen) -> float:
@@ -518,8 +551,10 @@ class HELP(Method):
     def _adapt(self, device, oracle):
         k = int(oracle.budget)
         pool = set(np.asarray(oracle.pool).tolist())
-        ref_pos = np.array([int(p) for p in self._reference_subset(min(k, len(self.reference_ids_)))
-                            if int(self.reference_ids_[p]) in pool], np.int64)
+        ref_pos = np.array(
+            [int(p) for p in self._reference_subset(min(k, len(self.reference_ids_))) if int(self.reference_ids_[p]) in pool],
+            np.int64,
+        )
         ref_lat = oracle.measure(self.reference_ids_[ref_pos]) if len(ref_pos) else np.zeros(0)
         seed = np.random.SeedSequence([int(self.seed_), zlib.crc32(device.encode())]).generate_state(2)
         extra = np.array([int(i) for i in oracle.default_choice() if int(i) not in oracle.measured], np.int64)

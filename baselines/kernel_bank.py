@@ -16,6 +16,7 @@ from latbench.kernels import decomposition as kernels
 from latbench.kernels.regressors import family_features
 from latbench.methods.fitting import loo_pick, relative_weights
 
+
 def kernel_costs(cat, used: np.ndarray, occurrences: np.ndarray) -> np.ndarray:
     """Initial latency share of each catalogue kernel: FLOPs / mean + memory traffic / mean."""
     fl = cat["flops"].to_numpy(dtype=np.float64)
@@ -40,7 +41,7 @@ class KernelBank:
     def __deepcopy__(self, memo):
         return self  # immutable once fitted: trials and k share it (the runner deep-copies methods)
 
-    def fit(self, counts, y: np.ndarray) -> "KernelBank":
+    def fit(self, counts, y: np.ndarray) -> KernelBank:
         """``counts``: sparse [n_archs, n_codes] kernel counts of the archs; ``y``: their ms."""
         cat = kernels.kernel_catalog(self.rules)
         n_codes = counts.shape[1]
@@ -69,7 +70,7 @@ class KernelBank:
         self._memo = None
         return self
 
-    def fit_measured(self, codes: np.ndarray, latency: np.ndarray, weight: np.ndarray) -> "KernelBank":
+    def fit_measured(self, codes: np.ndarray, latency: np.ndarray, weight: np.ndarray) -> KernelBank:
         """Fit the per-family regressors on *measured* kernel latencies (the faithful setting).
 
         ``codes``/``latency``/``weight``: :func:`latbench.kernels.measured_code_latency`. Kernel
@@ -78,7 +79,7 @@ class KernelBank:
         """
         return self.fit_rows(kernels.kernel_catalog(self.rules).loc[np.asarray(codes)], latency, weight)
 
-    def fit_rows(self, frame, latency: np.ndarray, weight: np.ndarray) -> "KernelBank":
+    def fit_rows(self, frame, latency: np.ndarray, weight: np.ndarray) -> KernelBank:
         """:meth:`fit_measured` on kernel rows given by their features (``family`` + feature columns),
         e.g. configurations of a kernel-sampling campaign together with the catalogue's."""
         self.families_ = kernels.kernel_catalog(self.rules)["family"].to_numpy()
@@ -168,8 +169,10 @@ MEASURED_RULES = "torch-eager"
 
 def check_variant(method) -> None:
     if method.variant not in VARIANTS:
-        raise MethodError(f"{method.name}: variant must be 'adapted' (trained on end-to-end latency) or 'faithful' "
-                          f"(trained on measured kernel latencies), got {method.variant!r}")
+        raise MethodError(
+            f"{method.name}: variant must be 'adapted' (trained on end-to-end latency) or 'faithful' "
+            f"(trained on measured kernel latencies), got {method.variant!r}"
+        )
 
 
 def backfitted_banks(method, source, space, new_bank, *key_parts) -> list:
@@ -177,8 +180,9 @@ def backfitted_banks(method, source, space, new_bank, *key_parts) -> list:
     variants), cached per process: the fit depends on the source data and hyperparameters only."""
     ids = np.asarray(source.arch_ids)
     lat = np.asarray(source.latency, dtype=np.float64)
-    key = source_key(type(method).__name__, space.name, method.rules_, method.rounds, method.inner, method.random_state,
-                     *key_parts, ids, lat)
+    key = source_key(
+        type(method).__name__, space.name, method.rules_, method.rounds, method.inner, method.random_state, *key_parts, ids, lat
+    )
     if key not in _BANKS:
         counts = kernels.count_matrix(space, ids, method.rules_)
         ok = np.isfinite(lat) & (lat > 0)

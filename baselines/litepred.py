@@ -17,12 +17,20 @@ import zlib
 import numpy as np
 from scipy.stats import entropy
 
-from latbench.methods.fitting import best_scale_source, positive_floor, torch_threads
-from latbench_baselines.kernel_bank import (_BANKS, MEASURED_RULES, KernelBank, backfitted_banks, check_variant, kernel_sum, source_key)
-from latbench.kernels.regressors import family_features
-from latbench.kernels import decomposition as kernels
 from latbench.errors import MethodError
+from latbench.kernels import decomposition as kernels
+from latbench.kernels.regressors import family_features
 from latbench.methods.base import Method
+from latbench.methods.fitting import best_scale_source, positive_floor, torch_threads
+from latbench_baselines.kernel_bank import (
+    _BANKS,
+    MEASURED_RULES,
+    KernelBank,
+    backfitted_banks,
+    check_variant,
+    kernel_sum,
+    source_key,
+)
 
 
 class KernelMLP:
@@ -62,7 +70,7 @@ class KernelMLP:
             opt.step()
             sched.step()
 
-    def fit(self, x, y, sample_weight=None) -> "KernelMLP":
+    def fit(self, x, y, sample_weight=None) -> KernelMLP:
         import torch
 
         x = np.asarray(x, dtype=np.float64)
@@ -80,15 +88,20 @@ class KernelMLP:
             self._train(x, y, w, self.epochs, self.lr)
         return self
 
-    def finetuned(self, x, y, sample_weight, epochs: int, lr: float) -> "KernelMLP":
+    def finetuned(self, x, y, sample_weight, epochs: int, lr: float) -> KernelMLP:
         """A copy fine-tuned (all layers) on new data; normalisation and output scale kept."""
         import torch
 
         new = copy.deepcopy(self)
         with torch_threads(1):
             torch.manual_seed(self.seed + 1)
-            new._train(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64),
-                       np.asarray(sample_weight, dtype=np.float64), epochs, lr)
+            new._train(
+                np.asarray(x, dtype=np.float64),
+                np.asarray(y, dtype=np.float64),
+                np.asarray(sample_weight, dtype=np.float64),
+                epochs,
+                lr,
+            )
         return new
 
     def predict(self, x) -> np.ndarray:
@@ -156,9 +169,20 @@ class LitePred(Method):
     name = "litepred"
     summary = "LitePred adapted: pool of per-kernel MLPs backfitted per source, KL-similar source fine-tuned on the shots"
 
-    def __init__(self, variant: str = "adapted", rules: str = "default", hidden: tuple = (64, 64, 64), epochs: int = 350,
-                 lr: float = 1e-3, rounds: int = 2, inner: int = 100, finetune_epochs: int = 350, finetune_lr: float = 1e-3,
-                 rescale: bool = True, random_state: int = 0):
+    def __init__(
+        self,
+        variant: str = "adapted",
+        rules: str = "default",
+        hidden: tuple = (64, 64, 64),
+        epochs: int = 350,
+        lr: float = 1e-3,
+        rounds: int = 2,
+        inner: int = 100,
+        finetune_epochs: int = 350,
+        finetune_lr: float = 1e-3,
+        rescale: bool = True,
+        random_state: int = 0,
+    ):
         self.variant = variant
         self.rules = rules
         self.hidden = hidden
@@ -184,19 +208,37 @@ class LitePred(Method):
             self.rules_ = MEASURED_RULES
             self.pool_devices_ = sorted(source.kernels)
             if not self.pool_devices_:
-                raise MethodError("litepred (faithful): no source device of this task has kernel-level measurements to "
-                                  "pre-build the predictor pool from; use a task whose sources were measured by "
-                                  "`latbench profile` (e.g. measured-nb201-kernels) or variant='adapted'")
+                raise MethodError(
+                    "litepred (faithful): no source device of this task has kernel-level measurements to "
+                    "pre-build the predictor pool from; use a task whose sources were measured by "
+                    "`latbench profile` (e.g. measured-nb201-kernels) or variant='adapted'"
+                )
             self.pool_ = [self._measured_pool_bank(space, source.kernels[d]) for d in self.pool_devices_]
             return self
         self.rules_ = kernels.resolve_rules(self.rules)
-        self.pool_ = backfitted_banks(self, source, space, lambda: KernelBank(self.rules_, self._mlp, self.rounds, self.inner),
-                                      tuple(self.hidden), self.epochs, self.lr)
+        self.pool_ = backfitted_banks(
+            self,
+            source,
+            space,
+            lambda: KernelBank(self.rules_, self._mlp, self.rounds, self.inner),
+            tuple(self.hidden),
+            self.epochs,
+            self.lr,
+        )
         return self
 
     def _measured_pool_bank(self, space, rows) -> KernelBank:
-        key = source_key(type(self).__name__, "measured", space.name, tuple(self.hidden), self.epochs, self.lr,
-                         self.random_state, rows["arch_id"].to_numpy(), rows["latency_ms"].to_numpy())
+        key = source_key(
+            type(self).__name__,
+            "measured",
+            space.name,
+            tuple(self.hidden),
+            self.epochs,
+            self.lr,
+            self.random_state,
+            rows["arch_id"].to_numpy(),
+            rows["latency_ms"].to_numpy(),
+        )
         if key not in _BANKS:
             codes, lat, n = kernels.measured_code_latency(space, rows)
             _BANKS[key] = KernelBank(MEASURED_RULES, self._mlp, 0).fit_measured(codes, lat, n)

@@ -13,8 +13,8 @@ import numpy as np
 from scipy.optimize import nnls
 from scipy.stats import spearmanr
 
-from latbench.methods.fitting import positive_floor, scale_fit
 from latbench.methods.base import Method
+from latbench.methods.fitting import positive_floor, scale_fit
 
 _FEATURE_CACHE: dict[tuple[str, int], dict] = {}
 

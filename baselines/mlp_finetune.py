@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from latbench_baselines import hardware_descriptors as hwd
 from latbench.errors import MethodError
-from latbench.methods.fitting import torch_threads
 from latbench.methods.base import Method
+from latbench.methods.fitting import torch_threads
+from latbench_baselines import hardware_descriptors as hwd
 
 _EPS = 1e-6
 
@@ -82,7 +82,7 @@ def _train(params, loss_fn, n: int, *, epochs: int, batch_size: int, opt, gen: t
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, bs):
             opt.zero_grad()
-            loss_fn(perm[i:i + bs]).backward()
+            loss_fn(perm[i : i + bs]).backward()
             opt.step()
     for p in params:
         p.requires_grad_(False)
@@ -99,9 +99,24 @@ class _LatencyMLP(Method):
 
     check_params = {"hidden_units": 48, "epochs": 1, "finetune_epochs": 5}
 
-    def __init__(self, hidden_units=400, hidden_layers=3, epochs=10, batch_size=32, lr=1e-3, optimizer="adam",
-                 momentum=0.9, weight_decay=0.0, log_target=True, finetune_epochs=100, finetune_lr=0.1,
-                 finetune_momentum=0.9, finetune_weight_decay=1e-3, rescale=True, num_threads=1):
+    def __init__(
+        self,
+        hidden_units=400,
+        hidden_layers=3,
+        epochs=10,
+        batch_size=32,
+        lr=1e-3,
+        optimizer="adam",
+        momentum=0.9,
+        weight_decay=0.0,
+        log_target=True,
+        finetune_epochs=100,
+        finetune_lr=0.1,
+        finetune_momentum=0.9,
+        finetune_weight_decay=1e-3,
+        rescale=True,
+        num_threads=1,
+    ):
         self.hidden_units = hidden_units
         self.hidden_layers = hidden_layers
         self.epochs = epochs
@@ -158,10 +173,18 @@ class _LatencyMLP(Method):
             # norm of [features, 1]), so the same finetune_lr is stable whatever the feature scale
             curvature = float((feats.double() ** 2).sum(dim=1).mean()) + 1.0
             params = [w, b]
-            opt = torch.optim.SGD(params, lr=self.finetune_lr / curvature, momentum=self.finetune_momentum,
-                                  weight_decay=self.finetune_weight_decay)
-            _train(params, lambda idx: (((feats[idx] @ w + b).squeeze(-1) - zt[idx]) ** 2).mean(), k,
-                   epochs=self.finetune_epochs, batch_size=self.batch_size, opt=opt, gen=gen)
+            opt = torch.optim.SGD(
+                params, lr=self.finetune_lr / curvature, momentum=self.finetune_momentum, weight_decay=self.finetune_weight_decay
+            )
+            _train(
+                params,
+                lambda idx: (((feats[idx] @ w + b).squeeze(-1) - zt[idx]) ** 2).mean(),
+                k,
+                epochs=self.finetune_epochs,
+                batch_size=self.batch_size,
+                opt=opt,
+                gen=gen,
+            )
         return w.detach(), b.detach()
 
     def _adapted(self, device: str):
@@ -230,8 +253,7 @@ class MLPFinetune(_LatencyMLP):
     """
 
     name = "mlp-finetune"
-    summary = ("Syed & Srinivasan's one-hot MLP (3x400): one per source device, best by shot Spearman, "
-               "output layer fine-tuned")
+    summary = "Syed & Srinivasan's one-hot MLP (3x400): one per source device, best by shot Spearman, output layer fine-tuned"
 
     def fit(self, source, space, seed):
         super().fit(source, space, seed)
@@ -246,13 +268,20 @@ class MLPFinetune(_LatencyMLP):
             self.layers_ = _init_layers(self._sizes(x.shape[1]), len(source.devices), gen)
             params = [p for layer in self.layers_ for p in layer]
             opt = _optimizer(params, self.optimizer, self.lr, self.momentum, self.weight_decay)
-            _train(params, lambda idx: _rmse(_forward(self.layers_, x[idx]), z[:, idx]), x.shape[0],
-                   epochs=self.epochs, batch_size=self.batch_size, opt=opt, gen=gen)
+            _train(
+                params,
+                lambda idx: _rmse(_forward(self.layers_, x[idx]), z[:, idx]),
+                x.shape[0],
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                opt=opt,
+                gen=gen,
+            )
         self.heads_, self.choice_ = {}, {}
         return self
 
     def _member(self, e: int) -> list:
-        return [[w[e:e + 1], b[e:e + 1]] for w, b in self.layers_]
+        return [[w[e : e + 1], b[e : e + 1]] for w, b in self.layers_]
 
     def adapt(self, device, oracle):
         super().adapt(device, oracle)
@@ -363,14 +392,41 @@ class MLPHardwareParams(_LatencyMLP):
     name = "mlp-hwparams"
     summary = "Syed & Srinivasan's MLP with hardware descriptors appended, trained on all sources; zero-/few-shot"
 
-    def __init__(self, hidden_units=400, hidden_layers=3, epochs=6, batch_size=32, lr=1e-3, optimizer="adam",
-                 momentum=0.9, weight_decay=0.0, log_target=True, finetune_epochs=100, finetune_lr=0.1,
-                 finetune_momentum=0.9, finetune_weight_decay=1e-3, rescale=True, num_threads=1):
-        super().__init__(hidden_units=hidden_units, hidden_layers=hidden_layers, epochs=epochs, batch_size=batch_size,
-                         lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
-                         log_target=log_target, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
-                         finetune_momentum=finetune_momentum, finetune_weight_decay=finetune_weight_decay,
-                         rescale=rescale, num_threads=num_threads)
+    def __init__(
+        self,
+        hidden_units=400,
+        hidden_layers=3,
+        epochs=6,
+        batch_size=32,
+        lr=1e-3,
+        optimizer="adam",
+        momentum=0.9,
+        weight_decay=0.0,
+        log_target=True,
+        finetune_epochs=100,
+        finetune_lr=0.1,
+        finetune_momentum=0.9,
+        finetune_weight_decay=1e-3,
+        rescale=True,
+        num_threads=1,
+    ):
+        super().__init__(
+            hidden_units=hidden_units,
+            hidden_layers=hidden_layers,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            log_target=log_target,
+            finetune_epochs=finetune_epochs,
+            finetune_lr=finetune_lr,
+            finetune_momentum=finetune_momentum,
+            finetune_weight_decay=finetune_weight_decay,
+            rescale=rescale,
+            num_threads=num_threads,
+        )
 
     def _descriptor(self, device: str) -> np.ndarray:
         raw = hwd.raw_features(device)  # MethodError for a device without a row
@@ -402,8 +458,15 @@ class MLPHardwareParams(_LatencyMLP):
             self.layers_ = _init_layers(self._sizes(x.shape[1]), 1, gen)
             params = [p for layer in self.layers_ for p in layer]
             opt = _optimizer(params, self.optimizer, self.lr, self.momentum, self.weight_decay)
-            _train(params, lambda idx: _rmse(_forward(self.layers_, x[idx]), z[:, idx]), x.shape[0],
-                   epochs=self.epochs, batch_size=self.batch_size, opt=opt, gen=gen)
+            _train(
+                params,
+                lambda idx: _rmse(_forward(self.layers_, x[idx]), z[:, idx]),
+                x.shape[0],
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                opt=opt,
+                gen=gen,
+            )
         self.heads_ = {}
         return self
 

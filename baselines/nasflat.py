@@ -23,9 +23,9 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
+from latbench.methods.base import Method
 from latbench.methods.fitting import positive_floor, stable_seed, torch_threads
 from latbench_baselines.brp_nas import nb201_cell_surgery
-from latbench.methods.base import Method
 
 #: Per-space fine-tuning defaults from NASFLAT's main joblist (OFA: FBNet's, documented).
 TRANSFER_DEFAULTS = {"nb201": (3e-3, 40), "fbnet": (1e-3, 30), "ofa": (1e-3, 30)}
@@ -79,10 +79,10 @@ def encode_space(space) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a, feat = space.graph(ids)
         nk, ne = len(KERNELS), len(EXPANDS)
         active = feat[:, :, :nk].sum(-1) > 0
-        ops = np.where(active, feat[:, :, :nk].argmax(-1) * ne + feat[:, :, nk:nk + ne].argmax(-1), _OFA_INACTIVE)
+        ops = np.where(active, feat[:, :, :nk].argmax(-1) * ne + feat[:, :, nk : nk + ne].argmax(-1), _OFA_INACTIVE)
         ops[:, 0], ops[:, -1] = _OFA_INACTIVE + 1, _OFA_INACTIVE + 2
         adj = a > 0
-        extra = space.onehot(ids)[:, -len(RESOLUTIONS):].argmax(-1).astype(np.int64)
+        extra = space.onehot(ids)[:, -len(RESOLUTIONS) :].argmax(-1).astype(np.int64)
     else:
         raise ValueError(f"NASFLAT: no encoding for space {space.name!r}")
     _ENCODED[key] = (ops.astype(np.int64), adj, extra)
@@ -181,10 +181,21 @@ def _mlp(dims, final_act: bool = False) -> nn.Sequential:
 class NASFLATNet(nn.Module):
     """``GIN_Model`` (adj_gin, ensemble / add, hw embedding per node); scores for (arch, device)."""
 
-    def __init__(self, n_nodes: int, n_extra: int = 0, op_dim: int = 40, hw_dim: int = 8, node_dim: int = 48,
-                 hid_dim: int = 96, op_fp_dims=(128, 128), forward_dims=(128, 128, 128),
-                 op_update_mlp_dims=(128, 128, 128), updateop_dims=(128,), mlp_dims=(200, 200, 200),
-                 mlp_dropout: float = 0.1):
+    def __init__(
+        self,
+        n_nodes: int,
+        n_extra: int = 0,
+        op_dim: int = 40,
+        hw_dim: int = 8,
+        node_dim: int = 48,
+        hid_dim: int = 96,
+        op_fp_dims=(128, 128),
+        forward_dims=(128, 128, 128),
+        op_update_mlp_dims=(128, 128, 128),
+        updateop_dims=(128,),
+        mlp_dims=(200, 200, 200),
+        mlp_dropout: float = 0.1,
+    ):
         super().__init__()
         self.n_nodes = n_nodes
         cond = op_dim + hw_dim
@@ -198,12 +209,10 @@ class NASFLATNet(nn.Module):
         self.input_node_emb = nn.Embedding(1, node_dim)
         self.other_node_emb = nn.Parameter(torch.zeros(1, node_dim))
         self.x_hidden = nn.Linear(node_dim, hid_dim)
-        self.op_f_gcns = nn.ModuleList(
-            EnsembleLayer(i, o, cond) for i, o in zip((hid_dim, *op_fp_dims[:-1]), op_fp_dims))
+        self.op_f_gcns = nn.ModuleList(EnsembleLayer(i, o, cond) for i, o in zip((hid_dim, *op_fp_dims[:-1]), op_fp_dims))
         self.replace_bgcn_mlp = _mlp((op_fp_dims[-1], *op_update_mlp_dims))
         self.updateop_embedder = _mlp((cond + op_update_mlp_dims[-1], *updateop_dims, cond))
-        self.gcns = nn.ModuleList(
-            EnsembleLayer(i, o, cond) for i, o in zip((hid_dim, *forward_dims[:-1]), forward_dims))
+        self.gcns = nn.ModuleList(EnsembleLayer(i, o, cond) for i, o in zip((hid_dim, *forward_dims[:-1]), forward_dims))
         head = []
         dim = forward_dims[-1]
         for h in mlp_dims:
@@ -249,8 +258,9 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, 1)
 
 
-def pairwise_hinge_loss(scores: torch.Tensor, y, margin: float = 0.1, max_compare_ratio: float = 4,
-                        rng: np.random.Generator | None = None) -> torch.Tensor:
+def pairwise_hinge_loss(
+    scores: torch.Tensor, y, margin: float = 0.1, max_compare_ratio: float = 4, rng: np.random.Generator | None = None
+) -> torch.Tensor:
     """NASFLAT's ``pwl_train`` loss on one batch: pairs i < j with ``y_i != y_j``, at most
     ``max_compare_ratio * n`` of them (random subset), mean ``max(0, margin - sign(y_i - y_j)(s_i - s_j))``.
     A higher score means a higher latency."""
@@ -321,7 +331,6 @@ def best_source(reference: np.ndarray, y: np.ndarray) -> tuple[int, float]:
         rhos.append(-np.inf if not np.isfinite(rho) else float(rho))
     best = int(np.argmax(rhos)) if rhos else 0
     return best, rhos[best] if rhos else float("nan")
-
 
 
 def _minmax(y: np.ndarray) -> np.ndarray:
@@ -422,8 +431,15 @@ class NASFLAT(Method):
 
     name = "nasflat"
     summary = "NASFLAT (MLSys'24): GNN with hw embeddings, pairwise ranking, sampler + hw-emb transfer, fine-tuning"
-    check_params = {"epochs": 1, "batch_size": 1024, "transfer_epochs": 2, "hid_dim": 16, "op_fp_dims": (16, 16),
-                    "forward_dims": (16, 16, 16), "mlp_dims": (16, 16, 16)}
+    check_params = {
+        "epochs": 1,
+        "batch_size": 1024,
+        "transfer_epochs": 2,
+        "hid_dim": 16,
+        "op_fp_dims": (16, 16),
+        "forward_dims": (16, 16, 16),
+        "mlp_dims": (16, 16, 16),
+    }
 
     def __init__(
         self,
@@ -483,16 +499,24 @@ class NASFLAT(Method):
         g = self._graphs()
         n_extra = int(g.extra.max()) + 1 if self.space_.name == "ofa" else 0
         return NASFLATNet(
-            g.n_nodes, n_extra, op_dim=self.op_dim, hw_dim=self.hw_dim, hid_dim=self.hid_dim,
-            op_fp_dims=tuple(self.op_fp_dims), forward_dims=tuple(self.forward_dims),
-            op_update_mlp_dims=(self.op_fp_dims[-1],) * 3, mlp_dims=tuple(self.mlp_dims),
+            g.n_nodes,
+            n_extra,
+            op_dim=self.op_dim,
+            hw_dim=self.hw_dim,
+            hid_dim=self.hid_dim,
+            op_fp_dims=tuple(self.op_fp_dims),
+            forward_dims=tuple(self.forward_dims),
+            op_update_mlp_dims=(self.op_fp_dims[-1],) * 3,
+            mlp_dims=tuple(self.mlp_dims),
             mlp_dropout=self.mlp_dropout,
         ).to(self.device)
 
     def _transfer_settings(self) -> tuple[float, int]:
         lr, ep = TRANSFER_DEFAULTS.get(self.space_.name, TRANSFER_DEFAULTS["fbnet"])
-        return (lr if self.transfer_lr is None else float(self.transfer_lr),
-                ep if self.transfer_epochs is None else int(self.transfer_epochs))
+        return (
+            lr if self.transfer_lr is None else float(self.transfer_lr),
+            ep if self.transfer_epochs is None else int(self.transfer_epochs),
+        )
 
     def _min_batch(self) -> int:
         # the original skips batches of 1 on NB-spaces and of <= 2 on the others
@@ -510,8 +534,19 @@ class NASFLAT(Method):
             out.append(model(*(t.to(self.device) for t in (ops, ei, hw_t, extra))))
         return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
 
-    def _train(self, model, rows: np.ndarray, hw: np.ndarray, y: np.ndarray, epochs: int, lr: float,
-               batch_size: int, gen: torch.Generator, rng: np.random.Generator, keep_last: int = 0) -> list:
+    def _train(
+        self,
+        model,
+        rows: np.ndarray,
+        hw: np.ndarray,
+        y: np.ndarray,
+        epochs: int,
+        lr: float,
+        batch_size: int,
+        gen: torch.Generator,
+        rng: np.random.Generator,
+        keep_last: int = 0,
+    ) -> list:
         """NASFLAT's training loop on examples (arch row, hw index, scaled latency); returns the
         state dicts after each of the last ``keep_last`` epochs."""
         g = self._graphs()
@@ -536,7 +571,6 @@ class NASFLAT(Method):
                 snaps.append(copy.deepcopy(model.state_dict()))
         model.eval()
         return snaps
-
 
     # ---- protocol -----------------------------------------------------------------------
     def fit(self, source, space, seed):
@@ -623,8 +657,18 @@ class NASFLAT(Method):
             if len(y) >= 2 and epochs > 0:
                 gen = torch.Generator().manual_seed(stable_seed(dseed, "shuffle"))
                 rng = np.random.default_rng(stable_seed(dseed, "pairs"))
-                snaps = self._train(model, ids, np.full(len(ids), slot), _minmax(y), epochs, lr,
-                                    self.transfer_batch_size, gen, rng, keep_last=max(0, int(self.snapshot_average)))
+                snaps = self._train(
+                    model,
+                    ids,
+                    np.full(len(ids), slot),
+                    _minmax(y),
+                    epochs,
+                    lr,
+                    self.transfer_batch_size,
+                    gen,
+                    rng,
+                    keep_last=max(0, int(self.snapshot_average)),
+                )
             models = [model.eval()]
             if snaps:
                 models = []

@@ -12,7 +12,6 @@ See the documentation page baselines/nn-meter (``docs/baselines/nn-meter.md``).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from latbench.errors import MethodError
 from latbench.kernels import decomposition as kernels
@@ -76,9 +75,18 @@ class NNMeter(Method):
     name = "nn-meter"
     summary = "nn-Meter adapted: per-kernel RFs backfitted from e2e latency per source, rescaled per kernel type on the shots"
 
-    def __init__(self, variant: str = "adapted", rules: str = "default", hardware: str = "tflite_cpu", rounds: int = 2,
-                 inner: int = 100, shrink=1e-4, random_state: int = 10, max_trees: int | None = None,
-                 campaign: str | None = None):
+    def __init__(
+        self,
+        variant: str = "adapted",
+        rules: str = "default",
+        hardware: str = "tflite_cpu",
+        rounds: int = 2,
+        inner: int = 100,
+        shrink=1e-4,
+        random_state: int = 10,
+        max_trees: int | None = None,
+        campaign: str | None = None,
+    ):
         self.variant = variant
         self.campaign = campaign
         self.rules = rules
@@ -93,8 +101,7 @@ class NNMeter(Method):
     check_params = {"max_trees": 8, "rounds": 1}
 
     def _forest(self, family: str, n_features: int):
-        return kernel_forest(family, n_features, hardware=self.hardware, max_trees=self.max_trees,
-                             random_state=self.random_state)
+        return kernel_forest(family, n_features, hardware=self.hardware, max_trees=self.max_trees, random_state=self.random_state)
 
     def fit(self, source, space, seed):
         super().fit(source, space, seed)
@@ -106,8 +113,14 @@ class NNMeter(Method):
             self.rules_, self.banks_ = MEASURED_RULES, []
             return self
         self.rules_ = kernels.resolve_rules(self.rules)
-        self.banks_ = backfitted_banks(self, source, space, lambda: KernelBank(self.rules_, self._forest, self.rounds, self.inner),
-                                       self.hardware, self.max_trees)
+        self.banks_ = backfitted_banks(
+            self,
+            source,
+            space,
+            lambda: KernelBank(self.rules_, self._forest, self.rounds, self.inner),
+            self.hardware,
+            self.max_trees,
+        )
         return self
 
     def _family_sums(self, ids, d: int):
@@ -117,8 +130,9 @@ class NNMeter(Method):
         super().adapt(device, oracle)
         ids, y = self.shots_[device]
         if self.variant == "faithful":
-            self.targets_[device] = measured_bank(self.space_, oracle, ids, lambda: KernelBank(MEASURED_RULES, self._forest, 0),
-                                                  campaign=self.campaign)
+            self.targets_[device] = measured_bank(
+                self.space_, oracle, ids, lambda: KernelBank(MEASURED_RULES, self._forest, 0), campaign=self.campaign
+            )
             return self
         if len(ids) == 0:
             self.targets_[device] = (0, {})  # zero-shot: the first source device as is

@@ -85,7 +85,7 @@ class _TargetStage:
             theta[d] = a
         return theta
 
-    def fit(self, P: np.ndarray, X: np.ndarray | None, y: np.ndarray) -> "_TargetStage":
+    def fit(self, P: np.ndarray, X: np.ndarray | None, y: np.ndarray) -> _TargetStage:
         k = len(y)
         self.n_x_ = 0 if X is None else X.shape[1]
         if k == 0:  # zero-shot: the plain mean of the source models (ms of an average source device)
@@ -117,7 +117,7 @@ class _OpRegressor:
     #: hold-out) never come out empty. Tiling does not move a least-squares or tree fit.
     MIN_ROWS = 20
 
-    def fit(self, x, y, sample_weight=None) -> "_OpRegressor":
+    def fit(self, x, y, sample_weight=None) -> _OpRegressor:
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         reps = -(-self.MIN_ROWS // len(y))
         self.model_ = self.method._fit_source(np.tile(x, (reps, 1)), np.tile(y, reps), self.seed)
@@ -130,7 +130,6 @@ class _OpRegressor:
 # ---- the methods -------------------------------------------------------------------------------
 class _OpwiseBase(Method):
     """Per-source regressors on op-wise features + the shared target stage (see baselines/opwise in the docs)."""
-
 
     # subclasses: _make(seed) -> regressor, or override _fit_source / _predict_source
 
@@ -167,16 +166,19 @@ class _OpwiseBase(Method):
             memo[key] = np.column_stack([self._predict_source(m, x) for m in self.models_])
         return memo[key]
 
-    def _target_stage(self) -> "_TargetStage":
+    def _target_stage(self) -> _TargetStage:
         return _TargetStage(self.target_alpha, self.op_penalty)
 
     def adapt(self, device, oracle):
         super().adapt(device, oracle)
         ids, y = self.shots_[device]
         if self.variant == "faithful":
-
-            bank = measured_bank(self.space_, oracle, ids,
-                                 lambda: KernelBank(MEASURED_RULES, self._op_regressor, 0, features=lambda f: OP_FEATURES))
+            bank = measured_bank(
+                self.space_,
+                oracle,
+                ids,
+                lambda: KernelBank(MEASURED_RULES, self._op_regressor, 0, features=lambda f: OP_FEATURES),
+            )
             overhead = max(0.0, float(np.mean(y - kernel_sum(self.space_, bank, ids))))
             self.targets_[device] = (bank, overhead)
             return self
@@ -185,12 +187,11 @@ class _OpwiseBase(Method):
         self.targets_[device] = self._target_stage().fit(P, x, y)
         return self
 
-    def _op_regressor(self, family: str, n_features: int) -> "_OpRegressor":
+    def _op_regressor(self, family: str, n_features: int) -> _OpRegressor:
         return _OpRegressor(self, self.seed_ + zlib.crc32(family.encode()) % 10_000)
 
     def predict(self, device, arch_ids):
         if self.variant == "faithful":
-
             bank, overhead = self.targets_[device]
             return positive_floor(kernel_sum(self.space_, bank, arch_ids) + overhead, self.shots_[device][1])
         x = self._features(arch_ids)
@@ -244,8 +245,16 @@ class OpwiseLasso(_OpwiseBase):
     name = "opwise-lasso"
     summary = "op-wise NN-Lasso (Li et al. ICPE'23) adapted: e2e fit per source, sparse source mix on the k shots"
 
-    def __init__(self, variant: str = "adapted", rules: str = "default", stats=DEFAULT_STATS, alpha: float = 1e-4, target_alpha: float = 1e-3,
-                 op_penalty=OP_PENALTIES, prior: str = "sources"):
+    def __init__(
+        self,
+        variant: str = "adapted",
+        rules: str = "default",
+        stats=DEFAULT_STATS,
+        alpha: float = 1e-4,
+        target_alpha: float = 1e-3,
+        op_penalty=OP_PENALTIES,
+        prior: str = "sources",
+    ):
         self.variant = variant
         self.rules = rules
         self.stats = stats
@@ -256,7 +265,6 @@ class OpwiseLasso(_OpwiseBase):
 
     def fit(self, source, space, seed):
         if self.prior not in ("sources", "none"):
-
             raise MethodError(f"opwise-lasso: prior must be 'sources' or 'none', got {self.prior!r}")
         return super().fit(source, space, seed)
 
@@ -277,7 +285,6 @@ class OpwiseLasso(_OpwiseBase):
 
     def adapt(self, device, oracle):
         if self.prior == "none" and "flops" not in self.stats:
-
             raise MethodError("opwise-lasso: prior='none' needs 'flops' among the stats")
         return super().adapt(device, oracle)
 
@@ -341,8 +348,16 @@ class OpwiseRF(_RegressorOpwise):
     name = "opwise-rf"
     summary = "op-wise features, RandomForest per source device (e2e-adapted ICPE'23), sparse source mix on the shots"
 
-    def __init__(self, variant: str = "adapted", rules: str = "default", stats=DEFAULT_STATS, n_estimators: int = 200, max_features: float = 1 / 3,
-                 target_alpha: float = 1e-3, op_penalty=OP_PENALTIES):
+    def __init__(
+        self,
+        variant: str = "adapted",
+        rules: str = "default",
+        stats=DEFAULT_STATS,
+        n_estimators: int = 200,
+        max_features: float = 1 / 3,
+        target_alpha: float = 1e-3,
+        op_penalty=OP_PENALTIES,
+    ):
         self.variant = variant
         self.rules = rules
         self.stats = stats
@@ -406,8 +421,18 @@ class OpwiseGBDT(_RegressorOpwise):
     name = "opwise-gbdt"
     summary = "op-wise features, gradient-boosted trees per source device (e2e-adapted ICPE'23), sparse source mix"
 
-    def __init__(self, variant: str = "adapted", rules: str = "default", stats=DEFAULT_STATS, n_estimators: int = 300, max_depth: int = 3,
-                 learning_rate: float = 0.05, subsample: float = 0.8, target_alpha: float = 1e-3, op_penalty=OP_PENALTIES):
+    def __init__(
+        self,
+        variant: str = "adapted",
+        rules: str = "default",
+        stats=DEFAULT_STATS,
+        n_estimators: int = 300,
+        max_depth: int = 3,
+        learning_rate: float = 0.05,
+        subsample: float = 0.8,
+        target_alpha: float = 1e-3,
+        op_penalty=OP_PENALTIES,
+    ):
         self.variant = variant
         self.rules = rules
         self.stats = stats
@@ -423,8 +448,13 @@ class OpwiseGBDT(_RegressorOpwise):
     def _make(self, seed):
         from sklearn.ensemble import GradientBoostingRegressor
 
-        return GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
-                                         learning_rate=self.learning_rate, subsample=self.subsample, random_state=seed)
+        return GradientBoostingRegressor(
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            subsample=self.subsample,
+            random_state=seed,
+        )
 
 
 class OpwiseMLP(_OpwiseBase):
@@ -470,8 +500,16 @@ class OpwiseMLP(_OpwiseBase):
     name = "opwise-mlp"
     summary = "op-wise features, MLP per source device on log-latency (e2e-adapted ICPE'23), sparse source mix"
 
-    def __init__(self, variant: str = "adapted", rules: str = "default", stats=DEFAULT_STATS, hidden: tuple = (64, 64), max_iter: int = 200,
-                 target_alpha: float = 1e-3, op_penalty=OP_PENALTIES):
+    def __init__(
+        self,
+        variant: str = "adapted",
+        rules: str = "default",
+        stats=DEFAULT_STATS,
+        hidden: tuple = (64, 64),
+        max_iter: int = 200,
+        target_alpha: float = 1e-3,
+        op_penalty=OP_PENALTIES,
+    ):
         self.variant = variant
         self.rules = rules
         self.stats = stats
@@ -488,8 +526,13 @@ class OpwiseMLP(_OpwiseBase):
         z = np.log1p(x)
         mu, sd = z.mean(0), z.std(0)
         sd = np.where(sd > 0, sd, 1.0)
-        model = MLPRegressor(hidden_layer_sizes=tuple(self.hidden), max_iter=self.max_iter, early_stopping=True,
-                             random_state=seed, learning_rate_init=1e-3)
+        model = MLPRegressor(
+            hidden_layer_sizes=tuple(self.hidden),
+            max_iter=self.max_iter,
+            early_stopping=True,
+            random_state=seed,
+            learning_rate_init=1e-3,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit((z - mu) / sd, np.log(y))

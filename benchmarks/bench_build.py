@@ -1,6 +1,6 @@
 """Time `latbench data build` from the local mirror (the README's build-time figure).
 
-    LATBENCH_MIRROR=../shared/sources python benchmarks/bench_build.py --repeats 3
+LATBENCH_MIRROR=../shared/sources python benchmarks/bench_build.py --repeats 3
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ def main() -> None:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "latbench.cli", "data", "build"], env=env, check=True, capture_output=True)
             times.append(time.perf_counter() - t0)
-    print(f"latbench data build (mirror, {os.cpu_count()} CPUs): median {statistics.median(times):.1f} s over {len(times)} runs "
-          f"(min {min(times):.1f}, max {max(times):.1f})")
+    print(
+        f"latbench data build (mirror, {os.cpu_count()} CPUs): median {statistics.median(times):.1f} s over {len(times)} runs "
+        f"(min {min(times):.1f}, max {max(times):.1f})"
+    )
 
 
 if __name__ == "__main__":

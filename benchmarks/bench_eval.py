@@ -1,6 +1,6 @@
 """Time the main job end to end as a user runs it (process start included), data already built.
 
-    python benchmarks/bench_eval.py --method flops --task hard-3 --repeats 5
+python benchmarks/bench_eval.py --method flops --task hard-3 --repeats 5
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ def main() -> None:
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         times.append(time.perf_counter() - t0)
-    print(f"latbench eval --method {args.method} --task {args.task} ({os.cpu_count()} CPUs): "
-          f"median {statistics.median(times):.2f} s over {len(times)} runs (min {min(times):.2f}, max {max(times):.2f})")
+    print(
+        f"latbench eval --method {args.method} --task {args.task} ({os.cpu_count()} CPUs): "
+        f"median {statistics.median(times):.2f} s over {len(times)} runs (min {min(times):.2f}, max {max(times):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,24 @@ def metrics(folder: Path) -> str:
 
 def run_once(workers: int, out: Path) -> tuple[float, float, float]:
     """(end-to-end seconds including process start, the sweep's own wall time, CPU seconds of all its processes)."""
-    cmd = [sys.executable, "-m", "latbench.cli", "sweep", "--methods", METHODS, "--tasks", "main", "--shots", "5,10,20",
-           "--trials", "5", "--workers", str(workers), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "latbench.cli",
+        "sweep",
+        "--methods",
+        METHODS,
+        "--tasks",
+        "main",
+        "--shots",
+        "5,10,20",
+        "--trials",
+        "5",
+        "--workers",
+        str(workers),
+        "--out",
+        str(out),
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -74,16 +90,22 @@ def main() -> None:
 
     n_tasks = len(suite_tasks("main"))
     base = statistics.median(t for w, _, t, _, _, _ in rows if w == counts[0])
-    print(f"Full baseline board ({METHODS.replace(',', ', ')}; main suite of {n_tasks} tasks, k = 5/10/20, 5 trials = "
-          f"{3 * n_tasks * 5} units) on {os.cpu_count()} CPU cores; load average before "
-          f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (the machine may be shared and under load).\n")
-    print(f"| workers | run | wall s (end to end) | sweep wall s | CPU s (all processes) | speed-up vs workers={counts[0]} | same metrics |")
+    print(
+        f"Full baseline board ({METHODS.replace(',', ', ')}; main suite of {n_tasks} tasks, k = 5/10/20, 5 trials = "
+        f"{3 * n_tasks * 5} units) on {os.cpu_count()} CPU cores; load average before "
+        f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (the machine may be shared and under load).\n"
+    )
+    print(
+        f"| workers | run | wall s (end to end) | sweep wall s | CPU s (all processes) | speed-up vs workers={counts[0]} | same metrics |"
+    )
     print("|---|---|---|---|---|---|---|")
     for w, r, total, wall, cpu, same in rows:
         print(f"| {w} | {r} | {total:.1f} | {wall:.1f} | {cpu:.1f} | {base / total:.2f}x | {'yes' if same else 'NO'} |")
-    print("\nCPU s counts every process of the run: with more workers it grows by what each worker repeats "
-          "(start-up, dataset load, per-process caches such as lookup's layer features); wall time can only "
-          "approach CPU s / workers when that many cores are free.")
+    print(
+        "\nCPU s counts every process of the run: with more workers it grows by what each worker repeats "
+        "(start-up, dataset load, per-process caches such as lookup's layer features); wall time can only "
+        "approach CPU s / workers when that many cores are free."
+    )
     if not all(same for *_, same in rows):
         sys.exit("metrics differ between worker counts")
 

@@ -24,11 +24,11 @@ import numpy as np
 from scipy.stats import spearmanr
 
 import latbench_baselines.brp_nas as brp
-from latbench_baselines.brp_nas import BRPNAS
 from latbench.data import store
-from latbench.protocol.trial import make_trial
 from latbench.data.store import get_space
+from latbench.protocol.trial import make_trial
 from latbench.tasks.spec import get_task
+from latbench_baselines.brp_nas import BRPNAS
 
 
 def _rho(a, b) -> float:
@@ -63,7 +63,7 @@ def use_encoding(name: str) -> None:
         adj, x = ours(space, ids)
         if space.name != "ofa":
             return adj, x
-        x, onehot = x[:, :, : -len(RESOLUTIONS)], x[:, :, -len(RESOLUTIONS):]
+        x, onehot = x[:, :, : -len(RESOLUTIONS)], x[:, :, -len(RESOLUTIONS) :]
         if name == "no-resolution":
             return adj, x
         code = onehot[:, 1]  # the input node always carries r
@@ -98,7 +98,14 @@ def main() -> None:
         keep = [i for i, d in enumerate(src.devices) if d not in args.drop.split(",")]
         src = dataclasses.replace(src, devices=tuple(src.devices[i] for i in keep), latency=src.latency[keep])
     eval_ids = next(iter(trial.eval_ids.values()))
-    out = {"task": task.id, "trial": args.trial, "shots": args.shots, "encoding": args.encoding, "sources": list(src.devices), "params": dict(map(_param, args.param))}
+    out = {
+        "task": task.id,
+        "trial": args.trial,
+        "shots": args.shots,
+        "encoding": args.encoding,
+        "sources": list(src.devices),
+        "params": dict(map(_param, args.param)),
+    }
 
     norm = src.latency / np.median(src.latency, axis=1, keepdims=True)
     pooled = np.median(norm, axis=0)  # the L1 minimiser per arch of the pooled pre-training loss

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from latbench.data import store
 from latbench.eval import checkpoints
 from latbench.leaderboard import board as lb
-from latbench.data import store
 from latbench.tasks.spec import get_task
 
 
@@ -48,8 +48,7 @@ def cell(by, task_id, k, trials) -> str:
 def method_table(records, tasks, shots, trials) -> list[str]:
     by = spearman_by_task_k(records)
     lines = ["| task | space | " + " | ".join(f"k={k}" for k in shots) + " |", "|---|---|" + "---|" * len(shots)]
-    lines += [f"| {task.id} | {task.space} | " + " | ".join(cell(by, task.id, k, trials) for k in shots) + " |"
-              for task in tasks]
+    lines += [f"| {task.id} | {task.space} | " + " | ".join(cell(by, task.id, k, trials) for k in shots) + " |" for task in tasks]
     return lines
 
 
@@ -104,12 +103,18 @@ def comparison(method: str, records, entries, shots, trials) -> list[str]:
     if not done:
         return []
     tasks = sorted(done)
-    rows = [f"Mean Spearman over the {len(tasks)} tasks `{method}` has finished ({', '.join(tasks)}):", "",
-            "| method | " + " | ".join(f"k={k}" for k in shots) + " |", "|---|" + "---|" * len(shots),
-            f"| {method} | " + " | ".join(f"{np.mean([done[t][k] for t in tasks]):.3f}" for k in shots) + " |"]
+    rows = [
+        f"Mean Spearman over the {len(tasks)} tasks `{method}` has finished ({', '.join(tasks)}):",
+        "",
+        "| method | " + " | ".join(f"k={k}" for k in shots) + " |",
+        "|---|" + "---|" * len(shots),
+        f"| {method} | " + " | ".join(f"{np.mean([done[t][k] for t in tasks]):.3f}" for k in shots) + " |",
+    ]
     for e in entries:
         agg = {(r.task, r.shots): r.aggregate["spearman"]["mean"] for r in e.results}
-        rows.append(f"| {e.method.name} (board) | " + " | ".join(f"{np.mean([agg[t, k] for t in tasks]):.3f}" for k in shots) + " |")
+        rows.append(
+            f"| {e.method.name} (board) | " + " | ".join(f"{np.mean([agg[t, k] for t in tasks]):.3f}" for k in shots) + " |"
+        )
     return rows + [""]
 
 
@@ -129,8 +134,12 @@ def main() -> None:
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--suite", default="main")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--trials", type=int, default=lb.SUITE_TRIALS,
-                    help="Trials planned per task (for a grid run with fewer than the suite's); units of later trials are left out.")
+    ap.add_argument(
+        "--trials",
+        type=int,
+        default=lb.SUITE_TRIALS,
+        help="Trials planned per task (for a grid run with fewer than the suite's); units of later trials are left out.",
+    )
     ap.add_argument("--compare", type=Path, nargs="*", default=[], help="Board entry files to compare with on the same tasks.")
     args = ap.parse_args()
     tasks = lb.suite_tasks(args.suite)
@@ -145,21 +154,33 @@ def main() -> None:
         if rec.key["shots"] == shots and rec.key["protocol"] == "official" and task in tasks and rec.key["trial"] < args.trials:
             fresh[rec.key["method"]].append(rec)
     planned = len(tasks) * args.trials
-    out = [f"Official protocol, suite `{args.suite}`; Spearman rho, mean ± std over the trials finished "
-           f"(count in brackets when fewer than {args.trials}). From `{args.checkpoint}`"
-           + (f"; {stale} stale unit(s) ignored." if stale else "."), ""]
+    out = [
+        f"Official protocol, suite `{args.suite}`; Spearman rho, mean ± std over the trials finished "
+        f"(count in brackets when fewer than {args.trials}). From `{args.checkpoint}`"
+        + (f"; {stale} stale unit(s) ignored." if stale else "."),
+        "",
+    ]
     for method in sorted(fresh):
         recs = fresh[method]
         secs = defaultdict(list)
         for r in recs:
             secs[get_task(r.key["task"]).space].append(r.seconds)
         timing = ", ".join(f"{sp} {duration(np.mean(v))} ({len(v)})" for sp, v in sorted(secs.items()))
-        out += [f"### `{method}`: {len(recs)} of {planned} units", "",
-                f"Mean wall time per unit (task x trial, all k), by space: {timing}.", ""]
+        out += [
+            f"### `{method}`: {len(recs)} of {planned} units",
+            "",
+            f"Mean wall time per unit (task x trial, all k), by space: {timing}.",
+            "",
+        ]
         out += comparison(method, recs, entries, shots, args.trials)
         out += method_table(recs, tasks, shots, args.trials) + [""]
     if len(fresh) > 1:
-        out += ["### All methods", "", f"Spearman rho at k = {' / '.join(map(str, shots))} per task (mean over the finished trials):", ""]
+        out += [
+            "### All methods",
+            "",
+            f"Spearman rho at k = {' / '.join(map(str, shots))} per task (mean over the finished trials):",
+            "",
+        ]
         out += compact_table(fresh, tasks, shots) + [""]
         out += wide_table(fresh, tasks, shots, args.trials) + [""]
     text = "\n".join(out)

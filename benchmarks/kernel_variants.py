@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from latbench.data import store
-from latbench.methods.registry import make
 from latbench.eval.runner import evaluate
+from latbench.methods.registry import make
 from latbench.tasks.spec import get_task
 
 METHODS = ["nn-meter", "litepred", "opwise-lasso", "opwise-rf", "opwise-gbdt", "opwise-mlp"]
@@ -45,8 +45,10 @@ def row(method, variant, task, res, k) -> str:
     def c(m, d=3):
         return f"{a[m]['mean']:.{d}f} ± {a[m]['std']:.{d}f}"
 
-    return (f"| {method} | {variant} | {k} | {c('spearman')} | {c('mape', 1)} | {c('acc10', 2)} | {c('rmse', 2)} | "
-            f"{k} archs, {cost:.2f} s | {secs:.1f} |")
+    return (
+        f"| {method} | {variant} | {k} | {c('spearman')} | {c('mape', 1)} | {c('acc10', 2)} | {c('rmse', 2)} | "
+        f"{k} archs, {cost:.2f} s | {secs:.1f} |"
+    )
 
 
 def main() -> None:
@@ -58,17 +60,25 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/kernel-variants.md"))
     args = ap.parse_args()
     info = store.info()
-    lines = ["# Faithful vs adapted kernel-level baselines (issue #6)", "",
-             f"`python benchmarks/kernel_variants.py --trials {args.trials}"
-             + (f" --campaign {' '.join(map(str, args.campaign))}" if args.campaign else "") + "`; dataset "
-             f"{info['dataset_version']}, official protocol, mean ± std over {args.trials} trials; "
-             "adaptation cost = target archs measured and their estimated device time "
-             f"({PASSES_PER_ARCH} forwards each); time = fit + adapt + predict seconds per trial on this machine.", ""]
+    lines = [
+        "# Faithful vs adapted kernel-level baselines (issue #6)",
+        "",
+        f"`python benchmarks/kernel_variants.py --trials {args.trials}"
+        + (f" --campaign {' '.join(map(str, args.campaign))}" if args.campaign else "")
+        + "`; dataset "
+        f"{info['dataset_version']}, official protocol, mean ± std over {args.trials} trials; "
+        "adaptation cost = target archs measured and their estimated device time "
+        f"({PASSES_PER_ARCH} forwards each); time = fit + adapt + predict seconds per trial on this machine.",
+        "",
+    ]
     for task_id in TASKS:
         task = get_task(task_id)
-        lines += [f"## {task_id} ({', '.join(task.source)} -> {', '.join(task.target)}; difficulty {task.difficulty:.3f})", "",
-                  "| method | variant | k | Spearman ρ | MAPE % | ±10 % | RMSE ms | adaptation cost | time s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {task_id} ({', '.join(task.source)} -> {', '.join(task.target)}; difficulty {task.difficulty:.3f})",
+            "",
+            "| method | variant | k | Spearman ρ | MAPE % | ±10 % | RMSE ms | adaptation cost | time s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for m in args.methods:
             for variant in ("adapted", "faithful"):
                 tic = time.perf_counter()
@@ -76,17 +86,24 @@ def main() -> None:
                 lines += [row(m, variant, task, res, k) for k in args.shots]
                 print(f"{task_id} {m} {variant}: {time.perf_counter() - tic:.0f} s", flush=True)
         for folder in args.campaign:
-            res = evaluate(make("nn-meter", variant="faithful", campaign=str(folder)), [task], shots=[0, *args.shots],
-                           trials=args.trials)
+            res = evaluate(
+                make("nn-meter", variant="faithful", campaign=str(folder)), [task], shots=[0, *args.shots], trials=args.trials
+            )
             lines += [row(f"nn-meter + campaign `{folder.name}`", "faithful", task, res, k) for k in [0, *args.shots]]
         lines.append("")
     if args.campaign:
-        lines += ["Campaigns (`campaign-<op>.json`):", "", "| device | op | sampler | configurations | contended | held-out ±10 % (last round) | seconds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "Campaigns (`campaign-<op>.json`):",
+            "",
+            "| device | op | sampler | configurations | contended | held-out ±10 % (last round) | seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for f in sorted(p for folder in args.campaign for p in folder.glob("*/campaign-*.json")):
             c = json.loads(f.read_text())
-            lines.append(f"| {c['device']} | {c['op']} | {c['sampler']} | {c['measured']} | {c['contended']} | "
-                         f"{c['history'][-1]['acc10']:.3f} | {c['seconds']} |")
+            lines.append(
+                f"| {c['device']} | {c['op']} | {c['sampler']} | {c['measured']} | {c['contended']} | "
+                f"{c['history'][-1]['acc10']:.3f} | {c['seconds']} |"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -23,19 +23,27 @@ def rows(root: Path):
         rel_iqr = float(np.median(t["iqr_ms"] / t["latency_ms"]))
         contended = int(t["contended"].fillna(False).sum()) if "contended" in t else 0
         yield {
-            "space": d.meta.space, "device": d.meta.device, "archs": len(d.archs),
-            "median_ms": float(np.median(d.latency)), "rel_iqr": rel_iqr, "contended": contended,
+            "space": d.meta.space,
+            "device": d.meta.device,
+            "archs": len(d.archs),
+            "median_ms": float(np.median(d.latency)),
+            "rel_iqr": rel_iqr,
+            "contended": contended,
             "kernels": d.kernels is not None,
             "retest": f"{d.retest['spearman']:.3f} ({d.retest['archs']} archs)" if d.retest else "—",
         }
 
 
 def main(root: Path = measured.PACKAGE_DIR) -> str:
-    lines = ["| space | device | archs | median latency (ms) | median IQR / median | contended runs kept | kernel table | test-retest Spearman |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| space | device | archs | median latency (ms) | median IQR / median | contended runs kept | kernel table | test-retest Spearman |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows(root):
-        lines.append(f"| {r['space']} | `{r['device']}` | {r['archs']:,} | {r['median_ms']:.3f} | {r['rel_iqr']:.3f} | "
-                     f"{r['contended']} | {'yes' if r['kernels'] else 'no'} | {r['retest']} |")
+        lines.append(
+            f"| {r['space']} | `{r['device']}` | {r['archs']:,} | {r['median_ms']:.3f} | {r['rel_iqr']:.3f} | "
+            f"{r['contended']} | {'yes' if r['kernels'] else 'no'} | {r['retest']} |"
+        )
     return "\n".join(lines)
 
 

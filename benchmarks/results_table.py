@@ -12,14 +12,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latbench.methods.registry import make
 from latbench.eval.runner import evaluate
+from latbench.methods.registry import make
 from latbench.tasks.spec import select
 
 
 def task_table(tasks) -> str:
     rows = ["| task | tier | space | #source | #target | #valid | difficulty |", "|---|---|---|---|---|---|---|"]
-    rows += [f"| {t.id} | {t.tier or t.kind} | {t.space} | {len(t.source)} | {len(t.target)} | {len(t.valid)} | {t.difficulty:.3f} |" for t in tasks]
+    rows += [
+        f"| {t.id} | {t.tier or t.kind} | {t.space} | {len(t.source)} | {len(t.target)} | {len(t.valid)} | {t.difficulty:.3f} |"
+        for t in tasks
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -47,15 +50,30 @@ def main() -> None:
         return f"{agg[metric]['mean']:.{digits}f} ± {agg[metric]['std']:.{digits}f}"
 
     cols = [(m, k) for m in args.methods for k in args.shots]
-    lines = [f"Spearman rho, mean ± std over {args.trials} trials (per trial: mean over target devices); "
-             "official protocol, k target measurements.", "",
-             "| task | " + " | ".join(f"{m} k={k}" for m, k in cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = [
+        f"Spearman rho, mean ± std over {args.trials} trials (per trial: mean over target devices); "
+        "official protocol, k target measurements.",
+        "",
+        "| task | " + " | ".join(f"{m} k={k}" for m, k in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
     lines += [f"| {t.id} | " + " | ".join(cell(all_results[m][k][t.id], "spearman") for m, k in cols) + " |" for t in tasks]
     k = args.shots[-1]
-    lines += ["", f"MAPE % and ±10 % accuracy at k={k}:", "",
-              "| task | " + " | ".join(f"{m} MAPE | {m} ±10%" for m in args.methods) + " |", "|---|" + "---|---|" * len(args.methods)]
-    lines += [f"| {t.id} | " + " | ".join(f"{cell(all_results[m][k][t.id], 'mape', 1)} | {cell(all_results[m][k][t.id], 'acc10', 2)}"
-                                           for m in args.methods) + " |" for t in tasks]
+    lines += [
+        "",
+        f"MAPE % and ±10 % accuracy at k={k}:",
+        "",
+        "| task | " + " | ".join(f"{m} MAPE | {m} ±10%" for m in args.methods) + " |",
+        "|---|" + "---|---|" * len(args.methods),
+    ]
+    lines += [
+        f"| {t.id} | "
+        + " | ".join(
+            f"{cell(all_results[m][k][t.id], 'mape', 1)} | {cell(all_results[m][k][t.id], 'acc10', 2)}" for m in args.methods
+        )
+        + " |"
+        for t in tasks
+    ]
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

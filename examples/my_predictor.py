@@ -62,6 +62,7 @@ class ParamsRegression(Method):
         ids, y = self.shots_[device]
         feature = self.feature
         if feature == "auto":
+
             def left_out(f, keep, i):  # fit on the shots `keep`, predict shot i
                 a, b = scale_fit(self._x(f, ids[keep]), y[keep])
                 return a * self._x(f, ids[i : i + 1])[0] + b

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +33,12 @@ def atomic_path(path: Path, *, exclusive: bool = False) -> Iterator[Path]:
             os.link(tmp, path)
         else:
             os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the new name durable too (best effort: not every filesystem lets a folder be opened)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -68,3 +69,33 @@ def write_parquet(path: Path, table, **options) -> Path:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **options)
     return Path(path)
+
+
+class NotReadable(Exception):
+    """Why :func:`read_regular` refused a path: ``kind`` is "directory", "fifo", "special" or "error"."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(detail or kind)
+        self.kind = kind
+        self.detail = detail
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``path``, which must be a regular file (else :class:`NotReadable`).
+
+    Opened non-blocking and checked on the open descriptor, so a FIFO (or a device, a directory) is
+    refused at once instead of blocking the reader forever, even if it replaced the file after a check.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise NotReadable("error", e.strerror or str(e)) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotReadable("directory" if stat.S_ISDIR(mode) else "fifo" if stat.S_ISFIFO(mode) else "special")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read(limit + 1)
+        except OSError as e:
+            raise NotReadable("error", e.strerror or str(e)) from None

@@ -14,8 +14,8 @@ import numpy as np
 
 from latbench.data import store
 from latbench.errors import LatbenchError
-from latbench.io import atomic_path
 from latbench.eval.trials import run_trial
+from latbench.io import atomic_path
 from latbench.protocol.scoring import check_predictions
 from latbench.tasks.generation import correlation
 
@@ -108,12 +108,13 @@ def _heatmap(plt, table, corr: np.ndarray, path: Path, n_archs: int) -> Path:
             for i in range(n):
                 for j in range(n):
                     dark = c[i, j] < vmin + 0.6 * (1.0 - vmin)
-                    ax.text(j, i, f"{c[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if dark else "black")
+                    ax.text(j, i, f"{c[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
         bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
         bar.set_label("Spearman ρ (latency ranking agreement)")
-        ax.set_title(f"{table.space}: device x device Spearman ρ over {n_archs:,} archs measured on every device\n"
-                     "(devices ordered by hierarchical clustering)")
+        ax.set_title(
+            f"{table.space}: device x device Spearman ρ over {n_archs:,} archs measured on every device\n"
+            "(devices ordered by hierarchical clustering)"
+        )
     return path
 
 
@@ -124,8 +125,9 @@ def _histograms(plt, table, path: Path) -> Path:
     # fixed margins instead of tight_layout/bbox "tight": those measure every log tick label (seconds)
     with _figure(plt, path, tight=False, figsize=(2.6 * ncols, 2.0 * nrows + 0.9)) as fig:
         axes = fig.subplots(nrows, ncols, squeeze=False)
-        fig.subplots_adjust(left=0.04, right=0.98, bottom=0.6 / (2.0 * nrows + 0.9), top=1 - 0.75 / (2.0 * nrows + 0.9),
-                            wspace=0.25, hspace=0.55)
+        fig.subplots_adjust(
+            left=0.04, right=0.98, bottom=0.6 / (2.0 * nrows + 0.9), top=1 - 0.75 / (2.0 * nrows + 0.9), wspace=0.25, hspace=0.55
+        )
         for k, ax in enumerate(axes.flat):
             if k >= n:
                 ax.set_visible(False)
@@ -145,8 +147,16 @@ def _histograms(plt, table, path: Path) -> Path:
             med = float(np.median(y))
             ax.axvline(med, color="tab:red", lw=1.2)
             right = np.log(med / lo) < 0.5 * np.log(hi / lo) if hi > lo else True
-            ax.text(0.97 if right else 0.03, 0.95, f"median\n{med:.3g} ms", transform=ax.transAxes,
-                    ha="right" if right else "left", va="top", fontsize=7, color="tab:red")
+            ax.text(
+                0.97 if right else 0.03,
+                0.95,
+                f"median\n{med:.3g} ms",
+                transform=ax.transAxes,
+                ha="right" if right else "left",
+                va="top",
+                fontsize=7,
+                color="tab:red",
+            )
         fig.suptitle(f"{table.space}: latency per device (ms, log scale; {table.values.shape[1]:,} archs; red = median)")
         fig.supxlabel("latency (ms)", fontsize=9)
     return path
@@ -165,8 +175,11 @@ def plot_predictions(method, tasks, shots: int, out: Path) -> list[Path]:
         panels = []
         for dev, oracle in trial.oracles.items():
             shot_ids = np.array(list(oracle.measured), dtype=np.int64)
-            shot_pred = (check_predictions(fitted.predict(dev, shot_ids.copy()), len(shot_ids), f"{task.id}/{dev} shots")
-                         if len(shot_ids) else np.zeros(0))
+            shot_pred = (
+                check_predictions(fitted.predict(dev, shot_ids.copy()), len(shot_ids), f"{task.id}/{dev} shots")
+                if len(shot_ids)
+                else np.zeros(0)
+            )
             shot_true = np.array(list(oracle.measured.values()), dtype=np.float64)  # what the method saw
             panels.append((dev, table.device(dev)[trial.eval_ids[dev]], preds[dev], shot_true, shot_pred))
         name = getattr(method, "name", "") or type(method).__name__
@@ -193,8 +206,17 @@ def _scatter(plt, task, shots: int, method_name: str, panels, path: Path) -> Pat
             ax.plot(line, line, color="black", lw=0.8, label="y = x")
             ax.scatter(y, p, s=6, alpha=0.4, color="tab:blue", lw=0, label=f"eval ({len(y)})")
             if len(ys):
-                ax.scatter(ys, ps, s=40, marker="*", color="tab:red", edgecolor="black", lw=0.4,
-                           label=f"measured shots ({len(ys)})", zorder=3)
+                ax.scatter(
+                    ys,
+                    ps,
+                    s=40,
+                    marker="*",
+                    color="tab:red",
+                    edgecolor="black",
+                    lw=0.4,
+                    label=f"measured shots ({len(ys)})",
+                    zorder=3,
+                )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlim(lo, hi)

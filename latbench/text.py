@@ -30,8 +30,10 @@ def name_problem(name: object) -> str | None:
     """None for a good name, else why it is refused (one line, for error messages)."""
     if is_safe_name(name):
         return None
-    return (f"{str(name)[:80]!r} is not a valid name: use lower-case letters, digits, '.', '_' and '-', "
-            f"starting with a letter or digit (at most 100 characters)")
+    return (
+        f"{str(name)[:80]!r} is not a valid name: use lower-case letters, digits, '.', '_' and '-', "
+        f"starting with a letter or digit (at most 100 characters)"
+    )
 
 
 def slug(text: str) -> str:

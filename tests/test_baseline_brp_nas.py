@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from latbench_baselines.brp_nas import BRPGCN, BRPNAS, GraphSet, chain_brp_graph, nb201_brp_graph
-from latbench.spaces.nb201 import NB201Space
 from latbench.eval.checks import check_method
+from latbench.spaces.nb201 import NB201Space
+from latbench_baselines.brp_nas import BRPGCN, BRPNAS, GraphSet, chain_brp_graph, nb201_brp_graph
 
 TINY = {"epochs": 1, "finetune_epochs": 1, "hidden": 32}
 
@@ -102,9 +102,9 @@ def test_chain_extension_adds_global_node():
 def test_ofa_graph_carries_the_input_resolution(data):
     """OFA's chain graph has no resolution; brp-nas puts r's one-hot on the input node and on the
     active layer nodes (without it the GCN ranks OFA archs at ~0.2 Spearman)."""
-    from latbench_baselines.brp_nas import encode
     from latbench.data.store import get_space
     from latbench.spaces.ofa import RESOLUTIONS, parse
+    from latbench_baselines.brp_nas import encode
 
     space = get_space("ofa")
     ids = np.arange(50)
@@ -115,7 +115,7 @@ def test_ofa_graph_carries_the_input_resolution(data):
     seen = set()
     for row, i in enumerate(ids):
         r, _, ks, _ = parse(space.arch_str(int(i)))
-        res = feat[row, :, -len(RESOLUTIONS):]
+        res = feat[row, :, -len(RESOLUTIONS) :]
         carriers = {1} | {slot + 2 for slot, k in enumerate(ks) if k}
         assert set(np.flatnonzero(res.any(1)).tolist()) == carriers  # not the global, output or skipped slots
         assert (res[sorted(carriers)].argmax(1) == RESOLUTIONS.index(r)).all() and res.sum() == len(carriers)
@@ -127,16 +127,20 @@ def test_ofa_graph_carries_the_input_resolution(data):
 def test_batch_matches_pyg_and_aggregates_successors():
     from torch_geometric.data import Batch, Data
 
-    archs = ["|nor_conv_1x1~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_3x3~2|",
-             "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"]
+    archs = [
+        "|nor_conv_1x1~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_3x3~2|",
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+    ]
     graphs = [_graph(a) for a in archs]
     adj, feat = np.stack([g[0] for g in graphs]), np.stack([g[1] for g in graphs])
     gs = GraphSet(adj, feat)
     x, edge_index, readout = gs.batch(torch.tensor([1, 0]))
-    ref = Batch.from_data_list([
-        Data(x=torch.from_numpy(feat[k]), edge_index=torch.from_numpy(np.stack(np.nonzero(adj[k])[::-1]).astype(np.int64)))
-        for k in (1, 0)
-    ])
+    ref = Batch.from_data_list(
+        [
+            Data(x=torch.from_numpy(feat[k]), edge_index=torch.from_numpy(np.stack(np.nonzero(adj[k])[::-1]).astype(np.int64)))
+            for k in (1, 0)
+        ]
+    )
     assert torch.equal(x, ref.x)
     assert {tuple(e) for e in edge_index.T.tolist()} == {tuple(e) for e in ref.edge_index.T.tolist()}
     assert readout.tolist() == ref.ptr[:-1].tolist()
@@ -155,8 +159,8 @@ def test_from_scratch_never_uses_source(data):
     from dataclasses import replace
 
     from latbench.data import store
-    from latbench.protocol.trial import make_trial
     from latbench.data.store import get_space
+    from latbench.protocol.trial import make_trial
     from latbench.tasks.spec import get_task
 
     spec = get_task("help-nb201")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from latbench_baselines.help import HELP, _Encoder, _Predictor, fbnet_encoding, ofa_encoding
 from latbench.eval.checks import check_method
+from latbench_baselines.help import HELP, _Encoder, _Predictor, fbnet_encoding, ofa_encoding
 
 TINY = {"num_episodes": 20, "mc_samples": 2}
 
@@ -21,8 +21,8 @@ def test_contract_suite(data, task):
 
 def _trial(task: str, shots: int):
     from latbench.data import store
-    from latbench.protocol.trial import make_trial
     from latbench.data.store import get_space
+    from latbench.protocol.trial import make_trial
     from latbench.tasks.spec import get_task
 
     spec = get_task(task)
@@ -76,8 +76,9 @@ def test_model_selection_on_valid_devices(data):
 def test_pyg_gcn_matches_help_dense_formulation(data):
     """The batched GCNConv forward equals HELP net.py: relu(adj' (X W) + b) x4, adj' = transposed
     adjacency + self-loops + a global node aggregating all nodes, readout = the global node."""
-    from latbench.data.store import get_space
     from torch.func import functional_call
+
+    from latbench.data.store import get_space
 
     space = get_space("nb201")
     enc = _Encoder(space, torch.device("cpu"))
@@ -132,8 +133,8 @@ def test_help_encodings(data):
             if ks[slot]:
                 want_k[(3, 5, 7).index(ks[slot])] = 1
                 want_e[(3, 4, 6).index(e[slot])] = 1
-            assert row[3 * slot:3 * slot + 3].tolist() == want_k.tolist()
-            assert row[60 + 3 * slot:60 + 3 * slot + 3].tolist() == want_e.tolist()
+            assert row[3 * slot : 3 * slot + 3].tolist() == want_k.tolist()
+            assert row[60 + 3 * slot : 60 + 3 * slot + 3].tolist() == want_e.tolist()
         assert row[120 + (r - 128) // 4] == 1 and row[120:].sum() == 1
 
 
@@ -151,14 +152,13 @@ def test_reference_latency_fallback(data):
 
 def test_help_paper_protocol_measures_references_plus_k(data):
     from latbench.data import store
-    from latbench.protocol.trial import make_trial
     from latbench.data.store import get_space
+    from latbench.protocol.trial import make_trial
     from latbench.tasks.spec import get_task
 
     spec = get_task("help-fbnet")
     space = get_space(spec.space)
-    trial = make_trial(spec, 0, 10, store.load_latency(spec.space), protocol="help-paper",
-                       reference_ids=space.reference_ids)
+    trial = make_trial(spec, 0, 10, store.load_latency(spec.space), protocol="help-paper", reference_ids=space.reference_ids)
     m = HELP(num_episodes=2, mc_samples=2).fit(trial.source, space, trial.seed)
     dev, oracle = next(iter(trial.oracles.items()))
     m.adapt(dev, oracle)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from latbench_baselines import hardware_descriptors as hwd
-from latbench_baselines.mlp_finetune import MLPFinetune, MLPHardwareParams
 from latbench.errors import MethodError
 from latbench.eval.checks import check_method
+from latbench_baselines import hardware_descriptors as hwd
+from latbench_baselines.mlp_finetune import MLPFinetune, MLPHardwareParams
 
 #: small network and few epochs: the contract does not depend on the width
 TINY = dict(hidden_units=48, epochs=1, finetune_epochs=5)
@@ -17,8 +17,8 @@ TINY = dict(hidden_units=48, epochs=1, finetune_epochs=5)
 
 def _trial(task_id: str, shots: int):
     from latbench.data import store
-    from latbench.protocol.trial import make_trial
     from latbench.data.store import get_space
+    from latbench.protocol.trial import make_trial
     from latbench.tasks.spec import get_task
 
     spec = get_task(task_id)
@@ -49,7 +49,7 @@ def test_finetune_freezes_hidden_layers_and_trains_the_last(data):
         assert torch.equal(w0, w1) and torch.equal(b0, b1)
     assert torch.equal(before[-1][0], m.layers_[-1][0])  # the source heads themselves are untouched
     w, b = m.heads_[dev]
-    w_src, b_src = before[-1][0][best], before[-1][1][best]
+    w_src = before[-1][0][best]
     assert w.shape == w_src.shape and not torch.allclose(w, w_src)  # the target's output layer was trained
     # the adapted predictor is exactly "frozen hidden layers of the chosen source + new head"
     pred = m.predict(dev, _eval_ids(trial, dev)[:5])

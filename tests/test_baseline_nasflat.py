@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from latbench.eval.checks import check_method
 from latbench_baselines.nasflat import (
     NASFLAT,
     DGFConv,
@@ -18,11 +19,17 @@ from latbench_baselines.nasflat import (
     nb201_matrix,
     pairwise_hinge_loss,
 )
-from latbench.eval.checks import check_method
 
 #: small widths so the FBNet / OFA contract runs stay within a few seconds
-TINY = {"epochs": 1, "batch_size": 1024, "transfer_epochs": 2, "hid_dim": 16, "op_fp_dims": (16, 16),
-        "forward_dims": (16, 16, 16), "mlp_dims": (16, 16, 16)}
+TINY = {
+    "epochs": 1,
+    "batch_size": 1024,
+    "transfer_epochs": 2,
+    "hid_dim": 16,
+    "op_fp_dims": (16, 16),
+    "forward_dims": (16, 16, 16),
+    "mlp_dims": (16, 16, 16),
+}
 
 
 @pytest.mark.slow
@@ -37,8 +44,8 @@ def test_contract_suite_fbnet_and_ofa(data, task):
 
 def test_random_sampler_and_snapshot_average(data):
     from latbench.data import store
-    from latbench.protocol.trial import make_trial
     from latbench.data.store import get_space
+    from latbench.protocol.trial import make_trial
     from latbench.tasks.spec import get_task
 
     spec = get_task("hard-3")
@@ -94,8 +101,9 @@ def test_layers_match_the_dense_original(density):
     x1 = x[:1].expand(b, n, d_in)
     full = gat(x1.reshape(b * n, -1), ei, cond.reshape(b * n, -1), n)
     torch.testing.assert_close(gat(x[0], ei, cond.reshape(b * n, -1), n, reps=b), full)
-    torch.testing.assert_close(dgf(x[0], ei, cond.reshape(b * n, -1), reps=b),
-                               dgf(x1.reshape(b * n, -1), ei, cond.reshape(b * n, -1)))
+    torch.testing.assert_close(
+        dgf(x[0], ei, cond.reshape(b * n, -1), reps=b), dgf(x1.reshape(b * n, -1), ei, cond.reshape(b * n, -1))
+    )
 
 
 def test_nb201_surgery():
@@ -136,8 +144,8 @@ def test_pairwise_loss_hand_computed():
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the all-identical pool
 def test_kmeancosine_exact_k_distinct_in_pool_and_deterministic(data):
     from latbench.data import store
-    from latbench.protocol.trial import make_trial
     from latbench.data.store import get_space
+    from latbench.protocol.trial import make_trial
     from latbench.tasks.spec import get_task
     from latbench_baselines.nasflat import sampler_encoding
 
@@ -165,8 +173,8 @@ def test_kmeancosine_exact_k_distinct_in_pool_and_deterministic(data):
 # ---- hardware-embedding init -------------------------------------------------------------------------
 def test_hw_embedding_init_copies_the_most_correlated_source(data):
     from latbench.data import store
-    from latbench.protocol.trial import Oracle, make_trial
     from latbench.data.store import get_space
+    from latbench.protocol.trial import Oracle, make_trial
     from latbench.tasks.spec import get_task
 
     spec = get_task("hard-3")

@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from latbench_baselines.flops import FLOPsRegression
-from latbench.eval import checkpoints, executors, runner, sweep, units
-from latbench.leaderboard import board as lb
-from latbench.eval.checkpoints import CheckpointError
-
 from test_sweep import _cli, _metrics
+
+from latbench.eval import checkpoints, executors, runner, sweep, units
+from latbench.eval.checkpoints import CheckpointError
+from latbench.leaderboard import board as lb
+from latbench_baselines.flops import FLOPsRegression
 
 TASKS = "easy-1,hard-4"
 SHOTS = [5, 10]
@@ -59,7 +58,7 @@ def test_key_covers_parameters_task_trial_shots_and_protocol(data, tmp_path):
     _, tasks = lb.select_tasks(TASKS)
 
     def path(params=None, task=0, trial=0, shots=(5, 10), protocol="official"):
-        (label, method), = sweep.make_methods(["opwise-lasso"], params or {})
+        ((label, method),) = sweep.make_methods(["opwise-lasso"], params or {})
         unit = units.Unit(0, label, method, tasks[task], trial, shots, protocol=protocol)
         return checkpoints.path_for(tmp_path, unit)
 
@@ -96,18 +95,21 @@ def test_stale_data_hash_is_run_again_and_overwritten(data, tmp_path, monkeypatc
     assert len(ran) == 1 and json.loads(path.read_text())["data_hash"] != "0" * 64
 
 
-@pytest.mark.parametrize("corrupt, message", [
-    (lambda d: "{not json", "not valid JSON"),
-    (lambda d: json.dumps([d]), "not a latbench-unit-checkpoint/1 file"),
-    (lambda d: json.dumps({**d, "key": {**d["key"], "task": "hard-1"}}), "belongs to another unit"),
-    (lambda d: json.dumps({**d, "key": {**d["key"], "trial": 7}}), "holds trial 1, its key says 7"),
-    (lambda d: json.dumps({**d, "key": "flops"}), "malformed 'key'"),
-    (lambda d: json.dumps({**d, "trials": d["trials"][:1]}), "one trial result per shot count"),
-    (lambda d: json.dumps({**d, "trials": [{**t, "extra": 1} for t in d["trials"]]}), "malformed trial result"),
-    (lambda d: json.dumps(d).replace('"spearman": ', '"spearman": NaN, "x": ', 1), "not valid JSON"),
-    (lambda d: json.dumps({**d, "seconds": -1}), "invalid 'seconds'"),
-    (lambda d: " " * (checkpoints.MAX_BYTES + 1), "bytes"),
-])
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda d: "{not json", "not valid JSON"),
+        (lambda d: json.dumps([d]), "not a latbench-unit-checkpoint/1 file"),
+        (lambda d: json.dumps({**d, "key": {**d["key"], "task": "hard-1"}}), "belongs to another unit"),
+        (lambda d: json.dumps({**d, "key": {**d["key"], "trial": 7}}), "holds trial 1, its key says 7"),
+        (lambda d: json.dumps({**d, "key": "flops"}), "malformed 'key'"),
+        (lambda d: json.dumps({**d, "trials": d["trials"][:1]}), "one trial result per shot count"),
+        (lambda d: json.dumps({**d, "trials": [{**t, "extra": 1} for t in d["trials"]]}), "malformed trial result"),
+        (lambda d: json.dumps(d).replace('"spearman": ', '"spearman": NaN, "x": ', 1), "not valid JSON"),
+        (lambda d: json.dumps({**d, "seconds": -1}), "invalid 'seconds'"),
+        (lambda d: " " * (checkpoints.MAX_BYTES + 1), "bytes"),
+    ],
+)
 def test_foreign_or_malformed_file_is_refused_by_name(data, tmp_path, corrupt, message):
     root = tmp_path / "ck"
     _run(root)
@@ -124,8 +126,21 @@ def test_failed_sweep_keeps_finished_units_and_resume_completes(data, tmp_path, 
     """The CLI path: a unit fails, no entry is written, the finished units stay; a rerun of the
     same command (the failure gone) runs only the failed unit and writes the entry."""
     root, out = tmp_path / "ck", tmp_path / "out"
-    args = ["sweep", "--methods", "test_sweep:LateFailure", "--tasks", TASKS, "--shots", "5,10", "--trials", str(TRIALS),
-            "--checkpoint", str(root), "--out", str(out)]
+    args = [
+        "sweep",
+        "--methods",
+        "test_sweep:LateFailure",
+        "--tasks",
+        TASKS,
+        "--shots",
+        "5,10",
+        "--trials",
+        str(TRIALS),
+        "--checkpoint",
+        str(root),
+        "--out",
+        str(out),
+    ]
     res = _cli(*args)
     assert res.exit_code == 1 and "injected failure" in res.stderr
     assert "the finished units are kept in" in " ".join(res.stderr.split())
@@ -142,9 +157,9 @@ def test_failed_sweep_keeps_finished_units_and_resume_completes(data, tmp_path, 
 def test_code_fingerprint_ignores_docs_but_not_code():
     base = 'def f(x):\n    """Doc."""\n    return x + 1  # comment\n'
     assert checkpoints.source_fingerprint(base) == checkpoints.source_fingerprint(
-        'def f(x):\n    """Other words."""\n    return x + 1\n')
-    assert checkpoints.source_fingerprint(base) != checkpoints.source_fingerprint(
-        'def f(x):\n    """Doc."""\n    return x + 2\n')
+        'def f(x):\n    """Other words."""\n    return x + 1\n'
+    )
+    assert checkpoints.source_fingerprint(base) != checkpoints.source_fingerprint('def f(x):\n    """Doc."""\n    return x + 2\n')
     assert checkpoints.code_fingerprint("latbench_baselines.flops") and checkpoints.code_fingerprint("no.such.module") == ""
 
 
@@ -164,8 +179,23 @@ def test_time_budget_stops_starting_units_and_keeps_the_finished(data, tmp_path,
     """Budget 0.6 s: the first unit (or the first ``workers`` units) start, nothing after; the
     stopped run names what remains; the same command without a budget finishes from there."""
     root, out = tmp_path / "ck", tmp_path / "out"
-    args = ["sweep", "--methods", "test_checkpoints:Slow", "--tasks", TASKS, "--shots", "5", "--trials", str(TRIALS),
-            "--workers", str(workers), "--checkpoint", str(root), "--out", str(out)]
+    args = [
+        "sweep",
+        "--methods",
+        "test_checkpoints:Slow",
+        "--tasks",
+        TASKS,
+        "--shots",
+        "5",
+        "--trials",
+        str(TRIALS),
+        "--workers",
+        str(workers),
+        "--checkpoint",
+        str(root),
+        "--out",
+        str(out),
+    ]
     res = _cli(*args, "--time-budget", "0.01")
     text = " ".join(res.stderr.split())
     assert res.exit_code == 1, res.output + res.stderr
@@ -178,11 +208,14 @@ def test_time_budget_stops_starting_units_and_keeps_the_finished(data, tmp_path,
     assert len(_files(root)) == 2 * TRIALS and (out / "test-checkpoints-slow.json").is_file()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--time-budget", "5"], "--time-budget needs --checkpoint DIR"),
-    (["--time-budget", "0", "--checkpoint", "ck"], "--time-budget must be > 0 minutes"),
-    (["--time-budget", "5", "--checkpoint", "ck", "--ray-address", "local"], "local workers only"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--time-budget", "5"], "--time-budget needs --checkpoint DIR"),
+        (["--time-budget", "0", "--checkpoint", "ck"], "--time-budget must be > 0 minutes"),
+        (["--time-budget", "5", "--checkpoint", "ck", "--ray-address", "local"], "local workers only"),
+    ],
+)
 def test_time_budget_arguments_are_checked_before_any_work(data, tmp_path, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)
     res = _cli("sweep", "--methods", "flops", "--tasks", "easy-1", "--out", "out", *extra)
@@ -218,10 +251,31 @@ def _children(pid: int) -> list[int]:
 def test_sigterm_stops_the_workers_too(data, tmp_path):
     """``kill DRIVER`` must not leave spawned workers computing units nobody will collect."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "latbench.cli", "sweep", "--methods", "test_checkpoints:Sleeper",
-                             "--tasks", TASKS, "--shots", "5", "--trials", "1", "--workers", "2",
-                             "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "out")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "latbench.cli",
+            "sweep",
+            "--methods",
+            "test_checkpoints:Sleeper",
+            "--tasks",
+            TASKS,
+            "--shots",
+            "5",
+            "--trials",
+            "1",
+            "--workers",
+            "2",
+            "--checkpoint",
+            str(tmp_path / "ck"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -232,7 +286,11 @@ def test_sigterm_stops_the_workers_too(data, tmp_path):
     proc.wait(timeout=30)  # not the 60 s a unit takes
     assert proc.returncode != 0
     time.sleep(0.5)
-    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[:1]]
+    alive = [
+        w
+        for w in workers
+        if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[:1]
+    ]
     assert alive == [] and not (tmp_path / "out").exists() and not list((tmp_path / "ck").rglob("*.json"))
 
 
@@ -254,8 +312,16 @@ def _edit_source(monkeypatch, module: str, edit) -> None:
 
 def test_fingerprint_covers_imported_helpers_and_the_evaluation_code():
     modules = checkpoints.code_modules("latbench_baselines.flops")
-    assert {"latbench_baselines.flops", "latbench_baselines", "latbench.methods.fitting", "latbench.methods.base",
-            "latbench.eval.units", "latbench.eval.trials", "latbench.protocol.scoring", "latbench.protocol.trial"} <= set(modules)
+    assert {
+        "latbench_baselines.flops",
+        "latbench_baselines",
+        "latbench.methods.fitting",
+        "latbench.methods.base",
+        "latbench.eval.units",
+        "latbench.eval.trials",
+        "latbench.protocol.scoring",
+        "latbench.protocol.trial",
+    } <= set(modules)
     # a function-local import counts too (kernel_bank imports kernel_sampling inside a function)
     assert "latbench.measure.kernel_sampling" in checkpoints.code_modules("latbench_baselines.opwise")
     assert not any(m.startswith(("numpy", "sklearn", "torch")) for m in modules)
@@ -264,7 +330,7 @@ def test_fingerprint_covers_imported_helpers_and_the_evaluation_code():
 
 def _unit(method="flops", trial=0):
     _, tasks = lb.select_tasks(TASKS)
-    (label, m), = sweep.make_methods([method], {})
+    ((label, m),) = sweep.make_methods([method], {})
     return units.Unit(0, label, m, tasks[0], trial, tuple(SHOTS))
 
 
@@ -279,8 +345,11 @@ def test_editing_a_shared_helper_reruns_the_unit_but_a_docstring_edit_does_not(d
     first = _files(root)
     ran = _count_units(monkeypatch)
 
-    _edit_source(monkeypatch, "latbench.methods.fitting",
-                 lambda s: s.replace('"""Clip predictions to a small positive floor', '"""Clip, to a tiny positive floor,'))
+    _edit_source(
+        monkeypatch,
+        "latbench.methods.fitting",
+        lambda s: s.replace('"""Clip predictions to a small positive floor', '"""Clip, to a tiny positive floor,'),
+    )
     assert checkpoints.code_fingerprint("latbench_baselines.flops") == before_fp
     assert checkpoints.path_for(root, _unit()) == before_path
     _run(root)
@@ -299,9 +368,11 @@ PLUGIN = {
     "__init__.py": '"""A third-party method package."""\n',
     "helpers.py": '"""Shared helper."""\n\ndef shift(pred):\n    """Doc."""\n    return pred + 0.0\n',
     "extra.py": "SCALE = 1.0\n",
-    "method.py": ('from latbench_baselines.flops import FLOPsRegression\nfrom .helpers import shift\n\n\n'
-                  'class Shifted(FLOPsRegression):\n    name = "shifted"\n\n    def predict(self, device, arch_ids):\n'
-                  '        from . import extra\n\n        return shift(super().predict(device, arch_ids)) * extra.SCALE\n'),
+    "method.py": (
+        "from latbench_baselines.flops import FLOPsRegression\nfrom .helpers import shift\n\n\n"
+        'class Shifted(FLOPsRegression):\n    name = "shifted"\n\n    def predict(self, device, arch_ids):\n'
+        "        from . import extra\n\n        return shift(super().predict(device, arch_ids)) * extra.SCALE\n"
+    ),
 }
 
 
@@ -313,7 +384,8 @@ def test_real_file_edits_in_a_methods_own_package(data, tmp_path, monkeypatch, f
         (pkg / name).write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path / "src"))
     assert {"ckplug", "ckplug.method", "ckplug.helpers", "ckplug.extra", "latbench.methods.fitting"} <= set(
-        checkpoints.code_modules("ckplug.method"))
+        checkpoints.code_modules("ckplug.method")
+    )
     root = tmp_path / "ck"
     _run(root, "ckplug.method:Shifted")
     ran = _count_units(monkeypatch)
@@ -348,12 +420,14 @@ def test_prune_removes_only_units_no_sweep_would_load(data, tmp_path, monkeypatc
     _run(root)
     current = _files(root)
     src = root / current[0]
-    stale = [_stale_copy(root, src, code="0123456789abcdef"),  # older code
-             _stale_copy(root, src, latbench_version="0.0.1"),
-             _stale_copy(root, src, protocol_version="0"),
-             _stale_copy(root, src, **{"class": "baselines.flops:FLOPsRegression"}),  # module renamed since
-             _stale_copy(root, src, **{"class": "latbench_baselines.flops:Gone"}),  # class removed
-             _stale_copy(root, src, method="old-flops", **{"class": "test_checkpoints:Slow"})]  # not where its key says:
+    stale = [
+        _stale_copy(root, src, code="0123456789abcdef"),  # older code
+        _stale_copy(root, src, latbench_version="0.0.1"),
+        _stale_copy(root, src, protocol_version="0"),
+        _stale_copy(root, src, **{"class": "baselines.flops:FLOPsRegression"}),  # module renamed since
+        _stale_copy(root, src, **{"class": "latbench_baselines.flops:Gone"}),  # class removed
+        _stale_copy(root, src, method="old-flops", **{"class": "test_checkpoints:Slow"}),
+    ]  # not where its key says:
     moved = stale[-1].with_name("trial0-" + "f" * 16 + ".json")
     stale[-1].rename(moved)
     stale[-1] = moved
@@ -387,11 +461,14 @@ def _write(root: Path, name: str, text: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize("make_bad, message", [
-    (lambda root: root / "missing", "does not exist"),
-    (lambda root: _write(root, "notes.json", '{"a": 1}'), "is not a unit checkpoint (not a latbench-unit-checkpoint/1 file)"),
-    (lambda root: _write(root, "x/y.json", "{oops"), "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "make_bad, message",
+    [
+        (lambda root: root / "missing", "does not exist"),
+        (lambda root: _write(root, "notes.json", '{"a": 1}'), "is not a unit checkpoint (not a latbench-unit-checkpoint/1 file)"),
+        (lambda root: _write(root, "x/y.json", "{oops"), "not valid JSON"),
+    ],
+)
 def test_prune_refuses_a_missing_folder_or_foreign_json_and_removes_nothing(data, tmp_path, make_bad, message):
     root = tmp_path / "ck"
     _run(root)

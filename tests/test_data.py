@@ -37,15 +37,14 @@ import numpy as np
 import pytest
 
 from latbench import paths
-from latbench.data import measured
+from latbench.data import measured, store
 from latbench.data import sources as sources_mod
-from latbench.data import store
 from latbench.data.build import SCHEMA_VERSION, build
-from latbench.tasks.dataset import build_dataset
 from latbench.data.devices import FAMILIES
 from latbench.data.help import SPACE_DIRS
 from latbench.data.safe_pickle import load_pt, loads
 from latbench.errors import DataError, UnsafePickleError
+from latbench.tasks.dataset import build_dataset
 
 SPACES = ("nb201", "fbnet", "ofa")
 EXPECTED_ROWS = {"nb201": 421_875, "fbnet": 135_000, "ofa": 60_000}
@@ -63,7 +62,7 @@ def _latency_files(space: str) -> dict[str, str]:
     """device -> manifest path of every latency file of a space."""
     prefix = f"{SPACE_DIRS[space]}/latency/"
     return {
-        e["path"][len(prefix):-3]: e["path"]
+        e["path"][len(prefix) : -3]: e["path"]
         for e in PINNED_MANIFEST["files"]
         if e["path"].startswith(prefix) and e["path"].endswith(".pt")
     }
@@ -167,7 +166,7 @@ def dataset_dir(built_home) -> Path:
 def load_hf(dataset_dir, hf_cache):
     import datasets
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def load(config: str):
         return datasets.load_dataset(str(dataset_dir), config, cache_dir=str(hf_cache))
 
@@ -276,7 +275,9 @@ def test_load_dataset_devices_one_row_per_device_with_known_family(load_hf):
     names = [r["device"] for r in rows]
     assert len(names) == len(set(names)), "duplicate device rows"
     every_device = set().union(*(_latency_files(s) for s in SPACES))
-    measured_devices = {d.meta.device for d in measured.read_all().devices.get("nb201", []) + measured.read_all().devices.get("fbnet", [])}
+    measured_devices = {
+        d.meta.device for d in measured.read_all().devices.get("nb201", []) + measured.read_all().devices.get("fbnet", [])
+    }
     assert set(names) == every_device | measured_devices
     for r in rows:
         assert r["family"] in FAMILIES, r
@@ -577,7 +578,11 @@ MALFORMED = {
     "fbnet_arch_pt_not_lists": ("data/fbnet/arch.pt", lambda m: [5] * 5000, ["disagrees with metainfo.pt"]),
     "fbnet_arch_pt_disagrees": ("data/fbnet/arch.pt", lambda m: load_pt(m / "help/data/fbnet/arch.pt")[::-1], ["disagrees"]),
     "ofa_arch_not_a_dict": ("data/ofa/ofa_archs.pt", lambda m: {"arch": [5] * 5000}, ["unknown architecture"]),
-    "nb201_duplicate_index": (NB201_IDX, lambda m: {s: min(i, 1) for s, i in load_pt(m / "help" / NB201_IDX).items()}, ["not a unique id"]),
+    "nb201_duplicate_index": (
+        NB201_IDX,
+        lambda m: {s: min(i, 1) for s, i in load_pt(m / "help" / NB201_IDX).items()},
+        ["not a unique id"],
+    ),
 }
 
 
@@ -743,11 +748,14 @@ def test_download_from_unreachable_server_is_a_clear_error(download_env):
 
 
 # --------------------------------------------------------------------- 7. the safe unpickler
-@pytest.mark.parametrize("obj", [
-    [1.5, 2.25, float("inf")],
-    {"a": [1, 2, 3], "b": ("x", None, True), "c": {"nested": [1.0e-300]}},
-    {"|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|": 7},
-])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        [1.5, 2.25, float("inf")],
+        {"a": [1, 2, 3], "b": ("x", None, True), "c": {"nested": [1.0e-300]}},
+        {"|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|": 7},
+    ],
+)
 def test_safe_unpickler_round_trips_plain_data(obj, tmp_path):
     p = tmp_path / "plain.pt"
     _torch_save(obj, p)
@@ -829,7 +837,7 @@ def test_safe_unpickler_corrupt_zip_is_a_data_error(tmp_path):
     p = tmp_path / "corrupt.pt"
     # keep the zip directory (so it is recognised as a zip) but break the member data
     i = good.index(b"data.pkl") + 20
-    p.write_bytes(good[:i] + b"\x00" * 40 + good[i + 40:])
+    p.write_bytes(good[:i] + b"\x00" * 40 + good[i + 40 :])
     with pytest.raises(DataError) as e:
         load_pt(p)
     assert str(p) in str(e.value)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latbench.kernels import decomposition as kernels
-from latbench.errors import MethodError, OracleError
 from latbench.data.store import load_latency
-from latbench.methods.registry import make, resolve
+from latbench.errors import MethodError, OracleError
 from latbench.eval.checks import check_method
+from latbench.kernels import decomposition as kernels
+from latbench.methods.registry import make, resolve
 
 FAITHFUL = ["nn-meter", "litepred", "opwise-lasso", "opwise-rf", "opwise-gbdt", "opwise-mlp"]
 TARGET = "epyc-2c-torch-t1-bs1-fp32"
@@ -21,14 +21,15 @@ TARGET = "epyc-2c-torch-t1-bs1-fp32"
 
 def _trial(task_id: str, shots: int):
     from latbench.data import store
-    from latbench.protocol.trial import make_trial
     from latbench.data.store import get_space
+    from latbench.protocol.trial import make_trial
     from latbench.tasks.spec import get_task
 
     spec = get_task(task_id)
     space = get_space(spec.space)
-    trial = make_trial(spec, 0, shots, store.load_latency(spec.space), reference_ids=space.reference_ids,
-                       kernels=store.load_kernels(spec.space))
+    trial = make_trial(
+        spec, 0, shots, store.load_latency(spec.space), reference_ids=space.reference_ids, kernels=store.load_kernels(spec.space)
+    )
     return spec, space, trial
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import snapshot
 from typer.testing import CliRunner
 
 from latbench.cli import app
@@ -39,24 +40,6 @@ def _cli(*args: str, **kwargs):
     except TypeError:  # click >= 8.2 always keeps stderr apart
         r = CliRunner()
     return r.invoke(app, [str(a) for a in args], **kwargs)
-
-
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    """Every file (bytes) and folder (None) under ``folder``; FIFOs and links by kind, never opened."""
-    out: dict[str, bytes | None] = {}
-    if not os.path.lexists(folder):
-        return out
-    for p in sorted(Path(folder).rglob("*")):
-        rel = str(p.relative_to(folder))
-        if p.is_symlink():
-            out[rel] = b"link:" + os.readlink(p).encode()
-        elif p.is_dir():
-            out[rel] = None
-        elif p.is_file():
-            out[rel] = p.read_bytes()
-        else:
-            out[rel] = b"special"
-    return out
 
 
 def one_line_error(res, *needles: str, alone: bool = True) -> str:
@@ -147,8 +130,10 @@ def test_edited_verified_entry_loses_its_status(genuine, board):
     lb.record_verification(e, path.stem, by="leaderboard verify", folder=path.parent)
     assert [x.status for x in lb.list_entries()] == ["verified"]
     original = path.read_text()
-    for edited in (e.model_copy(update={"notes": "re-run on a faster machine"}).model_dump_json(),
-                   json.dumps({**nudged(genuine, -0.003), "status": "verified"})):
+    for edited in (
+        e.model_copy(update={"notes": "re-run on a faster machine"}).model_dump_json(),
+        json.dumps({**nudged(genuine, -0.003), "status": "verified"}),
+    ):
         path.write_text(edited)
         assert [x.status for x in lb.list_entries()] == ["unverified"]
     path.write_text(original)
@@ -210,11 +195,15 @@ def test_resubmission_with_other_run_times_is_a_duplicate(genuine, board, tmp_pa
     assert snapshot(board) == before
 
 
-@pytest.mark.parametrize("name, code_ref", [
-    ("my method", "mypkg.mine:Mine"),
-    ("flops", "mypkg.mine:FLOPsRegression"),
-    ("FLOPs v2", "latbench_baselines.flops:FLOPsRegression#v2"),
-], ids=["other-name-and-code", "same-name-other-code", "other-name-similar-code"])
+@pytest.mark.parametrize(
+    "name, code_ref",
+    [
+        ("my method", "mypkg.mine:Mine"),
+        ("flops", "mypkg.mine:FLOPsRegression"),
+        ("FLOPs v2", "latbench_baselines.flops:FLOPsRegression#v2"),
+    ],
+    ids=["other-name-and-code", "same-name-other-code", "other-name-similar-code"],
+)
 def test_someone_elses_results_under_another_name_are_refused(genuine, board, tmp_path, name, code_ref):
     lb.store_entry(entry(genuine))
     copy = write(tmp_path / "copy.json", entry(genuine, name=name, code_ref=code_ref))
@@ -227,17 +216,25 @@ def test_someone_elses_results_under_another_name_are_refused(genuine, board, tm
     assert snapshot(board) == before
 
 
-@pytest.mark.parametrize("name, code_ref", [
-    ("flops", "mypkg.fabricated:FLOPsRegression"),
-    ("FLOPS", "mypkg.fabricated:Anything"),
-    ("Opwise Lasso", "mypkg.fabricated:OpwiseLasso"),
-    ("opwise-lasso", "latbench_baselines.flops:FLOPsRegression"),
-    ("flops", "baselines.opwise:OpwiseLasso"),
-], ids=["flops-other-code", "case-variant", "slug-variant", "another-builtins-code", "old-path-of-another-builtin"])
+@pytest.mark.parametrize(
+    "name, code_ref",
+    [
+        ("flops", "mypkg.fabricated:FLOPsRegression"),
+        ("FLOPS", "mypkg.fabricated:Anything"),
+        ("Opwise Lasso", "mypkg.fabricated:OpwiseLasso"),
+        ("opwise-lasso", "latbench_baselines.flops:FLOPsRegression"),
+        ("flops", "baselines.opwise:OpwiseLasso"),
+    ],
+    ids=["flops-other-code", "case-variant", "slug-variant", "another-builtins-code", "old-path-of-another-builtin"],
+)
 def test_builtin_names_are_reserved_for_their_code(genuine, board, tmp_path, name, code_ref):
     """Fabricated results under a built-in's name: refused by `add` (and by every path through `validate`)."""
-    fake = write(tmp_path / "fake.json", lb.Entry.model_validate(nudged(genuine, -0.002)).model_copy(
-        update={"method": lb.MethodInfo(name=name, code_ref=code_ref)}))
+    fake = write(
+        tmp_path / "fake.json",
+        lb.Entry.model_validate(nudged(genuine, -0.002)).model_copy(
+            update={"method": lb.MethodInfo(name=name, code_ref=code_ref)}
+        ),
+    )
     one_line_error(_cli("leaderboard", "add", fake), f"method name {name!r} is reserved for latbench's built-in")
     assert snapshot(board) == {}
 
@@ -249,8 +246,9 @@ def test_builtin_name_with_its_pre_rename_module_path_is_accepted(genuine, board
 
 
 # --------------------------------------------------------------------------------------- verify
-@pytest.mark.parametrize("entry_id", ["../../outside-entry", "../outside", "/tmp/outside-entry", "sub/dir", "..",
-                                      "a..b", "x\\..\\y"])
+@pytest.mark.parametrize(
+    "entry_id", ["../../outside-entry", "../outside", "/tmp/outside-entry", "sub/dir", "..", "a..b", "x\\..\\y"]
+)
 def test_verify_takes_an_entry_id_never_a_path(genuine, board, tmp_path, entry_id):
     write(tmp_path / "outside-entry.json", entry(genuine))  # what ../../outside-entry would reach
     lb.store_entry(entry(genuine))
@@ -276,13 +274,13 @@ def test_verify_refuses_a_builtin_name_on_other_code(genuine, board):
     assert snapshot(board) == before
 
 
-EVIL = '''import pathlib
+EVIL = """import pathlib
 pathlib.Path({marker!r}).write_text("imported")
 
 
 class Evil:  # not a latbench Method: resolve() refuses it right after the import
     pass
-'''
+"""
 
 
 @pytest.fixture()
@@ -344,11 +342,15 @@ def _nested_params(genuine, depth):
     return json.dumps(d).encode()
 
 
-@pytest.mark.parametrize("raw, message", [
-    (lambda g: b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
-    (lambda g: b'{"method": ' * 50_000 + b"1" + b"}" * 50_000, "JSON nested too deeply"),
-    (lambda g: _nested_params(g, 60), "JSON nested deeper than 32 levels"),
-], ids=["list-100000-deep", "object-50000-deep", "params-60-deep"])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (lambda g: b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+        (lambda g: b'{"method": ' * 50_000 + b"1" + b"}" * 50_000, "JSON nested too deeply"),
+        (lambda g: _nested_params(g, 60), "JSON nested deeper than 32 levels"),
+    ],
+    ids=["list-100000-deep", "object-50000-deep", "params-60-deep"],
+)
 def test_deeply_nested_entry(genuine, board, tmp_path, raw, message):
     path = tmp_path / "deep.json"
     path.write_bytes(raw(genuine))
@@ -361,8 +363,13 @@ def test_add_refuses_a_fifo_without_blocking(data, board, tmp_path):
     """`leaderboard add` on a FIFO used to block forever in open(): a real process, so a hang fails by timeout."""
     fifo = tmp_path / "entry.json"
     os.mkfifo(fifo)
-    proc = subprocess.run([sys.executable, "-m", "latbench.cli", "leaderboard", "add", str(fifo)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ})
+    proc = subprocess.run(
+        [sys.executable, "-m", "latbench.cli", "leaderboard", "add", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
     assert proc.returncode == 1 and proc.stderr.strip() == f"error: {fifo}: a FIFO; an entry must be a regular file", proc.stderr
     assert snapshot(board) == {}
 
@@ -372,11 +379,15 @@ def test_add_refuses_a_directory(data, board, tmp_path):
     assert snapshot(board) == {}
 
 
-@pytest.mark.parametrize("arch_id, message", [
-    ("99999999999999999999999", "is too large to be an arch id"),
-    ("9" * 5000, "is too large to be an arch id"),  # int() of it would raise ValueError (digit limit)
-    ("9223372036854775808", "is too large to be an arch id"),  # int64 max + 1
-], ids=["23-digits", "5000-digits", "int64-overflow"])
+@pytest.mark.parametrize(
+    "arch_id, message",
+    [
+        ("99999999999999999999999", "is too large to be an arch id"),
+        ("9" * 5000, "is too large to be an arch id"),  # int() of it would raise ValueError (digit limit)
+        ("9223372036854775808", "is too large to be an arch id"),  # int64 max + 1
+    ],
+    ids=["23-digits", "5000-digits", "int64-overflow"],
+)
 def test_prediction_csv_with_a_huge_arch_id(data, tmp_path, arch_id, message):
     from latbench.tasks.spec import get_task
 
@@ -390,16 +401,27 @@ def test_prediction_csv_with_a_huge_arch_id(data, tmp_path, arch_id, message):
     assert f"{path}:9:" in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-m", "opwise-lasso", "-p", "alpha=abc"], "opwise-lasso.fit() raised InvalidParameterError"),
-    (["-m", "mlp-finetune", "-p", "hidden_units=abc"], "mlp-finetune.fit() raised ValueError"),
-    (["-m", "opwise-rf", "-p", 'n_estimators={"a":1}'], "opwise-rf.fit() raised InvalidParameterError"),
-    (["-m", "mlp-finetune", "-p", "epochs=-3"], "parameter epochs=-3 must be a finite number >= 0"),
-    (["-m", "opwise-lasso", "-p", "alpha=-1e-4"], "parameter alpha=-0.0001 must be a finite number >= 0"),
-    (["-m", "flops", "--source-archs", "bogus"], "--source-archs 'bogus': choose sample or all"),
-    (["-m", "flops", "--protocol", "bogus"], "--protocol 'bogus': choose from official, help-paper, nasflat-paper"),
-], ids=["alpha-abc", "hidden-units-abc", "n-estimators-dict", "epochs-negative", "alpha-negative", "source-archs-bogus",
-        "protocol-bogus"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "opwise-lasso", "-p", "alpha=abc"], "opwise-lasso.fit() raised InvalidParameterError"),
+        (["-m", "mlp-finetune", "-p", "hidden_units=abc"], "mlp-finetune.fit() raised ValueError"),
+        (["-m", "opwise-rf", "-p", 'n_estimators={"a":1}'], "opwise-rf.fit() raised InvalidParameterError"),
+        (["-m", "mlp-finetune", "-p", "epochs=-3"], "parameter epochs=-3 must be a finite number >= 0"),
+        (["-m", "opwise-lasso", "-p", "alpha=-1e-4"], "parameter alpha=-0.0001 must be a finite number >= 0"),
+        (["-m", "flops", "--source-archs", "bogus"], "--source-archs 'bogus': choose sample or all"),
+        (["-m", "flops", "--protocol", "bogus"], "--protocol 'bogus': choose from official, help-paper, nasflat-paper"),
+    ],
+    ids=[
+        "alpha-abc",
+        "hidden-units-abc",
+        "n-estimators-dict",
+        "epochs-negative",
+        "alpha-negative",
+        "source-archs-bogus",
+        "protocol-bogus",
+    ],
+)
 def test_eval_bad_values_are_one_line_errors(data, tmp_path, args, message):
     out = tmp_path / "res.json"
     res = _cli("eval", *args, "-t", "easy-1", "-k", "5", "--trials", "1", "--out", out)
@@ -412,8 +434,11 @@ def test_method_errors_keep_their_traceback_for_debugging(data, monkeypatch):
     res = _cli("eval", "-m", "opwise-lasso", "-p", "alpha=abc", "-t", "easy-1", "-k", "5", "--trials", "1")
     assert res.exit_code == 1
     assert "Traceback" in res.stderr and "InvalidParameterError" in res.stderr and "in _call" in res.stderr
-    assert res.stderr.strip().splitlines()[-1].startswith("error: method 'opwise-lasso' on task easy-1 trial 0 failed: "
-                                                         "opwise-lasso.fit() raised InvalidParameterError")
+    assert (
+        res.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: method 'opwise-lasso' on task easy-1 trial 0 failed: opwise-lasso.fit() raised InvalidParameterError")
+    )
 
 
 # -------------------------------------------------------------------------- the committed board

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hostile import snapshot
 from typer.testing import CliRunner
 
 from latbench.cli import app
@@ -39,24 +40,6 @@ def _cli(*args: str):
     except TypeError:  # click >= 8.2 always keeps stderr apart
         r = CliRunner()
     return r.invoke(app, [str(a) for a in args])
-
-
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    """Every file (bytes) and folder (None) under ``folder``; FIFOs and links by kind, never opened."""
-    out: dict[str, bytes | None] = {}
-    if not os.path.lexists(folder):
-        return out
-    for p in sorted(Path(folder).rglob("*")):
-        rel = str(p.relative_to(folder))
-        if p.is_symlink():
-            out[rel] = b"link:" + os.readlink(p).encode()
-        elif p.is_dir():
-            out[rel] = None
-        elif p.is_file():
-            out[rel] = p.read_bytes()
-        else:
-            out[rel] = b"special"
-    return out
 
 
 def one_line_error(res, *needles: str) -> str:
@@ -117,6 +100,7 @@ def _set(metric, value, consistent=True):
         tr["devices"][_first(tr)][metric] = value
         if consistent:
             recompute(tr)
+
     return edit
 
 
@@ -152,6 +136,7 @@ def _measure(how):
             tr["measured"][dev] = list(tr["measured"][dev][:4]) + [int(pools.eval[0])]
         else:  # measurements on a device that is not a target
             tr["measured"]["not-a-target"] = list(tr["measured"][dev][:2])
+
     return edit
 
 
@@ -161,6 +146,7 @@ def _nest(depth):
         for _ in range(depth):
             nested = [nested]
         doc["host"] = nested
+
     return edit
 
 
@@ -212,7 +198,7 @@ def _unit(path: Path):
     from latbench.eval import units
 
     _, tasks = lb.select_tasks(TASKS)
-    (label, m), = sweep.make_methods(["flops"], {})
+    ((label, m),) = sweep.make_methods(["flops"], {})
     for task in tasks:
         for trial in range(TRIALS):
             u = units.Unit(0, label, m, task, trial, tuple(SHOTS))
@@ -246,10 +232,14 @@ def _replace_with_link_to_device(path: Path) -> None:
     path.symlink_to("/dev/zero")  # reading it would never end
 
 
-@pytest.mark.parametrize("make, message", [
-    (_replace_with_dir, "a directory, not a checkpoint file"),
-    (_replace_with_link_to_device, "not a regular file"),
-], ids=["directory-at-unit-path", "symlink-to-dev-zero"])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (_replace_with_dir, "a directory, not a checkpoint file"),
+        (_replace_with_link_to_device, "not a regular file"),
+    ],
+    ids=["directory-at-unit-path", "symlink-to-dev-zero"],
+)
 def test_not_a_unit_file_at_the_units_path(ck, tmp_path, make, message):
     if make is _replace_with_link_to_device and not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero")
@@ -269,8 +259,13 @@ def test_fifo_at_the_units_path_does_not_block(ck, tmp_path):
     path.unlink()
     os.mkfifo(path)
     before = snapshot(ck)
-    proc = subprocess.run([sys.executable, "-m", "latbench.cli", *SWEEP, "--checkpoint", str(ck), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300, env={**os.environ})
+    proc = subprocess.run(
+        [sys.executable, "-m", "latbench.cli", *SWEEP, "--checkpoint", str(ck), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and str(path) in lines[-1] and "not a regular file" in lines[-1], proc.stderr

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hostile import hold
 from typer.testing import CliRunner
 
 from latbench.cli import app
@@ -51,8 +52,17 @@ HOSTILE_TEXT = [
 
 
 # ------------------------------------------------------------------------------------ helpers
-def make_device(root: Path, device: str = DEV, *, space: str = "nb201", n: int = 5, folder_name: str | None = None,
-                meta: dict | None = None, kernels: bool = True, retest: dict | None = None) -> Path:
+def make_device(
+    root: Path,
+    device: str = DEV,
+    *,
+    space: str = "nb201",
+    n: int = 5,
+    folder_name: str | None = None,
+    meta: dict | None = None,
+    kernels: bool = True,
+    retest: dict | None = None,
+) -> Path:
     """``root/<space>/<device>/`` in the layout `latbench profile` writes, from a committed device's files."""
     src = COMMITTED[space]
     dst = root / space / (folder_name or device)
@@ -131,24 +141,6 @@ def tiny_build(out: Path | None = None, **kw) -> dict:
     return build_mod.build(out, sources=("latbench-measured",), mirror=None, **kw)
 
 
-HOLDER = textwrap.dedent("""
-    import fcntl, os, sys, time
-    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.ftruncate(fd, 0); os.write(fd, f"{os.getpid()}\\n".encode())
-    print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
-""")
-
-
-def hold(lock_file: Path, seconds: float = 60.0) -> subprocess.Popen:
-    """Another live process holding an flock on ``lock_file``."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file), str(seconds)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
-
 def dead_pid() -> int:
     p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return int(p.stdout)
@@ -189,8 +181,10 @@ def _hurt(dev: Path, how: str) -> None:
         pq.write_table(lat.set_column(0, "arch", pa.array(np.arange(lat.num_rows))), dev / "latency.parquet")
     elif how == "latency-strings":
         lat = pq.read_table(dev / "latency.parquet")
-        pq.write_table(lat.set_column(1, "latency_ms", pa.array([str(v) for v in lat.column("latency_ms").to_pylist()])),
-                       dev / "latency.parquet")
+        pq.write_table(
+            lat.set_column(1, "latency_ms", pa.array([str(v) for v in lat.column("latency_ms").to_pylist()])),
+            dev / "latency.parquet",
+        )
     elif how.startswith("meta:"):
         meta = json.loads((dev / "meta.json").read_text())
         key, value = how[5:].split("=", 1)
@@ -204,24 +198,27 @@ def _hurt(dev: Path, how: str) -> None:
         raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how, needle", [
-    ("kernel-bad-arch", "nor_conv_9x9"),
-    ("kernel-arch-not-measured", "has kernel rows but no latency"),
-    ("kernel-types", "do not convert"),
-    ("kernel-nulls", "missing values in column(s) latency_ms"),
-    ("retest-no-spearman", "retest.json: invalid: spearman: Field required"),
-    ("retest-not-json", "retest.json: invalid"),
-    ("retest-out-of-range", "spearman: must be in [-1, 1]"),
-    ("empty-parquet", "no measured archs"),
-    ("arch-not-string", "column types arch: int64"),
-    ("latency-strings", "expected strings and numbers"),
-    ('meta:setting.runtime="tensorrt"', "unknown runtime 'tensorrt'"),
-    ('meta:setting.precision="int8"', "use --runtime onnxruntime"),
-    ('meta:setting.space="fbnet"', "differs from space 'nb201'"),
-    ('meta:reference_archs=5', "reference_archs must be a list"),
-    ('meta:hardware.cpu_model=["a", "b"]', "cpu_model must be a string"),
-    ('meta:hardware.cpu_cores="many"', "cpu_cores must be an integer"),
-])
+@pytest.mark.parametrize(
+    "how, needle",
+    [
+        ("kernel-bad-arch", "nor_conv_9x9"),
+        ("kernel-arch-not-measured", "has kernel rows but no latency"),
+        ("kernel-types", "do not convert"),
+        ("kernel-nulls", "missing values in column(s) latency_ms"),
+        ("retest-no-spearman", "retest.json: invalid: spearman: Field required"),
+        ("retest-not-json", "retest.json: invalid"),
+        ("retest-out-of-range", "spearman: must be in [-1, 1]"),
+        ("empty-parquet", "no measured archs"),
+        ("arch-not-string", "column types arch: int64"),
+        ("latency-strings", "expected strings and numbers"),
+        ('meta:setting.runtime="tensorrt"', "unknown runtime 'tensorrt'"),
+        ('meta:setting.precision="int8"', "use --runtime onnxruntime"),
+        ('meta:setting.space="fbnet"', "differs from space 'nb201'"),
+        ("meta:reference_archs=5", "reference_archs must be a list"),
+        ('meta:hardware.cpu_model=["a", "b"]', "cpu_model must be a string"),
+        ('meta:hardware.cpu_cores="many"', "cpu_cores must be an integer"),
+    ],
+)
 @pytest.mark.slow
 def test_add_source_refuses_what_would_break_the_build(home, tmp_path, how, needle):
     src = tmp_path / "src"
@@ -242,15 +239,18 @@ def test_add_source_cli_error_line_and_nothing_registered(home, tmp_path, how):
     assert listing(home) == {}
 
 
-@pytest.mark.parametrize("device, needle", [
-    ("<img src=x onerror=alert(1)>", "is not a valid name"),
-    ("MyLab-torch-t1-bs1-fp32", "is not a valid name"),
-    ("-torch-t1-bs1-fp32", "is not a valid name"),
-    ("a" * 101, "is not a valid name"),
-    ("1080ti_1", "upstream (HELP) device names"),
-    ("pixel3", "upstream (HELP) device names"),
-    ("eyeriss", "upstream (HELP) device names"),
-])
+@pytest.mark.parametrize(
+    "device, needle",
+    [
+        ("<img src=x onerror=alert(1)>", "is not a valid name"),
+        ("MyLab-torch-t1-bs1-fp32", "is not a valid name"),
+        ("-torch-t1-bs1-fp32", "is not a valid name"),
+        ("a" * 101, "is not a valid name"),
+        ("1080ti_1", "upstream (HELP) device names"),
+        ("pixel3", "upstream (HELP) device names"),
+        ("eyeriss", "upstream (HELP) device names"),
+    ],
+)
 def test_add_source_refuses_unsafe_or_upstream_device_names(home, tmp_path, device, needle):
     src = tmp_path / "src"
     make_device(src, device)
@@ -319,13 +319,21 @@ def test_every_accepted_source_builds(home, tmp_path):
     make_device(tmp_path / "a")
     make_device(tmp_path / "b", "lab2-torch-t1-bs1-fp32", n=8, retest={"archs": 3, "spearman": None})
     make_device(tmp_path / "b", "lab2-torch-t1-bs1-fp32", space="fbnet", n=4)
-    make_device(tmp_path / "c", "lab3-ort-t1-bs1-fp32", kernels=False,
-                meta={"setting": {**committed_meta()["setting"], "runtime": "onnxruntime"}})
+    make_device(
+        tmp_path / "c",
+        "lab3-ort-t1-bs1-fp32",
+        kernels=False,
+        meta={"setting": {**committed_meta()["setting"], "runtime": "onnxruntime"}},
+    )
     for name in "abc":
         measured.add_source(tmp_path / name, name)
     info = tiny_build()
-    assert set(info["spaces"]["nb201"]["devices"]) == {"epyc-2c-torch-t1-bs1-fp32", DEV, "lab2-torch-t1-bs1-fp32",
-                                                        "lab3-ort-t1-bs1-fp32"}
+    assert set(info["spaces"]["nb201"]["devices"]) == {
+        "epyc-2c-torch-t1-bs1-fp32",
+        DEV,
+        "lab2-torch-t1-bs1-fp32",
+        "lab3-ort-t1-bs1-fp32",
+    }
     assert info["spaces"]["fbnet"]["devices"] == ["lab2-torch-t1-bs1-fp32"]
     roots = {f["root"] for s in info["sources"] for f in s["files"]}
     assert not any(str(tmp_path) in r for r in roots)  # no local paths in the published latbench.json
@@ -478,11 +486,24 @@ def assert_inert_row(line: str) -> None:
 
 
 def test_card_render_escapes_every_cell_even_names_that_skipped_validation():
-    info = {"dataset_version": "v", "content_hash": "h", "latbench_version": "0", "built_at": "t", "spaces": {},
-            "sources": [{"name": "latbench-measured", "license": "MIT",
-                         "files": [{"path": "nb201/<img src=x onerror=alert(1)>", "archs": 3, "root": "r"}]}]}
-    devices = [{"device": name, "family": "server CPU", "hardware": name, "batch_size": "<b>1</b>", "origin": name}
-               for name in HOSTILE_TEXT]
+    info = {
+        "dataset_version": "v",
+        "content_hash": "h",
+        "latbench_version": "0",
+        "built_at": "t",
+        "spaces": {},
+        "sources": [
+            {
+                "name": "latbench-measured",
+                "license": "MIT",
+                "files": [{"path": "nb201/<img src=x onerror=alert(1)>", "archs": 3, "root": "r"}],
+            }
+        ],
+    }
+    devices = [
+        {"device": name, "family": "server CPU", "hardware": name, "batch_size": "<b>1</b>", "origin": name}
+        for name in HOSTILE_TEXT
+    ]
     text = card.render(info, [], [], devices)
     assert "<img" not in text and "<script" not in text and "<b>" not in text
     rows = [x for x in text.splitlines() if x.startswith("| ") and "server CPU" in x]

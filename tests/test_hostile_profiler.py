@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hostile import hold
 from typer.testing import CliRunner
 
 from latbench.cli import app
@@ -54,8 +55,11 @@ def _run(space, out, n=12, **kw):
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     """Every file's bytes, but the lock files' (a run that takes a lock writes its pid there, then fails)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != profiler.LOCK_NAME}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != profiler.LOCK_NAME
+    }
 
 
 def _one_line(msg: str) -> None:
@@ -75,20 +79,23 @@ def _lines(path: Path) -> list[bytes]:
 
 
 # ------------------------------------------------------------- 1. corrupt lines are kept aside, never lost
-@pytest.mark.parametrize("garbage", [
-    b'{"arch": "|nor_conv_3x3~0|+|nor_co\x00\x00\x00 garbage',  # bytes of a broken disk block
-    b"\xff\xfe not utf-8 \xc3\x28",
-    b"[1, 2, 3]",  # valid JSON, not an object
-    b'"a string"',
-    b"42",
-    b"null",
-    b'{"latency_ms": 1.0}',  # an object without an arch
-    b'{"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "latency_ms": "fast"}',
-    b'{"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "latency_ms": NaN}',
-    b'{"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "latency_ms": -1}',
-    b'{"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "latency_ms": 1.0, "n": "three"}',
-    b"[" * 100_000,  # nesting deep enough to exhaust the parser's recursion
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b'{"arch": "|nor_conv_3x3~0|+|nor_co\x00\x00\x00 garbage',  # bytes of a broken disk block
+        b"\xff\xfe not utf-8 \xc3\x28",
+        b"[1, 2, 3]",  # valid JSON, not an object
+        b'"a string"',
+        b"42",
+        b"null",
+        b'{"latency_ms": 1.0}',  # an object without an arch
+        b'{"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "latency_ms": "fast"}',
+        b'{"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "latency_ms": NaN}',
+        b'{"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "latency_ms": -1}',
+        b'{"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "latency_ms": 1.0, "n": "three"}',
+        b"[" * 100_000,  # nesting deep enough to exhaust the parser's recursion
+    ],
+)
 @pytest.mark.slow
 def test_corrupt_middle_latency_line_is_set_aside_and_every_valid_line_kept(tiny, finished, garbage):
     out, folder = finished
@@ -182,14 +189,17 @@ def test_corrupt_retest_line_is_set_aside(tiny, finished):
 
 
 # ------------------------------------------------------------------------ 2. meta.json: one-line errors
-@pytest.mark.parametrize("content, needle", [
-    (b'{"device": "x-torch-t1-bs1-fp32", "setting": {', "not valid JSON (line 1"),
-    (b"", "not valid JSON"),
-    (b"[1, 2]", "expected a JSON object, found a JSON array"),
-    (b'"just text"', "found a JSON string"),
-    (b"\xff\xfe\x00", "not valid JSON"),
-    (b"[" * 100_000, "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (b'{"device": "x-torch-t1-bs1-fp32", "setting": {', "not valid JSON (line 1"),
+        (b"", "not valid JSON"),
+        (b"[1, 2]", "expected a JSON object, found a JSON array"),
+        (b'"just text"', "found a JSON string"),
+        (b"\xff\xfe\x00", "not valid JSON"),
+        (b"[" * 100_000, "not valid JSON"),
+    ],
+)
 @pytest.mark.slow
 def test_broken_meta_json_is_one_line_error_and_nothing_changes(tiny, finished, content, needle):
     out, folder = finished
@@ -223,26 +233,9 @@ def test_measurements_without_meta_json_are_not_adopted(tiny, finished):
 
 
 # -------------------------------------------------------------------------- 3. one run per folder: a lock
-_HOLDER = textwrap.dedent("""
-    import fcntl, os, sys, time
-    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.ftruncate(fd, 0); os.write(fd, f"{os.getpid()}\\n".encode())
-    print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
-""")
-
-
-def _hold(lock_file: Path, seconds: float = 60.0) -> subprocess.Popen:
-    """Another process holding the flock (what a running `latbench profile` does)."""
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(lock_file), str(seconds)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
-
 def test_second_run_on_the_same_folder_is_refused(tiny, finished):
     out, folder = finished
-    holder = _hold(folder / profiler.LOCK_NAME)
+    holder = hold(folder / profiler.LOCK_NAME)
     try:
         before = _snapshot(out)
         with pytest.raises(profiler.ProfileError) as e:
@@ -262,11 +255,13 @@ def test_refused_run_leaves_no_new_folder(tiny, tmp_path):
     out = tmp_path / "out"
     busy = out / "nb201" / "x-ort-t1-bs1-fp32"
     busy.mkdir(parents=True)
-    holder = _hold(busy / profiler.LOCK_NAME)
+    holder = hold(busy / profiler.LOCK_NAME)
     try:
         before = _snapshot(out)
-        settings = [profiler.Setting("nb201", "torch", "cpu", 1, 1, "fp32", **FAST),
-                    profiler.Setting("nb201", "onnxruntime", "cpu", 1, 1, "fp32", **FAST)]
+        settings = [
+            profiler.Setting("nb201", "torch", "cpu", 1, 1, "fp32", **FAST),
+            profiler.Setting("nb201", "onnxruntime", "cpu", 1, 1, "fp32", **FAST),
+        ]
         with pytest.raises(profiler.ProfileError, match="another `latbench profile`"):
             profiler.profile(tiny, settings, out, 12, name_prefix="x", max_wait=0)
         assert _snapshot(out) == before and not (out / "nb201" / DEV).exists()
@@ -347,8 +342,25 @@ def _cli(*args):
         runner = CliRunner(mix_stderr=False)
     except TypeError:  # click >= 8.2 keeps stderr apart
         runner = CliRunner()
-    return runner.invoke(app, ["profile", "--space", "nb201", "--archs", "10", "--warmup", "1", "--repeats", "3",
-                               "--max-wait", "0", "--name", "x", *args])
+    return runner.invoke(
+        app,
+        [
+            "profile",
+            "--space",
+            "nb201",
+            "--archs",
+            "10",
+            "--warmup",
+            "1",
+            "--repeats",
+            "3",
+            "--max-wait",
+            "0",
+            "--name",
+            "x",
+            *args,
+        ],
+    )
 
 
 def _cli_error(res) -> str:
@@ -373,7 +385,7 @@ def test_cli_second_run_is_refused_with_error_line(data, tmp_path):
     out = tmp_path / "out"
     folder = out / "nb201" / DEV
     folder.mkdir(parents=True)
-    holder = _hold(folder / profiler.LOCK_NAME)
+    holder = hold(folder / profiler.LOCK_NAME)
     try:
         err = _cli_error(_cli("--out", str(out)))
         assert f"pid {holder.pid}" in err

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latbench_baselines import litepred, nn_meter, opwise
+from latbench.eval.checks import check_method
 from latbench.kernels import decomposition as kernels
 from latbench.methods.registry import resolve
-from latbench.eval.checks import check_method
+from latbench_baselines import litepred, nn_meter, opwise
 
 NAMES = ["opwise-lasso", "opwise-rf", "opwise-gbdt", "opwise-mlp", "nn-meter", "litepred"]
 
@@ -24,8 +24,8 @@ def dataset(data):
 
 def _trial(task_id: str, shots: int):
     from latbench.data import store
-    from latbench.protocol.trial import make_trial
     from latbench.data.store import get_space
+    from latbench.protocol.trial import make_trial
     from latbench.tasks.spec import get_task
 
     spec = get_task(task_id)

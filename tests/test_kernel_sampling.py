@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latbench.measure import kernel_sampling as ks
 from latbench.errors import LatbenchError
+from latbench.measure import kernel_sampling as ks
 
 
 def _fake_device(op, configs):
@@ -59,8 +59,7 @@ def test_adaptive_campaign_adds_finegrained_rounds_where_the_forest_is_wrong(spa
         calls.append(len(configs))
         return _fake_device("conv", configs)
 
-    camp = ks.adaptive_campaign("conv", zoo, measure, NNMeter(max_trees=20)._forest, init=60, finegrained=5,
-                                iterations=3, seed=0)
+    camp = ks.adaptive_campaign("conv", zoo, measure, NNMeter(max_trees=20)._forest, init=60, finegrained=5, iterations=3, seed=0)
     h = camp.history
     assert calls[0] == 60 and len(h) >= 2 and h[0]["measured"] == 60
     assert h[1]["measured"] == 60 + calls[1] and calls[1] <= 5 * h[0]["above_threshold"]
@@ -80,33 +79,51 @@ def test_vae_learns_the_zoo_and_samples_valid_configurations(spaces):
 
 
 def test_run_campaign_writes_complete_files_and_fails_cleanly(spaces, tmp_path):
-    r = ks.run_campaign(tmp_path, "conv", "adaptive", spaces, samples=30, iterations=2, finegrained=3,
-                        zoo_archs=50, name="fake", measure=_fake_device)
+    r = ks.run_campaign(
+        tmp_path,
+        "conv",
+        "adaptive",
+        spaces,
+        samples=30,
+        iterations=2,
+        finegrained=3,
+        zoo_archs=50,
+        name="fake",
+        measure=_fake_device,
+    )
     f = ks.campaign_file(tmp_path, r["device"], "conv")
     assert r["device"] == "fake-torch-t1-bs1-fp32" and f.is_file()
     meta = json.loads((f.parent / "campaign-conv.json").read_text())
     assert meta["measured"] == len(pd.read_parquet(f)) == r["history"][-1]["measured"] and meta["sampler"] == "adaptive"
     frame, lat = ks.load_campaign(tmp_path, r["device"])
     assert len(frame) == len(lat) and set(frame["family"]) == {"conv-bn-relu"}
-    for bad, msg in [(dict(sampler="grid"), "unknown kernel sampler"), (dict(op="gelu"), "unknown kernel type"),
-                     (dict(samples=2), "at least 5")]:
+    for bad, msg in [
+        (dict(sampler="grid"), "unknown kernel sampler"),
+        (dict(op="gelu"), "unknown kernel type"),
+        (dict(samples=2), "at least 5"),
+    ]:
         args = dict(op="conv", sampler="adaptive", samples=30) | bad
         with pytest.raises(LatbenchError, match=msg):
-            ks.run_campaign(tmp_path / "bad", args["op"], args["sampler"], spaces, samples=args["samples"], name="x",
-                            measure=_fake_device)
+            ks.run_campaign(
+                tmp_path / "bad", args["op"], args["sampler"], spaces, samples=args["samples"], name="x", measure=_fake_device
+            )
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda t: t.drop(columns="latency_ms"), "missing column"),
-    (lambda t: t.assign(latency_ms=-1.0), "finite and > 0"),
-    (lambda t: t.assign(latency_ms=np.inf), "finite and > 0"),
-    (lambda t: t.assign(op=["conv", "relu"] * (len(t) // 2) + ["conv"] * (len(t) % 2)), "one known kernel type"),
-    (lambda t: t.assign(cin=t["cin"] * 0.5), "positive integers"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda t: t.drop(columns="latency_ms"), "missing column"),
+        (lambda t: t.assign(latency_ms=-1.0), "finite and > 0"),
+        (lambda t: t.assign(latency_ms=np.inf), "finite and > 0"),
+        (lambda t: t.assign(op=["conv", "relu"] * (len(t) // 2) + ["conv"] * (len(t) % 2)), "one known kernel type"),
+        (lambda t: t.assign(cin=t["cin"] * 0.5), "positive integers"),
+    ],
+)
 def test_load_campaign_rejects_malformed_files(spaces, tmp_path, mutate, message):
-    r = ks.run_campaign(tmp_path, "conv", "adaptive", spaces, samples=20, iterations=1, zoo_archs=30, name="fake",
-                        measure=_fake_device)
+    r = ks.run_campaign(
+        tmp_path, "conv", "adaptive", spaces, samples=20, iterations=1, zoo_archs=30, name="fake", measure=_fake_device
+    )
     f = ks.campaign_file(tmp_path, r["device"], "conv")
     mutate(pd.read_parquet(f)).to_parquet(f)
     with pytest.raises(LatbenchError, match=message):
@@ -125,17 +142,26 @@ def test_time_layer_measures_one_real_kernel():
 @pytest.mark.slow
 def test_faithful_nn_meter_from_a_campaign_alone(data, tmp_path):
     """nn-Meter proper: no arch of the target measured (k = 0), kernel predictors from sampled kernels."""
+    from latbench.data.store import get_space
     from latbench.eval.runner import evaluate
     from latbench.methods.registry import make
     from latbench.tasks.spec import get_task
 
-    from latbench.data.store import get_space
-
     device = "epyc-2c-torch-t1-bs1-fp32"
     for op in ("conv", "dwconv", "bn", "relu"):
-        ks.run_campaign(tmp_path, op, "adaptive", [get_space("fbnet")], samples=40, iterations=1, zoo_archs=100,
-                        name="epyc-2c", measure=_fake_device)
-    res = evaluate(make("nn-meter", variant="faithful", campaign=str(tmp_path)), [get_task("measured-fbnet-kernels")],
-                   shots=0, trials=1)
+        ks.run_campaign(
+            tmp_path,
+            op,
+            "adaptive",
+            [get_space("fbnet")],
+            samples=40,
+            iterations=1,
+            zoo_archs=100,
+            name="epyc-2c",
+            measure=_fake_device,
+        )
+    res = evaluate(
+        make("nn-meter", variant="faithful", campaign=str(tmp_path)), [get_task("measured-fbnet-kernels")], shots=0, trials=1
+    )
     r = res.results[0].trials[0]
     assert r.measured[device] == [] and np.isfinite(r.mean["spearman"])

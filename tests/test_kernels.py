@@ -9,10 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from latbench.kernels import decomposition as kernels
 from latbench.errors import LatbenchError
+from latbench.kernels import decomposition as kernels
 from latbench.spaces.base import count_torch
-from latbench.spaces.fbnet import OPS as FBNET_OPS, FBNetSpace
+from latbench.spaces.fbnet import OPS as FBNET_OPS
+from latbench.spaces.fbnet import FBNetSpace
 from latbench.spaces.nb201 import NB201Space
 from latbench.spaces.ofa import RESOLUTIONS, OFASpace
 
@@ -23,6 +24,8 @@ RULES = sorted(kernels.RULE_SETS)
 def dataset(data):
     """The session dataset built from the mirror (conftest)."""
     yield data
+
+
 ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 
@@ -42,13 +45,23 @@ def _fbnet_sample():
 def _ofa_sample():
     rng = np.random.default_rng(2)
     raw = [dict(ks=[3] * 20, e=[3] * 20, d=[2] * 5, r=128), dict(ks=[7] * 20, e=[6] * 20, d=[4] * 5, r=224)]
-    raw += [dict(ks=rng.choice([3, 5, 7], 20).tolist(), e=rng.choice([3, 4, 6], 20).tolist(),
-                 d=rng.choice([2, 3, 4], 5).tolist(), r=int(rng.choice(RESOLUTIONS))) for _ in range(2)]
+    raw += [
+        dict(
+            ks=rng.choice([3, 5, 7], 20).tolist(),
+            e=rng.choice([3, 4, 6], 20).tolist(),
+            d=rng.choice([2, 3, 4], 5).tolist(),
+            r=int(rng.choice(RESOLUTIONS)),
+        )
+        for _ in range(2)
+    ]
     return [OFASpace.from_raw(a) for a in raw]
 
 
-CASES = ([(NB201Space, a) for a in _nb201_sample()] + [(FBNetSpace, a) for a in _fbnet_sample()]
-         + [(OFASpace, a) for a in _ofa_sample()])
+CASES = (
+    [(NB201Space, a) for a in _nb201_sample()]
+    + [(FBNetSpace, a) for a in _fbnet_sample()]
+    + [(OFASpace, a) for a in _ofa_sample()]
+)
 IDS = [f"{cls.name}-{i}" for i, (cls, _) in enumerate(CASES)]
 
 

@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from latbench.methods.registry import builtin_methods
-
-BUILTIN = builtin_methods()
-from latbench.leaderboard import board as lb
 from latbench.cli import app
 from latbench.errors import DataError
+from latbench.leaderboard import board as lb
+from latbench.methods.registry import builtin_methods
 from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
+
+BUILTIN = builtin_methods()
 
 REPO = Path(__file__).resolve().parents[1]
 XSS = "<script>alert(1)</script>"
@@ -93,7 +93,9 @@ def board(data, tmp_path, monkeypatch):
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+    return (
+        {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+    )
 
 
 def block(d: dict, task: str = "easy-1", k: int = 5) -> dict:
@@ -182,33 +184,77 @@ MALFORMED = [
     ("non-utf8-garbage", lambda d: b"\xff\xfe\x00\x81garbage\xc3(", r"not UTF-8 text"),
     ("pickle", lambda d: pickle.dumps(d), r"looks like a pickle; entries must be JSON"),
     ("unknown-suite", lambda d: d.update(suite="olympics"), r"unknown suite 'olympics'"),
-    ("stale-dataset-hash", lambda d: d.update(dataset_hash="0" * 64), r"dataset hash 000000000000\.\.\. does not match the current dataset"),
-    ("non-official-protocol", lambda d: d.update(protocol="help-paper-v1"), r"protocol 'help-paper-v1': the board only accepts official-v1"),
-    ("block-protocol", lambda d: block(d).update(protocol="official-v1-source-all"), r"easy-1 k=5: protocol 'official-v1-source-all' differs"),
-    ("stale-task-version", lambda d: d["task_versions"].update({"medium-2": d["task_versions"]["medium-2"] + 1}), r"task medium-2: version 2 in the entry, current is 1"),
-    ("stale-block-task-version", lambda d: block(d, "hard-2", 10).update(task_version=7), r"hard-2 k=10: task_version 7, current is 1"),
+    (
+        "stale-dataset-hash",
+        lambda d: d.update(dataset_hash="0" * 64),
+        r"dataset hash 000000000000\.\.\. does not match the current dataset",
+    ),
+    (
+        "non-official-protocol",
+        lambda d: d.update(protocol="help-paper-v1"),
+        r"protocol 'help-paper-v1': the board only accepts official-v1",
+    ),
+    (
+        "block-protocol",
+        lambda d: block(d).update(protocol="official-v1-source-all"),
+        r"easy-1 k=5: protocol 'official-v1-source-all' differs",
+    ),
+    (
+        "stale-task-version",
+        lambda d: d["task_versions"].update({"medium-2": d["task_versions"]["medium-2"] + 1}),
+        r"task medium-2: version 2 in the entry, current is 1",
+    ),
+    (
+        "stale-block-task-version",
+        lambda d: block(d, "hard-2", 10).update(task_version=7),
+        r"hard-2 k=10: task_version 7, current is 1",
+    ),
     ("missing-task", _drop_task, r"missing task\(s\) hard-6: suite 'main' needs all of"),
     ("missing-shot-count", _drop_k20, r"needs shots \[5, 10, 20\] and 5 trials \(entry has shots \[5, 10\]"),
     ("missing-block", lambda d: d["results"].remove(block(d, "medium-4", 10)), r"missing results for task medium-4 at k=10"),
     ("stray-block", _stray_block, r"result blocks outside suite 'main'"),
     ("missing-trial", lambda d: block(d)["trials"].pop(), r"easy-1 k=5: needs trials 0\.\.4, has \[0, 1, 2, 3\]"),
-    ("missing-device", lambda d: block(d)["trials"][2]["devices"].pop(_first_device(d)), r"easy-1 k=5 trial 2: devices .* expected"),
+    (
+        "missing-device",
+        lambda d: block(d)["trials"][2]["devices"].pop(_first_device(d)),
+        r"easy-1 k=5 trial 2: devices .* expected",
+    ),
     ("nan-token", _nan_token, r"non-finite number NaN in JSON"),
     ("infinity-token", _inf_token, r"non-finite number Infinity in JSON"),
     ("overflow-number", _overflow, r"number 1e999 overflows to infinity"),
-    ("negative-mape", lambda d: _set_metric(d, "mape", -3.0), r"easy-1 k=5 trial 0 .*: negative error or accuracy outside \[0, 1\]"),
+    (
+        "negative-mape",
+        lambda d: _set_metric(d, "mape", -3.0),
+        r"easy-1 k=5 trial 0 .*: negative error or accuracy outside \[0, 1\]",
+    ),
     ("accuracy-above-1", lambda d: _set_metric(d, "acc10", 1.5), r"negative error or accuracy outside \[0, 1\]"),
     ("spearman-above-1", lambda d: _set_metric(d, "spearman", 1.2), r"rank correlations must lie in \[-1, 1\]"),
     ("negative-seconds", lambda d: d.update(seconds=-5.0), r"seconds must be a finite number >= 0"),
-    ("mean-not-recomputing", lambda d: block(d)["trials"][1]["mean"].update(kendall=0.999), r"easy-1 k=5 trial 1: mean kendall 0\.999 does not recompute"),
+    (
+        "mean-not-recomputing",
+        lambda d: block(d)["trials"][1]["mean"].update(kendall=0.999),
+        r"easy-1 k=5 trial 1: mean kendall 0\.999 does not recompute",
+    ),
     ("worst-not-recomputing", lambda d: block(d)["trials"][1]["worst"].update(mape=0.0), r"worst mape 0\.0 does not recompute"),
-    ("aggregate-not-recomputing", lambda d: block(d, "hard-3", 20)["aggregate"]["spearman"].update(mean=0.99), r"hard-3 k=20: aggregate spearman .* does not recompute"),
-    ("wrong-trial-seed", lambda d: block(d)["trials"][3].update(seed=12345), r"easy-1 k=5 trial 3: seed 12345 is not the protocol's seed"),
+    (
+        "aggregate-not-recomputing",
+        lambda d: block(d, "hard-3", 20)["aggregate"]["spearman"].update(mean=0.99),
+        r"hard-3 k=20: aggregate spearman .* does not recompute",
+    ),
+    (
+        "wrong-trial-seed",
+        lambda d: block(d)["trials"][3].update(seed=12345),
+        r"easy-1 k=5 trial 3: seed 12345 is not the protocol's seed",
+    ),
     ("measured-over-k", lambda d: _measure(d, "over-k"), r"measured archs exceed k=5 or leave the query pool"),
     ("measured-outside-pool", lambda d: _measure(d, "outside"), r"measured archs exceed k=5 or leave the query pool"),
     ("self-verified", lambda d: d.update(status="verified"), r"only `latbench leaderboard verify` marks an entry verified"),
     ("duplicate", lambda d: None, r"duplicate entry: flops-[0-9a-f]{10}\.json is already on the board"),
-    ("duplicate-renamed", lambda d: d["method"].update(name="FLOPs (again)"), r"duplicate entry: the same code_ref and results are already on the board"),
+    (
+        "duplicate-renamed",
+        lambda d: d["method"].update(name="FLOPs (again)"),
+        r"duplicate entry: the same code_ref and results are already on the board",
+    ),
 ]
 
 
@@ -353,7 +399,10 @@ def test_predictions_folder_limits(flops, board, monkeypatch):
     from latbench.tasks.spec import get_task
 
     stray = flops.predictions / "easy-1" / "k5" / "model.pkl"
-    with altered(stray, b"\x80\x04junk"), pytest.raises(lb.LeaderboardError, match=r"model\.pkl: unexpected file in the predictions folder"):
+    with (
+        altered(stray, b"\x80\x04junk"),
+        pytest.raises(lb.LeaderboardError, match=r"model\.pkl: unexpected file in the predictions folder"),
+    ):
         lb.score_predictions(flops.predictions, suite="main", method="flops")
     monkeypatch.setattr(lb, "MAX_PREDICTION_BYTES", 1000)
     with pytest.raises(lb.LeaderboardError, match=r"larger than the 1,000-byte limit for a predictions file"):
@@ -388,15 +437,23 @@ def test_concurrent_adds_with_real_processes(flops, board, tmp_path):
     same = tmp_path / "same.json"
     same.write_text(flops.text)
     env = {**os.environ, "LATBENCH_LEADERBOARD": str(board)}
-    procs = [subprocess.Popen([sys.executable, "-m", "latbench.cli", "leaderboard", "add", str(p)], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for p in [*different, *[same] * 8]]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "latbench.cli", "leaderboard", "add", str(p)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in [*different, *[same] * 8]
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     done = [(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
     assert all(rc == 0 for rc, _, _ in done[:8]), done[:8]
     same_rc = [rc for rc, _, _ in done[8:]]
     assert same_rc.count(0) == 1 and same_rc.count(1) == 7, done[8:]
-    for rc, out, err in done[8:]:
+    for rc, _out, err in done[8:]:
         if rc:
             assert "error: duplicate entry" in err and "Traceback" not in err
     entries = board / "entries"
@@ -430,8 +487,11 @@ def test_rank_separates_clear_winner_and_ties_overlaps(flops):
 
 # -------------------------------------------------------------------------------------- render
 def _render_board(flops, board) -> list[lb.Entry]:
-    entries = [lb.Entry.model_validate_json(flops.text), shifted(flops.text, 0.05, "better | piped"),
-               shifted(flops.text, -0.3, XSS)]
+    entries = [
+        lb.Entry.model_validate_json(flops.text),
+        shifted(flops.text, 0.05, "better | piped"),
+        shifted(flops.text, -0.3, XSS),
+    ]
     for e in entries:
         lb.store_entry(e)
     res = CliRunner().invoke(app, ["leaderboard", "render"])
@@ -480,9 +540,20 @@ def _chromium() -> str:
 
 def _headless(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
+    cmd = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(tmp_path)})
     assert res.returncode == 0, res.stderr[-2000:]
     return res
@@ -575,8 +646,8 @@ def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_p
 
 # ------------------------------------------------------------------------------------- example
 def test_example_predictor_follows_the_contract(data, monkeypatch):
-    from latbench.methods.registry import resolve
     from latbench.eval.checks import check_method
+    from latbench.methods.registry import resolve
 
     monkeypatch.syspath_prepend(str(REPO))  # examples/ lives in the checkout, not the installed package
     cls = resolve("examples.my_predictor:ParamsRegression")
@@ -624,5 +695,6 @@ def test_committed_board_is_valid_and_rendered(data):
     names = [e.method.name for e in entries]
     assert len(set(names)) == len(names), names
     assert set(BUILTIN) <= set(names), f"built-in baselines missing from the board: {sorted(set(BUILTIN) - set(names))}"
-    assert lb.render_markdown(lb.list_entries(folder)) == (REPO / "leaderboard" / "README.md").read_text(), \
+    assert lb.render_markdown(lb.list_entries(folder)) == (REPO / "leaderboard" / "README.md").read_text(), (
         "leaderboard/README.md is out of date: run `latbench leaderboard render`"
+    )

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from latbench.measure import profiler
 from latbench.cli import app
 from latbench.data import measured
 from latbench.errors import DataError
+from latbench.measure import profiler
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,9 @@ def _broken(profiled, tmp_path, how: str):
             archs[2] = "|nor_conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"
         else:
             archs[1] = archs[0]
-        pq.write_table(lat.set_column(0, "arch", pa.array(archs)).set_column(1, "latency_ms", pa.array(values)), dev / "latency.parquet")
+        pq.write_table(
+            lat.set_column(0, "arch", pa.array(archs)).set_column(1, "latency_ms", pa.array(values)), dev / "latency.parquet"
+        )
     elif how == "not-parquet":
         (dev / "latency.parquet").write_bytes(b"PAR1 this is not parquet")
     elif how == "pickle":
@@ -145,18 +147,21 @@ def _broken(profiled, tmp_path, how: str):
     return src
 
 
-@pytest.mark.parametrize("how, message", [
-    ("no-meta", "no meta.json"),
-    ("bad-meta", "meta.json: invalid: setting"),
-    ("renamed-folder", "meta.json says nb201/usercpu-torch-t1-bs1-fp32"),
-    ("negative", "not finite and positive"),
-    ("nan", "not finite and positive"),
-    ("unknown-arch", "nor_conv_9x9"),
-    ("duplicate", "duplicate archs"),
-    ("not-parquet", "not a readable parquet"),
-    ("pickle", "latency.parquet: missing"),
-    ("kernel-columns", "columns"),
-])
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("no-meta", "no meta.json"),
+        ("bad-meta", "meta.json: invalid: setting"),
+        ("renamed-folder", "meta.json says nb201/usercpu-torch-t1-bs1-fp32"),
+        ("negative", "not finite and positive"),
+        ("nan", "not finite and positive"),
+        ("unknown-arch", "nor_conv_9x9"),
+        ("duplicate", "duplicate archs"),
+        ("not-parquet", "not a readable parquet"),
+        ("pickle", "latency.parquet: missing"),
+        ("kernel-columns", "columns"),
+    ],
+)
 @pytest.mark.slow
 def test_add_source_rejects_bad_folders_and_registers_nothing(user_home, profiled, tmp_path, how, message):
     src = _broken(profiled, tmp_path, how)

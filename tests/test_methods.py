@@ -87,15 +87,18 @@ def test_check_method_catches_a_nondeterministic_method(data):
         check_method(Noisy)
 
 
-@pytest.mark.parametrize("cls, failing", [
-    (NegativePredictions, "check_predict_shape_and_positive"),
-    (ScalarForOneArch, "check_predict_shape_and_positive"),
-    (FitReturnsNone, "check_fit_returns_self"),
-    (AdaptReturnsNone, "check_adapt_returns_self"),
-    (OverBudget, "check_respects_budget"),
-    (PeeksAtTruth, "check_no_target_truth_access"),
-    (SetsStateInInit, "check_init_only_stores_params"),
-])
+@pytest.mark.parametrize(
+    "cls, failing",
+    [
+        (NegativePredictions, "check_predict_shape_and_positive"),
+        (ScalarForOneArch, "check_predict_shape_and_positive"),
+        (FitReturnsNone, "check_fit_returns_self"),
+        (AdaptReturnsNone, "check_adapt_returns_self"),
+        (OverBudget, "check_respects_budget"),
+        (PeeksAtTruth, "check_no_target_truth_access"),
+        (SetsStateInInit, "check_init_only_stores_params"),
+    ],
+)
 def test_a_broken_method_fails_the_check_it_breaks(data, cls, failing):
     with pytest.raises(MethodError, match=f"^{cls.__name__} fails {failing}: "):
         check_method(cls)

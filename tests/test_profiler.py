@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from latbench.measure import profiler
 from latbench.cli import app
+from latbench.measure import profiler
 
 FAST = dict(warmup=1, repeats=3)
 
@@ -119,15 +119,18 @@ def test_retest_records_test_retest_spearman(nb201, tmp_path):
     assert result["spearman"] == round(float(expected), 4)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--runtime", "tensorrt"], "unknown runtime"),
-    (["--precision", "int8"], "use --runtime onnxruntime"),
-    (["--precision", "fp16"], "fp16 is measured on GPU only"),
-    (["--cuda-graphs"], "CUDA graphs need --device cuda"),
-    (["--runtime", "onnxruntime", "--device", "cuda"], "CPU execution provider"),
-    (["--threads", "0"], "threads and batch must be >= 1"),
-    (["--repeats", "1"], "repeats >= 3"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--runtime", "tensorrt"], "unknown runtime"),
+        (["--precision", "int8"], "use --runtime onnxruntime"),
+        (["--precision", "fp16"], "fp16 is measured on GPU only"),
+        (["--cuda-graphs"], "CUDA graphs need --device cuda"),
+        (["--runtime", "onnxruntime", "--device", "cuda"], "CPU execution provider"),
+        (["--threads", "0"], "threads and batch must be >= 1"),
+        (["--repeats", "1"], "repeats >= 3"),
+    ],
+)
 def test_profile_cli_rejects_bad_settings_and_writes_nothing(data, tmp_path, args, message):
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["profile", "--space", "nb201", "--archs", "10", "--out", str(out), *args])
@@ -138,9 +141,32 @@ def test_profile_cli_rejects_bad_settings_and_writes_nothing(data, tmp_path, arg
 @pytest.mark.slow
 def test_profile_cli_end_to_end(data, tmp_path):
     out = tmp_path / "m"
-    res = CliRunner().invoke(app, ["profile", "--space", "fbnet", "--runtime", "onnxruntime", "--threads", "1",
-                                   "--precision", "fp32", "--archs", "10", "--warmup", "1", "--repeats", "3",
-                                   "--name", "ci", "--max-wait", "5", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "profile",
+            "--space",
+            "fbnet",
+            "--runtime",
+            "onnxruntime",
+            "--threads",
+            "1",
+            "--precision",
+            "fp32",
+            "--archs",
+            "10",
+            "--warmup",
+            "1",
+            "--repeats",
+            "3",
+            "--name",
+            "ci",
+            "--max-wait",
+            "5",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "measured 10 archs" in res.output
     assert (out / "fbnet" / "ci-ort-t1-bs1-fp32" / "latency.parquet").is_file()
@@ -152,7 +178,10 @@ def test_device_names_are_systematic():
     s = profiler.Setting("nb201", "onnxruntime", "cpu", 2, 1, "int8")
     assert profiler.device_name(s, "epyc-2c") == "epyc-2c-ort-t2-bs1-int8"
     assert profiler.hardware_slug({"gpu_model": "NVIDIA H100 80GB HBM3"}, "cuda") == "h100"
-    assert profiler.hardware_slug({"cpu_model": "Intel(R) Xeon(R) Gold 6226 CPU @ 2.70GHz", "cpu_cores": 16}, "cpu") == "xeon-gold-6226-16c"
+    assert (
+        profiler.hardware_slug({"cpu_model": "Intel(R) Xeon(R) Gold 6226 CPU @ 2.70GHz", "cpu_cores": 16}, "cpu")
+        == "xeon-gold-6226-16c"
+    )
 
 
 def test_summary_statistics():

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from latbench.protocol import metrics
 from latbench.errors import MethodError, OracleError, TaskError
+from latbench.protocol import metrics
 from latbench.protocol.trial import make_trial
 
 
@@ -76,8 +76,8 @@ def test_source_data_is_the_source_sample_on_source_devices(hard3):
 
 
 def test_same_seed_gives_identical_metrics(data):
-    from latbench.methods.registry import make
     from latbench.eval.runner import evaluate
+    from latbench.methods.registry import make
     from latbench.tasks.spec import get_task
 
     tasks = [get_task("hard-3"), get_task("help-fbnet")]
@@ -268,8 +268,8 @@ def test_help_paper_mode_reproduces_helps_flops_row(data):
     fpga 0.900 (mean 0.787). Recomputed from HELP's own files on the 800-arch trimmed query set:
     0.951, 0.830, 0.766, 0.871, 0.385, 0.895 (mean 0.783) -- which this mode must give exactly.
     """
-    from latbench.methods.registry import make
     from latbench.eval.runner import evaluate
+    from latbench.methods.registry import make
     from latbench.tasks.spec import get_task
 
     res = evaluate(make("flops"), [get_task("help-nb201")], shots=10, trials=1, protocol="help-paper")
@@ -281,8 +281,7 @@ def test_help_paper_mode_reproduces_helps_flops_row(data):
 
 
 def test_help_paper_mode_pools(data):
-    from latbench.data.store import load_latency
-    from latbench.data.store import get_space
+    from latbench.data.store import get_space, load_latency
     from latbench.tasks.spec import get_task
 
     task = get_task("help-nb201")
@@ -332,8 +331,8 @@ def test_task_configs_load_as_hf_datasets_with_train_and_test(data):
 
 
 def test_several_shot_counts_reuse_the_fit_and_match_separate_runs(data):
-    from latbench.methods.registry import make
     from latbench.eval.runner import evaluate
+    from latbench.methods.registry import make
     from latbench.tasks.spec import get_task
 
     task = get_task("hard-3")

@@ -15,7 +15,6 @@ from latbench.errors import UnknownArchError
 from latbench.spaces.fbnet import NUM_LAYERS, OPS, FBNetSpace
 
 
-
 def _arch(ops) -> str:
     return "-".join(ops)
 
@@ -119,8 +118,10 @@ def test_encodings(space):
 def test_from_raw_known_help_arch():
     # HELP metainfo.pt arch 0, copied here so the op order is pinned even without the mirror.
     raw = [7, 8, 1, 8, 4, 8, 8, 8, 7, 4, 1, 4, 7, 3, 2, 7, 3, 2, 4, 2, 4, 5]
-    expected = ("k5_e6-skip-k3_e1_g2-skip-k5_e1-skip-skip-skip-k5_e6-k5_e1-k3_e1_g2-k5_e1-k5_e6-k3_e6-k3_e3"
-                "-k5_e6-k3_e6-k3_e3-k5_e1-k3_e3-k5_e1-k5_e1_g2")
+    expected = (
+        "k5_e6-skip-k3_e1_g2-skip-k5_e1-skip-skip-skip-k5_e6-k5_e1-k3_e1_g2-k5_e1-k5_e6-k3_e6-k3_e3"
+        "-k5_e6-k3_e6-k3_e3-k5_e1-k3_e3-k5_e1-k5_e1_g2"
+    )
     assert FBNetSpace.from_raw(raw) == expected
 
 
@@ -150,8 +151,12 @@ def test_canonical_rejects(bad, needle):
 
 @pytest.mark.parametrize(
     "bad, needle",
-    [([0] * 21, "21 entries"), ([0] * 10 + [9] + [0] * 11, "index 9 at position 10"), ([0] * 21 + [-1], "-1 at position 21"),
-     ([0.5] + [0] * 21, "0.5 at position 0")],
+    [
+        ([0] * 21, "21 entries"),
+        ([0] * 10 + [9] + [0] * 11, "index 9 at position 10"),
+        ([0] * 21 + [-1], "-1 at position 21"),
+        ([0.5] + [0] * 21, "0.5 at position 0"),
+    ],
 )
 def test_from_raw_rejects(bad, needle):
     with pytest.raises(UnknownArchError, match=needle):

@@ -13,12 +13,15 @@ SPACE = NB201Space(NB201Space.all_archs())
 ARCH0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
 
 
-@pytest.mark.parametrize("arch", [
-    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    ARCH0,
-    *[NB201Space.all_archs()[i] for i in np.random.default_rng(0).choice(15625, 5, replace=False)],
-])
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+        ARCH0,
+        *[NB201Space.all_archs()[i] for i in np.random.default_rng(0).choice(15625, 5, replace=False)],
+    ],
+)
 def test_flops_and_params_match_the_torch_model(arch):
     model = SPACE.build_torch(SPACE.index(arch))
     flops, params = count_torch(model, (3, 32, 32))
@@ -44,12 +47,15 @@ def test_forward_shape():
     assert out.shape == (2, 10)
 
 
-@pytest.mark.parametrize("bad, msg", [
-    ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|", "2 nodes"),
-    ("|conv_7x7~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|", "conv_7x7"),
-    ("|avg_pool_3x3~1|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|", "~0"),
-    ("|avg_pool_3x3~0|+|nor_conv_1x1~0|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|", "node 2 has 1 inputs"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|", "2 nodes"),
+        ("|conv_7x7~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|", "conv_7x7"),
+        ("|avg_pool_3x3~1|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|", "~0"),
+        ("|avg_pool_3x3~0|+|nor_conv_1x1~0|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|", "node 2 has 1 inputs"),
+    ],
+)
 def test_bad_arch_strings_are_rejected(bad, msg):
     with pytest.raises(UnknownArchError, match=msg):
         SPACE.index(bad)

@@ -14,9 +14,15 @@ import pytest
 
 from latbench.errors import UnknownArchError
 from latbench.spaces.ofa import (
-    FEATURE_MIX, FINAL_EXPAND, NUM_SLOTS, RESOLUTIONS, STAGE_CHANNELS, STEM_CHANNELS, OFASpace, make_divisible,
+    FEATURE_MIX,
+    FINAL_EXPAND,
+    NUM_SLOTS,
+    RESOLUTIONS,
+    STAGE_CHANNELS,
+    STEM_CHANNELS,
+    OFASpace,
+    make_divisible,
 )
-
 
 SMALLEST = dict(ks=[3] * 20, e=[3] * 20, d=[2] * 5, r=128)
 LARGEST = dict(ks=[7] * 20, e=[6] * 20, d=[4] * 5, r=224)
@@ -26,8 +32,12 @@ def _random_raw(n: int, seed: int = 0) -> list[dict]:
     """HELP-like dicts: inactive slots hold random valid values, as in HELP's file."""
     rng = np.random.default_rng(seed)
     return [
-        dict(ks=rng.choice([3, 5, 7], 20).tolist(), e=rng.choice([3, 4, 6], 20).tolist(),
-             d=rng.choice([2, 3, 4], 5).tolist(), r=np.int64(rng.choice(RESOLUTIONS)))
+        dict(
+            ks=rng.choice([3, 5, 7], 20).tolist(),
+            e=rng.choice([3, 4, 6], 20).tolist(),
+            d=rng.choice([2, 3, 4], 5).tolist(),
+            r=np.int64(rng.choice(RESOLUTIONS)),
+        )
         for _ in range(n)
     ]
 
@@ -128,8 +138,10 @@ def test_from_raw_round_trip():
         assert OFASpace.canonical(s) == s
         act = _active(raw["d"])
         back = dict(
-            ks=[int(c) for c in s.split("-ks")[1][:20]], e=[int(c) for c in s.split("-e")[1]],
-            d=[int(c) for c in s.split("-d")[1][:5]], r=int(s[1:4]),
+            ks=[int(c) for c in s.split("-ks")[1][:20]],
+            e=[int(c) for c in s.split("-e")[1]],
+            d=[int(c) for c in s.split("-d")[1][:5]],
+            r=int(s[1:4]),
         )
         assert back["d"] == raw["d"] and back["r"] == raw["r"]
         assert back["ks"] == [k if a else 0 for k, a in zip(raw["ks"], act)]
@@ -137,16 +149,19 @@ def test_from_raw_round_trip():
         assert OFASpace.from_raw(back) == s
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(ks=[3] * 19), "ks has 19 values, expected 20"),
-    (dict(ks=[4] + [3] * 19), r"ks\[0\]=4 is not one of \(3, 5, 7\)"),
-    (dict(e=[3] * 19 + [5]), r"e\[19\]=5 is not one of"),
-    (dict(d=[2, 2, 5, 2, 2]), r"d\[2\]=5 is not one of \(2, 3, 4\)"),
-    (dict(r=130), "resolution r=130"),
-    (dict(r=3.5), "r must be an int"),
-    (dict(ks="3" * 20), "ks must be a list of ints"),
-    (dict(d=[2.0] * 5), r"d\[0\] must be an int, got 2.0"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(ks=[3] * 19), "ks has 19 values, expected 20"),
+        (dict(ks=[4] + [3] * 19), r"ks\[0\]=4 is not one of \(3, 5, 7\)"),
+        (dict(e=[3] * 19 + [5]), r"e\[19\]=5 is not one of"),
+        (dict(d=[2, 2, 5, 2, 2]), r"d\[2\]=5 is not one of \(2, 3, 4\)"),
+        (dict(r=130), "resolution r=130"),
+        (dict(r=3.5), "r must be an int"),
+        (dict(ks="3" * 20), "ks must be a list of ints"),
+        (dict(d=[2.0] * 5), r"d\[0\] must be an int, got 2.0"),
+    ],
+)
 def test_from_raw_rejects(change, message):
     with pytest.raises(UnknownArchError, match=message) as info:
         OFASpace.from_raw({**SMALLEST, **change})
@@ -160,17 +175,20 @@ def test_from_raw_rejects_wrong_keys():
         OFASpace.from_raw([1, 2, 3])
 
 
-@pytest.mark.parametrize("arch, message", [
-    ("r128-d22222-ks" + "3" * 19 + "-e" + "3" * 20, "ks has 19 values, expected 20"),
-    ("r128-d22222-ks4" + "3" * 19 + "-e" + "3" * 20, r"ks\[0\]=4"),
-    ("r128-d22522-ks" + "3" * 20 + "-e" + "3" * 20, r"d\[2\]=5"),
-    ("r130-d22222-ks" + "3" * 20 + "-e" + "3" * 20, "resolution r=130"),
-    ("r128-d22222-ks" + "3" * 20 + "-e" + "3" * 18 + "90", r"e\[18\]=9 .*inactive"),  # slot 18 inactive, not 0/valid
-    ("r128-d22222-ks" + "3" * 20 + "-e" + "3" * 20 + "-x", "expected 'r<res>"),
-    ("d22222-r128-ks" + "3" * 20 + "-e" + "3" * 20, "expected 'r<res>"),
-    ("rX-d22222-ks" + "3" * 20 + "-e" + "3" * 20, "'r' must be followed by digits"),
-    ("", "expected 'r<res>"),
-])
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        ("r128-d22222-ks" + "3" * 19 + "-e" + "3" * 20, "ks has 19 values, expected 20"),
+        ("r128-d22222-ks4" + "3" * 19 + "-e" + "3" * 20, r"ks\[0\]=4"),
+        ("r128-d22522-ks" + "3" * 20 + "-e" + "3" * 20, r"d\[2\]=5"),
+        ("r130-d22222-ks" + "3" * 20 + "-e" + "3" * 20, "resolution r=130"),
+        ("r128-d22222-ks" + "3" * 20 + "-e" + "3" * 18 + "90", r"e\[18\]=9 .*inactive"),  # slot 18 inactive, not 0/valid
+        ("r128-d22222-ks" + "3" * 20 + "-e" + "3" * 20 + "-x", "expected 'r<res>"),
+        ("d22222-r128-ks" + "3" * 20 + "-e" + "3" * 20, "expected 'r<res>"),
+        ("rX-d22222-ks" + "3" * 20 + "-e" + "3" * 20, "'r' must be followed by digits"),
+        ("", "expected 'r<res>"),
+    ],
+)
 def test_canonical_rejects(arch, message):
     with pytest.raises(UnknownArchError, match=message) as info:
         OFASpace.canonical(arch)

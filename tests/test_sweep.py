@@ -15,10 +15,10 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from latbench_baselines.flops import FLOPsRegression
-from latbench.leaderboard import board as lb
-from latbench.eval import executors, runner, sweep, units
 from latbench.cli import app
+from latbench.eval import runner, sweep, units
+from latbench.leaderboard import board as lb
+from latbench_baselines.flops import FLOPsRegression
 
 TASKS = "easy-1,hard-4"
 SHOTS = [5, 10]
@@ -50,8 +50,9 @@ def _metrics(results) -> str:
 
 def _sweep(workers: int, ray_address: str | None = None):
     _, tasks = lb.select_tasks(TASKS)
-    return runner.run(sweep.make_methods(["flops"], {}), tasks, shots=SHOTS, trials=TRIALS, workers=workers,
-                     ray_address=ray_address)[0]
+    return runner.run(
+        sweep.make_methods(["flops"], {}), tasks, shots=SHOTS, trials=TRIALS, workers=workers, ray_address=ray_address
+    )[0]
 
 
 def _cli(*args: str):
@@ -66,8 +67,8 @@ def _cli(*args: str):
 def reference(built_home):
     """``runner.evaluate`` itself: what every executor must reproduce."""
     from latbench.data import store
-    from latbench.methods.registry import make
     from latbench.eval.runner import evaluate
+    from latbench.methods.registry import make
     from latbench.tasks.spec import select
 
     with pytest.MonkeyPatch.context() as mp:
@@ -81,12 +82,29 @@ def test_in_process_matches_evaluate(data, reference):
     result = _sweep(workers=1)
     assert _metrics(result.results) == _metrics(reference.results)
     assert [(r.task, r.shots) for r in result.results] == [(r.task, r.shots) for r in reference.results]
-    assert (result.method, result.method_params, result.dataset_hash) == (reference.method, reference.method_params, reference.dataset_hash)
+    assert (result.method, result.method_params, result.dataset_hash) == (
+        reference.method,
+        reference.method_params,
+        reference.dataset_hash,
+    )
 
 
 def test_processes_via_cli_match_evaluate(data, reference, tmp_path):
-    res = _cli("sweep", "--methods", "flops", "--tasks", TASKS, "--shots", "5,10", "--trials", str(TRIALS),
-               "--workers", "2", "--out", str(tmp_path))
+    res = _cli(
+        "sweep",
+        "--methods",
+        "flops",
+        "--tasks",
+        TASKS,
+        "--shots",
+        "5,10",
+        "--trials",
+        str(TRIALS),
+        "--workers",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
     assert res.exit_code == 0, res.output + res.stderr
     assert f"[{2 * TRIALS}/{2 * TRIALS}]" in res.stderr and "sweep wall time" in res.stderr
     entry = lb.load_entry(tmp_path / "flops.json")  # the `latbench submit` format
@@ -113,25 +131,43 @@ def test_ray_missing_is_a_clear_error(data, monkeypatch):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_failing_unit_is_named_and_nothing_is_written(data, tmp_path, workers):
     out = tmp_path / "out"
-    res = _cli("sweep", "--methods", "flops,test_sweep:LateFailure", "--tasks", TASKS, "--shots", "5", "--trials", str(TRIALS),
-               "--workers", str(workers), "--out", str(out))
+    res = _cli(
+        "sweep",
+        "--methods",
+        "flops,test_sweep:LateFailure",
+        "--tasks",
+        TASKS,
+        "--shots",
+        "5",
+        "--trials",
+        str(TRIALS),
+        "--workers",
+        str(workers),
+        "--out",
+        str(out),
+    )
     assert res.exit_code == 1, res.output
-    assert ("error: method 'test_sweep:LateFailure' on task hard-4 trial 1 failed: late-failure.fit() raised "
-            "RuntimeError: injected failure in fit") in res.stderr
+    assert (
+        "error: method 'test_sweep:LateFailure' on task hard-4 trial 1 failed: late-failure.fit() raised "
+        "RuntimeError: injected failure in fit"
+    ) in res.stderr
     assert "no entries written" in res.stderr and "Traceback" not in res.stderr + res.output
     assert not out.exists() or list(out.iterdir()) == []  # not even flops.json, whose units all succeeded
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--methods", "flopz"], "unknown method 'flopz' (did you mean flops"),
-    (["--methods", "flops,flops"], "--methods: 'flops' is listed twice"),
-    (["--methods", "flops", "--workers", "0"], "--workers must be >= 1 (got 0)"),
-    (["--methods", "flops", "--tasks", "easy-99"], "unknown task 'easy-99'"),
-    (["--methods", "flops", "--shots", "5,x"], "--shots expects comma-separated integers"),
-    (["--methods", "flops", "--trials", "0"], "--trials >= 1"),
-    (["--methods", "flops", "--tasks", "easy-1", "--store"], "--store needs a whole suite"),
-    (["--methods", "flops", "--param", "nope=1"], "method 'flops': bad parameters"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "flopz"], "unknown method 'flopz' (did you mean flops"),
+        (["--methods", "flops,flops"], "--methods: 'flops' is listed twice"),
+        (["--methods", "flops", "--workers", "0"], "--workers must be >= 1 (got 0)"),
+        (["--methods", "flops", "--tasks", "easy-99"], "unknown task 'easy-99'"),
+        (["--methods", "flops", "--shots", "5,x"], "--shots expects comma-separated integers"),
+        (["--methods", "flops", "--trials", "0"], "--trials >= 1"),
+        (["--methods", "flops", "--tasks", "easy-1", "--store"], "--store needs a whole suite"),
+        (["--methods", "flops", "--param", "nope=1"], "method 'flops': bad parameters"),
+    ],
+)
 def test_bad_arguments_fail_before_any_work(data, tmp_path, args, message):
     out = tmp_path / "out"
     res = _cli("sweep", *args, "--out", str(out))

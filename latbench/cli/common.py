@@ -64,13 +64,20 @@ def parse_params(items: list[str]) -> dict:
     return out
 
 
-def build_data(out: Path | None = None, *, mirror: Path | None = None, base_url: str | None = None,
-               sources: tuple[str, ...] | None = None) -> dict:
+def build_data(
+    out: Path | None = None, *, mirror: Path | None = None, base_url: str | None = None, sources: tuple[str, ...] | None = None
+) -> dict:
     """Build the dataset (with the committed tasks as configs), logging to stderr."""
     from latbench.tasks.dataset import build_dataset  # local: the CLI starts without pyarrow & co.
 
-    return build_dataset(out, mirror=mirror, base_url=base_url, sources=sources, progress=sys.stderr.isatty(),
-                         log=lambda m: err_console.print(m, highlight=False))
+    return build_dataset(
+        out,
+        mirror=mirror,
+        base_url=base_url,
+        sources=sources,
+        progress=sys.stderr.isatty(),
+        log=lambda m: err_console.print(m, highlight=False),
+    )
 
 
 def ensure_data() -> None:

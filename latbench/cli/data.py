@@ -39,8 +39,10 @@ def data_add_source(
 
     target = add_source(folder, name)
     devices = read_root(target)
-    console.print(f"registered {len(devices)} device(s) at {target}: "
-                  + ", ".join(f"{d.meta.space}/{d.meta.device} ({len(d.archs)} archs)" for d in devices))
+    console.print(
+        f"registered {len(devices)} device(s) at {target}: "
+        + ", ".join(f"{d.meta.space}/{d.meta.device} ({len(d.archs)} archs)" for d in devices)
+    )
     console.print("run `latbench data build` to include them in the dataset")
 
 
@@ -86,8 +88,9 @@ def data_info():
     from latbench.data import store
 
     info = store.info()
-    console.print(f"{store.root()}  version {info['dataset_version']}  "
-                  f"(latbench {info['latbench_version']}, built {info['built_at']})")
+    console.print(
+        f"{store.root()}  version {info['dataset_version']}  (latbench {info['latbench_version']}, built {info['built_at']})"
+    )
     t = Table("space", "archs", "devices", "rows", "device names")
     for space, c in info["spaces"].items():
         t.add_row(space, f"{c['archs']:,}", str(len(c["devices"])), f"{c['rows']:,}", ", ".join(c["devices"]))
@@ -118,5 +121,3 @@ def data_push(
 
     url = push(repo_id, private=private, token=token)
     console.print(f"pushed to {url}")
-
-

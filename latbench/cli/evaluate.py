@@ -45,8 +45,10 @@ def eval_cmd(
     from latbench.tasks.spec import select
 
     if source_archs not in SOURCE_ARCHS:
-        raise LatbenchError(f"--source-archs {source_archs!r}: choose {' or '.join(SOURCE_ARCHS)} (sample: the task's "
-                            "source sample; all: every measured arch outside the evaluation set)")
+        raise LatbenchError(
+            f"--source-archs {source_archs!r}: choose {' or '.join(SOURCE_ARCHS)} (sample: the task's "
+            "source sample; all: every measured arch outside the evaluation set)"
+        )
     if protocol not in PROTOCOLS:
         raise LatbenchError(f"--protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
     m = methods_mod.make(method, **parse_params(param))
@@ -56,9 +58,17 @@ def eval_cmd(
     ensure_data()
     with Progress(console=err_console, transient=True, disable=not sys.stderr.isatty()) as progress:
         bar = progress.add_task("eval", total=len(chosen) * trials)
-        result = evaluate(m, chosen, shots=shots, trials=trials, source_archs=source_archs, protocol=protocol,
-                          on_progress=lambda done, total, elapsed, u: progress.update(
-                              bar, completed=done, description=f"{u.task.id} trial {u.trial + 1}/{trials}"))
+        result = evaluate(
+            m,
+            chosen,
+            shots=shots,
+            trials=trials,
+            source_archs=source_archs,
+            protocol=protocol,
+            on_progress=lambda done, total, elapsed, u: progress.update(
+                bar, completed=done, description=f"{u.task.id} trial {u.trial + 1}/{trials}"
+            ),
+        )
     _print_summary(result)
     if out:
         result.write(out)
@@ -71,8 +81,19 @@ def eval_cmd(
 
 
 def _print_summary(result) -> None:
-    t = Table("task", "space", "k", "Spearman", "Kendall", "MAPE %", "RMSE ms", "±5%", "±10%", "worst ρ",
-              title=f"{result.method}  (mean ± std over trials; dataset {result.dataset_version})")
+    t = Table(
+        "task",
+        "space",
+        "k",
+        "Spearman",
+        "Kendall",
+        "MAPE %",
+        "RMSE ms",
+        "±5%",
+        "±10%",
+        "worst ρ",
+        title=f"{result.method}  (mean ± std over trials; dataset {result.dataset_version})",
+    )
     for r in result.results:
         a = r.aggregate
         worst = sum(tr.worst["spearman"] for tr in r.trials) / len(r.trials)
@@ -80,8 +101,18 @@ def _print_summary(result) -> None:
         def f(m, d=3, a=a):
             return f"{a[m]['mean']:.{d}f} ± {a[m]['std']:.{d}f}"
 
-        t.add_row(r.task, r.space, str(r.shots), f("spearman"), f("kendall"), f("mape", 1), f("rmse", 2),
-                  f("acc5", 2), f("acc10", 2), f"{worst:.3f}")
+        t.add_row(
+            r.task,
+            r.space,
+            str(r.shots),
+            f("spearman"),
+            f("kendall"),
+            f("mape", 1),
+            f("rmse", 2),
+            f("acc5", 2),
+            f("acc10", 2),
+            f"{worst:.3f}",
+        )
     console.print(t)
     console.print(f"wall time {result.seconds:.2f} s")
 
@@ -93,9 +124,15 @@ def run_suite(method: str, suite: str, params: dict):
 
     m = methods_mod.make(method, **params)
     ensure_data()
-    return evaluate(m, lb.suite_tasks(suite), shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS,
-                    on_progress=lambda done, total, elapsed, u: err_console.print(
-                        f"[{done}/{total}] {u.task.id} trial {u.trial + 1}", highlight=False))
+    return evaluate(
+        m,
+        lb.suite_tasks(suite),
+        shots=list(lb.SUITE_SHOTS),
+        trials=lb.SUITE_TRIALS,
+        on_progress=lambda done, total, elapsed, u: err_console.print(
+            f"[{done}/{total}] {u.task.id} trial {u.trial + 1}", highlight=False
+        ),
+    )
 
 
 @friendly
@@ -108,9 +145,13 @@ def submit(
     code_url: str = typer.Option("", help="Code link."),
     contact: str = typer.Option("", help="Contact e-mail or handle."),
     hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count)."),
-    predictions: Path | None = typer.Option(None, "--predictions", help="Score predictions made elsewhere instead of running: "
-                                            "DIR/<task>/k<k>/trial<t>/<device>.csv (see examples/README.md); "
-                                            "--method names the method."),
+    predictions: Path | None = typer.Option(
+        None,
+        "--predictions",
+        help="Score predictions made elsewhere instead of running: "
+        "DIR/<task>/k<k>/trial<t>/<device>.csv (see examples/README.md); "
+        "--method names the method.",
+    ),
 ):
     """Run the official protocol on a whole suite (shots 5/10/20, 5 trials) and write an entry."""
     import os
@@ -120,15 +161,27 @@ def submit(
 
     params = parse_params(param)
     if predictions is not None:
-        entry = lb.score_predictions(predictions, suite=suite, method=method, params=params, hardware=hardware,
-                                     paper_url=paper_url, code_url=code_url, contact=contact)
+        entry = lb.score_predictions(
+            predictions,
+            suite=suite,
+            method=method,
+            params=params,
+            hardware=hardware,
+            paper_url=paper_url,
+            code_url=code_url,
+            contact=contact,
+        )
     else:
         result = run_suite(method, suite, params)
-        entry = lb.entry_from_result(result, suite=suite, code_ref=methods_mod.code_ref(method),
-                                     hardware=hardware or f"{os.cpu_count()} CPU cores",
-                                     paper_url=paper_url, code_url=code_url, contact=contact)
+        entry = lb.entry_from_result(
+            result,
+            suite=suite,
+            code_ref=methods_mod.code_ref(method),
+            hardware=hardware or f"{os.cpu_count()} CPU cores",
+            paper_url=paper_url,
+            code_url=code_url,
+            contact=contact,
+        )
     lb.validate(entry)
     out.write_text(entry.model_dump_json(indent=1))
     console.print(f"entry {entry.entry_id} written to {out}")
-
-

@@ -34,9 +34,12 @@ board_app = typer.Typer(no_args_is_help=True, help="Validate, store, verify and 
 @board_app.callback()
 def board_options(
     board: Path | None = typer.Option(
-        None, "--board", envvar="LATBENCH_LEADERBOARD",
+        None,
+        "--board",
+        envvar="LATBENCH_LEADERBOARD",
         help="The board folder (entries/, README.md, site/). Default: the checkout's leaderboard/, or, installed "
-             "from a wheel, the user data dir (e.g. ~/.local/share/latbench/leaderboard).")
+        "from a wheel, the user data dir (e.g. ~/.local/share/latbench/leaderboard).",
+    ),
 ):
     """Validate, store, verify and render leaderboard entries."""
     import os
@@ -71,11 +74,15 @@ def board_render():
 def board_verify(
     entry_id: str = typer.Argument(..., help="A stored entry's id: its file name in entries/ without .json."),
     allow_import: list[str] = typer.Option(
-        [], "--allow-import", metavar="MODULE",
+        [],
+        "--allow-import",
+        metavar="MODULE",
         help="Allow importing and running MODULE (and modules inside it) for an entry whose code_ref is not a "
-             "registered method. Registered methods (built-ins, installed plug-ins) never need this."),
-    timeout: float = typer.Option(VERIFY_TIMEOUT_MIN, "--timeout", help="Minutes the re-run may take; then it is "
-                                  "stopped and nothing changes."),
+        "registered method. Registered methods (built-ins, installed plug-ins) never need this.",
+    ),
+    timeout: float = typer.Option(
+        VERIFY_TIMEOUT_MIN, "--timeout", help="Minutes the re-run may take; then it is stopped and nothing changes."
+    ),
 ):
     """Re-run an entry's method in a fresh process and check that every metric matches; marks it verified."""
     from latbench.leaderboard import board as lb
@@ -87,8 +94,11 @@ def board_verify(
     lb.validate(entry)
     spec = lb.verify_spec(entry, allow_import)
     if lb.registered_spec(entry) is None:
-        err_console.print(f"warning: {path.stem}: {spec} is not a registered method; importing and running it as "
-                          "allowed by --allow-import", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"warning: {path.stem}: {spec} is not a registered method; importing and running it as allowed by --allow-import",
+            highlight=False,
+            soft_wrap=True,
+        )
     fresh = rerun(entry, spec, timeout * 60)
     lb.check_same(entry, fresh)
     if lb.content_sha256(lb.load_entry(path)) != lb.content_sha256(entry):
@@ -107,19 +117,34 @@ def rerun(entry, spec: str, timeout: float):
         job, out, cwd = Path(tmp) / "job.json", Path(tmp) / "result.json", Path(tmp) / "cwd"
         cwd.mkdir()
         job.write_text(json.dumps({"spec": spec, "suite": entry.suite, "params": entry.method.params}))
-        env = {**os.environ, "LATBENCH_HOME": str(paths.home()), "LATBENCH_LEADERBOARD": str(paths.leaderboard_dir()),
-               "LATBENCH_TASKS": str(paths.tasks_dir()), "PYTHONSAFEPATH": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "latbench.cli", "leaderboard", "rerun-job", str(job), str(out)],
-                                cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+        env = {
+            **os.environ,
+            "LATBENCH_HOME": str(paths.home()),
+            "LATBENCH_LEADERBOARD": str(paths.leaderboard_dir()),
+            "LATBENCH_TASKS": str(paths.tasks_dir()),
+            "PYTHONSAFEPATH": "1",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "latbench.cli", "leaderboard", "rerun-job", str(job), str(out)],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
         errors: list[str] = []
         relay = threading.Thread(target=_relay, args=(proc.stderr, errors), daemon=True)
         relay.start()
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise LatbenchError(f"verify: the re-run of {spec} did not finish within {timeout / 60:g} min (--timeout); "
-                                "it was stopped and nothing changed") from None
+            raise LatbenchError(
+                f"verify: the re-run of {spec} did not finish within {timeout / 60:g} min (--timeout); "
+                "it was stopped and nothing changed"
+            ) from None
         finally:
             if proc.poll() is None:
                 _kill(proc)
@@ -130,15 +155,16 @@ def rerun(entry, spec: str, timeout: float):
         try:
             return EvalResult.read(out)
         except (OSError, ValueError) as e:
-            raise LatbenchError(f"verify: the re-run of {spec} left no readable result ({type(e).__name__}); "
-                                "nothing changed") from None
+            raise LatbenchError(
+                f"verify: the re-run of {spec} left no readable result ({type(e).__name__}); nothing changed"
+            ) from None
 
 
 def _relay(stream, errors: list[str]) -> None:
     """Pass the child's progress lines on to stderr; keep its ``error:`` lines for the one-line message."""
     for line in stream:
         if line.startswith("error: "):
-            errors.append(line[len("error: "):].strip())
+            errors.append(line[len("error: ") :].strip())
         else:
             err_console.print(line.rstrip("\n"), highlight=False, soft_wrap=True)
 
@@ -207,6 +233,8 @@ def board_baselines(
             lb.record_verification(entry, path.stem, by="leaderboard baselines", folder=path.parent)
             console.print(f"{name}: {entry.entry_id}")
         else:
-            console.print(f"{name}: {entry.entry_id} (unverified: {units - ran[name]} of {units} units were loaded from "
-                          f"{checkpoint}, not run now; `latbench leaderboard verify {entry.entry_id}` re-runs it)",
-                          soft_wrap=True)
+            console.print(
+                f"{name}: {entry.entry_id} (unverified: {units - ran[name]} of {units} units were loaded from "
+                f"{checkpoint}, not run now; `latbench leaderboard verify {entry.entry_id}` re-runs it)",
+                soft_wrap=True,
+            )

@@ -27,8 +27,9 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                          help="Print latbench's version and exit.")):
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print latbench's version and exit."),
+):
     """latbench: few-shot latency prediction on unseen hardware."""
 
 

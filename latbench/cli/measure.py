@@ -37,8 +37,13 @@ def profile_cmd(
     from latbench.measure import profiler
 
     runtimes = ["torch-graphs" if cuda_graphs and r == "torch" else r for r in runtime]
-    settings = [profiler.Setting(space, r, device, t, b, p, warmup, repeats)
-                for r in runtimes for p in precision for b in batch for t in (threads if device == "cpu" else [1])]
+    settings = [
+        profiler.Setting(space, r, device, t, b, p, warmup, repeats)
+        for r in runtimes
+        for p in precision
+        for b in batch
+        for t in (threads if device == "cpu" else [1])
+    ]
     if len(runtimes) * len(precision) == 1:
         settings[0].check()  # one combination asked for: say exactly what is wrong with it
     if name is not None and name_problem(name):
@@ -48,14 +53,32 @@ def profile_cmd(
         raise LatbenchError(f"no valid (runtime, precision) combination on {device} in {runtimes} x {precision}")
     ensure_data()
     sp = store.load_space(space)
-    with Progress(*Progress.get_default_columns()[:-1], BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=err_console, disable=not sys.stderr.isatty()) as bar:
+    with Progress(
+        *Progress.get_default_columns()[:-1],
+        BarColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
         task = bar.add_task(f"profile {space}", total=None)
-        report = profiler.profile(sp, settings, out, archs, seed=seed, name_prefix=name, retest=retest, max_wait=max_wait,
-                                  progress=lambda n, total: bar.update(task, completed=n, total=total),
-                                  log=lambda msg: err_console.print(msg, highlight=False, soft_wrap=True))
-    console.print(f"measured {report.measured} archs ({report.skipped} already there) in {report.seconds:.0f} s: "
-                  + ", ".join(report.devices) + f"  ->  {out / space}")
+        report = profiler.profile(
+            sp,
+            settings,
+            out,
+            archs,
+            seed=seed,
+            name_prefix=name,
+            retest=retest,
+            max_wait=max_wait,
+            progress=lambda n, total: bar.update(task, completed=n, total=total),
+            log=lambda msg: err_console.print(msg, highlight=False, soft_wrap=True),
+        )
+    console.print(
+        f"measured {report.measured} archs ({report.skipped} already there) in {report.seconds:.0f} s: "
+        + ", ".join(report.devices)
+        + f"  ->  {out / space}"
+    )
 
 
 @friendly
@@ -85,12 +108,26 @@ def profile_kernels_cmd(
     ensure_data()
     spaces = [store.load_space(s) for s in store.info()["spaces"]]
     for o in op:
-        r = kernel_sampling.run_campaign(out, o, sampler, spaces, samples=samples, finegrained=finegrained,
-                                         iterations=iterations, error_threshold=error_threshold, threads=threads,
-                                         warmup=warmup, repeats=repeats, max_wait=max_wait, zoo_archs=zoo_archs,
-                                         seed=seed, name=name, log=lambda m: err_console.print(m, highlight=False))
+        r = kernel_sampling.run_campaign(
+            out,
+            o,
+            sampler,
+            spaces,
+            samples=samples,
+            finegrained=finegrained,
+            iterations=iterations,
+            error_threshold=error_threshold,
+            threads=threads,
+            warmup=warmup,
+            repeats=repeats,
+            max_wait=max_wait,
+            zoo_archs=zoo_archs,
+            seed=seed,
+            name=name,
+            log=lambda m: err_console.print(m, highlight=False),
+        )
         last = r["history"][-1]
-        console.print(f"{o}: {r['measured']} configurations measured in {r['seconds']} s ({r['contended']} contended), "
-                      f"held-out ±10% accuracy {last['acc10']:.3f}  ->  {kernel_sampling.campaign_file(out, r['device'], o)}")
-
-
+        console.print(
+            f"{o}: {r['measured']} configurations measured in {r['seconds']} s ({r['contended']} contended), "
+            f"held-out ±10% accuracy {last['acc10']:.3f}  ->  {kernel_sampling.campaign_file(out, r['device'], o)}"
+        )

@@ -12,10 +12,14 @@ from rich.table import Table
 from latbench.cli.common import console, ensure_data, err_console, friendly, parse_params
 from latbench.errors import LatbenchError
 
-CHECKPOINT_HELP = ("Folder that keeps every finished (method, task, trial) unit; a rerun with the same folder "
-                   "loads those and runs only the rest (resume a stopped sweep, or run it in slices).")
-BUDGET_HELP = ("Minutes after which no new unit starts (needs --checkpoint; local workers only): the running units "
-               "finish and are kept, and the command exits with an error saying how many remain.")
+CHECKPOINT_HELP = (
+    "Folder that keeps every finished (method, task, trial) unit; a rerun with the same folder "
+    "loads those and runs only the rest (resume a stopped sweep, or run it in slices)."
+)
+BUDGET_HELP = (
+    "Minutes after which no new unit starts (needs --checkpoint; local workers only): the running units "
+    "finish and are kept, and the command exits with an error saying how many remain."
+)
 
 
 def run_sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None, time_budget=None, ran: Counter | None = None):
@@ -29,9 +33,12 @@ def run_sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=Non
 
     ensure_data()
     t0 = time.perf_counter()
-    err_console.print(f"sweep: {len(chosen)} method(s) x {len(tasks)} task(s) x {trials} trial(s) = "
-                      f"{len(chosen) * len(tasks) * trials} units, shots {shots}, "
-                      f"{sweep.describe_executor(workers, ray_address)}", highlight=False)
+    err_console.print(
+        f"sweep: {len(chosen)} method(s) x {len(tasks)} task(s) x {trials} trial(s) = "
+        f"{len(chosen) * len(tasks) * trials} units, shots {shots}, "
+        f"{sweep.describe_executor(workers, ray_address)}",
+        highlight=False,
+    )
 
     def resumed(loaded, total):
         if checkpoint is not None:
@@ -40,11 +47,22 @@ def run_sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=Non
     def progress(done, total, elapsed, u):
         if ran is not None:
             ran[u.label] += 1
-        err_console.print(f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}",
-                          highlight=False)
+        err_console.print(
+            f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}", highlight=False
+        )
 
-    results = runner.run(chosen, tasks, shots=shots, trials=trials, workers=workers, ray_address=ray_address,
-                         checkpoint=checkpoint, time_budget=time_budget, on_resume=resumed, on_progress=progress)
+    results = runner.run(
+        chosen,
+        tasks,
+        shots=shots,
+        trials=trials,
+        workers=workers,
+        ray_address=ray_address,
+        checkpoint=checkpoint,
+        time_budget=time_budget,
+        on_resume=resumed,
+        on_progress=progress,
+    )
     err_console.print(f"sweep wall time {time.perf_counter() - t0:.1f} s", highlight=False)
     return results
 
@@ -55,14 +73,19 @@ def sweep_cmd(
     tasks: str = typer.Option("main", "--tasks", help="A suite (main, literature) or a task selector as for `eval --task`."),
     shots: str = typer.Option("5,10,20", "--shots", help="Comma-separated shot counts; all share one fit per (task, trial)."),
     trials: int = typer.Option(5, help="Trials (seeds) per task."),
-    workers: int = typer.Option(1, help="Parallel units: processes on this machine (1: in this process), "
-                                         "or the CPUs of --ray-address local."),
-    ray_address: str | None = typer.Option(None, "--ray-address", help="Run units as Ray tasks: local (a private Ray "
-                                                                         "instance), auto, or ray://host:port."),
+    workers: int = typer.Option(
+        1, help="Parallel units: processes on this machine (1: in this process), or the CPUs of --ray-address local."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Run units as Ray tasks: local (a private Ray instance), auto, or ray://host:port."
+    ),
     out: Path = typer.Option(..., help="Folder for one entry JSON per method (written only if every unit succeeds)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Hyperparameter key=value (JSON values), given to every method."),
-    store_entries: bool = typer.Option(False, "--store", help="Also validate the entries and add them to the board "
-                                                               "(as unverified: `leaderboard verify` re-runs them)."),
+    store_entries: bool = typer.Option(
+        False,
+        "--store",
+        help="Also validate the entries and add them to the board (as unverified: `leaderboard verify` re-runs them).",
+    ),
     hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count and the executor)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     time_budget: float | None = typer.Option(None, "--time-budget", help=BUDGET_HELP),
@@ -82,8 +105,10 @@ def sweep_cmd(
         raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shot_list}, {trials})")
     suite, chosen_tasks = lb.select_tasks(tasks)
     if store_entries and (suite not in lb.SUITES or sorted(shot_list) != list(lb.SUITE_SHOTS) or trials != lb.SUITE_TRIALS):
-        raise LatbenchError(f"--store needs a whole suite ({', '.join(lb.SUITES)}) with --shots "
-                            f"{','.join(map(str, lb.SUITE_SHOTS))} and --trials {lb.SUITE_TRIALS}")
+        raise LatbenchError(
+            f"--store needs a whole suite ({', '.join(lb.SUITES)}) with --shots "
+            f"{','.join(map(str, lb.SUITE_SHOTS))} and --trials {lb.SUITE_TRIALS}"
+        )
     chosen = sweep.make_methods(specs, parse_params(param))
     results = run_sweep(chosen, chosen_tasks, shot_list, trials, workers, ray_address, checkpoint, budget)
     hardware = hardware or f"{os.cpu_count()} CPU cores ({sweep.describe_executor(workers, ray_address)})"
@@ -121,7 +146,8 @@ def checkpoints_prune(
     kept, removed = checkpoints.prune(folder, dry_run=dry_run)
     for path in removed:
         console.print(f"{'would remove' if dry_run else 'removed'} {path}", highlight=False, soft_wrap=True)
-    console.print(f"{folder}: kept {len(kept)} unit(s), {'would remove' if dry_run else 'removed'} {len(removed)} stale",
-                  highlight=False, soft_wrap=True)
-
-
+    console.print(
+        f"{folder}: kept {len(kept)} unit(s), {'would remove' if dry_run else 'removed'} {len(removed)} stale",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import typer
 from rich.table import Table
 
@@ -19,8 +18,15 @@ def tasks_list():
 
     t = Table("id", "kind", "space", "#source", "#target", "#valid", "difficulty")
     for task in list_tasks():
-        t.add_row(task.id, task.tier or task.kind, task.space, str(len(task.source)), str(len(task.target)),
-                  str(len(task.valid)), f"{task.difficulty:.3f}")
+        t.add_row(
+            task.id,
+            task.tier or task.kind,
+            task.space,
+            str(len(task.source)),
+            str(len(task.target)),
+            str(len(task.valid)),
+            f"{task.difficulty:.3f}",
+        )
     console.print(t)
 
 
@@ -43,7 +49,9 @@ def tasks_show(task_id: str):
         t.add_row(dev, best, f"{row[best]:.3f}")
     console.print(t)
     p = task.arch_pools or task.pools
-    console.print(f"pools: source sample {len(p.source_sample)}, query pool {len(p.query_pool)}, eval {len(p.eval)}; seed {task.seed}; generator {task.generator}")
+    console.print(
+        f"pools: source sample {len(p.source_sample)}, query pool {len(p.query_pool)}, eval {len(p.eval)}; seed {task.seed}; generator {task.generator}"
+    )
 
 
 @tasks_app.command("generate")
@@ -64,5 +72,3 @@ def tasks_generate(
         console.print("tasks/ matches a fresh generation")
     else:
         console.print(f"wrote {len(changed)} changed task file(s) to {paths.tasks_dir()}")
-
-

@@ -193,7 +193,7 @@ def _write(root: Path, tables: list[SourceTables], measured, tasks: Sequence, lo
         # quote the hash of exactly the data it read (store.data_hash) and stay valid when devices are added
         "device_hashes": device_hashes,
         "sources": [{"name": t.name, "files": t.files, **_source_meta(t.name)} for t in tables]
-                   + ([_measured_meta(measured)] if measured else []),
+        + ([_measured_meta(measured)] if measured else []),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     split_configs = _write_task_configs(root, merged, tasks, log, partial=not tables)
@@ -210,11 +210,17 @@ def _measured_meta(measured) -> dict:
     files = []
     for devs in measured.devices.values():
         for d in devs:
-            files.append({"path": f"{d.meta.space}/{d.meta.device}", "archs": len(d.archs),
-                          "root": _root_label(d.folder.parent.parent)})
-    return {"name": measured_source.SOURCE_NAME, "files": files, "title": "latbench profiler measurements",
-            "homepage": "https://github.com/latbench/latbench", "license": "MIT",
-            "citation": "measured with `latbench profile` (see each device's meta.json)"}
+            files.append(
+                {"path": f"{d.meta.space}/{d.meta.device}", "archs": len(d.archs), "root": _root_label(d.folder.parent.parent)}
+            )
+    return {
+        "name": measured_source.SOURCE_NAME,
+        "files": files,
+        "title": "latbench profiler measurements",
+        "homepage": "https://github.com/latbench/latbench",
+        "license": "MIT",
+        "citation": "measured with `latbench profile` (see each device's meta.json)",
+    }
 
 
 def _root_label(root: Path) -> str:
@@ -250,12 +256,14 @@ def _merge_measured(merged: dict, measured) -> dict[str, dict]:
         index = {a: i for i, a in enumerate(archs)}
         for d in devices:
             if d.meta.device in latency:
-                raise DataError(f"{d.folder}: device {d.meta.device!r} of {space} already provided by source "
-                                f"{latency[d.meta.device][1]!r}")
+                raise DataError(
+                    f"{d.folder}: device {d.meta.device!r} of {space} already provided by source {latency[d.meta.device][1]!r}"
+                )
             missing = [a for a in d.archs if a not in index]
             if missing:
-                raise DataError(f"{d.folder}: {len(missing)} measured archs are not in the {space} space of this build "
-                                f"(e.g. {missing[0]!r})")
+                raise DataError(
+                    f"{d.folder}: {len(missing)} measured archs are not in the {space} space of this build (e.g. {missing[0]!r})"
+                )
             values = np.full(len(archs), np.nan)
             values[[index[a] for a in d.archs]] = d.latency
             latency[d.meta.device] = (values, measured_source.SOURCE_NAME)
@@ -309,8 +317,9 @@ def _merge(tables: list[SourceTables]) -> dict[str, tuple[list[str], dict[str, t
                 raise DataError(f"source {t.name!r}: {space} arch list differs from the one already loaded")
             for dev, values in st.latency.items():
                 if dev in latency:
-                    raise DataError(f"source {t.name!r}: device {dev!r} of {space} already provided by source "
-                                    f"{latency[dev][1]!r}")
+                    raise DataError(
+                        f"source {t.name!r}: device {dev!r} of {space} already provided by source {latency[dev][1]!r}"
+                    )
                 latency[dev] = (values, t.name)
     return merged
 
@@ -322,14 +331,16 @@ def _write_latency(path: Path, space: str, archs: list[str], latency: dict) -> N
     ids = np.arange(n, dtype=np.int32)
     values = np.concatenate([latency[d][0] for d in devices])
     keep = np.isfinite(values)
-    table = pa.table({
-        "space": pa.array([space] * int(keep.sum()), pa.string()),
-        "arch_id": pa.array(np.tile(ids, len(devices))[keep]),
-        "arch": pa.array(np.array(archs * len(devices), dtype=object)[keep].tolist(), pa.string()),
-        "device": pa.array(np.repeat(devices, n)[keep].tolist(), pa.string()),
-        "latency_ms": pa.array(values[keep], pa.float64()),
-        "source": pa.array(np.repeat([latency[d][1] for d in devices], n)[keep].tolist(), pa.string()),
-    })
+    table = pa.table(
+        {
+            "space": pa.array([space] * int(keep.sum()), pa.string()),
+            "arch_id": pa.array(np.tile(ids, len(devices))[keep]),
+            "arch": pa.array(np.array(archs * len(devices), dtype=object)[keep].tolist(), pa.string()),
+            "device": pa.array(np.repeat(devices, n)[keep].tolist(), pa.string()),
+            "latency_ms": pa.array(values[keep], pa.float64()),
+            "source": pa.array(np.repeat([latency[d][1] for d in devices], n)[keep].tolist(), pa.string()),
+        }
+    )
     pq.write_table(table, path, row_group_size=len(archs) * 4)
 
 
@@ -338,24 +349,28 @@ def _write_archs(path: Path, space, refs: list[int]) -> None:
     onehot = space.onehot(ids)
     adj, feats = space.graph(ids)
     n_nodes = adj.shape[1]
-    table = pa.table({
-        "arch_id": pa.array(ids.astype(np.int32)),
-        "arch": pa.array([space.arch_str(i) for i in ids], pa.string()),
-        "flops_m": pa.array(space.flops(ids)),
-        "params_m": pa.array(space.params(ids)),
-        "activations_m": pa.array(space.activations(ids)),
-        "reference": pa.array(np.isin(ids, refs)),
-        "onehot": pa.FixedSizeListArray.from_arrays(pa.array(onehot.ravel(), pa.float32()), onehot.shape[1]),
-        "adjacency": pa.FixedSizeListArray.from_arrays(pa.array(adj.ravel().astype(np.uint8), pa.uint8()), n_nodes * n_nodes),
-        "node_features": pa.FixedSizeListArray.from_arrays(pa.array(feats.ravel(), pa.float32()),
-                                                           feats.shape[1] * feats.shape[2]),
-    })
+    table = pa.table(
+        {
+            "arch_id": pa.array(ids.astype(np.int32)),
+            "arch": pa.array([space.arch_str(i) for i in ids], pa.string()),
+            "flops_m": pa.array(space.flops(ids)),
+            "params_m": pa.array(space.params(ids)),
+            "activations_m": pa.array(space.activations(ids)),
+            "reference": pa.array(np.isin(ids, refs)),
+            "onehot": pa.FixedSizeListArray.from_arrays(pa.array(onehot.ravel(), pa.float32()), onehot.shape[1]),
+            "adjacency": pa.FixedSizeListArray.from_arrays(pa.array(adj.ravel().astype(np.uint8), pa.uint8()), n_nodes * n_nodes),
+            "node_features": pa.FixedSizeListArray.from_arrays(
+                pa.array(feats.ravel(), pa.float32()), feats.shape[1] * feats.shape[2]
+            ),
+        }
+    )
     table = table.replace_schema_metadata({"graph_nodes": str(n_nodes), "node_features": str(feats.shape[2])})
     pq.write_table(table, path)
 
 
-def _write_task_configs(root: Path, merged: dict, tasks: Sequence, log,
-                        partial: bool = False) -> list[tuple[str, dict[str, str]]]:
+def _write_task_configs(
+    root: Path, merged: dict, tasks: Sequence, log, partial: bool = False
+) -> list[tuple[str, dict[str, str]]]:
     """One config per committed task: ``train`` = source/valid device rows, ``test`` = target rows.
 
     ``partial`` (a build without the HELP source): tasks naming devices the build lacks are skipped.
@@ -363,8 +378,9 @@ def _write_task_configs(root: Path, merged: dict, tasks: Sequence, log,
     out, skipped = [], 0
     for task in tasks:
         if not task.id or task.id.startswith(".") or any(c in task.id for c in "/\\\0"):
-            raise DataError(f"task {task.id!r}: its id names a dataset folder, so it must be one plain name "
-                            "(no '/', no leading '.')")
+            raise DataError(
+                f"task {task.id!r}: its id names a dataset folder, so it must be one plain name (no '/', no leading '.')"
+            )
         if task.space not in merged:
             continue
         archs, latency, _ = merged[task.space]
@@ -379,14 +395,16 @@ def _write_task_configs(root: Path, merged: dict, tasks: Sequence, log,
             n = len(archs)
             values = np.concatenate([latency[d][0] for d in devs])
             keep = np.isfinite(values)  # measured devices cover a sample of the archs
-            table = pa.table({
-                "arch_id": pa.array(np.tile(np.arange(n, dtype=np.int32), len(devs))[keep]),
-                "arch": pa.array(np.array(archs * len(devs), dtype=object)[keep].tolist(), pa.string()),
-                "device": pa.array(np.repeat(devs, n)[keep].tolist(), pa.string()),
-                "device_role": pa.array(np.repeat([task.device_role(d) for d in devs], n)[keep].tolist(), pa.string()),
-                "arch_role": pa.array(np.tile(role, len(devs))[keep].tolist(), pa.string()),
-                "latency_ms": pa.array(values[keep], pa.float64()),
-            })
+            table = pa.table(
+                {
+                    "arch_id": pa.array(np.tile(np.arange(n, dtype=np.int32), len(devs))[keep]),
+                    "arch": pa.array(np.array(archs * len(devs), dtype=object)[keep].tolist(), pa.string()),
+                    "device": pa.array(np.repeat(devs, n)[keep].tolist(), pa.string()),
+                    "device_role": pa.array(np.repeat([task.device_role(d) for d in devs], n)[keep].tolist(), pa.string()),
+                    "arch_role": pa.array(np.tile(role, len(devs))[keep].tolist(), pa.string()),
+                    "latency_ms": pa.array(values[keep], pa.float64()),
+                }
+            )
             pq.write_table(table, folder / f"{split}.parquet")
         out.append((task.id, {"train": f"data/tasks/{task.id}/train.parquet", "test": f"data/tasks/{task.id}/test.parquet"}))
     log(f"wrote {len(out)} task configs" + (f" ({skipped} skipped: their devices need the HELP source)" if skipped else ""))

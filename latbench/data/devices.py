@@ -51,6 +51,12 @@ def describe(name: str, source: str) -> dict:
     family, hardware, origin = _HELP_HW[hw_key]
     desc = f"{hardware}" + (f", batch size {batch}" if batch else "") + f"; measurements from {origin}"
     return {
-        "device": name, "family": family, "hardware": hardware, "batch_size": batch,
-        "precision": None, "source": source, "origin": origin, "description": desc,
+        "device": name,
+        "family": family,
+        "hardware": hardware,
+        "batch_size": batch,
+        "precision": None,
+        "source": source,
+        "origin": origin,
+        "description": desc,
     }

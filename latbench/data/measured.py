@@ -141,17 +141,25 @@ class MeasuredDevice:
     def metadata_row(self, source: str) -> dict:
         s, hw = self.meta.setting, self.meta.hardware
         where = hw.get("gpu_model") if s.device == "cuda" else f"{hw.get('cpu_model')} ({hw.get('cpu_cores')} cores)"
-        runtime = {"torch": "PyTorch eager", "torch-graphs": "PyTorch + CUDA graphs",
-                   "onnxruntime": "ONNX Runtime CPU"}.get(s.runtime, s.runtime)
+        runtime = {"torch": "PyTorch eager", "torch-graphs": "PyTorch + CUDA graphs", "onnxruntime": "ONNX Runtime CPU"}.get(
+            s.runtime, s.runtime
+        )
         threads = f", {s.threads} thread{'s' if s.threads > 1 else ''}" if s.device == "cpu" else ""
         return {
-            "device": self.meta.device, "family": "server GPU" if s.device == "cuda" else "server CPU",
-            "hardware": where, "batch_size": s.batch, "precision": s.precision, "source": source,
+            "device": self.meta.device,
+            "family": "server GPU" if s.device == "cuda" else "server CPU",
+            "hardware": where,
+            "batch_size": s.batch,
+            "precision": s.precision,
+            "source": source,
             "origin": "latbench profile",
             "description": f"{where}; {runtime}{threads}, batch {s.batch}, {s.precision}; torch {hw.get('torch')}"
-                           + (f", onnxruntime {hw['onnxruntime']}" if s.runtime == "onnxruntime" and "onnxruntime" in hw else "")
-                           + (f"; test-retest Spearman {self.retest['spearman']} on {self.retest['archs']} archs"
-                              if self.retest and self.retest.get("spearman") is not None else ""),
+            + (f", onnxruntime {hw['onnxruntime']}" if s.runtime == "onnxruntime" and "onnxruntime" in hw else "")
+            + (
+                f"; test-retest Spearman {self.retest['spearman']} on {self.retest['archs']} archs"
+                if self.retest and self.retest.get("spearman") is not None
+                else ""
+            ),
         }
 
 
@@ -197,13 +205,16 @@ def read_all(folders: list[Path] | None = None) -> MeasuredSet:
             if Path(root).parent != user:
                 raise
             # registered before add-source checked everything: say how to get rid of it
-            raise DataError(f"registered source {root.name!r}: {e} "
-                            f"(remove it with `latbench data sources remove {root.name}`)") from None
+            raise DataError(
+                f"registered source {root.name!r}: {e} (remove it with `latbench data sources remove {root.name}`)"
+            ) from None
         for dev in devices:
             key = f"{dev.meta.space}/{dev.meta.device}"
             if key in names:
-                raise DataError(f"{dev.folder}: device {dev.meta.device!r} ({dev.meta.space}) is also in {names[key]}; "
-                                "rename one (`latbench profile --name`)")
+                raise DataError(
+                    f"{dev.folder}: device {dev.meta.device!r} ({dev.meta.space}) is also in {names[key]}; "
+                    "rename one (`latbench profile --name`)"
+                )
             names[key] = dev.folder
             found.devices.setdefault(dev.meta.space, []).append(dev)
     return found
@@ -232,8 +243,9 @@ def read_device(folder: Path) -> MeasuredDevice:
     except ValidationError as e:
         raise DataError(f"{folder / 'meta.json'}: invalid: {_first_error(e)}") from None
     if meta.space != folder.parent.name or meta.device != folder.name:
-        raise DataError(f"{folder}: meta.json says {meta.space}/{meta.device}, "
-                        f"but the folder is {folder.parent.name}/{folder.name}")
+        raise DataError(
+            f"{folder}: meta.json says {meta.space}/{meta.device}, but the folder is {folder.parent.name}/{folder.name}"
+        )
     path = folder / "latency.parquet"
     if not path.is_file():
         raise DataError(f"{path}: missing; finish the run (`latbench profile` again converts the JSONL) before adding it")
@@ -246,9 +258,11 @@ def read_device(folder: Path) -> MeasuredDevice:
     except Exception as e:
         raise DataError(f"{path}: not a readable parquet file with columns arch, latency_ms ({type(e).__name__})") from None
     if not _is_text(t.schema.field("arch").type) or not _is_numeric(t.schema.field("latency_ms").type):
-        raise DataError(f"{path}: column types arch: {t.schema.field('arch').type}, "
-                        f"latency_ms: {t.schema.field('latency_ms').type}; "
-                        "expected strings and numbers")
+        raise DataError(
+            f"{path}: column types arch: {t.schema.field('arch').type}, "
+            f"latency_ms: {t.schema.field('latency_ms').type}; "
+            "expected strings and numbers"
+        )
     if t.num_rows == 0:
         raise DataError(f"{path}: no measured archs (an empty table); measure some with `latbench profile` first")
     raw = t.column("arch").to_pylist()
@@ -316,8 +330,12 @@ def _kernel_schema():
     import pyarrow as pa
 
     ints = ("layer", "h", "cin", "cout", "kernel", "stride", "groups")
-    return pa.schema([(c, pa.string() if c in ("arch", "op") else pa.float64() if c == "latency_ms"
-                       else pa.int64() if c in ints else None) for c in KERNEL_COLUMNS])
+    return pa.schema(
+        [
+            (c, pa.string() if c in ("arch", "op") else pa.float64() if c == "latency_ms" else pa.int64() if c in ints else None)
+            for c in KERNEL_COLUMNS
+        ]
+    )
 
 
 def _check_kernels(kernels, kpath: Path, space_cls, archs: set[str]):
@@ -337,8 +355,10 @@ def _check_kernels(kernels, kpath: Path, space_cls, archs: set[str]):
     try:
         rest = [kernels.column(f.name).cast(f.type, safe=True) for f in schema if f.name != "arch"]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
-        raise DataError(f"{kpath}: column types {[str(t) for t in kernels.schema.types]} do not convert to "
-                        f"{[str(f.type) for f in schema]} ({' '.join(str(e).split())[:120]})") from None
+        raise DataError(
+            f"{kpath}: column types {[str(t) for t in kernels.schema.types]} do not convert to "
+            f"{[str(f.type) for f in schema]} ({' '.join(str(e).split())[:120]})"
+        ) from None
     kernels = pa.Table.from_arrays([arch_col, *rest], schema=pa.schema([("arch", arch_col.type), *list(schema)[1:]]))
     kl = kernels.column("latency_ms").to_numpy()
     if not np.isfinite(kl).all() or (kl < 0).any():
@@ -361,8 +381,10 @@ def _registry() -> Iterator[None]:
         lock.acquire(REGISTRY_WAIT)
     except LockBusy as e:
         who = f"pid {e.pid}" if e.pid else "another process"
-        raise DataError(f"{user_sources_dir()}: another `latbench data add-source` or `sources remove` ({who}) is changing "
-                        "the registered sources; try again when it is done") from None
+        raise DataError(
+            f"{user_sources_dir()}: another `latbench data add-source` or `sources remove` ({who}) is changing "
+            "the registered sources; try again when it is done"
+        ) from None
     try:
         yield
     finally:
@@ -375,8 +397,11 @@ def pinned_device_names() -> dict[str, str]:
     from latbench.data.sources import SOURCES
 
     prefixes = tuple(f"{d}/latency/" for d in SPACE_DIRS.values())
-    return {e["path"].rsplit("/", 1)[1][:-3]: "help" for e in SOURCES["help"].manifest["files"]
-            if e["path"].startswith(prefixes) and e["path"].endswith(".pt")}
+    return {
+        e["path"].rsplit("/", 1)[1][:-3]: "help"
+        for e in SOURCES["help"].manifest["files"]
+        if e["path"].startswith(prefixes) and e["path"].endswith(".pt")
+    }
 
 
 def registered() -> dict[str, Path]:
@@ -390,8 +415,13 @@ def registered() -> dict[str, Path]:
 def _device_keys(root: Path) -> set[tuple[str, str]]:
     """(space, device) of every device folder under a root, from the folder names (which
     :func:`read_device` requires to match meta.json)."""
-    return {(sd.name, dd.name) for sd in Path(root).iterdir() if sd.is_dir() and not sd.name.startswith(".")
-            for dd in sd.iterdir() if dd.is_dir() and not dd.name.startswith(".")}
+    return {
+        (sd.name, dd.name)
+        for sd in Path(root).iterdir()
+        if sd.is_dir() and not sd.name.startswith(".")
+        for dd in sd.iterdir()
+        if dd.is_dir() and not dd.name.startswith(".")
+    }
 
 
 def _dataset_space(space: str):
@@ -417,18 +447,23 @@ def check_new_devices(devices: list[MeasuredDevice], folder: Path) -> None:
     committed = _device_keys(base) if base.is_dir() else set()
     clash = [f"{s}/{n}" for s, n in keys if (s, n) in committed]
     if clash:
-        raise DataError(f"{folder}: device name(s) {', '.join(clash)} already ship with latbench; "
-                        "rerun `latbench profile --name ...`")
+        raise DataError(
+            f"{folder}: device name(s) {', '.join(clash)} already ship with latbench; rerun `latbench profile --name ...`"
+        )
     pinned = pinned_device_names()
     clash = [f"{s}/{n}" for s, n in keys if n in pinned]
     if clash:
-        raise DataError(f"{folder}: device name(s) {', '.join(clash)} are upstream (HELP) device names; "
-                        "rerun `latbench profile --name ...` with another hardware name")
+        raise DataError(
+            f"{folder}: device name(s) {', '.join(clash)} are upstream (HELP) device names; "
+            "rerun `latbench profile --name ...` with another hardware name"
+        )
     for name, root in registered().items():
         clash = [f"{s}/{n}" for s, n in keys if (s, n) in _device_keys(root)]
         if clash:
-            raise DataError(f"{folder}: device(s) {', '.join(clash)} already registered by source {name!r} ({root}); "
-                            f"remove it first (`latbench data sources remove {name}`) or rename (`latbench profile --name ...`)")
+            raise DataError(
+                f"{folder}: device(s) {', '.join(clash)} already registered by source {name!r} ({root}); "
+                f"remove it first (`latbench data sources remove {name}`) or rename (`latbench profile --name ...`)"
+            )
     spaces: dict = {}
     for d in devices:
         if d.meta.space not in spaces:
@@ -443,8 +478,10 @@ def check_new_devices(devices: list[MeasuredDevice], folder: Path) -> None:
             except UnknownArchError:
                 missing.append(a)
         if missing:
-            raise DataError(f"{d.folder}: {len(missing)} archs are not among the {len(space)} {d.meta.space} archs of the "
-                            f"dataset (e.g. {missing[0]!r}); a build could not place them")
+            raise DataError(
+                f"{d.folder}: {len(missing)} archs are not among the {len(space)} {d.meta.space} archs of the "
+                f"dataset (e.g. {missing[0]!r}); a build could not place them"
+            )
 
 
 def add_source(folder: Path, name: str | None = None) -> Path:
@@ -481,8 +518,9 @@ def add_source(folder: Path, name: str | None = None) -> Path:
                     if (d.folder / f).is_file():
                         shutil.copyfile(d.folder / f, dst / f)
             copied = read_root(tmp)  # what builds will read is the copy: check it, not only the original
-            if sorted((d.meta.space, d.meta.device, len(d.archs)) for d in copied) != \
-                    sorted((d.meta.space, d.meta.device, len(d.archs)) for d in devices):
+            if sorted((d.meta.space, d.meta.device, len(d.archs)) for d in copied) != sorted(
+                (d.meta.space, d.meta.device, len(d.archs)) for d in devices
+            ):
                 raise DataError(f"{folder}: changed while it was being copied; try again")
             tmp.rename(target)
         except BaseException:

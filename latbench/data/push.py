@@ -47,8 +47,11 @@ def push(repo_id: str, *, private: bool = False, token: str | None = None, api=N
     try:
         url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         api.upload_folder(
-            folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
-            commit_message=f"latbench dataset {info['dataset_version']}", ignore_patterns=IGNORE_PATTERNS,
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type="dataset",
+            commit_message=f"latbench dataset {info['dataset_version']}",
+            ignore_patterns=IGNORE_PATTERNS,
         )
     except LatbenchError:
         raise

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 
 from latbench import paths
 from latbench.data.tables import SourceTables, SpaceTables  # noqa: F401  (re-exported for adapters)
@@ -111,7 +110,10 @@ def fetch(source: Source, *, mirror: Path | None = None, base_url: str | None = 
         target = cache / entry["path"]
         try:
             local = pooch.retrieve(
-                url, known_hash=f"sha256:{entry['sha256']}", fname=target.name, path=target.parent,
+                url,
+                known_hash=f"sha256:{entry['sha256']}",
+                fname=target.name,
+                path=target.parent,
                 progressbar=progress,
             )
         except Exception as e:

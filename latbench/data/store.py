@@ -30,6 +30,7 @@ import numpy as np
 
 from latbench import paths
 from latbench.errors import DataError, LatbenchError, did_you_mean
+from latbench.io import fsync_dir
 from latbench.locks import FileLock, LockBusy, pid_alive
 from latbench.spaces import SearchSpace, space_class
 
@@ -136,8 +137,10 @@ def load_kernels(space: str) -> dict:
         return {}
     df = pq.read_table(path, columns=["device", "arch_id", "layer", "latency_ms"]).to_pandas()
     df["arch_id"] = df["arch_id"].astype(np.int64)
-    return {str(dev): g.drop(columns="device").sort_values(["arch_id", "layer"]).reset_index(drop=True)
-            for dev, g in df.groupby("device", sort=True)}
+    return {
+        str(dev): g.drop(columns="device").sort_values(["arch_id", "layer"]).reset_index(drop=True)
+        for dev, g in df.groupby("device", sort=True)
+    }
 
 
 @functools.cache
@@ -158,7 +161,8 @@ def load_space(space: str) -> SearchSpace:
         return np.asarray(t.column(col).combine_chunks().flatten().to_numpy(), dtype=dtype)
 
     obj.set_features(
-        flops=t.column("flops_m").to_numpy(), params=t.column("params_m").to_numpy(),
+        flops=t.column("flops_m").to_numpy(),
+        params=t.column("params_m").to_numpy(),
         activations=t.column("activations_m").to_numpy(),
         onehot=flat("onehot", np.float32).reshape(n, -1),
         adjacency=flat("adjacency", np.float32).reshape(n, n_nodes, n_nodes),
@@ -235,20 +239,7 @@ def point(out: Path, version: Path) -> None:
     except BaseException:
         link.unlink(missing_ok=True)
         raise
-    _fsync_dir(out.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(out.parent)
 
 
 def recover(out: Path, log=lambda msg: None) -> bool:
@@ -309,8 +300,10 @@ def build_lock(out: Path, timeout: float, log=lambda msg: None) -> Iterator[None
             lock.acquire(timeout)
         except LockBusy as e:
             who = f"pid {e.pid}" if e.pid else "another process"
-            raise DataError(f"{out}: another `latbench data build` ({who}) is writing this dataset and did not finish "
-                            f"within {timeout:g} s; wait for it (or stop it), then build again") from None
+            raise DataError(
+                f"{out}: another `latbench data build` ({who}) is writing this dataset and did not finish "
+                f"within {timeout:g} s; wait for it (or stop it), then build again"
+            ) from None
     try:
         yield
     finally:
@@ -333,7 +326,7 @@ def clean_stale(out: Path, log=lambda msg: None) -> None:
         for p in out.parent.iterdir():  # the older layout's siblings (and the test suite's synthetic builder)
             for marker in (".tmp-", ".old-"):
                 prefix = f".{out.name}{marker}"
-                if p.name.startswith(prefix) and p.name[len(prefix):].isdigit() and not pid_alive(int(p.name[len(prefix):])):
+                if p.name.startswith(prefix) and p.name[len(prefix) :].isdigit() and not pid_alive(int(p.name[len(prefix) :])):
                     stale.append(p)
     size = 0
     for p in stale:

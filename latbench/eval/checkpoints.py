@@ -38,7 +38,6 @@ import json
 import math
 import os
 import re
-import stat
 import sys
 import tokenize
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from latbench import __version__
+from latbench import __version__, io
 from latbench.data import store
 from latbench.errors import LatbenchError
 from latbench.eval.results import TrialResult, jsonable_params
@@ -65,19 +64,38 @@ class CheckpointError(LatbenchError):
     """A checkpoint file is unreadable or malformed (its path and the reason are in the message)."""
 
 
-KEY_FIELDS = ("method", "class", "code", "params", "task", "task_version", "trial", "shots", "protocol",
-              "protocol_version", "source_archs", "latbench_version")
+KEY_FIELDS = (
+    "method",
+    "class",
+    "code",
+    "params",
+    "task",
+    "task_version",
+    "trial",
+    "shots",
+    "protocol",
+    "protocol_version",
+    "source_archs",
+    "latbench_version",
+)
 
 
 def unit_key(unit) -> dict[str, Any]:
     """Everything a unit's numbers depend on (besides the data, checked separately by hash)."""
     m = unit.method
     return {
-        "method": unit.label, "class": f"{type(m).__module__}:{type(m).__qualname__}",
+        "method": unit.label,
+        "class": f"{type(m).__module__}:{type(m).__qualname__}",
         "code": code_fingerprint(type(m).__module__),
-        "params": _plain(jsonable_params(m.get_params())), "task": unit.task.id, "task_version": unit.task.version,
-        "trial": unit.trial, "shots": list(unit.shots), "protocol": unit.protocol, "protocol_version": PROTOCOL_VERSION,
-        "source_archs": unit.source_archs, "latbench_version": __version__,
+        "params": _plain(jsonable_params(m.get_params())),
+        "task": unit.task.id,
+        "task_version": unit.task.version,
+        "trial": unit.trial,
+        "shots": list(unit.shots),
+        "protocol": unit.protocol,
+        "protocol_version": PROTOCOL_VERSION,
+        "source_archs": unit.source_archs,
+        "latbench_version": __version__,
     }
 
 
@@ -227,8 +245,13 @@ def source_fingerprint(source: str) -> str:
     tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             del body[0]
             if not body:
                 body.append(ast.Pass())  # a body that was only a docstring: same tree as `pass`
@@ -252,8 +275,11 @@ def _key_path(root: Path, key: dict) -> Path:
 def save(root: Path, unit, outcome) -> Path:
     """Write one finished unit (atomically: a crash never leaves a partial file that looks finished)."""
     doc = {
-        "format": FORMAT, "key": unit_key(unit), "data_hash": store.data_hash([unit.task]),
-        "seconds": outcome.seconds, "host": outcome.host,
+        "format": FORMAT,
+        "key": unit_key(unit),
+        "data_hash": store.data_hash([unit.task]),
+        "seconds": outcome.seconds,
+        "host": outcome.host,
         "trials": [t.model_dump() for t in outcome.trials],
     }
     path = path_for(root, unit)
@@ -300,8 +326,12 @@ def read(path: Path, bad=None) -> Record:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise bad(f"not a {FORMAT} file")
     key = doc.get("key")
-    if (not isinstance(key, dict) or not isinstance(key.get("shots"), list) or not isinstance(key.get("trial"), int)
-            or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in key["shots"])):
+    if (
+        not isinstance(key, dict)
+        or not isinstance(key.get("shots"), list)
+        or not isinstance(key.get("trial"), int)
+        or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in key["shots"])
+    ):
         raise bad("missing or malformed 'key'")
     trials = doc.get("trials")
     if not isinstance(trials, list) or len(trials) != len(key["shots"]):
@@ -339,8 +369,10 @@ def load(root: Path, unit):
         return None
     rec = read(path)
     if rec.key != unit_key(unit):
-        raise CheckpointError(f"checkpoint {path} is not usable: it belongs to another unit (its key does not match "
-                              "this method/task/trial/shots); delete it to run that unit again")
+        raise CheckpointError(
+            f"checkpoint {path} is not usable: it belongs to another unit (its key does not match "
+            "this method/task/trial/shots); delete it to run that unit again"
+        )
     if rec.data_hash != store.data_hash([unit.task]):
         return None  # stale: the task's data changed since; run again
     extra = len(store.get_space(unit.task.space).reference_ids) if unit.protocol == "help-paper" else 0
@@ -353,20 +385,13 @@ def load(root: Path, unit):
 
 def _read_regular(path: Path, bad) -> bytes:
     """At most ``MAX_BYTES + 1`` bytes of a regular file; ``bad(why)`` for anything else (a directory,
-    a FIFO -- refused on the open descriptor, so it cannot block -- or an unreadable file)."""
+    a FIFO -- refused without blocking -- or an unreadable file)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as e:
-        raise bad(f"cannot read it ({e.strerror})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise bad("a directory, not a checkpoint file" if stat.S_ISDIR(mode) else "not a regular file")
-    with os.fdopen(fd, "rb") as f:
-        try:
-            return f.read(MAX_BYTES + 1)
-        except OSError as e:
-            raise bad(f"cannot read it ({e.strerror})") from None
+        return io.read_regular(path, MAX_BYTES)
+    except io.NotReadable as e:
+        if e.kind == "error":
+            raise bad(f"cannot read it ({e.detail})") from None
+        raise bad("a directory, not a checkpoint file" if e.kind == "directory" else "not a regular file") from None
 
 
 def scan(root: Path, bad=None) -> list[Record]:
@@ -393,11 +418,14 @@ def current_path(root: Path, key: dict) -> Path | None:
     except ModuleNotFoundError as e:
         if e.name and (module == e.name or module.startswith(e.name + ".")):
             return None  # the module (or its package) no longer exists
-        raise CheckpointError(f"cannot tell whether the units of {key['class']} are current: importing {module} "
-                              f"failed ({e}); nothing was pruned") from None
+        raise CheckpointError(
+            f"cannot tell whether the units of {key['class']} are current: importing {module} failed ({e}); nothing was pruned"
+        ) from None
     except Exception as e:  # noqa: BLE001 -- any failure of someone's module import
-        raise CheckpointError(f"cannot tell whether the units of {key['class']} are current: importing {module} "
-                              f"failed ({type(e).__name__}: {e}); nothing was pruned") from None
+        raise CheckpointError(
+            f"cannot tell whether the units of {key['class']} are current: importing {module} "
+            f"failed ({type(e).__name__}: {e}); nothing was pruned"
+        ) from None
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
@@ -473,13 +501,16 @@ def metrics_problem(m: dict, where: str) -> str | None:
     if not (-1 <= m["spearman"] <= 1 and -1 <= m["kendall"] <= 1):
         return f"{where}: rank correlations must lie in [-1, 1] (spearman {m['spearman']}, kendall {m['kendall']})"
     if m["mape"] < 0 or m["rmse"] < 0 or not (0 <= m["acc5"] <= 1 and 0 <= m["acc10"] <= 1):
-        return (f"{where}: negative error or accuracy outside [0, 1] "
-                f"(mape {m['mape']}, rmse {m['rmse']}, acc5 {m['acc5']}, acc10 {m['acc10']})")
+        return (
+            f"{where}: negative error or accuracy outside [0, 1] "
+            f"(mape {m['mape']}, rmse {m['rmse']}, acc5 {m['acc5']}, acc10 {m['acc10']})"
+        )
     return None
 
 
-def trial_problem(tr: TrialResult, where: str, *, task=None, shots: int | None = None, protocol: str = "official",
-                  extra_budget: int = 0) -> str | None:
+def trial_problem(
+    tr: TrialResult, where: str, *, task=None, shots: int | None = None, protocol: str = "official", extra_budget: int = 0
+) -> str | None:
     """The first thing wrong with one trial's result (None if nothing), as a one-line message
     starting with ``where``. The same checks for a leaderboard entry's trials and a sweep unit's.
 

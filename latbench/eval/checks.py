@@ -343,8 +343,10 @@ def _check_no_target_truth_access(s: _Session) -> None:
         e = perturbed.fit_error or (perturbed.adapt_error or (None, None))[1] or next(iter(perturbed.predict_errors.values()))
         raise _Fail(f"the trial fails when only latencies of archs the method never measured change: {_describe(e)}") from e
     dev = _first_difference(base.predictions, perturbed.predictions)
-    raise _Fail(f"predictions on {dev} change when only latencies of archs the method never measured change: "
-                "it reads target-device latencies beyond its k measurements (e.g. the oracle's private state)")
+    raise _Fail(
+        f"predictions on {dev} change when only latencies of archs the method never measured change: "
+        "it reads target-device latencies beyond its k measurements (e.g. the oracle's private state)"
+    )
 
 
 #: name -> check, in the order check_method runs them.
@@ -367,8 +369,15 @@ class MethodCheck:
     method passes. Checks of the same (class, params, task, shots) share their trials.
     """
 
-    def __init__(self, name: str, method_cls, params: dict | None = None, task: str = "hard-3", shots: int = 5,
-                 session: _Session | None = None):
+    def __init__(
+        self,
+        name: str,
+        method_cls,
+        params: dict | None = None,
+        task: str = "hard-3",
+        shots: int = 5,
+        session: _Session | None = None,
+    ):
         if name not in CHECKS:
             raise ValueError(f"unknown check {name!r}; choose from {', '.join(CHECKS)}")
         self.name, self.method_cls, self.params, self.task, self.shots = name, method_cls, params, task, shots
@@ -386,8 +395,9 @@ class MethodCheck:
         return f"{getattr(self.method_cls, '__name__', repr(self.method_cls))}-{self.name}"
 
 
-def method_checks(method_cls, params: dict | None = None, task: str = "hard-3",
-                  shots: int = 5) -> Iterator[tuple[str, MethodCheck]]:
+def method_checks(
+    method_cls, params: dict | None = None, task: str = "hard-3", shots: int = 5
+) -> Iterator[tuple[str, MethodCheck]]:
     """(check name, zero-argument callable) for every check, in order; ``params`` are the method's
     hyperparameters (None: its defaults). Data is read when a check runs, not here."""
     for name in CHECKS:
@@ -404,8 +414,7 @@ def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5,
         MethodCheck(name, method_cls, params, task, shots, session=session)()
 
 
-def parametrize_with_checks(classes: Iterable[type], params_by_class: dict | None = None, task: str = "hard-3",
-                            shots: int = 5):
+def parametrize_with_checks(classes: Iterable[type], params_by_class: dict | None = None, task: str = "hard-3", shots: int = 5):
     """A ``pytest.mark.parametrize("method_cls, check", ...)`` over every check of every class.
 
     Ids read ``<Class>-<check>`` (e.g. ``FLOPsRegression-check_deterministic``). A class runs with

@@ -35,6 +35,7 @@ SOURCE_ARCHS = ("sample", "all")
 class MethodFailed(SweepError, MethodError):
     """A unit failed because its method raised in fit, adapt or predict (``detail``: the traceback)."""
 
+
 Report = Callable[[Unit, Outcome], None]
 
 
@@ -105,8 +106,9 @@ def _drive(pool, units: list[Unit], workers: int, report: Report, may_start: Cal
             try:
                 outcome = f.result()
             except Exception as e:  # BrokenProcessPool (a worker died), or the unit could not be pickled
-                raise SweepError(f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); "
-                                 "no entries written") from None
+                raise SweepError(
+                    f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); no entries written"
+                ) from None
             report(u, outcome)
 
 
@@ -135,8 +137,9 @@ def _ray(units: list[Unit], workers: int, address: str, report: Report) -> None:
                 try:
                     outcome = ray.get(ref)
                 except Exception as e:  # the worker died, or the unit could not be shipped
-                    raise SweepError(f"{u.describe()}: the Ray task failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                                     "no entries written") from None
+                    raise SweepError(
+                        f"{u.describe()}: the Ray task failed ({type(e).__name__}: {str(e).splitlines()[0]}); no entries written"
+                    ) from None
                 report(u, outcome)
     finally:
         for ref in pending:
@@ -145,10 +148,16 @@ def _ray(units: list[Unit], workers: int, address: str, report: Report) -> None:
             ray.shutdown()
 
 
-def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = None, checkpoint: Path | None = None,
-            time_budget: float | None = None,
-            on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
-            on_resume: Callable[[int, int], None] = lambda loaded, total: None) -> list[Outcome]:
+def execute(
+    units: list[Unit],
+    *,
+    workers: int = 1,
+    ray_address: str | None = None,
+    checkpoint: Path | None = None,
+    time_budget: float | None = None,
+    on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
+    on_resume: Callable[[int, int], None] = lambda loaded, total: None,
+) -> list[Outcome]:
     """Run every unit; outcomes in unit order. Raises SweepError at the first failed unit.
 
     With ``checkpoint`` (a folder), units already finished there are loaded instead of run, and
@@ -175,8 +184,10 @@ def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = No
                 failed, text = MethodFailed, text.partition(": ")[2]
             raise failed(f"{unit.describe()} failed: {text} (no entries written{kept})", outcome.detail)
         if outcome.dataset_hash != expected_hash:
-            raise SweepError(f"{unit.describe()}: worker on {outcome.host} sees dataset {outcome.dataset_hash[:12]}..., "
-                             f"the driver has {expected_hash[:12]}... (build the same dataset on every node)")
+            raise SweepError(
+                f"{unit.describe()}: worker on {outcome.host} sees dataset {outcome.dataset_hash[:12]}..., "
+                f"the driver has {expected_hash[:12]}... (build the same dataset on every node)"
+            )
         outcomes[unit.index] = outcome
         if checkpoint is not None:
             checkpoints.save(checkpoint, unit, outcome)
@@ -199,8 +210,10 @@ def execute(units: list[Unit], *, workers: int = 1, ray_address: str | None = No
         _processes(todo, min(workers, len(todo)), report, may_start)
     left = sum(o is None for o in outcomes)
     if left:
-        raise SweepStopped(f"time budget of {time_budget / 60:g} min spent: {len(units) - left} of {len(units)} units finished "
-                           f"and kept in {checkpoint}, {left} to go; run the same command again to continue (no entries written)")
+        raise SweepStopped(
+            f"time budget of {time_budget / 60:g} min spent: {len(units) - left} of {len(units)} units finished "
+            f"and kept in {checkpoint}, {left} to go; run the same command again to continue (no entries written)"
+        )
     return outcomes  # type: ignore[return-value]
 
 
@@ -209,8 +222,10 @@ def check_units(units: list[Unit]) -> None:
     checked = set()
     for u in units:
         if u.source_archs not in SOURCE_ARCHS:
-            raise SweepError(f"unknown source-arch mode {u.source_archs!r}: choose {' or '.join(SOURCE_ARCHS)} "
-                             "(sample: the task's source sample; all: every measured arch outside the evaluation set)")
+            raise SweepError(
+                f"unknown source-arch mode {u.source_archs!r}: choose {' or '.join(SOURCE_ARCHS)} "
+                "(sample: the task's source sample; all: every measured arch outside the evaluation set)"
+            )
         if u.protocol not in PROTOCOLS:
             raise SweepError(f"unknown protocol {u.protocol!r}; choose from {', '.join(PROTOCOLS)}")
         if u.label not in checked:
@@ -234,8 +249,9 @@ def check_params(label: str, method) -> None:
         if not (_is_number(default) and default > 0 and _is_number(value)):
             continue
         if not (math.isfinite(value) and value >= 0):
-            raise MethodError(f"method {label!r}: parameter {name}={value!r} must be a finite number >= 0 "
-                              f"(its default is {default!r})")
+            raise MethodError(
+                f"method {label!r}: parameter {name}={value!r} must be a finite number >= 0 (its default is {default!r})"
+            )
 
 
 def _is_number(value) -> bool:
@@ -260,5 +276,3 @@ def check_executor(workers: int, ray_address: str | None) -> None:
         raise SweepError(f"--workers must be >= 1 (got {workers})")
     if ray_address is not None and not ray_address.strip():
         raise SweepError("--ray-address must be auto, local, or a Ray address such as ray://host:10001")
-
-

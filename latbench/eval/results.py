@@ -42,13 +42,21 @@ class TaskResult(BaseModel):
     aggregate: dict[str, dict[str, float]]  # metric -> {mean, std}
 
     @classmethod
-    def from_trials(cls, task, shots: int, protocol: str, trials: list[TrialResult]) -> "TaskResult":
+    def from_trials(cls, task, shots: int, protocol: str, trials: list[TrialResult]) -> TaskResult:
         agg = {}
         for m in METRICS:
             vals = np.array([t.mean[m] for t in trials])
             agg[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=0))}
-        return cls(task=task.id, task_version=task.version, space=task.space, difficulty=task.difficulty,
-                   shots=shots, protocol=protocol, trials=trials, aggregate=agg)
+        return cls(
+            task=task.id,
+            task_version=task.version,
+            space=task.space,
+            difficulty=task.difficulty,
+            shots=shots,
+            protocol=protocol,
+            trials=trials,
+            aggregate=agg,
+        )
 
 
 class EvalResult(BaseModel):
@@ -68,7 +76,7 @@ class EvalResult(BaseModel):
         write_text(path, self.model_dump_json(indent=1))
 
     @classmethod
-    def read(cls, path: Path) -> "EvalResult":
+    def read(cls, path: Path) -> EvalResult:
         return cls.model_validate(json.loads(Path(path).read_text()))
 
 

@@ -6,8 +6,9 @@ so every number is produced by the same code path (:func:`latbench.eval.units.ru
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from latbench import paths
 from latbench.eval.executors import execute
@@ -33,15 +34,34 @@ def evaluate(
     """Run ``method`` on every task for ``trials`` trials at each shot count (k measurements per target)."""
     shot_list = [shots] if isinstance(shots, int) else list(shots)
     label = method.name or type(method).__name__
-    return run([(label, method)], tasks, shots=shot_list, trials=trials, workers=workers, source_archs=source_archs,
-               protocol=protocol, checkpoint=checkpoint, on_progress=on_progress)[0]
+    return run(
+        [(label, method)],
+        tasks,
+        shots=shot_list,
+        trials=trials,
+        workers=workers,
+        source_archs=source_archs,
+        protocol=protocol,
+        checkpoint=checkpoint,
+        on_progress=on_progress,
+    )[0]
 
 
-def run(methods: Sequence[tuple[str, Any]], tasks: list, *, shots: Sequence[int], trials: int, workers: int = 1,
-        ray_address: str | None = None, source_archs: str = "sample", protocol: str = "official", checkpoint: Path | None = None,
-        time_budget: float | None = None,
-        on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
-        on_resume: Callable[[int, int], None] = lambda loaded, total: None) -> list[EvalResult]:
+def run(
+    methods: Sequence[tuple[str, Any]],
+    tasks: list,
+    *,
+    shots: Sequence[int],
+    trials: int,
+    workers: int = 1,
+    ray_address: str | None = None,
+    source_archs: str = "sample",
+    protocol: str = "official",
+    checkpoint: Path | None = None,
+    time_budget: float | None = None,
+    on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
+    on_resume: Callable[[int, int], None] = lambda loaded, total: None,
+) -> list[EvalResult]:
     """EvalResult per (label, Method) in ``methods``, identical whatever ``workers``/``ray_address``/``checkpoint``."""
     shots = list(shots)
     if not methods:
@@ -55,12 +75,17 @@ def run(methods: Sequence[tuple[str, Any]], tasks: list, *, shots: Sequence[int]
     remote = ray_address not in (None, "local")
     env = {} if remote else {"LATBENCH_HOME": str(paths.home())}  # a cluster's nodes keep their own home
     units = plan(methods, tasks, shots=shots, trials=trials, source_archs=source_archs, protocol=protocol, env=env)
-    outcomes = execute(units, workers=workers, ray_address=ray_address, checkpoint=checkpoint,
-                       time_budget=time_budget, on_progress=on_progress, on_resume=on_resume)
+    outcomes = execute(
+        units,
+        workers=workers,
+        ray_address=ray_address,
+        checkpoint=checkpoint,
+        time_budget=time_budget,
+        on_progress=on_progress,
+        on_resume=on_resume,
+    )
     results = []
     for label, method in methods:
         mine = {(u.task.id, u.trial): o for u, o in zip(units, outcomes) if u.label == label}
         results.append(assemble(method, tasks, shots, trials, mine, source_archs=source_archs, protocol=protocol))
     return results
-
-

@@ -6,11 +6,13 @@ The work itself runs through :func:`latbench.eval.runner.run`.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from latbench.eval.executors import check_budget, check_executor  # noqa: F401  (checked before any work)
 from latbench.eval.units import SweepError
 from latbench.methods.registry import make
+
 
 def parse_list(text: str, what: str) -> list[str]:
     items = [x.strip() for x in text.split(",") if x.strip()]
@@ -36,7 +38,7 @@ def file_name(spec: str) -> str:
 def make_methods(specs: Sequence[str], params: dict) -> list[tuple[str, Any]]:
     """Resolve and instantiate every method up front, so a typo fails before any work starts."""
     names = [file_name(s) for s in specs]
-    for s, n in zip(specs, names):
+    for n in names:
         if names.count(n) > 1:
             raise SweepError(f"methods {[x for x, m in zip(specs, names) if m == n]} would share the output file {n}")
     return [(s, make(s, **params)) for s in specs]

@@ -61,14 +61,31 @@ def fit_trial(method: Method, trial: Trial, space) -> tuple[Method, float]:
     return m, time.perf_counter() - tic
 
 
-def run_trial(method: Method, task: TaskSpec, t: int, shots: int, table, space, source_archs: str = "sample",
-              protocol: str = "official", fitted: tuple[Method, float] | None = None) -> TrialRun:
+def run_trial(
+    method: Method,
+    task: TaskSpec,
+    t: int,
+    shots: int,
+    table,
+    space,
+    source_archs: str = "sample",
+    protocol: str = "official",
+    fitted: tuple[Method, float] | None = None,
+) -> TrialRun:
     """One trial: fit (or reuse ``fitted`` = (fitted method, fit seconds)), adapt per target, score.
 
     The fitted method itself is never adapted: each call adapts a deep copy.
     """
-    trial = make_trial(task, t, shots, table, protocol=protocol, source_archs=source_archs, reference_ids=space.reference_ids,
-                       kernels=store.load_kernels(task.space))
+    trial = make_trial(
+        task,
+        t,
+        shots,
+        table,
+        protocol=protocol,
+        source_archs=source_archs,
+        reference_ids=space.reference_ids,
+        kernels=store.load_kernels(task.space),
+    )
     if fitted is None:
         fitted = fit_trial(method, trial, space)
     m, t_fit = copy.deepcopy(fitted[0]), fitted[1]
@@ -86,7 +103,11 @@ def run_trial(method: Method, task: TaskSpec, t: int, shots: int, table, space, 
         y_true[dev] = table.device(dev)[ids]
     s = score(y_true, y_pred)
     result = TrialResult(
-        trial=t, seed=trial.seed, devices=s["devices"], mean=s["mean"], worst=s["worst"],
+        trial=t,
+        seed=trial.seed,
+        devices=s["devices"],
+        mean=s["mean"],
+        worst=s["worst"],
         measured={d: sorted(o.measured) for d, o in trial.oracles.items()},
         seconds={"fit": round(t_fit, 4), "adapt": round(t_adapt, 4), "predict": round(t_pred, 4)},
     )

@@ -13,8 +13,9 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 # Only the standard library and latbench.errors at import time: a spawned worker imports this
 # module (for its initializer) before anything else, and must limit BLAS/OpenMP threads before
@@ -132,12 +133,21 @@ def run_unit(unit: Unit, worker: bool = False) -> Outcome:
             fitted = run.fitted
         return Outcome(unit.index, trials, store.info()["content_hash"], time.perf_counter() - tic, host)
     except Exception as e:
-        return Outcome(unit.index, None, "", time.perf_counter() - tic, host,
-                       error=f"{type(e).__name__}: {e}", detail=traceback.format_exc())
+        return Outcome(
+            unit.index, None, "", time.perf_counter() - tic, host, error=f"{type(e).__name__}: {e}", detail=traceback.format_exc()
+        )
 
 
-def plan(methods: Sequence[tuple[str, Any]], tasks: list, *, shots: Sequence[int], trials: int, source_archs: str = "sample",
-         protocol: str = "official", env: dict[str, str] | None = None) -> list[Unit]:
+def plan(
+    methods: Sequence[tuple[str, Any]],
+    tasks: list,
+    *,
+    shots: Sequence[int],
+    trials: int,
+    source_archs: str = "sample",
+    protocol: str = "official",
+    env: dict[str, str] | None = None,
+) -> list[Unit]:
     """The units, in the fixed order method -> task -> trial."""
     pairs = tuple(sorted((env or {}).items()))
     units = []
@@ -148,8 +158,16 @@ def plan(methods: Sequence[tuple[str, Any]], tasks: list, *, shots: Sequence[int
     return units
 
 
-def assemble(method, tasks: list, shots: Sequence[int], trials: int, outcomes: dict[tuple[str, int], Outcome], *,
-             source_archs: str = "sample", protocol: str = "official"):
+def assemble(
+    method,
+    tasks: list,
+    shots: Sequence[int],
+    trials: int,
+    outcomes: dict[tuple[str, int], Outcome],
+    *,
+    source_archs: str = "sample",
+    protocol: str = "official",
+):
     """One method's EvalResult from its units' outcomes (task-major, then k, trials in order).
 
     ``seconds`` is the sum of the method's unit times: what a serial run costs, whatever the
@@ -167,9 +185,13 @@ def assemble(method, tasks: list, shots: Sequence[int], trials: int, outcomes: d
             results.append(TaskResult.from_trials(task, k, label, [outcomes[task.id, t].trials[i] for t in range(trials)]))
     info = store.info()
     return EvalResult(
-        latbench_version=__version__, dataset_version=info["dataset_version"], dataset_hash=info["content_hash"],
-        protocol_version=PROTOCOL_VERSION, method=method.name or type(method).__name__,
-        method_params=jsonable_params(method.get_params()), results=results,
+        latbench_version=__version__,
+        dataset_version=info["dataset_version"],
+        dataset_hash=info["content_hash"],
+        protocol_version=PROTOCOL_VERSION,
+        method=method.name or type(method).__name__,
+        method_params=jsonable_params(method.get_params()),
+        results=results,
         seconds=round(sum(o.seconds for o in outcomes.values()), 3),
     )
 

@@ -100,14 +100,20 @@ RULE_SETS: dict[str, dict[tuple[str, ...], str]] = {
     "onnxruntime-cpu": _ORT_CPU,
     "torch-eager": {},
 }
-ALIASES = {"default": "tflite-cpu", "mobile": "tflite-cpu", "mobile-gpu": "tflite-gpu", "ort": "onnxruntime-cpu",
-           "none": "torch-eager"}
+ALIASES = {
+    "default": "tflite-cpu",
+    "mobile": "tflite-cpu",
+    "mobile-gpu": "tflite-gpu",
+    "ort": "onnxruntime-cpu",
+    "none": "torch-eager",
+}
 
 #: Kernel type of an op that no pattern covers (nn-Meter's names).
 SINGLE_KERNEL = {"gap": "global-avgpool", "shuffle": "channelshuffle"}
 
 #: Space -> op types that start a new chain inside a searchable block (parallel branches).
 CHAIN_STARTS: dict[str, tuple[str, ...]] = {"nb201": ("relu", "avgpool")}
+
 
 #: Kernel types grouped by the nn-Meter predictor that serves them: nn-Meter predicts every
 #: conv-like kernel with its conv-bn-relu model and every dwconv-like one with dwconv-bn-relu.
@@ -190,7 +196,7 @@ def chains(layers, space_name: str = "") -> list[tuple[int, int]]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _patterns(rules: str) -> dict[str, list[tuple[tuple[str, ...], str]]]:
     """First op type -> [(pattern, kernel type)], longest first."""
     by_first: dict[str, list] = {}
@@ -227,8 +233,20 @@ def _kernel(layers: tuple, kind: str) -> tuple:
     params = sum(l.params for l in layers)
     act = sum(l.activations for l in layers)
     mem = n_in * first.h * first.h * first.cin + last.activations + params
-    return (kind, first.h, first.cin, last.cout, main.kernel, main.stride, main.groups, last.out_h,
-            sum(l.flops for l in layers) / 1e6, params / 1e6, act / 1e6, mem / 1e6)
+    return (
+        kind,
+        first.h,
+        first.cin,
+        last.cout,
+        main.kernel,
+        main.stride,
+        main.groups,
+        last.out_h,
+        sum(l.flops for l in layers) / 1e6,
+        params / 1e6,
+        act / 1e6,
+        mem / 1e6,
+    )
 
 
 def decompose_layers(layers, rules: str = "default", space_name: str = "") -> list[Kernel]:
@@ -258,7 +276,7 @@ def decompose(space, arch_id: int, rules: str = "default") -> list[Kernel]:
 _CATALOG: dict[str, dict[tuple, int]] = {}  # rules -> {feature row: code}
 # (space name, fingerprint of its arch list, rules) -> {arch_id: codes}
 _CODES: dict[tuple[str, int, str], dict[int, np.ndarray]] = {}
-_FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _fingerprint(space) -> int:
@@ -364,8 +382,9 @@ def count_matrix(space, ids, rules: str = "default"):
 TYPE_STATS = ("count", "flops", "params", "act", "mem")
 
 
-def type_sums(space, ids, rules: str = "default", stats=("count", "flops", "params", "mem"), types=None,
-              by: str = "type") -> tuple[np.ndarray, list[str]]:
+def type_sums(
+    space, ids, rules: str = "default", stats=("count", "flops", "params", "mem"), types=None, by: str = "type"
+) -> tuple[np.ndarray, list[str]]:
     """Per arch, each kernel type's summed statistics: (matrix [len(ids), len(types) * len(stats)],
     column names ``"<type>:<stat>"``). ``by="family"`` groups by nn-Meter predictor family instead.
     ``types`` fixes the columns (types outside it are dropped); default: the types present in ``ids``.

@@ -55,7 +55,6 @@ import json
 import math
 import os
 import re
-import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,7 +63,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from latbench import __version__, paths
+from latbench import __version__, io, paths
 from latbench.data import store
 from latbench.errors import LatbenchError, MethodError
 from latbench.eval.checkpoints import json_depth, trial_problem
@@ -131,8 +130,10 @@ class Entry(BaseModel):
     suite: str
     latbench_version: str
     dataset_version: str
-    dataset_hash: str = Field(description="sha256 of the data the suite's tasks read (latbench.data.store.data_hash): "
-                                          "the arch strings and latencies of every source, validation and target device")
+    dataset_hash: str = Field(
+        description="sha256 of the data the suite's tasks read (latbench.data.store.data_hash): "
+        "the arch strings and latencies of every source, validation and target device"
+    )
     protocol: str
     task_versions: dict[str, int]
     shots: list[int]
@@ -167,36 +168,32 @@ def entry_from_result(result: EvalResult, *, suite: str, code_ref: str, hardware
     tasks = sorted({r.task for r in result.results})
     return Entry(
         method=MethodInfo(name=result.method, code_ref=code_ref, params=result.method_params, **method_info),
-        suite=suite, latbench_version=result.latbench_version, dataset_version=result.dataset_version,
-        dataset_hash=store.data_hash([get_task(t) for t in tasks]), protocol=result.results[0].protocol if result.results else "",
-        task_versions={t: get_task(t).version for t in tasks}, shots=sorted({r.shots for r in result.results}),
-        trials=max((len(r.trials) for r in result.results), default=0), results=result.results,
-        seconds=result.seconds, hardware=hardware, date=time.strftime("%Y-%m-%d"),
+        suite=suite,
+        latbench_version=result.latbench_version,
+        dataset_version=result.dataset_version,
+        dataset_hash=store.data_hash([get_task(t) for t in tasks]),
+        protocol=result.results[0].protocol if result.results else "",
+        task_versions={t: get_task(t).version for t in tasks},
+        shots=sorted({r.shots for r in result.results}),
+        trials=max((len(r.trials) for r in result.results), default=0),
+        results=result.results,
+        seconds=result.seconds,
+        hardware=hardware,
+        date=time.strftime("%Y-%m-%d"),
     )
 
 
 # ------------------------------------------------------------------------------------ validation
 def read_regular(path: Path, limit: int, what: str) -> bytes:
-    """At most ``limit + 1`` bytes of ``path``, which must be a regular file (LeaderboardError if not).
-
-    Opened non-blocking and checked on the open descriptor, so a FIFO (or a device, a directory)
-    is refused at once instead of blocking the reader forever, even if it replaced the file after a check.
-    """
+    """At most ``limit + 1`` bytes of ``path``, which must be a regular file (LeaderboardError if not)."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as e:
-        raise LeaderboardError(f"{path}: cannot read ({e.strerror})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
-        raise LeaderboardError(f"{path}: {kind}; {what} must be a regular file")
-    with os.fdopen(fd, "rb") as f:
-        try:
-            return f.read(limit + 1)
-        except OSError as e:
-            raise LeaderboardError(f"{path}: cannot read ({e.strerror})") from None
+        return io.read_regular(path, limit)
+    except io.NotReadable as e:
+        if e.kind == "error":
+            raise LeaderboardError(f"{path}: cannot read ({e.detail})") from None
+        kind = {"directory": "a directory", "fifo": "a FIFO"}.get(e.kind, "not a regular file")
+        raise LeaderboardError(f"{path}: {kind}; {what} must be a regular file") from None
 
 
 def load_entry(path: Path) -> Entry:
@@ -245,16 +242,19 @@ def validate(entry: Entry) -> None:
     check_identity(entry)
     info, current = store.info(), store.data_hash(expected)
     if entry.dataset_hash != current:
-        raise LeaderboardError(f"dataset hash {entry.dataset_hash[:12]}... does not match the current dataset's data for suite "
-                               f"{entry.suite!r}, {current[:12]}... (rerun on dataset {info['dataset_version']})")
+        raise LeaderboardError(
+            f"dataset hash {entry.dataset_hash[:12]}... does not match the current dataset's data for suite "
+            f"{entry.suite!r}, {current[:12]}... (rerun on dataset {info['dataset_version']})"
+        )
     if entry.protocol not in ACCEPTED_PROTOCOLS:
         raise LeaderboardError(f"protocol {entry.protocol!r}: the board only accepts {' or '.join(ACCEPTED_PROTOCOLS)}")
     if not math.isfinite(entry.seconds) or entry.seconds < 0:
         raise LeaderboardError(f"seconds must be a finite number >= 0 (got {entry.seconds})")
     missing = [t.id for t in expected if t.id not in entry.task_versions]
     if missing:
-        raise LeaderboardError(f"missing task(s) {', '.join(missing)}: suite {entry.suite!r} needs all of "
-                               f"{', '.join(t.id for t in expected)}")
+        raise LeaderboardError(
+            f"missing task(s) {', '.join(missing)}: suite {entry.suite!r} needs all of {', '.join(t.id for t in expected)}"
+        )
     for t in expected:
         if entry.task_versions.get(t.id) != t.version:
             raise LeaderboardError(f"task {t.id}: version {entry.task_versions.get(t.id)} in the entry, current is {t.version}")
@@ -262,8 +262,10 @@ def validate(entry: Entry) -> None:
     if extra:
         raise LeaderboardError(f"tasks {sorted(extra)} are not part of suite {entry.suite!r}")
     if sorted(entry.shots) != list(SUITE_SHOTS) or entry.trials != SUITE_TRIALS:
-        raise LeaderboardError(f"suite {entry.suite!r} needs shots {list(SUITE_SHOTS)} and {SUITE_TRIALS} trials "
-                               f"(entry has shots {entry.shots}, {entry.trials} trials)")
+        raise LeaderboardError(
+            f"suite {entry.suite!r} needs shots {list(SUITE_SHOTS)} and {SUITE_TRIALS} trials "
+            f"(entry has shots {entry.shots}, {entry.trials} trials)"
+        )
     got = {(r.task, r.shots): r for r in entry.results}
     if len(got) != len(entry.results):
         raise LeaderboardError("duplicate (task, shots) result blocks")
@@ -290,8 +292,9 @@ def _check_block(r: TaskResult, task) -> None:
     if r.task_version != task.version:
         raise LeaderboardError(f"{where}: task_version {r.task_version}, current is {task.version}")
     if r.space != task.space or not _close(r.difficulty, task.difficulty):
-        raise LeaderboardError(f"{where}: space/difficulty ({r.space}, {r.difficulty}) differ from the task file "
-                               f"({task.space}, {task.difficulty})")
+        raise LeaderboardError(
+            f"{where}: space/difficulty ({r.space}, {r.difficulty}) differ from the task file ({task.space}, {task.difficulty})"
+        )
     if sorted(t.trial for t in r.trials) != list(range(SUITE_TRIALS)):
         raise LeaderboardError(f"{where}: needs trials 0..{SUITE_TRIALS - 1}, has {sorted(t.trial for t in r.trials)}")
     for tr in r.trials:  # seed, devices, metric ranges, measured archs, seconds, recomputed mean/worst
@@ -304,8 +307,9 @@ def _check_block(r: TaskResult, task) -> None:
         vals = np.array([tr.mean[metric] for tr in r.trials])
         a = r.aggregate[metric]
         if set(a) != {"mean", "std"} or not (_close(a["mean"], vals.mean()) and _close(a["std"], vals.std())):
-            raise LeaderboardError(f"{where}: aggregate {metric} {a} does not recompute from the trials "
-                                   f"(mean {vals.mean()}, std {vals.std()})")
+            raise LeaderboardError(
+                f"{where}: aggregate {metric} {a} does not recompute from the trials (mean {vals.mean()}, std {vals.std()})"
+            )
 
 
 # ------------------------------------------------------------------------------------- storage
@@ -367,11 +371,15 @@ def _refuse_duplicates(entry: Entry, folder: Path) -> None:
         if results_fingerprint(other) != mine:
             continue
         if (other.method.code_ref, other.method.params) == (entry.method.code_ref, entry.method.params):
-            raise LeaderboardError(f"duplicate entry: the same code_ref and results are already on the board as {path.name} "
-                                   "(same parameters; run times are not compared)")
-        raise LeaderboardError(f"duplicate results: {path.name} on the board (method {other.method.name!r}, code_ref "
-                               f"{other.method.code_ref!r}) holds exactly these results; an entry's results must come "
-                               "from its own run")
+            raise LeaderboardError(
+                f"duplicate entry: the same code_ref and results are already on the board as {path.name} "
+                "(same parameters; run times are not compared)"
+            )
+        raise LeaderboardError(
+            f"duplicate results: {path.name} on the board (method {other.method.name!r}, code_ref "
+            f"{other.method.code_ref!r}) holds exactly these results; an entry's results must come "
+            "from its own run"
+        )
 
 
 # ------------------------------------------------------------------------------ identity, ledger
@@ -395,8 +403,10 @@ def check_identity(entry: Entry) -> None:
     slug = _slug(entry.method.name)
     for name, target in methods_mod.builtin_methods().items():
         if _slug(name) == slug and registered_target(entry.method.code_ref) != target:
-            raise LeaderboardError(f"method name {entry.method.name!r} is reserved for latbench's built-in {name!r} ({target}); "
-                                   f"this entry's code_ref is {entry.method.code_ref!r}: submit it under a name of its own")
+            raise LeaderboardError(
+                f"method name {entry.method.name!r} is reserved for latbench's built-in {name!r} ({target}); "
+                f"this entry's code_ref is {entry.method.code_ref!r}: submit it under a name of its own"
+            )
 
 
 def content_sha256(entry: Entry) -> str:
@@ -413,8 +423,15 @@ def ledger_dir(folder: Path | None = None) -> Path:
 def record_verification(entry: Entry, stem: str, *, by: str, folder: Path | None = None, note: str = "") -> Path:
     """Vouch for the entry stored as ``<folder>/<stem>.json``: only ``leaderboard verify`` (after a re-run
     reproduced it) and ``leaderboard baselines`` (for entries all of whose units it ran) call this."""
-    record = {"entry": stem, "sha256": content_sha256(entry), "by": by, "date": time.strftime("%Y-%m-%d"),
-              "latbench_version": __version__, "code_ref": entry.method.code_ref, "note": note}
+    record = {
+        "entry": stem,
+        "sha256": content_sha256(entry),
+        "by": by,
+        "date": time.strftime("%Y-%m-%d"),
+        "latbench_version": __version__,
+        "code_ref": entry.method.code_ref,
+        "note": note,
+    }
     return write_text(ledger_dir(folder) / f"{stem}.json", json.dumps(record, indent=1) + "\n")
 
 
@@ -455,8 +472,10 @@ def check_same(entry: Entry, fresh: EvalResult, rel: float = 1e-6) -> None:
                     raise LeaderboardError(f"re-run has no results on {dev} for {r.task} k={r.shots}")
                 for metric, v in m.items():
                     if not math.isclose(v, b.devices[dev][metric], rel_tol=rel, abs_tol=1e-9):
-                        raise LeaderboardError(f"does not reproduce: {r.task} k={r.shots} trial {a.trial} {dev}: "
-                                               f"{metric} {v} in the entry, {b.devices[dev][metric]} in the re-run")
+                        raise LeaderboardError(
+                            f"does not reproduce: {r.task} k={r.shots} trial {a.trial} {dev}: "
+                            f"{metric} {v} in the entry, {b.devices[dev][metric]} in the re-run"
+                        )
 
 
 def registered_spec(entry: Entry) -> str | None:
@@ -484,11 +503,14 @@ def verify_spec(entry: Entry, allow_import: Sequence[str] = ()) -> str:
     code_ref = entry.method.code_ref
     module, sep, attr = code_ref.partition(":")
     if not (sep and _DOTTED.fullmatch(module) and _DOTTED.fullmatch(attr)):
-        raise LeaderboardError(f"cannot verify: code_ref {code_ref[:100]!r} is neither a registered method nor a "
-                               "module:Class path")
+        raise LeaderboardError(
+            f"cannot verify: code_ref {code_ref[:100]!r} is neither a registered method nor a module:Class path"
+        )
     if not any(module == a or module.startswith(a + ".") for a in allow_import):
-        raise LeaderboardError(f"code_ref {code_ref!r} is not a registered method: verifying it imports and runs module "
-                               f"{module!r}; pass --allow-import {module} if you trust that code")
+        raise LeaderboardError(
+            f"code_ref {code_ref!r} is not a registered method: verifying it imports and runs module "
+            f"{module!r}; pass --allow-import {module} if you trust that code"
+        )
     return code_ref
 
 
@@ -501,8 +523,11 @@ def verify_params(entry: Entry | dict, spec: str) -> dict:
     plain = jsonable_params(defaults)
     out = {}
     for key, value in params.items():
-        if key in defaults and (value == plain[key] or value == repr(defaults[key])
-                                or (isinstance(defaults[key], tuple) and value == list(defaults[key]))):
+        if key in defaults and (
+            value == plain[key]
+            or value == repr(defaults[key])
+            or (isinstance(defaults[key], tuple) and value == list(defaults[key]))
+        ):
             out[key] = defaults[key]
         else:
             out[key] = value
@@ -513,8 +538,10 @@ def stored_entry_path(entry_id: str, folder: Path | None = None) -> Path:
     """The file of the stored entry ``entry_id`` (a file stem of the entries folder, never a path)."""
     entry_id = entry_id.removesuffix(".json")
     if not ENTRY_ID.fullmatch(entry_id) or ".." in entry_id:
-        raise LeaderboardError(f"{entry_id[:80]!r} is not an entry id: the name of a file in the board's entries/ without "
-                               ".json (letters, digits, '-', '_', '.'), never a path")
+        raise LeaderboardError(
+            f"{entry_id[:80]!r} is not an entry id: the name of a file in the board's entries/ without "
+            ".json (letters, digits, '-', '_', '.'), never a path"
+        )
     folder = Path(folder or entries_dir())
     path = folder / f"{entry_id}.json"
     if not os.path.lexists(path):
@@ -646,12 +673,15 @@ def _parse_strict(path: Path, text: str, eval_ids: np.ndarray) -> np.ndarray:
         seen[i] = n
     foreign = sorted(set(seen) - set(eval_ids.tolist()))
     if foreign:
-        raise LeaderboardError(f"{path}: {len(foreign)} arch id(s) are not in the task's evaluation set "
-                               f"(e.g. {foreign[0]}, line {seen[foreign[0]]}); predict exactly task.pools.eval")
+        raise LeaderboardError(
+            f"{path}: {len(foreign)} arch id(s) are not in the task's evaluation set "
+            f"(e.g. {foreign[0]}, line {seen[foreign[0]]}); predict exactly task.pools.eval"
+        )
     if len(ids) != len(eval_ids):
         missing = [int(i) for i in eval_ids if int(i) not in seen]
-        raise LeaderboardError(f"{path}: {len(ids)} rows, expected {len(eval_ids)} (one per evaluation arch); "
-                               f"missing e.g. arch {missing[0]}")
+        raise LeaderboardError(
+            f"{path}: {len(ids)} rows, expected {len(eval_ids)} (one per evaluation arch); missing e.g. arch {missing[0]}"
+        )
     by_id = dict(zip(ids, lat.tolist()))
     return np.array([by_id[i] for i in eval_ids.tolist()], dtype=np.float64)
 
@@ -673,8 +703,9 @@ def method_identity(spec: str) -> tuple[str, str]:
     return cls.name or cls.__name__, resolved_code_ref(spec)
 
 
-def score_predictions(pred_dir: Path, *, suite: str, method: str, params: dict | None = None, hardware: str = "",
-                      **method_info) -> Entry:
+def score_predictions(
+    pred_dir: Path, *, suite: str, method: str, params: dict | None = None, hardware: str = "", **method_info
+) -> Entry:
     """Score predictions made outside latbench into an entry (``latbench submit --predictions DIR``).
 
     Layout (fixed names, like WILDS' prediction folders), for every task of the suite, every shot
@@ -695,13 +726,16 @@ def score_predictions(pred_dir: Path, *, suite: str, method: str, params: dict |
     if not root.is_dir():
         raise LeaderboardError(f"{root}: predictions folder not found")
     tasks = suite_tasks(suite)
-    expected = {prediction_path(root, t.id, k, i, d) for t in tasks for k in SUITE_SHOTS
-                for i in range(SUITE_TRIALS) for d in t.target}
+    expected = {
+        prediction_path(root, t.id, k, i, d) for t in tasks for k in SUITE_SHOTS for i in range(SUITE_TRIALS) for d in t.target
+    }
     present = {p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
     unexpected = sorted(present - expected)
     if unexpected:
-        raise LeaderboardError(f"{unexpected[0]}: unexpected file in the predictions folder ({len(unexpected)} in all); "
-                               f"only <task>/k<k>/trial<t>/<device>.csv for suite {suite!r} are accepted")
+        raise LeaderboardError(
+            f"{unexpected[0]}: unexpected file in the predictions folder ({len(unexpected)} in all); "
+            f"only <task>/k<k>/trial<t>/<device>.csv for suite {suite!r} are accepted"
+        )
     missing = sorted(expected - present)
     if missing:
         raise LeaderboardError(f"missing {len(missing)} of {len(expected)} prediction files, e.g. {missing[0]}")
@@ -722,25 +756,43 @@ def score_predictions(pred_dir: Path, *, suite: str, method: str, params: dict |
                     s = score(y_true, y_pred)
                 except MethodError as e:
                     raise LeaderboardError(f"{task.id} k={k} trial {i}: {e}") from None
-                trials.append(TrialResult(trial=i, seed=trial_seed(task, i), devices=s["devices"], mean=s["mean"],
-                                          worst=s["worst"], measured={d: [] for d in task.target},
-                                          seconds={"fit": 0.0, "adapt": 0.0, "predict": 0.0}))
+                trials.append(
+                    TrialResult(
+                        trial=i,
+                        seed=trial_seed(task, i),
+                        devices=s["devices"],
+                        mean=s["mean"],
+                        worst=s["worst"],
+                        measured={d: [] for d in task.target},
+                        seconds={"fit": 0.0, "adapt": 0.0, "predict": 0.0},
+                    )
+                )
             results.append(TaskResult.from_trials(task, k, PREDICTIONS_PROTOCOL, trials))
     info = store.info()
     name, code_ref = method_identity(method)
     return Entry(
-        method=MethodInfo(name=name, code_ref=code_ref, params=params or {}, **method_info), suite=suite,
-        latbench_version=__version__, dataset_version=info["dataset_version"], dataset_hash=store.data_hash(tasks),
-        protocol=PREDICTIONS_PROTOCOL, task_versions={t.id: t.version for t in tasks}, shots=list(SUITE_SHOTS),
-        trials=SUITE_TRIALS, results=results, seconds=0.0, hardware=hardware, date=time.strftime("%Y-%m-%d"),
+        method=MethodInfo(name=name, code_ref=code_ref, params=params or {}, **method_info),
+        suite=suite,
+        latbench_version=__version__,
+        dataset_version=info["dataset_version"],
+        dataset_hash=store.data_hash(tasks),
+        protocol=PREDICTIONS_PROTOCOL,
+        task_versions={t.id: t.version for t in tasks},
+        shots=list(SUITE_SHOTS),
+        trials=SUITE_TRIALS,
+        results=results,
+        seconds=0.0,
+        hardware=hardware,
+        date=time.strftime("%Y-%m-%d"),
         notes=f"scored from predictions made outside latbench in {time.perf_counter() - tic:.1f} s: adaptation and "
-              "prediction ran elsewhere, so the measured archs (recorded as empty lists) and timings are unknown",
+        "prediction ran elsewhere, so the measured archs (recorded as empty lists) and timings are unknown",
     )
 
 
 # ------------------------------------------------------------------------------------- ranking
-def rank(entries: list[Entry], suite: str, shots: int, *, boot: int = 1000, seed: int = 0,
-         tasks: set[str] | None = None) -> list[dict]:
+def rank(
+    entries: list[Entry], suite: str, shots: int, *, boot: int = 1000, seed: int = 0, tasks: set[str] | None = None
+) -> list[dict]:
     """Rows sorted by mean Spearman over tasks (optionally only ``tasks``), best first.
 
     ``std`` is the std over trials of the per-trial mean over tasks; ``ci`` a 95 % bootstrap
@@ -761,11 +813,20 @@ def rank(entries: list[Entry], suite: str, shots: int, *, boot: int = 1000, seed
         draws = task_means[rng.integers(0, len(task_means), (boot, len(task_means)))].mean(axis=1)
         lo, hi = np.percentile(draws, [2.5, 97.5])
         secondary = {m: float(np.mean([r.aggregate[m]["mean"] for r in blocks])) for m in ("kendall", "mape", "acc10")}
-        rows.append({
-            "entry": e.entry_id, "method": e.method.name, "status": e.status, "protocol": e.protocol,
-            "spearman": float(task_means.mean()), "std": float(per_trial.std()), "ci": (float(lo), float(hi)), **secondary,
-            "seconds": e.seconds, "tasks": {r.task: r.aggregate["spearman"]["mean"] for r in blocks},
-        })
+        rows.append(
+            {
+                "entry": e.entry_id,
+                "method": e.method.name,
+                "status": e.status,
+                "protocol": e.protocol,
+                "spearman": float(task_means.mean()),
+                "std": float(per_trial.std()),
+                "ci": (float(lo), float(hi)),
+                **secondary,
+                "seconds": e.seconds,
+                "tasks": {r.task: r.aggregate["spearman"]["mean"] for r in blocks},
+            }
+        )
     rows.sort(key=lambda r: (-r["spearman"], r["method"], r["entry"]))
     for row in rows:
         row["rank"] = 1 + sum(p["ci"][0] > row["ci"][1] for p in rows if p is not row)
@@ -773,22 +834,32 @@ def rank(entries: list[Entry], suite: str, shots: int, *, boot: int = 1000, seed
 
 
 def render_markdown(entries: list[Entry]) -> str:
-    lines = ["# latbench leaderboard", "",
-             "Generated by `latbench leaderboard render` from `leaderboard/entries/*.json`; do not edit.",
-             "Ranked by mean Spearman ρ over the suite's tasks (± std over trials; [95 % bootstrap interval over tasks]);",
-             "a method's rank is 1 + the number of methods whose interval lies entirely above its own, so methods whose",
-             "intervals overlap share a rank. The interactive page (filters by tier and space, plots) is `site/index.html`.", ""]
+    lines = [
+        "# latbench leaderboard",
+        "",
+        "Generated by `latbench leaderboard render` from `leaderboard/entries/*.json`; do not edit.",
+        "Ranked by mean Spearman ρ over the suite's tasks (± std over trials; [95 % bootstrap interval over tasks]);",
+        "a method's rank is 1 + the number of methods whose interval lies entirely above its own, so methods whose",
+        "intervals overlap share a rank. The interactive page (filters by tier and space, plots) is `site/index.html`.",
+        "",
+    ]
     for suite in SUITES:
         for k in SUITE_SHOTS:
             rows = rank(entries, suite, k)
             if not rows:
                 continue
-            lines += [f"## {suite} suite, k = {k}", "",
-                      "| rank | method | Spearman | 95 % CI | Kendall | MAPE % | ±10 % | time (s) | status |",
-                      "|---|---|---|---|---|---|---|---|---|"]
-            lines += [f"| {r['rank']} | {md_text(r['method'])} | {r['spearman']:.3f} ± {r['std']:.3f} | "
-                      f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {r['kendall']:.3f} | {r['mape']:.1f} | {r['acc10']:.2f} | "
-                      f"{_time_cell(r)} | {_status_cell(r)} |" for r in rows]
+            lines += [
+                f"## {suite} suite, k = {k}",
+                "",
+                "| rank | method | Spearman | 95 % CI | Kendall | MAPE % | ±10 % | time (s) | status |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r['rank']} | {md_text(r['method'])} | {r['spearman']:.3f} ± {r['std']:.3f} | "
+                f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {r['kendall']:.3f} | {r['mape']:.1f} | {r['acc10']:.2f} | "
+                f"{_time_cell(r)} | {_status_cell(r)} |"
+                for r in rows
+            ]
             lines.append("")
     if len(lines) == 7:
         lines += ["No entries yet: see `examples/README.md` to submit one.", ""]

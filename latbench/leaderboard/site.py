@@ -61,11 +61,20 @@ def page_data(entries: list) -> dict:
                 **{m: r.aggregate[m]["mean"] for m in _METRICS},
                 "trials": [t.mean["spearman"] for t in trials],
             }
-        out_entries.append({
-            "id": e.entry_id, "method": e.method.name, "version": e.method.version, "status": e.status,
-            "protocol": e.protocol, "predictions": e.protocol == lb.PREDICTIONS_PROTOCOL, "suite": e.suite,
-            "seconds": e.seconds, "date": e.date, "k": per_k,
-        })
+        out_entries.append(
+            {
+                "id": e.entry_id,
+                "method": e.method.name,
+                "version": e.method.version,
+                "status": e.status,
+                "protocol": e.protocol,
+                "predictions": e.protocol == lb.PREDICTIONS_PROTOCOL,
+                "suite": e.suite,
+                "seconds": e.seconds,
+                "date": e.date,
+                "k": per_k,
+            }
+        )
     for suite in lb.SUITES:
         for k in lb.SUITE_SHOTS:
             rows = lb.rank(entries, suite, k)
@@ -74,8 +83,11 @@ def page_data(entries: list) -> dict:
                     r["entry"]: {"rank": r["rank"], "ci": list(r["ci"]), "std": r["std"]} for r in rows
                 }
     return {
-        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "shots": list(lb.SUITE_SHOTS),
-        "suites": suites, "entries": out_entries, "ranked": ranked,
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "shots": list(lb.SUITE_SHOTS),
+        "suites": suites,
+        "entries": out_entries,
+        "ranked": ranked,
     }
 
 
@@ -93,13 +105,16 @@ def _noscript_tables(entries: list) -> str:
             rows = lb.rank(entries, suite, k)
             if not rows:
                 continue
-            parts.append(f"<h3>{e(suite)} suite, k = {k}</h3><table><tr><th>rank</th><th>method</th><th>Spearman</th>"
-                         "<th>95 % CI</th><th>Kendall</th><th>MAPE %</th><th>±10 %</th><th>time (s)</th><th>status</th></tr>")
+            parts.append(
+                f"<h3>{e(suite)} suite, k = {k}</h3><table><tr><th>rank</th><th>method</th><th>Spearman</th>"
+                "<th>95 % CI</th><th>Kendall</th><th>MAPE %</th><th>±10 %</th><th>time (s)</th><th>status</th></tr>"
+            )
             for r in rows:
                 parts.append(
                     f"<tr><td>{r['rank']}</td><td>{e(r['method'])}</td><td>{r['spearman']:.3f} ± {r['std']:.3f}</td>"
                     f"<td>[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]</td><td>{r['kendall']:.3f}</td><td>{r['mape']:.1f}</td>"
-                    f"<td>{r['acc10']:.2f}</td><td>{e(lb._time_cell(r))}</td><td>{e(lb._status_cell(r))}</td></tr>")
+                    f"<td>{r['acc10']:.2f}</td><td>{e(lb._time_cell(r))}</td><td>{e(lb._status_cell(r))}</td></tr>"
+                )
             parts.append("</table>")
     return "".join(parts) or "<p>No entries yet.</p>"
 
@@ -111,8 +126,12 @@ def render_html(entries: list) -> str:
     """The page: ``templates/index.html`` with its placeholders filled in one pass, so text that comes
     from entries (method names, notes) can never be taken for a placeholder."""
     data = page_data(entries)
-    values = {"DATA": _json_for_script(data), "NOSCRIPT": _noscript_tables(entries),
-              "GENERATED": html.escape(data["generated"]), "COUNT": str(len(entries))}
+    values = {
+        "DATA": _json_for_script(data),
+        "NOSCRIPT": _noscript_tables(entries),
+        "GENERATED": html.escape(data["generated"]),
+        "COUNT": str(len(entries)),
+    }
     template = resources.files("latbench.leaderboard").joinpath("templates/index.html").read_text(encoding="utf-8")
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
@@ -122,11 +141,12 @@ def render_site(entries: list, out_dir: Path) -> Path:
     return write_text(Path(out_dir) / "index.html", render_html(entries))
 
 
-
-
 def render(entries: list[lb.Entry], folder: Path) -> list[Path]:
     """The board's README.md, its JSON schema and the static page site/index.html, written atomically."""
     folder = Path(folder)
     lb.export_schema(folder / "entry.schema.json")
-    return [write_text(folder / "README.md", lb.render_markdown(entries)), folder / "entry.schema.json",
-            render_site(entries, folder / "site")]
+    return [
+        write_text(folder / "README.md", lb.render_markdown(entries)),
+        folder / "entry.schema.json",
+        render_site(entries, folder / "site"),
+    ]

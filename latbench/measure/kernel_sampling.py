@@ -35,8 +35,8 @@ nn-Meter features, so a campaign trains the same kernel predictors the faithful 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -157,14 +157,27 @@ class Campaign:
 def _evaluate(model, x: np.ndarray, y: np.ndarray) -> dict:
     pred = model.predict(x)
     rel = np.abs(pred - y) / y
-    return {"rmse_ms": float(np.sqrt(np.mean((pred - y) ** 2))), "acc10": float(np.mean(rel <= 0.1)),
-            "acc5": float(np.mean(rel <= 0.05)), "rel_error": rel}
+    return {
+        "rmse_ms": float(np.sqrt(np.mean((pred - y) ** 2))),
+        "acc10": float(np.mean(rel <= 0.1)),
+        "acc5": float(np.mean(rel <= 0.05)),
+        "rel_error": rel,
+    }
 
 
-def adaptive_campaign(op: str, zoo_df: pd.DataFrame, measure: Callable[[np.ndarray], np.ndarray],
-                      make_model: Callable[[str, int], object], *, init: int = 1000, finegrained: int = 10,
-                      iterations: int = 5, error_threshold: float = 0.1, seed: int = 0,
-                      on_round: Callable[[dict], None] = lambda r: None) -> Campaign:
+def adaptive_campaign(
+    op: str,
+    zoo_df: pd.DataFrame,
+    measure: Callable[[np.ndarray], np.ndarray],
+    make_model: Callable[[str, int], object],
+    *,
+    init: int = 1000,
+    finegrained: int = 10,
+    iterations: int = 5,
+    error_threshold: float = 0.1,
+    seed: int = 0,
+    on_round: Callable[[dict], None] = lambda r: None,
+) -> Campaign:
     """nn-Meter's adaptive data sampling for one kernel type (see the module docstring).
 
     ``measure(configs) -> ms`` times configurations on the device; ``make_model(family, n_features)``
@@ -173,7 +186,6 @@ def adaptive_campaign(op: str, zoo_df: pd.DataFrame, measure: Callable[[np.ndarr
     held-out configuration of the previous round.
     """
     from sklearn.model_selection import train_test_split
-
 
     check_op(op)
     rng = np.random.default_rng(seed)
@@ -207,8 +219,19 @@ def adaptive_campaign(op: str, zoo_df: pd.DataFrame, measure: Callable[[np.ndarr
 class ConfigVAE:
     """LitePred's configuration VAE (see the module docstring); ``fit`` on a zoo, ``sample`` configs."""
 
-    def __init__(self, latent: int = 128, hidden: int = 256, layers: int = 5, epochs: int = 20, iters_per_epoch: int = 625,
-                 batch_size: int = 16, lr: float = 1e-3, beta: float = 0.02, loss_balance: float = 10.0, seed: int = 0):
+    def __init__(
+        self,
+        latent: int = 128,
+        hidden: int = 256,
+        layers: int = 5,
+        epochs: int = 20,
+        iters_per_epoch: int = 625,
+        batch_size: int = 16,
+        lr: float = 1e-3,
+        beta: float = 0.02,
+        loss_balance: float = 10.0,
+        seed: int = 0,
+    ):
         self.latent, self.hidden, self.layers = latent, hidden, layers
         self.epochs, self.iters_per_epoch, self.batch_size, self.lr = epochs, iters_per_epoch, batch_size, lr
         self.beta, self.loss_balance, self.seed = beta, loss_balance, seed
@@ -225,7 +248,7 @@ class ConfigVAE:
             mods.append(nn.Sigmoid())
         return nn.Sequential(*mods)
 
-    def fit(self, zoo_df: pd.DataFrame) -> "ConfigVAE":
+    def fit(self, zoo_df: pd.DataFrame) -> ConfigVAE:
         import torch
 
         x = zoo_df[list(DIMS)].to_numpy(dtype=np.float64)
@@ -319,10 +342,26 @@ def _read_campaign(files: tuple) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.concat(frames, ignore_index=True), np.concatenate(lats)
 
 
-def run_campaign(out, op: str, sampler: str, spaces, *, samples: int, finegrained: int = 10, iterations: int = 5,
-                 error_threshold: float = 0.1, threads: int = 1, warmup: int = 5, repeats: int = 20,
-                 max_wait: float = 60.0, zoo_archs: int = 500, seed: int = 0, name: str | None = None,
-                 measure=None, log=lambda msg: None) -> dict:
+def run_campaign(
+    out,
+    op: str,
+    sampler: str,
+    spaces,
+    *,
+    samples: int,
+    finegrained: int = 10,
+    iterations: int = 5,
+    error_threshold: float = 0.1,
+    threads: int = 1,
+    warmup: int = 5,
+    repeats: int = 20,
+    max_wait: float = 60.0,
+    zoo_archs: int = 500,
+    seed: int = 0,
+    name: str | None = None,
+    measure=None,
+    log=lambda msg: None,
+) -> dict:
     """Sample ``op`` configurations (``adaptive`` = nn-Meter, ``vae`` = LitePred), time them with
     eager PyTorch on this CPU, write ``<out>/<device>/kernels-<op>.parquet`` and ``campaign-<op>.json``
     (atomically, only when the campaign finished). ``measure`` replaces the profiler (tests)."""
@@ -330,7 +369,6 @@ def run_campaign(out, op: str, sampler: str, spaces, *, samples: int, finegraine
     import time
 
     import pyarrow as pa
-
 
     check_op(op)
     if sampler not in ("adaptive", "vae"):
@@ -356,17 +394,30 @@ def run_campaign(out, op: str, sampler: str, spaces, *, samples: int, finegraine
     zoo_df = zoo(spaces, op, zoo_archs, seed)
     forest = kernel_forest
     if sampler == "adaptive":
-        camp = adaptive_campaign(op, zoo_df, timed, forest, init=samples, finegrained=finegrained, iterations=iterations,
-                                 error_threshold=error_threshold, seed=seed,
-                                 on_round=lambda r: log(f"{op} round {r['round']}: {r['measured']} measured, held-out "
-                                                        f"±10% accuracy {r['acc10']:.3f}, {r['above_threshold']} above threshold"))
+        camp = adaptive_campaign(
+            op,
+            zoo_df,
+            timed,
+            forest,
+            init=samples,
+            finegrained=finegrained,
+            iterations=iterations,
+            error_threshold=error_threshold,
+            seed=seed,
+            on_round=lambda r: log(
+                f"{op} round {r['round']}: {r['measured']} measured, held-out "
+                f"±10% accuracy {r['acc10']:.3f}, {r['above_threshold']} above threshold"
+            ),
+        )
         history = camp.history
         rows = camp.rows
     else:
         vae = ConfigVAE(seed=seed).fit(zoo_df)
         configs = vae.sample(op, samples, seed=seed)
         lat = timed(configs)
-        rows = pd.DataFrame(configs, columns=list(DIMS)).assign(op=op, latency_ms=lat, round=0)[["op", *DIMS, "latency_ms", "round"]]
+        rows = pd.DataFrame(configs, columns=list(DIMS)).assign(op=op, latency_ms=lat, round=0)[
+            ["op", *DIMS, "latency_ms", "round"]
+        ]
         feats = features(op, configs)
         fam = feats["family"].iloc[0]
         x = feats[list(family_features(fam))].to_numpy(dtype=np.float64)
@@ -381,9 +432,25 @@ def run_campaign(out, op: str, sampler: str, spaces, *, samples: int, finegraine
     seconds = round(time.perf_counter() - tic, 1)
     path = campaign_file(out, device, op)
     write_parquet(path, pa.Table.from_pandas(rows, preserve_index=False))
-    report = {"device": device, "op": op, "sampler": sampler, "zoo": [s.name for s in spaces], "zoo_archs": zoo_archs,
-              "samples": samples, "finegrained": finegrained, "iterations": iterations, "error_threshold": error_threshold,
-              "threads": threads, "warmup": warmup, "repeats": repeats, "seed": seed, "measured": int(len(rows)),
-              "contended": int(sum(contended)), "seconds": seconds, "hardware": hw, "history": history}
+    report = {
+        "device": device,
+        "op": op,
+        "sampler": sampler,
+        "zoo": [s.name for s in spaces],
+        "zoo_archs": zoo_archs,
+        "samples": samples,
+        "finegrained": finegrained,
+        "iterations": iterations,
+        "error_threshold": error_threshold,
+        "threads": threads,
+        "warmup": warmup,
+        "repeats": repeats,
+        "seed": seed,
+        "measured": int(len(rows)),
+        "contended": int(sum(contended)),
+        "seconds": seconds,
+        "hardware": hw,
+        "history": history,
+    }
     write_text(path.parent / f"campaign-{op}.json", json.dumps(report, indent=1) + "\n")
     return report

@@ -75,8 +75,15 @@ PROTOCOL_VERSION = 1
 
 #: leaf module class name -> the space layer type it computes
 _LEAF_TYPES = {
-    "Conv2d": "conv", "BatchNorm2d": "bn", "ReLU": "relu", "ReLU6": "relu", "Hardswish": "hswish",
-    "Hardsigmoid": "hsigmoid", "AvgPool2d": "avgpool", "AdaptiveAvgPool2d": "gap", "Linear": "linear",
+    "Conv2d": "conv",
+    "BatchNorm2d": "bn",
+    "ReLU": "relu",
+    "ReLU6": "relu",
+    "Hardswish": "hswish",
+    "Hardsigmoid": "hsigmoid",
+    "AvgPool2d": "avgpool",
+    "AdaptiveAvgPool2d": "gap",
+    "Linear": "linear",
     "ChannelShuffle": "shuffle",
 }
 
@@ -135,8 +142,12 @@ def hardware(device: str) -> dict:
     import torch
 
     info = {
-        "cpu_model": _cpu_model(), "cpu_cores": os.cpu_count(), "machine": platform.machine(),
-        "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "cpu_model": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
         "numpy": np.__version__,
     }
     try:
@@ -189,8 +200,10 @@ def summarise(times_ms: np.ndarray) -> dict:
     iqr = q3 - q1
     inside = (times_ms >= q1 - 1.5 * iqr) & (times_ms <= q3 + 1.5 * iqr)
     return {
-        "latency_ms": round(float(med), 5), "iqr_ms": round(float(iqr), 5),
-        "trimmed_mean_ms": round(float(times_ms[inside].mean()), 5), "outliers": int((~inside).sum()),
+        "latency_ms": round(float(med), 5),
+        "iqr_ms": round(float(iqr), 5),
+        "trimmed_mean_ms": round(float(times_ms[inside].mean()), 5),
+        "outliers": int((~inside).sum()),
         "n": int(len(times_ms)),
     }
 
@@ -324,8 +337,14 @@ def quantize_int8(onnx_bytes: bytes, xs) -> bytes:
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d, "m.onnx"), Path(d, "q.onnx")
         src.write_bytes(onnx_bytes)
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(
+            str(src),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
         return dst.read_bytes()
 
 
@@ -360,12 +379,14 @@ def kernel_breakdown(model, xs, space, arch: str, threads: int) -> list[list]:
     def pre(i):
         def hook(mod, inp):
             t_start[i] = time.perf_counter_ns()
+
         return hook
 
     def post(i):
         def hook(mod, inp, out):
             dt = time.perf_counter_ns() - t_start[i]
             calls[-1].append((_signature(mod, inp[0], out), dt))
+
         return hook
 
     handles = []
@@ -403,8 +424,15 @@ def map_to_layers(signatures: list[tuple], layers) -> list[int]:
     """For each leaf call, the index of the first unused layer with the same signature (-1 if none)."""
     free: dict[tuple, list[int]] = {}
     for i, l in enumerate(layers):
-        key = (l.type, l.h if l.type != "linear" else 1, l.cin, l.cout, l.kernel if l.type != "gap" else 1,
-               l.stride if l.type != "gap" else 1, l.groups)
+        key = (
+            l.type,
+            l.h if l.type != "linear" else 1,
+            l.cin,
+            l.cout,
+            l.kernel if l.type != "gap" else 1,
+            l.stride if l.type != "gap" else 1,
+            l.groups,
+        )
         free.setdefault(key, []).append(i)
     return [free[sig].pop(0) if free.get(sig) else -1 for sig in signatures]
 
@@ -437,8 +465,10 @@ class DeviceLog:
         except LockBusy as e:
             self._undo_mkdir()
             who = f"pid {e.pid}" if e.pid else "another process"
-            raise ProfileError(f"{self.dir}: another `latbench profile` ({who}) is measuring into this folder; "
-                               "wait for it to finish, or use another --out") from None
+            raise ProfileError(
+                f"{self.dir}: another `latbench profile` ({who}) is measuring into this folder; "
+                "wait for it to finish, or use another --out"
+            ) from None
         except OSError as e:
             self._undo_mkdir()
             raise ProfileError(f"{self.dir}: cannot create the folder or its lock file ({e.strerror or e})") from None
@@ -467,8 +497,10 @@ class DeviceLog:
             if old.get("setting") != self.meta["setting"]:
                 raise ProfileError(f"{self.dir}: holds a run with other settings ({old.get('setting')}); use another --out")
         elif self.latency_path.exists() and self.latency_path.stat().st_size:
-            raise ProfileError(f"{self.dir}: latency.jsonl without meta.json, so the settings of its measurements are unknown; "
-                               "restore meta.json or use another --out")
+            raise ProfileError(
+                f"{self.dir}: latency.jsonl without meta.json, so the settings of its measurements are unknown; "
+                "restore meta.json or use another --out"
+            )
         else:
             write_text(meta_path, json.dumps(self.meta, indent=2) + "\n")
         self._created = False
@@ -493,8 +525,10 @@ def read_meta(path: Path) -> dict:
     except OSError as e:
         raise ProfileError(f"{path}: unreadable ({e.strerror or type(e).__name__})") from None
     except json.JSONDecodeError as e:
-        raise ProfileError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); it records the folder's "
-                           "settings: restore it, or use another --out") from None
+        raise ProfileError(
+            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); it records the folder's "
+            "settings: restore it, or use another --out"
+        ) from None
     except (ValueError, RecursionError) as e:  # not UTF-8, or absurdly nested
         raise ProfileError(f"{path}: not valid JSON ({type(e).__name__}); restore it, or use another --out") from None
     if not isinstance(meta, dict):
@@ -546,8 +580,14 @@ def _is_number(v) -> bool:
 
 
 def _is_kernel_row(r) -> bool:
-    return (isinstance(r, list) and len(r) == 9 and isinstance(r[1], str) and all(_is_int(v) for v in (r[0], *r[2:8]))
-            and _is_number(r[8]) and r[8] >= 0)
+    return (
+        isinstance(r, list)
+        and len(r) == 9
+        and isinstance(r[1], str)
+        and all(_is_int(v) for v in (r[0], *r[2:8]))
+        and _is_number(r[8])
+        and r[8] >= 0
+    )
 
 
 def _parse_line(line: bytes, kernels: bool) -> tuple[dict | None, str | None]:
@@ -603,8 +643,10 @@ def read_jsonl(path: Path, log=lambda msg: None) -> list[dict]:
             f.flush()
             os.fsync(f.fileno())
         numbers = ", ".join(str(n) for n, _, _ in corrupt[:5]) + (", ..." if len(corrupt) > 5 else "")
-        log(f"warning: {path}: {len(corrupt)} corrupt line(s) (line {numbers}: {corrupt[0][1]}) moved to {aside.name}; "
-            "every valid line is kept and the archs of the corrupt ones are measured again")
+        log(
+            f"warning: {path}: {len(corrupt)} corrupt line(s) (line {numbers}: {corrupt[0][1]}) moved to {aside.name}; "
+            "every valid line is kept and the archs of the corrupt ones are measured again"
+        )
     if torn is not None:
         log(f"note: {path}: dropped the unterminated last line {torn} (a run stopped while writing it)")
     new = b"".join(keep)
@@ -630,8 +672,19 @@ class RunReport:
     seconds: float
 
 
-def profile(space, settings: list[Setting], out: Path, n_archs: int, *, seed: int = 0, name_prefix: str | None = None,
-            retest: int = 0, max_wait: float = 300.0, progress=None, log=lambda msg: None) -> RunReport:
+def profile(
+    space,
+    settings: list[Setting],
+    out: Path,
+    n_archs: int,
+    *,
+    seed: int = 0,
+    name_prefix: str | None = None,
+    retest: int = 0,
+    max_wait: float = 300.0,
+    progress=None,
+    log=lambda msg: None,
+) -> RunReport:
     """Measure ``n_archs`` archs of ``space`` under every setting; resumes what ``out`` already holds."""
     for s in settings:
         s.check()
@@ -658,9 +711,15 @@ def profile(space, settings: list[Setting], out: Path, n_archs: int, *, seed: in
         if name_problem(device_name(s, slug)):
             raise ProfileError(f"device name {name_problem(device_name(s, slug))}; pass --name")
         meta = {
-            "device": device_name(s, slug), "space": space.name, "setting": asdict(s), "hardware": hw,
-            "protocol_version": PROTOCOL_VERSION, "rotate_inputs": ROTATE, "kernel_passes": KERNEL_PASSES if s.kernels else 0,
-            "seed": seed, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "device": device_name(s, slug),
+            "space": space.name,
+            "setting": asdict(s),
+            "hardware": hw,
+            "protocol_version": PROTOCOL_VERSION,
+            "rotate_inputs": ROTATE,
+            "kernel_passes": KERNEL_PASSES if s.kernels else 0,
+            "seed": seed,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "reference_archs": [space.arch_str(int(i)) for i in space.reference_ids],
             "contention_guard": {"share": CONTENTION_SHARE, "max_wait_s": max_wait, "active": _cpu_snapshot() is not None},
             "notes": "timings on a machine that may run other work; see retest.json for the test-retest noise",
@@ -686,8 +745,10 @@ def _run(space, settings, logs, n_archs, seed, retest, max_wait, progress, log) 
     done = [log_.open() for log_ in logs]
     ids = plan_archs(space, n_archs, seed)
     todo = [i for i in ids if any(space.arch_str(i) not in d for d in done)]
-    log(f"{space.name}: {len(ids)} archs planned, {len(ids) - len(todo)} already measured, {len(todo)} to go, "
-        f"devices: {', '.join(l.meta['device'] for l in logs)}")
+    log(
+        f"{space.name}: {len(ids)} archs planned, {len(ids) - len(todo)} already measured, {len(todo)} to go, "
+        f"devices: {', '.join(l.meta['device'] for l in logs)}"
+    )
     t0 = time.perf_counter()
     for n, i in enumerate(todo):
         arch = space.arch_str(i)
@@ -722,10 +783,14 @@ def _measure_arch(space, i: int, targets, seed: int, max_wait: float) -> None:
         times, attempts, contended = guarded(run, max_wait)
         kernels = None
         if s.kernels:
-            kernels, _, _ = guarded(functools.partial(kernel_breakdown, model, xs, space, arch, s.threads), max_wait / 4,
-                                    key=lambda rows: sum(r[-1] for r in rows))
-        lg.append({"arch": arch, **summarise(times), "attempts": attempts, "contended": contended,
-                   "t": round(time.time(), 1)}, kernels)
+            kernels, _, _ = guarded(
+                functools.partial(kernel_breakdown, model, xs, space, arch, s.threads),
+                max_wait / 4,
+                key=lambda rows: sum(r[-1] for r in rows),
+            )
+        lg.append(
+            {"arch": arch, **summarise(times), "attempts": attempts, "contended": contended, "t": round(time.time(), 1)}, kernels
+        )
 
 
 def layer_module(layer):
@@ -744,8 +809,7 @@ def layer_module(layer):
     raise ProfileError(f"no single-kernel module for layer type {layer.type!r}")
 
 
-def time_layer(layer, threads: int = 1, warmup: int = 5, repeats: int = 20, max_wait: float = 60.0,
-               seed: int = 0) -> dict:
+def time_layer(layer, threads: int = 1, warmup: int = 5, repeats: int = 20, max_wait: float = 60.0, seed: int = 0) -> dict:
     """Time one layer alone on this CPU under eager PyTorch (the protocol of :func:`profile`).
 
     Returns :func:`summarise`'s fields plus ``attempts`` and ``contended`` (contention guard).

@@ -63,8 +63,17 @@ class Oracle:
     a generator fixed by (task seed, trial, device), for methods that choose their shots randomly.
     """
 
-    def __init__(self, device: str, pool: np.ndarray, pool_latency: np.ndarray, budget: int, rng: np.random.Generator,
-                 default: np.ndarray | None = None, kernel_rows=None, seed: int = 0):
+    def __init__(
+        self,
+        device: str,
+        pool: np.ndarray,
+        pool_latency: np.ndarray,
+        budget: int,
+        rng: np.random.Generator,
+        default: np.ndarray | None = None,
+        kernel_rows=None,
+        seed: int = 0,
+    ):
         if budget > len(pool):
             raise OracleError(f"{device}: budget k={budget} exceeds the query pool of {len(pool)} archs")
         self.device = device
@@ -76,7 +85,9 @@ class Oracle:
         if default is None:
             default = np.sort(rng.choice(self.pool, self.budget, replace=False)) if budget else np.zeros(0, np.int64)
         self._default = np.asarray(default, dtype=np.int64)
-        self._kernel_rows = None if kernel_rows is None else kernel_rows[kernel_rows["arch_id"].isin(self.pool)].reset_index(drop=True)
+        self._kernel_rows = (
+            None if kernel_rows is None else kernel_rows[kernel_rows["arch_id"].isin(self.pool)].reset_index(drop=True)
+        )
         self._seed = (int(seed), device)
         self.measured: dict[int, float] = {}
 
@@ -120,8 +131,10 @@ class Oracle:
         is only available on devices with a kernel table (:attr:`has_kernels`).
         """
         if self._kernel_rows is None:
-            raise OracleError(f"{self.device}: no kernel-level measurements for this device (only end-to-end latency); "
-                              "kernel-level training needs a device measured by `latbench profile` with eager PyTorch")
+            raise OracleError(
+                f"{self.device}: no kernel-level measurements for this device (only end-to-end latency); "
+                "kernel-level training needs a device measured by `latbench profile` with eager PyTorch"
+            )
         ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
         unmeasured = [int(i) for i in ids if int(i) not in self.measured]
         if unmeasured:
@@ -151,8 +164,17 @@ PROTOCOLS = ("official", "help-paper", "nasflat-paper")
 HELP_TRAIN_RANGE = {"nb201": 900, "fbnet": 4000, "ofa": 4000}
 
 
-def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str = "official",
-               source_archs: str = "sample", reference_ids=(), kernels: dict | None = None) -> Trial:
+def make_trial(
+    task: TaskSpec,
+    trial: int,
+    shots: int,
+    table,
+    *,
+    protocol: str = "official",
+    source_archs: str = "sample",
+    reference_ids=(),
+    kernels: dict | None = None,
+) -> Trial:
     """Build trial ``trial`` of ``task`` from the space's :class:`LatencyTable` (truth stays there).
 
     ``protocol``:
@@ -196,12 +218,20 @@ def make_trial(task: TaskSpec, trial: int, shots: int, table, *, protocol: str =
     else:
         raise ValueError(f"source_archs must be 'sample' or 'all', got {source_archs!r}")
     source = SourceData(
-        space=task.space, devices=task.source, arch_ids=src_ids, latency=table.rows(task.source)[:, src_ids],
-        valid_devices=task.valid, valid_latency=table.rows(task.valid)[:, src_ids] if task.valid else None,
-        reference_ids=ref, reference_latency=table.rows(task.source)[:, ref],
+        space=task.space,
+        devices=task.source,
+        arch_ids=src_ids,
+        latency=table.rows(task.source)[:, src_ids],
+        valid_devices=task.valid,
+        valid_latency=table.rows(task.valid)[:, src_ids] if task.valid else None,
+        reference_ids=ref,
+        reference_latency=table.rows(task.source)[:, ref],
         valid_reference_latency=table.rows(task.valid)[:, ref] if task.valid else None,
-        kernels={d: rows[rows["arch_id"].isin(src_ids)].reset_index(drop=True)
-                 for d, rows in (kernels or {}).items() if d in task.source},
+        kernels={
+            d: rows[rows["arch_id"].isin(src_ids)].reset_index(drop=True)
+            for d, rows in (kernels or {}).items()
+            if d in task.source
+        },
     )
     oracles, eval_ids = {}, {}
     for d in task.target:

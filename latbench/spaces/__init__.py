@@ -21,7 +21,9 @@ SPACE_CLASSES = {
 
 def space_class(name: str) -> type[SearchSpace]:
     if name not in SPACE_CLASSES:
-        raise LatbenchError(f"unknown search space {name!r}{did_you_mean(name, SPACE_CLASSES)}; known: {', '.join(SPACE_CLASSES)}")
+        raise LatbenchError(
+            f"unknown search space {name!r}{did_you_mean(name, SPACE_CLASSES)}; known: {', '.join(SPACE_CLASSES)}"
+        )
     module, cls = SPACE_CLASSES[name].split(":")
     return getattr(importlib.import_module(module), cls)
 

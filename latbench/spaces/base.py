@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -27,8 +27,18 @@ from latbench.errors import UnknownArchError
 #: Primitive layer types a space may emit. "conv" covers grouped and depthwise convolutions
 #: (depthwise when groups == cin == cout > 1); kernel-level methods fuse these later.
 LAYER_TYPES = (
-    "conv", "bn", "relu", "hswish", "hsigmoid", "avgpool", "gap", "linear", "add", "mul",
-    "shuffle", "zero",
+    "conv",
+    "bn",
+    "relu",
+    "hswish",
+    "hsigmoid",
+    "avgpool",
+    "gap",
+    "linear",
+    "add",
+    "mul",
+    "shuffle",
+    "zero",
 )
 
 
@@ -143,7 +153,9 @@ class SearchSpace(ABC):
         try:
             return self._index[s]
         except KeyError:
-            raise UnknownArchError(f"{self.name}: architecture {arch!r} is valid but not among the {len(self)} archs of this space") from None
+            raise UnknownArchError(
+                f"{self.name}: architecture {arch!r} is valid but not among the {len(self)} archs of this space"
+            ) from None
 
     def _check_id(self, i) -> int:
         i = int(i)
@@ -161,7 +173,7 @@ class SearchSpace(ABC):
     def layers(self, i: int) -> list[Layer]:
         return self._layers_cached(self.arch_str(i))
 
-    @functools.lru_cache(maxsize=4096)
+    @functools.lru_cache(maxsize=4096)  # noqa: B019  (spaces live for the process; the cache is the point)
     def _layers_cached(self, arch: str) -> list[Layer]:
         return self._layers(arch)
 

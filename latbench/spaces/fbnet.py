@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -59,7 +59,9 @@ class FBNetSpace(SearchSpace):
     @classmethod
     def canonical(cls, arch: str) -> str:
         if not isinstance(arch, str):
-            raise UnknownArchError(f"fbnet: architecture must be a string of {NUM_LAYERS} ops joined by '-', got {type(arch).__name__}")
+            raise UnknownArchError(
+                f"fbnet: architecture must be a string of {NUM_LAYERS} ops joined by '-', got {type(arch).__name__}"
+            )
         tokens = [t for t in re.split(r"[\s-]+", arch.strip()) if t]
         if len(tokens) != NUM_LAYERS:
             raise UnknownArchError(f"fbnet: architecture {arch!r} has {len(tokens)} ops, expected {NUM_LAYERS} joined by '-'")
@@ -76,7 +78,9 @@ class FBNetSpace(SearchSpace):
         try:
             raw = list(op_idx_list)
         except TypeError:
-            raise UnknownArchError(f"fbnet: op_idx_list must be a list of {NUM_LAYERS} ints, got {type(op_idx_list).__name__}") from None
+            raise UnknownArchError(
+                f"fbnet: op_idx_list must be a list of {NUM_LAYERS} ints, got {type(op_idx_list).__name__}"
+            ) from None
         if len(raw) != NUM_LAYERS:
             raise UnknownArchError(f"fbnet: op_idx_list has {len(raw)} entries, expected {NUM_LAYERS}")
         ops = []
@@ -84,7 +88,9 @@ class FBNetSpace(SearchSpace):
             # bools and floats like 1.5 are not op indices, even though int() would accept them
             ok = isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and 0 <= v < len(OPS)
             if not ok:
-                raise UnknownArchError(f"fbnet: op index {v!r} at position {pos} of op_idx_list is not an int in 0..{len(OPS) - 1}")
+                raise UnknownArchError(
+                    f"fbnet: op index {v!r} at position {pos} of op_idx_list is not an int in 0..{len(OPS) - 1}"
+                )
             ops.append(OPS[int(v)])
         return "-".join(ops)
 

@@ -55,7 +55,9 @@ class NB201Space(SearchSpace):
             for frm, edge in enumerate(edges):
                 m = _EDGE_RE.match(edge)
                 if not m or m.group(1) not in OPS or int(m.group(2)) != frm:
-                    raise UnknownArchError(f"nb201: {arch!r}: bad edge {edge!r} (expected one of {'/'.join(OPS)} followed by ~{frm})")
+                    raise UnknownArchError(
+                        f"nb201: {arch!r}: bad edge {edge!r} (expected one of {'/'.join(OPS)} followed by ~{frm})"
+                    )
                 ops.append(m.group(1))
         return tuple(ops)
 
@@ -94,8 +96,12 @@ class NB201Space(SearchSpace):
             for _ in range(CELLS_PER_STAGE):
                 L += _cell(ops, c, h)
         c, h = STAGES[-1]
-        L += [Layer("bn", h, c, c), Layer("relu", h, c, c), Layer("gap", h, c, c),
-              Layer("linear", 1, c, self.num_classes, bias=True)]
+        L += [
+            Layer("bn", h, c, c),
+            Layer("relu", h, c, c),
+            Layer("gap", h, c, c),
+            Layer("linear", 1, c, self.num_classes, bias=True),
+        ]
         return L
 
     def counts(self, arch: str) -> tuple[float, float, float]:
@@ -104,7 +110,7 @@ class NB201Space(SearchSpace):
         total = self._fixed_counts() + sum(CELLS_PER_STAGE * _cell_counts(ops, c, h) for c, h in STAGES)
         return tuple(float(x) for x in total)
 
-    @functools.cache
+    @functools.cache  # noqa: B019  (one entry per space instance, which lives for the process)
     def _fixed_counts(self) -> np.ndarray:
         """Counts of everything outside the cells: an all-'none' cell emits no layers."""
         return np.array(layer_counts(self._layers(self.format(["none"] * 6))))
@@ -113,7 +119,7 @@ class NB201Space(SearchSpace):
         return _torch_model(self.parse(arch), self.num_classes)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cell_counts(ops, c: int, h: int) -> np.ndarray:
     return np.array(layer_counts(_cell(ops, c, h)))
 
@@ -124,22 +130,26 @@ def _cell(ops, c: int, h: int) -> list[Layer]:
     for e, (op, (to, _)) in enumerate(zip(ops, EDGES)):
         if op == "nor_conv_1x1" or op == "nor_conv_3x3":
             k = 1 if op == "nor_conv_1x1" else 3
-            out += [Layer("relu", h, c, c, block=e), Layer("conv", h, c, c, kernel=k, block=e),
-                    Layer("bn", h, c, c, block=e)]
+            out += [Layer("relu", h, c, c, block=e), Layer("conv", h, c, c, kernel=k, block=e), Layer("bn", h, c, c, block=e)]
         elif op == "avg_pool_3x3":
             out.append(Layer("avgpool", h, c, c, kernel=3, block=e))
         if op != "none":
             inputs[to] += 1
-    for node, n in inputs.items():
+    for n in inputs.values():
         out += [Layer("add", h, c, c)] * max(n - 1, 0)
     return out
 
 
 def _resblock(cin: int, cout: int, h: int) -> list[Layer]:
     return [
-        Layer("relu", h, cin, cin), Layer("conv", h, cin, cout, kernel=3, stride=2), Layer("bn", h // 2, cout, cout),
-        Layer("relu", h // 2, cout, cout), Layer("conv", h // 2, cout, cout, kernel=3), Layer("bn", h // 2, cout, cout),
-        Layer("avgpool", h, cin, cin, kernel=2, stride=2), Layer("conv", h // 2, cin, cout, kernel=1),
+        Layer("relu", h, cin, cin),
+        Layer("conv", h, cin, cout, kernel=3, stride=2),
+        Layer("bn", h // 2, cout, cout),
+        Layer("relu", h // 2, cout, cout),
+        Layer("conv", h // 2, cout, cout, kernel=3),
+        Layer("bn", h // 2, cout, cout),
+        Layer("avgpool", h, cin, cin, kernel=2, stride=2),
+        Layer("conv", h // 2, cin, cout, kernel=1),
         Layer("add", h // 2, cout, cout),
     ]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -82,7 +82,9 @@ def _format(r: int, d, ks, e) -> str:
 def parse(arch: str) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(r, d, ks, e) of an arch string, inactive slots zeroed; UnknownArchError if malformed."""
     if not isinstance(arch, str):
-        raise UnknownArchError(f"ofa: architecture must be a string like 'r224-d44444-ks<20 digits>-e<20 digits>', got {type(arch).__name__}")
+        raise UnknownArchError(
+            f"ofa: architecture must be a string like 'r224-d44444-ks<20 digits>-e<20 digits>', got {type(arch).__name__}"
+        )
     return _parse(arch)
 
 
@@ -92,7 +94,7 @@ def _parse(arch: str) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[int,
     prefixes = ("r", "d", "ks", "e")
     if len(parts) != 4 or not all(p.startswith(x) for p, x in zip(parts, prefixes)):
         raise _bad(arch, "expected 'r<res>-d<5 digits>-ks<20 digits>-e<20 digits>'")
-    bodies = [p[len(x):] for p, x in zip(parts, prefixes)]
+    bodies = [p[len(x) :] for p, x in zip(parts, prefixes)]
     for x, body in zip(prefixes, bodies):
         if not body.isascii() or not body.isdigit():
             raise _bad(arch, f"{x!r} must be followed by digits, got {body!r}")
@@ -106,8 +108,9 @@ def _block_plan(d) -> list[tuple[int, int, int, int, str, bool]]:
     plan, cin = [], STEM_CHANNELS
     for s in range(NUM_STAGES):
         for j in range(d[s]):
-            plan.append((s * SLOTS_PER_STAGE + j, cin, STAGE_CHANNELS[s], STAGE_STRIDES[s] if j == 0 else 1,
-                         STAGE_ACTS[s], STAGE_SE[s]))
+            plan.append(
+                (s * SLOTS_PER_STAGE + j, cin, STAGE_CHANNELS[s], STAGE_STRIDES[s] if j == 0 else 1, STAGE_ACTS[s], STAGE_SE[s])
+            )
             cin = STAGE_CHANNELS[s]
     return plan
 
@@ -268,8 +271,9 @@ def _torch_modules():
         def __init__(self, c):
             super().__init__()
             sq = se_channels(c)
-            self.fc = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, sq, 1), nn.ReLU(),
-                                    nn.Conv2d(sq, c, 1), nn.Hardsigmoid())
+            self.fc = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, sq, 1), nn.ReLU(), nn.Conv2d(sq, c, 1), nn.Hardsigmoid()
+            )
 
         def forward(self, x):
             return x * self.fc(x)

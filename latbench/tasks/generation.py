@@ -41,42 +41,75 @@ LITERATURE = {
     "help-nb201": dict(
         space="nb201",
         description="HELP (NeurIPS'21) NB201 meta-train/meta-test split (also NASFLAT N0)",
-        source=["1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r", "samsung_a50", "pixel3",
-                "essential_ph_1", "samsung_s7"],
+        source=[
+            "1080ti_1",
+            "1080ti_32",
+            "1080ti_256",
+            "silver_4114",
+            "silver_4210r",
+            "samsung_a50",
+            "pixel3",
+            "essential_ph_1",
+            "samsung_s7",
+        ],
         valid=["titanx_1", "titanx_32", "titanx_256", "gold_6240"],
         target=["titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss"],
     ),
     "help-fbnet": dict(
         space="fbnet",
         description="HELP (NeurIPS'21) FBNet split (also NASFLAT F0)",
-        source=["1080ti_1", "1080ti_32", "1080ti_64", "silver_4114", "silver_4210r", "samsung_a50", "pixel3",
-                "essential_ph_1", "samsung_s7"],
+        source=[
+            "1080ti_1",
+            "1080ti_32",
+            "1080ti_64",
+            "silver_4114",
+            "silver_4210r",
+            "samsung_a50",
+            "pixel3",
+            "essential_ph_1",
+            "samsung_s7",
+        ],
         valid=["titanx_1", "titanx_32", "titanx_64", "gold_6240"],
         target=["fpga", "raspi4", "eyeriss"],
     ),
     "nasflat-f1": dict(
-        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F1",
+        space="fbnet",
+        description="NASFLAT (MLSys'24) FBNet task F1",
         source=["2080ti_1", "essential_ph_1", "silver_4114", "titan_rtx_1", "titan_rtx_32"],
         target=["eyeriss", "fpga", "raspi4", "samsung_a50", "samsung_s7"],
     ),
     "nasflat-f2": dict(
-        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F2",
+        space="fbnet",
+        description="NASFLAT (MLSys'24) FBNet task F2",
         source=["essential_ph_1", "gold_6226", "gold_6240", "pixel3", "raspi4"],
         target=["1080ti_1", "1080ti_32", "2080ti_32", "titan_rtx_1", "titanxp_1"],
     ),
     "nasflat-f3": dict(
-        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F3",
+        space="fbnet",
+        description="NASFLAT (MLSys'24) FBNet task F3",
         source=["essential_ph_1", "pixel2", "pixel3", "raspi4", "samsung_s7"],
         target=["1080ti_1", "1080ti_32", "2080ti_1", "titan_rtx_1", "titan_rtx_32"],
     ),
     "nasflat-f4": dict(
-        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F4",
-        source=["1080ti_64", "2080ti_1", "eyeriss", "gold_6226", "gold_6240", "raspi4", "samsung_s7", "silver_4210r",
-                "titan_rtx_1", "titan_rtx_32"],
+        space="fbnet",
+        description="NASFLAT (MLSys'24) FBNet task F4",
+        source=[
+            "1080ti_64",
+            "2080ti_1",
+            "eyeriss",
+            "gold_6226",
+            "gold_6240",
+            "raspi4",
+            "samsung_s7",
+            "silver_4210r",
+            "titan_rtx_1",
+            "titan_rtx_32",
+        ],
         target=["1080ti_1", "pixel2", "essential_ph_1"],
     ),
     "nasflat-f5": dict(
-        space="fbnet", description="NASFLAT (MLSys'24) FBNet task F5: all GPU configs -> CPU and phones",
+        space="fbnet",
+        description="NASFLAT (MLSys'24) FBNet task F5: all GPU configs -> CPU and phones",
         source=_GPU15,
         target=["gold_6226", "essential_ph_1", "samsung_s7", "pixel2"],
     ),
@@ -148,8 +181,10 @@ def select_suite(per_space_candidates: dict, per_space: int = 2) -> list[tuple[s
             picked: list[dict] = []
             seen = set()
             while pool and len(picked) < per_space:
-                def overlap(c):
+
+                def overlap(c, picked=picked):
                     return max((len(set(c["target"]) & set(p["target"])) for p in picked), default=0)
+
                 pool.sort(key=lambda c: (overlap(c), c["order"]))
                 c = pool.pop(0)
                 key = (tuple(c["source"]), tuple(c["target"]))
@@ -173,11 +208,27 @@ def make_pools(space: str, n_archs: int, seed: int, reserved=()) -> Pools:
     ev = perm[:n_eval]
     pool = np.concatenate([reserved, perm[n_eval : n_eval + n_pool - len(reserved)]])
     src = perm[n_eval + n_pool - len(reserved) : n_eval + n_pool - len(reserved) + n_src]
-    return Pools(source_sample=tuple(sorted(src.tolist())), query_pool=tuple(sorted(pool.tolist())), eval=tuple(sorted(ev.tolist())))
+    return Pools(
+        source_sample=tuple(sorted(src.tolist())), query_pool=tuple(sorted(pool.tolist())), eval=tuple(sorted(ev.tolist()))
+    )
 
 
-def make_task(task_id: str, space: str, devices: list[str], corr: np.ndarray, n_archs: int, *, source, target,
-              valid=(), kind: str, generator: dict, description: str = "", version: int = 1, reserved=()) -> TaskSpec:
+def make_task(
+    task_id: str,
+    space: str,
+    devices: list[str],
+    corr: np.ndarray,
+    n_archs: int,
+    *,
+    source,
+    target,
+    valid=(),
+    kind: str,
+    generator: dict,
+    description: str = "",
+    version: int = 1,
+    reserved=(),
+) -> TaskSpec:
     missing = [d for d in [*source, *valid, *target] if d not in devices]
     if missing:
         raise TaskError(f"task {task_id}: device(s) {', '.join(missing)} not in the {space} data")
@@ -188,9 +239,20 @@ def make_task(task_id: str, space: str, devices: list[str], corr: np.ndarray, n_
     diff = round(difficulty(corr, s, t), 4)
     seed = task_seed(task_id)
     return TaskSpec(
-        id=task_id, version=version, space=space, kind=kind, tier=tier_of(diff) if kind == "generated" else None,
-        description=description, source=tuple(source), target=tuple(target), valid=tuple(valid), difficulty=diff,
-        best_source_correlation=best, correlation=block, generator=generator, seed=seed,
+        id=task_id,
+        version=version,
+        space=space,
+        kind=kind,
+        tier=tier_of(diff) if kind == "generated" else None,
+        description=description,
+        source=tuple(source),
+        target=tuple(target),
+        valid=tuple(valid),
+        difficulty=diff,
+        best_source_correlation=best,
+        correlation=block,
+        generator=generator,
+        seed=seed,
         pools=make_pools(space, n_archs, seed, reserved),
     )
 
@@ -207,8 +269,17 @@ def generate(tables: dict, seed: int = 0, per_space: int = 2, reserved: dict | N
         rows = []
         for order, (rule, rnd, src, tgt) in enumerate(candidates(corrs[space], seed + k)):
             d = difficulty(corrs[space], src, tgt)
-            rows.append(dict(rule=rule, round=rnd, order=order, tier=tier_of(d), difficulty=d,
-                             source=[table.devices[i] for i in src], target=[table.devices[i] for i in tgt]))
+            rows.append(
+                dict(
+                    rule=rule,
+                    round=rnd,
+                    order=order,
+                    tier=tier_of(d),
+                    difficulty=d,
+                    source=[table.devices[i] for i in src],
+                    target=[table.devices[i] for i in tgt],
+                )
+            )
         per_space_cands[space] = rows
     tasks = []
     suite = select_suite(per_space_cands, per_space)
@@ -219,20 +290,48 @@ def generate(tables: dict, seed: int = 0, per_space: int = 2, reserved: dict | N
         ranked = sorted(by_tier[tier], key=lambda sc: -sc[1]["difficulty"])
         for i, (space, c) in enumerate(ranked, start=1):
             table = tables[space]
-            gen = {"name": "latbench.partition", "version": GENERATOR_VERSION, "seed": seed, "rule": c["rule"], "round": c["round"]}
-            tasks.append(make_task(f"{tier}-{i}", space, list(table.devices), corrs[space], table.values.shape[1],
-                                   source=c["source"], target=c["target"], kind="generated", generator=gen,
-                                   reserved=reserved.get(space, ())))
+            gen = {
+                "name": "latbench.partition",
+                "version": GENERATOR_VERSION,
+                "seed": seed,
+                "rule": c["rule"],
+                "round": c["round"],
+            }
+            tasks.append(
+                make_task(
+                    f"{tier}-{i}",
+                    space,
+                    list(table.devices),
+                    corrs[space],
+                    table.values.shape[1],
+                    source=c["source"],
+                    target=c["target"],
+                    kind="generated",
+                    generator=gen,
+                    reserved=reserved.get(space, ()),
+                )
+            )
     for task_id, spec in LITERATURE.items():
         space = spec["space"]
         if space not in tables:
             continue
         table = tables[space]
-        tasks.append(make_task(task_id, space, list(table.devices), corrs[space], table.values.shape[1],
-                               source=spec["source"], target=spec["target"], valid=spec.get("valid", ()),
-                               kind="literature", description=spec["description"],
-                               generator={"name": "literature", "version": GENERATOR_VERSION},
-                               reserved=reserved.get(space, ())))
+        tasks.append(
+            make_task(
+                task_id,
+                space,
+                list(table.devices),
+                corrs[space],
+                table.values.shape[1],
+                source=spec["source"],
+                target=spec["target"],
+                valid=spec.get("valid", ()),
+                kind="literature",
+                description=spec["description"],
+                generator={"name": "literature", "version": GENERATOR_VERSION},
+                reserved=reserved.get(space, ()),
+            )
+        )
     return tasks
 
 
@@ -257,12 +356,22 @@ def measured_tasks(table, space, version: int = 1) -> list[TaskSpec]:
         return []
     out = []
     eager = [d for d in measured if "-torch-" in d and "-graphs-" not in d]
-    specs = [("public", complete, measured, "public devices (HELP) -> devices measured by latbench profile"),
-             ("runtime", eager, [d for d in measured if d not in eager],
-              "eager PyTorch -> other runtimes/precisions on the same measured hardware"),
-             ("kernels", eager[1:], eager[:1],
-              "eager PyTorch -> eager PyTorch with other threads: every device has per-layer kernel latencies, "
-              "so kernel-level predictors can train as their papers do (faithful variants)")]
+    specs = [
+        ("public", complete, measured, "public devices (HELP) -> devices measured by latbench profile"),
+        (
+            "runtime",
+            eager,
+            [d for d in measured if d not in eager],
+            "eager PyTorch -> other runtimes/precisions on the same measured hardware",
+        ),
+        (
+            "kernels",
+            eager[1:],
+            eager[:1],
+            "eager PyTorch -> eager PyTorch with other threads: every device has per-layer kernel latencies, "
+            "so kernel-level predictors can train as their papers do (faithful variants)",
+        ),
+    ]
     for name, source, target, description in specs:
         if not source or not target:
             continue
@@ -280,15 +389,30 @@ def measured_tasks(table, space, version: int = 1) -> list[TaskSpec]:
         src = rest[n_pool - len(refs) : n_pool - len(refs) + n_src]
         ev = rest[n_pool - len(refs) + n_src :]
         names = lambda a: tuple(sorted(space.arch_str(int(i)) for i in a))  # noqa: E731
-        out.append(TaskSpec(
-            id=task_id, version=version, space=table.space, kind="measured", tier=tier_of(diff),
-            description=description, source=tuple(source), target=tuple(target), difficulty=diff,
-            best_source_correlation={dt: max(row.values()) for dt, row in block.items()}, correlation=block,
-            generator={"name": "latbench.partition.measured_tasks", "version": GENERATOR_VERSION,
-                       "archs_measured_on_all": int(len(ids)), "shares": list(MEASURED_POOL_SHARES)},
-            seed=seed, pools=Pools(source_sample=(), query_pool=(), eval=()),
-            arch_pools=ArchPools(source_sample=names(src), query_pool=names(pool), eval=names(ev)),
-        ))
+        out.append(
+            TaskSpec(
+                id=task_id,
+                version=version,
+                space=table.space,
+                kind="measured",
+                tier=tier_of(diff),
+                description=description,
+                source=tuple(source),
+                target=tuple(target),
+                difficulty=diff,
+                best_source_correlation={dt: max(row.values()) for dt, row in block.items()},
+                correlation=block,
+                generator={
+                    "name": "latbench.partition.measured_tasks",
+                    "version": GENERATOR_VERSION,
+                    "archs_measured_on_all": int(len(ids)),
+                    "shares": list(MEASURED_POOL_SHARES),
+                },
+                seed=seed,
+                pools=Pools(source_sample=(), query_pool=(), eval=()),
+                arch_pools=ArchPools(source_sample=names(src), query_pool=names(pool), eval=names(ev)),
+            )
+        )
     return out
 
 

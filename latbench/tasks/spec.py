@@ -146,8 +146,10 @@ def _help_missing_hint() -> str:
     """Why public devices can be missing: a build that could not download HELP (measured data only)."""
     try:
         if "help" not in {src["name"] for src in store.info()["sources"]}:
-            return (" (this dataset was built without the HELP source, e.g. offline: rerun `latbench data build` "
-                    "with network or LATBENCH_MIRROR)")
+            return (
+                " (this dataset was built without the HELP source, e.g. offline: rerun `latbench data build` "
+                "with network or LATBENCH_MIRROR)"
+            )
     except Exception:
         pass
     return ""
@@ -160,10 +162,15 @@ def _resolve(task: TaskSpec, space) -> Pools:
     key = (task.id, id(space))
     if key not in _RESOLVED:
         try:
-            _RESOLVED[key] = (space, Pools(**{
-                name: tuple(sorted(space.index(a) for a in getattr(task.arch_pools, name)))
-                for name in ("source_sample", "query_pool", "eval")
-            }))
+            _RESOLVED[key] = (
+                space,
+                Pools(
+                    **{
+                        name: tuple(sorted(space.index(a) for a in getattr(task.arch_pools, name)))
+                        for name in ("source_sample", "query_pool", "eval")
+                    }
+                ),
+            )
         except UnknownArchError as e:
             raise TaskError(f"task {task.id}: an arch of its pools is not in this build's {task.space} data ({e})") from None
     return _RESOLVED[key][1]
@@ -206,12 +213,14 @@ def load_task_file(path: Path) -> TaskSpec:
     return task
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _all(tasks_dir: Path) -> dict[str, TaskSpec]:
     files = sorted(tasks_dir.glob("*.yaml")) if tasks_dir.is_dir() else []
     if not files:
-        raise TaskError(f"no task files (*.yaml) in {tasks_dir}; set LATBENCH_TASKS to a folder of task files, "
-                        "or reinstall latbench (its wheel ships the official tasks)")
+        raise TaskError(
+            f"no task files (*.yaml) in {tasks_dir}; set LATBENCH_TASKS to a folder of task files, "
+            "or reinstall latbench (its wheel ships the official tasks)"
+        )
     return {p.stem: load_task_file(p) for p in files}
 
 
