@@ -593,6 +593,35 @@ def test_page_in_headless_chromium(flops, board, tmp_path):
     print(f"screenshot: {shot}")
 
 
+HOSTILE_NAMES = ["__NOSCRIPT__\\", "![x](https://evil.example/p.png)", "</script><script>alert(2)</script>", "__DATA__"]
+
+
+@pytest.mark.slow
+def test_page_with_hostile_names_still_renders_in_headless_chromium(flops, board, tmp_path):
+    """Names that once broke the page's embedded JSON or became markup: the script still builds the
+    ranking (its self-test runs), and each name shows as literal text."""
+    binary = _chromium()
+    entries = [lb.Entry.model_validate_json(flops.text)]
+    entries += [shifted(flops.text, 0.01 * (i + 1), name) for i, name in enumerate(HOSTILE_NAMES)]
+    for e in entries:
+        lb.store_entry(e)
+    res = CliRunner().invoke(app, ["leaderboard", "render"])
+    assert res.exit_code == 0, res.output
+    url = (board / "site" / "index.html").as_uri()
+    expected = [r["entry"] for r in lb.rank(entries, "main", 10)]
+    dom = _headless(binary, tmp_path, "--dump-dom", url).stdout
+    tbody = dom.split('<table id="ranking">')[1].split("</tbody>")[0]
+    assert re.findall(r'<tr data-entry="([^"]+)"', tbody) == expected
+    tested = _headless(binary, tmp_path, "--dump-dom", url + "#selftest").stdout
+    found = re.search(r'<pre id="selftest">(.*?)</pre>', tested, re.S)
+    assert found and json.loads(html.unescape(found.group(1)))["first"] == expected
+    for name in HOSTILE_NAMES:
+        assert html.escape(name, quote=False) in tbody, name
+    assert "<script>alert(2)</script>" not in dom
+    readme = (board / "README.md").read_text()
+    assert "![x](" not in readme and "<script>" not in readme
+
+
 # -------------------------------------------------------------------------------------- verify
 @pytest.mark.slow
 def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_path, monkeypatch):
