@@ -11,6 +11,8 @@ from latbench.eval.checks import check_method
 from latbench.spaces.nb201 import NB201Space
 from latbench_baselines.brp_nas import BRPGCN, BRPNAS, GraphSet, chain_brp_graph, nb201_brp_graph
 
+pytestmark = pytest.mark.slow  # learned/kernel models: the whole module is outside the fast subset
+
 TINY = {"epochs": 1, "finetune_epochs": 1, "hidden": 32}
 
 

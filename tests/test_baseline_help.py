@@ -10,6 +10,8 @@ import torch
 from latbench.eval.checks import check_method
 from latbench_baselines.help import HELP, _Encoder, _Predictor, fbnet_encoding, ofa_encoding
 
+pytestmark = pytest.mark.slow  # learned/kernel models: the whole module is outside the fast subset
+
 TINY = {"num_episodes": 20, "mc_samples": 2}
 
 

@@ -11,6 +11,8 @@ from latbench.eval.checks import check_method
 from latbench_baselines import hardware_descriptors as hwd
 from latbench_baselines.mlp_finetune import MLPFinetune, MLPHardwareParams
 
+pytestmark = pytest.mark.slow  # learned/kernel models: the whole module is outside the fast subset
+
 #: small network and few epochs: the contract does not depend on the width
 TINY = dict(hidden_units=48, epochs=1, finetune_epochs=5)
 

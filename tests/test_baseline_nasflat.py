@@ -20,6 +20,7 @@ from latbench_baselines.nasflat import (
     pairwise_hinge_loss,
 )
 
+pytestmark = pytest.mark.slow  # learned/kernel models: the whole module is outside the fast subset
 #: small widths so the FBNet / OFA contract runs stay within a few seconds
 TINY = {
     "epochs": 1,

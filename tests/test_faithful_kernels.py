@@ -15,6 +15,8 @@ from latbench.eval.checks import check_method
 from latbench.kernels import decomposition as kernels
 from latbench.methods.registry import make, resolve
 
+pytestmark = pytest.mark.slow  # learned/kernel models: the whole module is outside the fast subset
+
 FAITHFUL = ["nn-meter", "litepred", "opwise-lasso", "opwise-rf", "opwise-gbdt", "opwise-mlp"]
 TARGET = "epyc-2c-torch-t1-bs1-fp32"
 

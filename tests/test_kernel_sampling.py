@@ -11,6 +11,8 @@ import pytest
 from latbench.errors import LatbenchError
 from latbench.measure import kernel_sampling as ks
 
+pytestmark = pytest.mark.slow  # learned/kernel models: the whole module is outside the fast subset
+
 
 def _fake_device(op, configs):
     """A made-up device: cost grows with the work, with a memory-bound floor."""
