@@ -21,16 +21,8 @@ from latbench_baselines.nasflat import (
 )
 
 pytestmark = pytest.mark.slow  # learned/kernel models: the whole module is outside the fast subset
-#: small widths so the FBNet / OFA contract runs stay within a few seconds
-TINY = {
-    "epochs": 1,
-    "batch_size": 1024,
-    "transfer_epochs": 2,
-    "hid_dim": 16,
-    "op_fp_dims": (16, 16),
-    "forward_dims": (16, 16, 16),
-    "mlp_dims": (16, 16, 16),
-}
+#: small widths so the FBNet / OFA contract runs stay within a few seconds (the contract suite's settings)
+TINY = NASFLAT.check_params
 
 
 @pytest.mark.slow
