@@ -23,8 +23,13 @@ class LockBusy(Exception):
     """Another live process holds the lock. ``pid``: its pid when known."""
 
     def __init__(self, path: Path, pid: int | None):
-        super().__init__(f"{path} is locked by {'pid ' + str(pid) if pid else 'another process'}")
         self.path, self.pid = Path(path), pid
+        super().__init__(f"{path} is locked by {self.holder}")
+
+    @property
+    def holder(self) -> str:
+        """Who holds the lock, for messages: ``pid 123`` or ``another process``."""
+        return f"pid {self.pid}" if self.pid else "another process"
 
 
 class FileLock:

@@ -380,9 +380,8 @@ def _registry() -> Iterator[None]:
     try:
         lock.acquire(REGISTRY_WAIT)
     except LockBusy as e:
-        who = f"pid {e.pid}" if e.pid else "another process"
         raise DataError(
-            f"{user_sources_dir()}: another `latbench data add-source` or `sources remove` ({who}) is changing "
+            f"{user_sources_dir()}: another `latbench data add-source` or `sources remove` ({e.holder}) is changing "
             "the registered sources; try again when it is done"
         ) from None
     try:

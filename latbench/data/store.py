@@ -294,14 +294,12 @@ def build_lock(out: Path, timeout: float, log=lambda msg: None) -> Iterator[None
     try:
         lock.acquire(0)
     except LockBusy as e:
-        who = f"pid {e.pid}" if e.pid else "another process"
-        log(f"waiting for another `latbench data build` ({who}) of {out} to finish")
+        log(f"waiting for another `latbench data build` ({e.holder}) of {out} to finish")
         try:
             lock.acquire(timeout)
         except LockBusy as e:
-            who = f"pid {e.pid}" if e.pid else "another process"
             raise DataError(
-                f"{out}: another `latbench data build` ({who}) is writing this dataset and did not finish "
+                f"{out}: another `latbench data build` ({e.holder}) is writing this dataset and did not finish "
                 f"within {timeout:g} s; wait for it (or stop it), then build again"
             ) from None
     try:

@@ -464,9 +464,8 @@ class DeviceLog:
             self._lock.acquire()
         except LockBusy as e:
             self._undo_mkdir()
-            who = f"pid {e.pid}" if e.pid else "another process"
             raise ProfileError(
-                f"{self.dir}: another `latbench profile` ({who}) is measuring into this folder; "
+                f"{self.dir}: another `latbench profile` ({e.holder}) is measuring into this folder; "
                 "wait for it to finish, or use another --out"
             ) from None
         except OSError as e:
