@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from latbench.methods.base import Method
-from latbench.methods.fitting import positive_floor, scale_fit, stable_seed, torch_threads
+from latbench.methods.fitting import positive_floor, scale_fit, stable_seed, torch_device, torch_threads
 
 # Eagle's fixed schedule constants (predictors/__main__.py, latency yaml)
 _VAL_FRACTION = 0.1
@@ -237,13 +237,16 @@ class BRPNAS(Method):
         target's shots, the platform-specific setting of the literature (HELP's Table 3 trains
         BRP-NAS on 900 target samples). The strings "false", "0", "no" and "off" count as False.
     device : str, default "cpu"
-        Torch device.
+        Torch device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available). Results on a GPU
+        agree with the CPU's to float tolerance, not bit for bit.
     num_threads : int or None, default 1
         Torch CPU threads while fitting, adapting and predicting; None leaves torch's setting.
         latbench's choice: more threads were several times slower on a small shared CPU.
 
     Attributes
     ----------
+    torch_device_ : torch.device
+        The device the GCNs live on (``device`` resolved).
     base_state_ : dict or None
         State dict of the GCN pre-trained on the source devices (None with ``pretrain=False``).
     models_ : dict of str to BRPGCN
@@ -295,7 +298,7 @@ class BRPNAS(Method):
         return self.graphs_
 
     def _new_model(self) -> BRPGCN:
-        return BRPGCN(self._graphs().x.shape[2], self.hidden, self.layers, self.dropout).to(self.device)
+        return BRPGCN(self._graphs().x.shape[2], self.hidden, self.layers, self.dropout).to(self.torch_device_)
 
     def _pretrain_flag(self) -> bool:
         p = self.pretrain
@@ -304,6 +307,7 @@ class BRPNAS(Method):
     # ---- protocol -----------------------------------------------------------------------
     def fit(self, source, space, seed):
         super().fit(source, space, seed)
+        self.torch_device_ = torch_device(self.device)
         self.graphs_ = None
         self.models_ = {}
         self.scales_ = {}
@@ -320,7 +324,7 @@ class BRPNAS(Method):
             torch.manual_seed(stable_seed(seed, "pretrain"))
             model = self._new_model()
             gen = torch.Generator().manual_seed(stable_seed(seed, "pretrain-split"))
-            self._train(model, ids, y, self.epochs, self.lr, gen, validate=len(ids) >= _MIN_VAL_SHOTS)
+            self._train(model, ids, y, self.epochs, self.lr, gen, validate=len(ids) >= _MIN_VAL_SHOTS, desc="pre-training epoch")
         self.base_state_ = copy.deepcopy(model.state_dict())
         return self
 
@@ -338,9 +342,27 @@ class BRPNAS(Method):
             if self.base_state_ is not None:
                 model.load_state_dict(self.base_state_)
                 if len(ids_t):
-                    self._train(model, ids_t, target, self.finetune_epochs, self.finetune_lr, gen, validate=False)
+                    self._train(
+                        model,
+                        ids_t,
+                        target,
+                        self.finetune_epochs,
+                        self.finetune_lr,
+                        gen,
+                        validate=False,
+                        desc=f"fine-tuning on {device}",
+                    )
             elif len(ids_t):
-                self._train(model, ids_t, target, self.epochs, self.lr, gen, validate=len(ids_t) >= _MIN_VAL_SHOTS)
+                self._train(
+                    model,
+                    ids_t,
+                    target,
+                    self.epochs,
+                    self.lr,
+                    gen,
+                    validate=len(ids_t) >= _MIN_VAL_SHOTS,
+                    desc=f"training on {device}",
+                )
         model.eval()
         self.models_[device] = model
         self.scales_[device] = scale_fit(self._forward(model, ids_t), y_t) if len(y_t) else (1.0, 0.0)
@@ -358,16 +380,19 @@ class BRPNAS(Method):
         model.eval()
         graphs = self._graphs()
         rows = torch.as_tensor(np.asarray(ids, dtype=np.int64))
-        out = [model(*(t.to(self.device) for t in graphs.batch(r))) for r in rows.split(chunk)]
+        out = [model(*(t.to(self.torch_device_) for t in graphs.batch(r))) for r in rows.split(chunk)]
         return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
 
-    def _train(self, model: BRPGCN, ids, y: np.ndarray, epochs: int, lr: float, gen: torch.Generator, validate: bool):
+    def _train(
+        self, model: BRPGCN, ids, y: np.ndarray, epochs: int, lr: float, gen: torch.Generator, validate: bool, desc: str = "epoch"
+    ):
         """Eagle's loop: sum-L1 on the (normalised) targets ``y [n, m]`` (m targets per arch, each a
         pooled training point); optional 10 % validation with LR plateau, early stopping and
-        best-weight restore."""
+        best-weight restore. Reports each epoch as progress ``desc``."""
         graphs = self._graphs()
+        dev = self.torch_device_
         rows = torch.as_tensor(np.asarray(ids, dtype=np.int64))
-        y = torch.as_tensor(np.asarray(y), dtype=torch.float32).to(self.device)
+        y = torch.as_tensor(np.asarray(y), dtype=torch.float32).to(dev)
         n = len(rows)
         perm = torch.randperm(n, generator=gen)
         n_val = int(round(_VAL_FRACTION * n)) if validate else 0
@@ -377,18 +402,19 @@ class BRPNAS(Method):
             opt, mode="min", factor=_LR_FACTOR, patience=_LR_PATIENCE, threshold=_LR_THRESHOLD
         )
         if n_val:
-            vx, ve, vr = (t.to(self.device) for t in graphs.batch(rows[val]))
+            vx, ve, vr = (t.to(dev) for t in graphs.batch(rows[val]))
         best, best_state, es_best, bad = math.inf, None, None, 0
         self.history_ = []  # mean validation L1 per epoch (diagnostics)
         for epoch in range(epochs):
             model.train()
             order = train[torch.randperm(len(train), generator=gen)]
             for chunk in order.split(max(1, int(self.batch_size))):
-                x, e, r = (t.to(self.device) for t in graphs.batch(rows[chunk]))
+                x, e, r = (t.to(dev) for t in graphs.batch(rows[chunk]))
                 loss = (model(x, e, r)[:, None] - y[chunk]).abs().sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            self.progress(epoch + 1, epochs, desc)
             if not n_val:
                 continue
             model.eval()

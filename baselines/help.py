@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import functional_call
 
 from latbench.methods.base import Method
-from latbench.methods.fitting import positive_floor, scale_fit, torch_threads
+from latbench.methods.fitting import positive_floor, scale_fit, torch_device, torch_threads
 
 _HEAD = ("fc3", "fc4", "fc5")
 
@@ -89,7 +89,7 @@ class _Encoder:
                 vec = ofa_encoding(space.onehot(ids))
             else:  # any other space: its fixed-length one-hot
                 vec = space.onehot(ids)
-            self.vec = torch.from_numpy(np.ascontiguousarray(vec, dtype=np.float32))
+            self.vec = torch.from_numpy(np.ascontiguousarray(vec, dtype=np.float32)).to(device)
             self.nfeat = vec.shape[1]
 
     def __call__(self, ids) -> dict:
@@ -98,7 +98,7 @@ class _Encoder:
             ids = ids.unsqueeze(0)
         T, n = ids.shape
         if not self.graph:
-            return {"x": self.vec[ids].to(self.device)}
+            return {"x": self.vec[ids.to(self.device)]}
         N = self.nodes
         flat = ids.reshape(-1)
         x = self.x[flat].reshape(T, n * N, -1)
@@ -262,10 +262,13 @@ class HELP(Method):
         Torch CPU threads while fitting, adapting and predicting; None leaves torch's setting.
         latbench's choice: more threads were slower on a small shared CPU.
     device : str, default "cpu"
-        Torch device.
+        Torch device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available). Results on a GPU
+        agree with the CPU's to float tolerance, not bit for bit.
 
     Attributes
     ----------
+    torch_device_ : torch.device
+        The device the networks live on (``device`` resolved).
     net_ : torch.nn.Module
         The meta-trained predictor (HELP's ``MetaLearner``), at the best validation check.
     infnet_ : torch.nn.Module
@@ -379,7 +382,7 @@ class HELP(Method):
 
     def _fit(self, source, space, seed):
         super().fit(source, space, seed)
-        dev = torch.device(self.device)
+        dev = self.torch_device_ = torch_device(self.device)
         self.encoder_ = _Encoder(space, dev)
         episodes = self.num_episodes if self.num_episodes is not None else (4000 if space.name == "fbnet" else 2000)
         ref_ids = np.asarray(getattr(source, "reference_ids", ()), np.int64)
@@ -433,12 +436,12 @@ class HELP(Method):
                 self._modulate(z),
                 hw,
                 self.encoder_(src_ids[s_pos.numpy()]),
-                torch.gather(y_src[devs], 1, s_pos),
+                torch.gather(y_src[devs], 1, s_pos.to(dev)),
                 self.inner_steps,
                 create_graph=True,
             )
             pred_q = self._forward(params, hw, self.encoder_(src_ids[q_pos.numpy()]))
-            mse = ((pred_q - torch.gather(y_src[devs], 1, q_pos)) ** 2).mean(1)
+            mse = ((pred_q - torch.gather(y_src[devs], 1, q_pos.to(dev))) ** 2).mean(1)
             # sum over tasks of (query MSE / #tasks + kl_scaling * that task's own KL)
             loss = (mse / n_tasks + self.kl_scaling * kl).sum()
             opt.zero_grad()
@@ -457,6 +460,7 @@ class HELP(Method):
                         copy.deepcopy(self.infnet_.state_dict()),
                         {k: v.detach().clone() for k, v in self.task_lr_.items()},
                     )
+            self.progress(ep + 1, episodes, "meta-training episode")
         self.best_episode_ = episodes - 1
         if best is not None:
             self.best_episode_ = best[0]
@@ -476,7 +480,7 @@ class HELP(Method):
         vref = getattr(source, "valid_reference_latency", None)
         if vref is None or np.size(vref) == 0:
             vref = _fallback_reference_latency(space, src_ids, vlat, ref_ids)
-        dev = torch.device(self.device)
+        dev = self.torch_device_
         tasks = []
         for row, r in zip(vlat, np.asarray(vref, np.float64)):
             pool = _trim(row)
@@ -565,7 +569,7 @@ class HELP(Method):
         y_ms = np.array([oracle.measured[int(i)] for i in ids])
         self.remember_shots(device, ids, y_ms)
 
-        dev = torch.device(self.device)
+        dev = self.torch_device_
         hw = torch.tensor(self._embedding(ref_pos, ref_lat), dtype=torch.float32, device=dev)
         steps = self.inner_steps
         if len(ref_pos) >= 2 and np.ptp(ref_lat) > 0:

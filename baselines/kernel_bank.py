@@ -74,8 +74,8 @@ class KernelBank:
         """Fit the per-family regressors on *measured* kernel latencies (the faithful setting).
 
         ``codes``/``latency``/``weight``: :func:`latbench.kernels.measured_code_latency`. Kernel
-        types never measured (eager PyTorch runs residual adds outside any module, so the profiler
-        has no row for them) predict 0, as nn-Meter has no predictor for a kernel it never profiled.
+        families without a measured row predict 0 ms (:data:`UNPROFILED`, and any family the
+        measured archs lack), as nn-Meter sums only the kernels it has a predictor for.
         """
         return self.fit_rows(kernels.kernel_catalog(self.rules).loc[np.asarray(codes)], latency, weight)
 
@@ -84,7 +84,7 @@ class KernelBank:
         e.g. configurations of a kernel-sampling campaign together with the catalogue's."""
         self.families_ = kernels.kernel_catalog(self.rules)["family"].to_numpy()
         self.models_ = self._fit_models(frame, np.asarray(latency, dtype=np.float64), np.asarray(weight, dtype=np.float64))
-        self.unit_, self._memo = 0.0, None
+        self.unit_, self._memo = 0.0, None  # families without a model: 0 ms (see fit_measured)
         return self
 
     def _fit_models(self, frame, target: np.ndarray, weight: np.ndarray) -> dict:
@@ -158,6 +158,11 @@ def source_key(*parts) -> str:
         h.update(np.ascontiguousarray(p).tobytes() if isinstance(p, np.ndarray) else repr(p).encode())
     return h.hexdigest()
 
+
+#: Layer types eager PyTorch runs as tensor operators outside any module (residual adds, OFA's SE
+#: multiply, NB201's x * 0): the profiler's per-layer breakdown has no row for them, so banks fitted
+#: on measured kernels predict them as 0 ms (their cost lands in the framework overhead).
+UNPROFILED = ("add", "mul", "zero")
 
 #: Backfitted source banks, reused across trials (the source fit does not depend on the seed).
 _BANKS: dict[str, list] = {}

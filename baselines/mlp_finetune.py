@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 
 from latbench.errors import MethodError
 from latbench.methods.base import Method
-from latbench.methods.fitting import torch_threads
+from latbench.methods.fitting import torch_device, torch_threads
 from latbench_baselines import hardware_descriptors as hwd
 
 _EPS = 1e-6
@@ -35,15 +35,16 @@ def _warnings_off():
         yield
 
 
-def _init_layers(sizes: list[int], members: int, gen: torch.Generator) -> list[list[torch.Tensor]]:
+def _init_layers(sizes: list[int], members: int, gen: torch.Generator, device=None) -> list[list[torch.Tensor]]:
     """``members`` independent MLPs as stacked weights ``[(W [E, in, out], b [E, 1, out]), ...]``,
-    initialised like ``torch.nn.Linear`` (uniform in +-1/sqrt(fan_in))."""
+    initialised like ``torch.nn.Linear`` (uniform in +-1/sqrt(fan_in)) on the CPU generator ``gen``
+    (the same numbers whatever the device), then moved to ``device``."""
     layers = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         bound = 1.0 / math.sqrt(fan_in)
         w = torch.empty(members, fan_in, fan_out).uniform_(-bound, bound, generator=gen)
         b = torch.empty(members, 1, fan_out).uniform_(-bound, bound, generator=gen)
-        layers.append([w, b])
+        layers.append([w.to(device), b.to(device)])
     return layers
 
 
@@ -73,17 +74,21 @@ def _optimizer(params, name: str, lr: float, momentum: float, weight_decay: floa
     raise MethodError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
 
 
-def _train(params, loss_fn, n: int, *, epochs: int, batch_size: int, opt, gen: torch.Generator) -> None:
-    """Mini-batch training; ``loss_fn(idx)`` gives the loss of the rows ``idx``."""
+def _train(params, loss_fn, n: int, *, epochs: int, batch_size: int, opt, gen: torch.Generator, step=None) -> None:
+    """Mini-batch training; ``loss_fn(idx)`` gives the loss of the rows ``idx`` (a CPU index tensor,
+    drawn from the CPU generator ``gen``); ``step(done, total)``, if given, follows the batches."""
     for p in params:
         p.requires_grad_(True)
     bs = max(1, int(batch_size))
-    for _ in range(int(epochs)):
+    per_epoch = -(-n // bs)
+    for epoch in range(int(epochs)):
         perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, bs):
+        for b, i in enumerate(range(0, n, bs)):
             opt.zero_grad()
             loss_fn(perm[i : i + bs]).backward()
             opt.step()
+            if step is not None:
+                step(epoch * per_epoch + b + 1, int(epochs) * per_epoch)
     for p in params:
         p.requires_grad_(False)
 
@@ -116,6 +121,7 @@ class _LatencyMLP(Method):
         finetune_weight_decay=1e-3,
         rescale=True,
         num_threads=1,
+        device="cpu",
     ):
         self.hidden_units = hidden_units
         self.hidden_layers = hidden_layers
@@ -132,6 +138,7 @@ class _LatencyMLP(Method):
         self.finetune_weight_decay = finetune_weight_decay
         self.rescale = rescale
         self.num_threads = num_threads
+        self.device = device
 
     # ---- helpers ----------------------------------------------------------------------------
     def _sizes(self, n_in: int) -> list[int]:
@@ -159,9 +166,9 @@ class _LatencyMLP(Method):
         k = len(z)
         if k == 0:
             return w, b
-        zt = torch.as_tensor(z, dtype=torch.float32)
+        zt = torch.as_tensor(z, dtype=torch.float32, device=feats.device)
         if self.rescale:
-            f = (feats @ w + b).squeeze(-1).double().numpy()
+            f = (feats @ w + b).squeeze(-1).double().cpu().numpy()
             a, c = 1.0, float(np.mean(z - f))
             if k >= 2 and np.ptp(f) > 0:
                 slope, icpt = np.polyfit(f, z, 1)
@@ -236,9 +243,14 @@ class MLPFinetune(_LatencyMLP):
     num_threads : int or None, default 1
         Torch CPU threads (the previous setting is restored afterwards); None leaves torch's setting.
         latbench's choice: 2 threads were 7x slower on a shared 2-core CPU.
+    device : str, default "cpu"
+        Torch device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available). Results on a GPU
+        agree with the CPU's to float tolerance, not bit for bit.
 
     Attributes
     ----------
+    torch_device_ : torch.device
+        The device the weights live on (``device`` resolved).
     layers_ : list
         The source MLPs as stacked weights ``[(W [E, in, out], b [E, 1, out]), ...]``, one member
         per source device.
@@ -257,15 +269,16 @@ class MLPFinetune(_LatencyMLP):
 
     def fit(self, source, space, seed):
         super().fit(source, space, seed)
+        dev = self.torch_device_ = torch_device(self.device)
         with torch_threads(self.num_threads):
             torch.manual_seed(int(seed) & 0x7FFFFFFF)
             gen = self._generator(seed)
-            x = torch.as_tensor(space.onehot(source.arch_ids), dtype=torch.float32)
+            x = torch.as_tensor(space.onehot(source.arch_ids), dtype=torch.float32, device=dev)
             t = self._to_t(source.latency)  # [E, N]
             self.mu_ = t.mean(axis=1)
             self.sd_ = np.maximum(t.std(axis=1), 1e-6)
-            z = torch.as_tensor((t - self.mu_[:, None]) / self.sd_[:, None], dtype=torch.float32)
-            self.layers_ = _init_layers(self._sizes(x.shape[1]), len(source.devices), gen)
+            z = torch.as_tensor((t - self.mu_[:, None]) / self.sd_[:, None], dtype=torch.float32, device=dev)
+            self.layers_ = _init_layers(self._sizes(x.shape[1]), len(source.devices), gen, dev)
             params = [p for layer in self.layers_ for p in layer]
             opt = _optimizer(params, self.optimizer, self.lr, self.momentum, self.weight_decay)
             _train(
@@ -276,6 +289,7 @@ class MLPFinetune(_LatencyMLP):
                 batch_size=self.batch_size,
                 opt=opt,
                 gen=gen,
+                step=lambda done, total: self.progress(done, total, "source training: batch"),
             )
         self.heads_, self.choice_ = {}, {}
         return self
@@ -291,9 +305,9 @@ class MLPFinetune(_LatencyMLP):
             self.heads_[device] = None
             return self
         with torch_threads(self.num_threads):
-            x = torch.as_tensor(self.space_.onehot(ids), dtype=torch.float32)
+            x = torch.as_tensor(self.space_.onehot(ids), dtype=torch.float32, device=self.torch_device_)
             t = self._to_t(y)
-            pred_t = _forward(self.layers_, x).double().numpy() * self.sd_[:, None] + self.mu_[:, None]  # [E, k]
+            pred_t = _forward(self.layers_, x).double().cpu().numpy() * self.sd_[:, None] + self.mu_[:, None]  # [E, k]
             rho = np.array([_spearman(p, t) for p in pred_t])
             if np.isfinite(rho).any():
                 best = int(np.nanargmax(rho))
@@ -316,12 +330,12 @@ class MLPFinetune(_LatencyMLP):
         else:
             floor = 1e-3 * float(np.exp(self.mu_.min())) if self.log_target else 1e-6
         with torch_threads(self.num_threads):
-            x = torch.as_tensor(self.space_.onehot(arch_ids), dtype=torch.float32)
+            x = torch.as_tensor(self.space_.onehot(arch_ids), dtype=torch.float32, device=self.torch_device_)
             if best < 0:  # k = 0: average the source models (in log space when log_target)
-                t = (_forward(self.layers_, x).double().numpy() * self.sd_[:, None] + self.mu_[:, None]).mean(axis=0)
+                t = (_forward(self.layers_, x).double().cpu().numpy() * self.sd_[:, None] + self.mu_[:, None]).mean(axis=0)
             else:
                 w, b = head
-                z = (_hidden(self._member(best), x)[0] @ w + b).squeeze(-1).double().numpy()
+                z = (_hidden(self._member(best), x)[0] @ w + b).squeeze(-1).double().cpu().numpy()
                 t = z * self.sd_[best] + self.mu_[best]
         return self._to_ms(t, floor)
 
@@ -371,9 +385,14 @@ class MLPHardwareParams(_LatencyMLP):
     num_threads : int or None, default 1
         Torch CPU threads (the previous setting is restored afterwards); None leaves torch's setting.
         latbench's choice: 2 threads were 7x slower on a shared 2-core CPU.
+    device : str, default "cpu"
+        Torch device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available). Results on a GPU
+        agree with the CPU's to float tolerance, not bit for bit.
 
     Attributes
     ----------
+    torch_device_ : torch.device
+        The device the weights live on (``device`` resolved).
     layers_ : list
         The MLP's weights ``[(W [1, in, out], b [1, 1, out]), ...]``.
     mu_ : float
@@ -409,6 +428,7 @@ class MLPHardwareParams(_LatencyMLP):
         finetune_weight_decay=1e-3,
         rescale=True,
         num_threads=1,
+        device="cpu",
     ):
         super().__init__(
             hidden_units=hidden_units,
@@ -426,6 +446,7 @@ class MLPHardwareParams(_LatencyMLP):
             finetune_weight_decay=finetune_weight_decay,
             rescale=rescale,
             num_threads=num_threads,
+            device=device,
         )
 
     def _descriptor(self, device: str) -> np.ndarray:
@@ -436,7 +457,7 @@ class MLPHardwareParams(_LatencyMLP):
     def _inputs(self, device: str, ids) -> torch.Tensor:
         oh = self.space_.onehot(ids)
         d = np.broadcast_to(self._descriptor(device), (len(oh), len(self.desc_mean_)))
-        return torch.as_tensor(np.hstack([oh, d]), dtype=torch.float32)
+        return torch.as_tensor(np.hstack([oh, d]), dtype=torch.float32, device=self.torch_device_)
 
     def fit(self, source, space, seed):
         super().fit(source, space, seed)
@@ -448,14 +469,15 @@ class MLPHardwareParams(_LatencyMLP):
         # a feature constant (or unknown) over the sources cannot be learned: scale it to ~0 change
         self.desc_scale_ = np.where(np.isfinite(std) & (std > 1e-3), std, np.inf)
         self.desc_scale_ = np.where(np.isfinite(mean), self.desc_scale_, np.inf)
+        dev = self.torch_device_ = torch_device(self.device)
         with torch_threads(self.num_threads):
             torch.manual_seed(int(seed) & 0x7FFFFFFF)
             gen = self._generator(seed)
             x = torch.cat([self._inputs(d, source.arch_ids) for d in source.devices])
             t = self._to_t(source.latency).reshape(-1)
             self.mu_, self.sd_ = float(t.mean()), float(max(t.std(), 1e-6))
-            z = torch.as_tensor((t - self.mu_) / self.sd_, dtype=torch.float32)[None, :]
-            self.layers_ = _init_layers(self._sizes(x.shape[1]), 1, gen)
+            z = torch.as_tensor((t - self.mu_) / self.sd_, dtype=torch.float32, device=dev)[None, :]
+            self.layers_ = _init_layers(self._sizes(x.shape[1]), 1, gen, dev)
             params = [p for layer in self.layers_ for p in layer]
             opt = _optimizer(params, self.optimizer, self.lr, self.momentum, self.weight_decay)
             _train(
@@ -466,6 +488,7 @@ class MLPHardwareParams(_LatencyMLP):
                 batch_size=self.batch_size,
                 opt=opt,
                 gen=gen,
+                step=lambda done, total: self.progress(done, total, "source training: batch"),
             )
         self.heads_ = {}
         return self
@@ -492,5 +515,5 @@ class MLPHardwareParams(_LatencyMLP):
         else:
             floor = 1e-3 * math.exp(self.mu_ - 5 * self.sd_) if self.log_target else 1e-6
         with torch_threads(self.num_threads):
-            z = (_hidden(self.layers_, self._inputs(device, arch_ids))[0] @ w + b).squeeze(-1).double().numpy()
+            z = (_hidden(self.layers_, self._inputs(device, arch_ids))[0] @ w + b).squeeze(-1).double().cpu().numpy()
         return self._to_ms(z * self.sd_ + self.mu_, floor)

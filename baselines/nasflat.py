@@ -24,7 +24,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
 from latbench.methods.base import Method
-from latbench.methods.fitting import positive_floor, stable_seed, torch_threads
+from latbench.methods.fitting import positive_floor, stable_seed, torch_device, torch_threads
 from latbench_baselines.brp_nas import nb201_cell_surgery
 
 #: Per-space fine-tuning defaults from NASFLAT's main joblist (OFA: FBNet's, documented).
@@ -415,10 +415,13 @@ class NASFLAT(Method):
         torch's setting. latbench's choice: a second thread made this model's small matmuls several
         times slower on a shared 2-core CPU.
     device : str, default "cpu"
-        Torch device.
+        Torch device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available). Results on a GPU
+        agree with the CPU's to float tolerance, not bit for bit.
 
     Attributes
     ----------
+    torch_device_ : torch.device
+        The device the networks live on (``device`` resolved).
     base_state_ : dict
         State dict of the source-trained network (reloaded for every target).
     n_source_ : int
@@ -509,7 +512,7 @@ class NASFLAT(Method):
             op_update_mlp_dims=(self.op_fp_dims[-1],) * 3,
             mlp_dims=tuple(self.mlp_dims),
             mlp_dropout=self.mlp_dropout,
-        ).to(self.device)
+        ).to(self.torch_device_)
 
     def _transfer_settings(self) -> tuple[float, int]:
         lr, ep = TRANSFER_DEFAULTS.get(self.space_.name, TRANSFER_DEFAULTS["fbnet"])
@@ -531,7 +534,7 @@ class NASFLAT(Method):
         for r in rows.split(chunk):
             ops, ei, extra = g.batch(r)
             hw_t = torch.full((len(r),), hw, dtype=torch.long)
-            out.append(model(*(t.to(self.device) for t in (ops, ei, hw_t, extra))))
+            out.append(model(*(t.to(self.torch_device_) for t in (ops, ei, hw_t, extra))))
         return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
 
     def _train(
@@ -546,26 +549,31 @@ class NASFLAT(Method):
         gen: torch.Generator,
         rng: np.random.Generator,
         keep_last: int = 0,
+        desc: str = "batch",
     ) -> list:
         """NASFLAT's training loop on examples (arch row, hw index, scaled latency); returns the
-        state dicts after each of the last ``keep_last`` epochs."""
+        state dicts after each of the last ``keep_last`` epochs. Reports each batch as progress ``desc``."""
         g = self._graphs()
+        dev = self.torch_device_
         rows_t = torch.as_tensor(rows, dtype=torch.long)
         hw_t = torch.as_tensor(hw, dtype=torch.long)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=self.weight_decay, foreach=True)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(epochs), 1), eta_min=self.eta_min)
         snaps = []
+        per_epoch = -(-len(rows_t) // max(1, int(batch_size)))
         for epoch in range(int(epochs)):
             model.train()
-            for chunk in torch.randperm(len(rows_t), generator=gen).split(max(1, int(batch_size))):
+            for b, chunk in enumerate(torch.randperm(len(rows_t), generator=gen).split(max(1, int(batch_size)))):
+                self.progress(epoch * per_epoch + b, int(epochs) * per_epoch, desc)  # batches finished before this one
                 if len(chunk) < self._min_batch():
                     continue
                 ops, ei, extra = g.batch(rows_t[chunk])
-                s = model(*(t.to(self.device) for t in (ops, ei, hw_t[chunk], extra)))
+                s = model(*(t.to(dev) for t in (ops, ei, hw_t[chunk], extra)))
                 loss = pairwise_hinge_loss(s, y[chunk.numpy()], self.margin, self.max_compare_ratio, rng)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            self.progress((epoch + 1) * per_epoch, int(epochs) * per_epoch, desc)
             sched.step()
             if keep_last and epoch >= epochs - keep_last:
                 snaps.append(copy.deepcopy(model.state_dict()))
@@ -587,6 +595,7 @@ class NASFLAT(Method):
 
     def _fit(self, source, space, seed):
         Method.fit(self, source, space, seed)
+        self.torch_device_ = torch_device(self.device)
         if self.sampler not in ("kmeancosine", "random"):
             raise ValueError(f"NASFLAT: sampler must be 'kmeancosine' or 'random', got {self.sampler!r}")
         self.graphs_ = None
@@ -607,7 +616,7 @@ class NASFLAT(Method):
             gen = torch.Generator().manual_seed(stable_seed(seed, "fit-shuffle"))
             rng = np.random.default_rng(stable_seed(seed, "fit-pairs"))
             if len(rows) and self.epochs:
-                self._train(model, rows, hw, y, self.epochs, self.lr, self.batch_size, gen, rng)
+                self._train(model, rows, hw, y, self.epochs, self.lr, self.batch_size, gen, rng, desc="source training: batch")
         model.eval()
         self.base_state_ = copy.deepcopy(model.state_dict())
         # source latencies known without a model: source sample and the hw-embedding reference archs
@@ -668,6 +677,7 @@ class NASFLAT(Method):
                     gen,
                     rng,
                     keep_last=max(0, int(self.snapshot_average)),
+                    desc=f"fine-tuning on {device}: batch",
                 )
             models = [model.eval()]
             if snaps:

@@ -153,6 +153,7 @@ class _OpwiseBase(Method):
             y = np.asarray(source.latency[d], dtype=np.float64)
             ok = np.isfinite(y) & (y > 0)
             self.models_.append(self._fit_source(x[ok], y[ok], seed + d))
+            self.progress(d + 1, len(source.devices), "source device models")
         self.targets_ = {}
         return self
 

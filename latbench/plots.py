@@ -1,7 +1,11 @@
-"""PNG figures: dataset overviews (`latbench data plot`) and predicted-vs-measured scatters (`eval --plot`).
+"""Figures: dataset overviews (`latbench data plot`), predicted-vs-measured scatters (`eval --plot`) and
+the leaderboard's charts (`latbench leaderboard render`: critical-difference diagrams and mean
+Spearman vs k, as SVG next to the board's page).
 
 Figures are written atomically (:func:`latbench.io.atomic_path`) so a failure
-never leaves a half-written PNG that looks like a result.
+never leaves a half-written file that looks like a result. The board's SVGs are byte-stable for a
+given matplotlib (no date, fixed ids, text kept as text), so re-rendering an unchanged board
+changes no file.
 """
 
 from __future__ import annotations
@@ -40,14 +44,18 @@ def _outdir(out: Path) -> Path:
 
 
 @contextmanager
-def _figure(plt, path: Path, tight: bool = True, **kwargs):
-    """Yield a new figure; save it atomically to ``path`` on success, always close it."""
+def _figure(plt, path: Path, tight: bool = True, fmt: str = "png", **kwargs):
+    """Yield a new figure; save it atomically to ``path`` (PNG, or reproducible SVG) on success, always close it."""
     fig = plt.figure(**kwargs)
     try:
         yield fig
         try:
             with atomic_path(path) as tmp:
-                fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None)
+                if fmt == "svg":
+                    with plt.rc_context({"svg.hashsalt": "latbench", "svg.fonttype": "none"}):
+                        fig.savefig(tmp, format="svg", bbox_inches="tight" if tight else None, metadata={"Date": None})
+                else:
+                    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None)
         except OSError as e:
             raise LatbenchError(f"{path}: cannot write the plot ({e.strerror or e})") from None
     finally:
@@ -231,4 +239,135 @@ def _scatter(plt, task, shots: int, method_name: str, panels, path: Path) -> Pat
             ax.legend(fontsize=7, loc="upper left")
         fig.suptitle(f"{method_name} on {task.id} ({task.space}), k={shots}, trial 0")
         fig.tight_layout()
+    return path
+
+
+# ---------------------------------------------------------------------------------- leaderboard
+def _plain(text: str) -> str:
+    """Text shown as is: a ``$`` in a method name would otherwise start matplotlib's math mode."""
+    return text.replace("$", r"\$")
+
+
+def _styles(names: list[str]) -> dict[str, tuple[str, str]]:
+    """Per method name: (colour, matplotlib marker), the same as on the board's page (:func:`site.method_styles`)."""
+    from latbench.leaderboard.site import MPL_MARKERS, method_styles
+
+    return {n: (st["color"], MPL_MARKERS[st["marker"]]) for n, st in method_styles(names).items()}
+
+
+def plot_board(entries: list, out: Path) -> list[Path]:
+    """The leaderboard's charts in ``out`` (its ``site/``): per suite with entries, mean Spearman vs k
+    (one colour and one marker per method) and a critical-difference diagram per shot count."""
+    from latbench.leaderboard import board as lb
+
+    plt = _pyplot()
+    out = _outdir(out)
+    written = []
+    for suite in lb.SUITES:
+        tables = {k: lb.ranking(entries, suite, k) for k in lb.SUITE_SHOTS}
+        if not any(t.rows for t in tables.values()):
+            continue
+        names = sorted({r["method"] for t in tables.values() for r in t.rows})
+        styles = _styles(names)
+        written.append(_score_vs_k(plt, suite, tables, styles, out / lb.score_figure(suite)))
+        for k, table in tables.items():
+            if table.rows:
+                written.append(_cd_diagram(plt, table, styles, out / lb.cd_figure(suite, k)))
+    return written
+
+
+def _score_vs_k(plt, suite: str, tables: dict, styles: dict, path: Path) -> Path:
+    series: dict[str, list[tuple[int, float]]] = {}
+    for k, table in tables.items():
+        for r in table.rows:
+            series.setdefault(r["method"], []).append((k, r["spearman"]))
+    last = {r["method"]: i for i, r in enumerate(next(t for t in reversed(tables.values()) if t.rows).rows)}
+    order = sorted(series, key=lambda n: (last.get(n, len(last)), n))  # legend in board order at the largest k
+    with _figure(plt, path, fmt="svg", figsize=(7.5, 4.2)) as fig:
+        ax = fig.add_subplot()
+        for name in order:
+            color, marker = styles[name]
+            ks, ys = zip(*series[name])
+            ax.plot(
+                ks,
+                ys,
+                color=color,
+                marker=marker,
+                markersize=7,
+                markeredgecolor="#333333",
+                markeredgewidth=0.6,
+                lw=1.6,
+                label=_plain(name) if not name.startswith("_") else "\u200b" + _plain(name),  # "_x" would hide it
+            )
+        ax.set_xscale("log")
+        ax.set_xticks(list(tables), [f"k={k}" for k in tables])
+        ax.minorticks_off()
+        ax.set_xlabel("shots per target device (log scale)")
+        ax.set_ylabel("mean Spearman ρ over tasks")
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{suite} suite: mean Spearman vs k")
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return path
+
+
+def _cd_diagram(plt, table, styles: dict, path: Path) -> Path:
+    """Demšar's critical-difference diagram: mean ranks on an axis (1 = best, left), the best half of the
+    methods labelled on the left and the rest on the right, bars joining methods not told apart."""
+    rows = table.rows
+    n = len(rows)
+    k_axis = max(n, 2)
+    half = (n + 1) // 2
+    cliques = table.cliques
+    height = 1.3 + 0.28 * max(half, n - half) + 0.12 * len(cliques)
+    with _figure(plt, path, fmt="svg", figsize=(8.0, height)) as fig:
+        ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+        ax.set_xlim(-0.9, k_axis + 1.9)
+        top, step = 0.0, 0.28 / height * 3.5
+        ax.set_ylim(-(0.6 + step * (max(half, n - half) + 1) + 0.05 * len(cliques)), 0.55)
+        ax.axis("off")
+        ax.plot([1, k_axis], [top, top], color="black", lw=1.0)
+        for t in range(1, k_axis + 1):
+            ax.plot([t, t], [top, top + 0.06], color="black", lw=0.8)
+            ax.text(t, top + 0.1, str(t), ha="center", va="bottom", fontsize=8)
+        if table.rejected:
+            ax.plot([1, 1 + table.cd], [top + 0.38, top + 0.38], color="black", lw=1.4)
+            for x in (1, 1 + table.cd):
+                ax.plot([x, x], [top + 0.34, top + 0.42], color="black", lw=1.0)
+            ax.text(1 + table.cd / 2, top + 0.44, f"CD = {table.cd:.2f}", ha="center", va="bottom", fontsize=8)
+        bar_y = [top - 0.12 - 0.07 * i for i in range(len(cliques))]
+        for (first, last), y in zip(cliques, bar_y):
+            ax.plot(
+                [rows[first]["mean_rank"] - 0.05, rows[last]["mean_rank"] + 0.05],
+                [y, y],
+                color="#444444",
+                lw=3.2,
+                solid_capstyle="round",
+            )
+        label_top = (bar_y[-1] if bar_y else top) - 0.18
+        for i, r in enumerate(rows):
+            left = i < half
+            y = label_top - step * (i if left else n - 1 - i)
+            x = r["mean_rank"]
+            edge = 0.2 if left else k_axis + 0.8
+            color, marker = styles[r["method"]]
+            ax.plot([x, x, edge], [top, y, y], color="#666666", lw=0.8)
+            ax.plot(
+                [x], [top], marker=marker, color=color, markersize=7, markeredgecolor="#333333", markeredgewidth=0.6, zorder=3
+            )
+            ax.text(
+                edge + (-0.1 if left else 0.1),
+                y,
+                _plain(f"({r['mean_rank']:.2f}) {r['method']}" if left else f"{r['method']} ({r['mean_rank']:.2f})"),
+                ha="right" if left else "left",
+                va="center",
+                fontsize=8,
+            )
+        ax.text(
+            (k_axis + 1) / 2,
+            0.53,
+            f"{table.suite} suite, k = {table.shots}: mean rank over {table.n_units} (task, trial) units",
+            ha="center",
+            va="top",
+            fontsize=9,
+        )
     return path

@@ -93,3 +93,22 @@ def data(built_home, monkeypatch):
     store.clear_cache()
     yield built_home
     store.clear_cache()
+
+
+KERNEL_TASK_TARGET = "epyc-2c-torch-t1-bs1-fp32"
+KERNEL_TASK_SOURCE = "epyc-2c-torch-t2-bs1-fp32"
+
+
+@pytest.fixture()
+def kernel_tasks(data, tmp_path, monkeypatch):
+    """``measured-{nb201,fbnet}-kernels``: one eager-PyTorch device with kernel tables on each side.
+    Their target's test-retest Spearman is below the official threshold, so they are user tasks,
+    made as the docs make them (``latbench tasks create ... --allow-noisy``)."""
+    from latbench.tasks import spec, user
+
+    monkeypatch.setenv("LATBENCH_USER_TASKS", str(tmp_path / "user-tasks"))
+    spec.clear_cache()
+    for space in ("nb201", "fbnet"):
+        user.create_task(f"measured-{space}-kernels", space, [KERNEL_TASK_TARGET], [KERNEL_TASK_SOURCE], allow_noisy=True)
+    yield
+    spec.clear_cache()

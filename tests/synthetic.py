@@ -61,6 +61,8 @@ def _measured_placement(space: str, n: int, measured) -> dict[int, str]:
     rest = np.setdiff1d(np.arange(n), refs)
     placed: dict[int, str] = {}
     for d in measured.devices.get(space, []) if measured else []:
+        if d.meta.seed is None:
+            continue  # imported data (no profiler sample plan): its archs must be among the others
         order = np.random.default_rng(d.meta.seed).permutation(rest)
         plan = refs.tolist() + order.tolist()  # = profiler.plan_archs on a space with these refs
         if len(d.archs) > len(plan):

@@ -878,3 +878,148 @@ def test_cli_data_info_without_dataset_is_one_error_line(tmp_path, monkeypatch):
         line for line in result.stderr.splitlines() if line.strip()
     ]
     assert "no latbench dataset here" in result.stderr
+
+
+# ------------------------------------------------- 8. progress, partial (offline) builds, runnable tasks
+def test_fetch_reports_every_verified_file(mirror):
+    seen = []
+    files = sources_mod.fetch(
+        sources_mod.get_source("help"), mirror=mirror, on_file=lambda e, total: seen.append((e["path"], total))
+    )
+    assert [p for p, _ in seen] == [e["path"] for e in PINNED_MANIFEST["files"]] == list(files)
+    assert {t for _, t in seen} == {len(PINNED_MANIFEST["files"])}
+
+
+@pytest.fixture(scope="module")
+def partial_home(tmp_path_factory):
+    """A dataset built offline (no mirror, an unreachable download host): the measured devices only,
+    with every progress call of the build recorded."""
+    from unittest import mock
+
+    home = tmp_path_factory.mktemp("partial_home")
+    calls: list[tuple[str, int, int]] = []
+    with mock.patch.dict(os.environ, {"LATBENCH_HOME": str(home)}):
+        os.environ.pop("LATBENCH_MIRROR", None)
+        info = build_dataset(
+            home / "dataset", mirror=None, base_url="http://127.0.0.1:9/", on_progress=lambda *c: calls.append(c)
+        )
+    store.clear_cache()
+    return home, info, calls
+
+
+@pytest.mark.slow
+def test_build_reports_progress_of_every_stage(partial_home):
+    _, _, calls = partial_home
+    stages = list(dict.fromkeys(stage for stage, _, _ in calls))
+    assert stages == ["read latbench-measured", "spaces", "kernels", "tasks"]  # the HELP download failed first
+    for stage in stages:
+        done = [d for s, d, _ in calls if s == stage]
+        totals = {t for s, _, t in calls if s == stage}
+        assert len(totals) == 1 and done == sorted(done) and done[-1] == totals.pop(), stage
+    from latbench.tasks.spec import list_tasks
+
+    assert [t for s, _, t in calls if s == "tasks"][0] == len(list_tasks())
+
+
+@pytest.mark.slow
+def test_partial_build_records_the_missing_source_and_what_adds_it(partial_home, tmp_path, monkeypatch):
+    from latbench.data import freshness
+
+    home, info, _ = partial_home
+    assert info["missing_sources"] == ["help"]
+    assert "**partial**: built without the source(s) `help`" in (home / "dataset" / "README.md").read_text()
+    monkeypatch.delenv("LATBENCH_MIRROR", raising=False)
+    offline = freshness.advice(info)
+    assert (
+        offline.where is None
+        and offline.command == "latbench data build"
+        and "with network or LATBENCH_MIRROR" in offline.message
+    )
+    mirror = tmp_path / "mirror"
+    (mirror / "help").mkdir(parents=True)
+    tip = freshness.advice(info, mirror=mirror)
+    assert tip.where == "mirror" and tip.command == f"LATBENCH_MIRROR={mirror} latbench data build"
+    monkeypatch.setenv("LATBENCH_MIRROR", str(mirror))
+    assert freshness.advice(info).command == "latbench data build"  # the mirror is already in the environment
+    explicit = {**info, "missing_sources": []}  # `data build --sources latbench-measured`: nothing is missing
+    assert freshness.advice(explicit, mirror=mirror) is None
+    legacy = {k: v for k, v in info.items() if k != "missing_sources"}  # built before the field existed
+    assert freshness.missing_sources(legacy) == ["help"]
+
+
+@pytest.mark.slow
+def test_data_info_on_a_partial_dataset_shows_runnable_tasks_and_the_command(partial_home, monkeypatch):
+    from typer.testing import CliRunner
+
+    from latbench.cli import app
+    from latbench.tasks.runnable import runnable
+    from latbench.tasks.spec import list_tasks
+
+    home, info, _ = partial_home
+    monkeypatch.setenv("LATBENCH_HOME", str(home))
+    monkeypatch.delenv("LATBENCH_MIRROR", raising=False)
+    monkeypatch.setattr("latbench.data.freshness.reachable", lambda name, timeout=0: False)
+    store.clear_cache()
+    try:
+        result = CliRunner().invoke(app, ["data", "info"])
+    finally:
+        store.clear_cache()
+    assert result.exit_code == 0, result.output
+    ok = [t.id for t in list_tasks() if runnable(t, info)]
+    assert ok and all(t.startswith("measured-") for t in ok)
+    assert f"tasks runnable on this data: {len(ok)} of {len(list_tasks())}" in result.stdout
+    assert "with network or LATBENCH_MIRROR set, run `latbench data build`" in " ".join(result.stdout.split())
+
+
+def _partial_copy(partial_home, tmp_path, monkeypatch, mirror: Path) -> dict:
+    """A copy of the partial dataset as LATBENCH_HOME, with LATBENCH_MIRROR=mirror; its info."""
+    home, info, _ = partial_home
+    work = tmp_path / "home"
+    shutil.copytree(home / "dataset", work / "dataset")
+    monkeypatch.setenv("LATBENCH_HOME", str(work))
+    monkeypatch.setenv("LATBENCH_MIRROR", str(mirror))
+    store.clear_cache()
+    return info
+
+
+@pytest.mark.slow
+def test_a_failed_rebuild_keeps_the_partial_dataset_and_the_command_goes_on(partial_home, tmp_path, monkeypatch, capsys):
+    from latbench.cli.common import ensure_data
+
+    broken = tmp_path / "mirror"
+    (broken / "help").mkdir(parents=True)  # the source's folder, without its files
+    info = _partial_copy(partial_home, tmp_path, monkeypatch, broken)
+    try:
+        ensure_data()
+        assert store.info()["content_hash"] == info["content_hash"]
+    finally:
+        store.clear_cache()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "LATBENCH_MIRROR has them: rebuilding (`latbench data build`)" in err
+    assert "warning: rebuild failed (" in err and "going on with the partial dataset" in err
+
+
+@pytest.mark.slow
+def test_first_data_command_completes_a_partial_dataset_from_the_mirror(partial_home, mirror, tmp_path, monkeypatch):
+    from latbench.cli.common import ensure_data
+
+    _partial_copy(partial_home, tmp_path, monkeypatch, mirror)
+    try:
+        ensure_data()
+        store.clear_cache()
+        assert store.info()["missing_sources"] == []
+        assert set(store.info()["spaces"]) == set(SPACES)
+        ensure_data()  # complete now: nothing more to do
+    finally:
+        store.clear_cache()
+
+
+def test_runnable_names_the_missing_devices(data):
+    from latbench.tasks.runnable import missing_devices, runnable
+    from latbench.tasks.spec import get_task
+
+    task = get_task("hard-3")
+    assert runnable(task) and missing_devices(task) == []
+    info = {"spaces": {task.space: {"devices": list(task.source)}}}
+    assert missing_devices(task, info) == [d for d in (*task.valid, *task.target)]
+    assert not runnable(task, {"spaces": {}})

@@ -21,6 +21,11 @@ FAITHFUL = ["nn-meter", "litepred", "opwise-lasso", "opwise-rf", "opwise-gbdt", 
 TARGET = "epyc-2c-torch-t1-bs1-fp32"
 
 
+@pytest.fixture(autouse=True)
+def _kernel_tasks(kernel_tasks):
+    """Every test here reads the kernel tasks (user tasks, see conftest.kernel_tasks)."""
+
+
 def _trial(task_id: str, shots: int):
     from latbench.data import store
     from latbench.data.store import get_space
@@ -93,7 +98,7 @@ def test_measured_code_latency_averages_each_kernel_configuration(data):
     conv3 = (cat["type"] == "conv") & (cat["ks"] == 3) & (cat["hw"] == 32) & (cat["cin"] == 16) & (cat["cout"] == 16)
     bn = (cat["type"] == "bn") & (cat["hw"] == 32)
     assert lat[conv3.to_numpy()][0] > 3 * lat[bn.to_numpy()][0]  # a 3x3 conv costs more than a batch norm
-    bad = few.assign(layer=few["layer"] + 1000)
+    bad = few[["arch_id", "layer", "latency_ms"]].assign(layer=few["layer"] + 1000)  # no signature: the index counts
     with pytest.raises(Exception, match="outside the arch's layer list"):
         kernels.measured_code_latency(space, bad)
 
@@ -140,3 +145,49 @@ def test_faithful_opwise_adds_a_framework_overhead_and_litepred_picks_from_the_k
     assert lp.picked_[TARGET] in spec.source
     pred = lp.predict(TARGET, ev)
     assert np.isfinite(pred).all() and (pred > 0).all() and np.ptp(pred) > 0
+
+
+def test_kernel_rows_find_their_layers_by_signature(data):
+    """The dataset's kernel rows index the current layer list (data build rewrites ``layer``), and
+    measured_code_latency matches rows by signature, so an index from an older layer list (NB201
+    gained unprofiled ``zero`` layers) cannot mislabel a row; without signature columns it trusts
+    the index."""
+    from latbench.data import store
+    from latbench.data.store import get_space
+
+    space = get_space("nb201")
+    rows = store.load_kernels("nb201")[TARGET]
+    zero = [a for a in rows["arch_id"].unique()[:400] if any(l.type == "zero" for l in space.layers(a))][:5]
+    few = rows[rows["arch_id"].isin(zero)].reset_index(drop=True)
+    assert len(zero) == 5
+    for r in few.itertuples():
+        layer = space.layers(r.arch_id)[r.layer]
+        assert kernels.layer_signature(layer) == (r.op, r.h, r.cin, r.cout, r.kernel, r.stride, r.groups)
+    want = kernels.measured_code_latency(space, few)
+    stale = few.assign(layer=few["layer"] + 1)  # as if measured before the zero layers existed
+    for got in (kernels.measured_code_latency(space, stale), kernels.measured_code_latency(space, few[::-1])):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1])
+    by_index = kernels.measured_code_latency(space, few[["arch_id", "layer", "latency_ms"]])
+    np.testing.assert_array_equal(by_index[0], want[0])
+    wrong = few.assign(cin=few["cin"] + 1)
+    with pytest.raises(Exception, match="names a layer its layer list does not have"):
+        kernels.measured_code_latency(space, wrong)
+
+
+def test_unprofiled_kernels_are_predicted_as_zero(data):
+    """add and zero kernels have no measured rows: a measured bank predicts them as 0 ms."""
+    from latbench_baselines.kernel_bank import UNPROFILED
+
+    spec, space, trial = _trial("measured-nb201-kernels", 10)
+    m = make("nn-meter", variant="faithful", max_trees=8).fit(trial.source, space, trial.seed)
+    oracle = trial.oracles[TARGET]
+    m.adapt(TARGET, oracle)
+    bank = m.targets_[TARGET]
+    ids = trial.eval_ids[TARGET]
+    kernels.count_matrix(space, ids, "torch-eager")
+    cat = kernels.kernel_catalog("torch-eager")
+    pred = bank.predict_codes()
+    unprofiled = cat["type"].isin(UNPROFILED).to_numpy()
+    assert {"add", "zero"} <= set(cat["type"][unprofiled]) and np.all(pred[unprofiled] == 0)
+    assert np.all(pred[cat["type"].isin(["conv", "bn", "relu"]).to_numpy()] > 0)

@@ -188,6 +188,29 @@ def test_corrupt_retest_line_is_set_aside(tiny, finished):
     assert json.loads((folder / "retest.json").read_text())["archs"] == 4
 
 
+def test_corrupt_round_line_is_set_aside_and_its_round_measured_again(tiny, tmp_path):
+    """Interleaved rounds: a corrupt line of rounds.jsonl is kept aside; that (arch, round) is timed again."""
+    out = tmp_path / "out"
+    settings = _settings()
+    profiler.profile(tiny, settings, out, 4, name_prefix="x", max_wait=0, rounds=2)
+    folder = out / "nb201" / DEV
+    lines = _lines(folder / "rounds.jsonl")
+    latency = _lines(folder / "latency.jsonl")
+    (folder / "latency.jsonl").write_bytes(b"".join(latency[:-1]))  # the last arch is not finished
+    last = json.loads(latency[-1])["arch"]
+    bad = next(i for i, l in enumerate(lines) if json.loads(l)["arch"] == last and json.loads(l)["round"] == 1)
+    (folder / "rounds.jsonl").write_bytes(b"".join(lines[:bad] + [b'{"arch": "x", "round": 0}\n'] + lines[bad + 1 :]))
+    msgs: list[str] = []
+    report = profiler.profile(tiny, settings, out, 4, name_prefix="x", max_wait=0, rounds=2, log=msgs.append)
+    assert report.measured == 1
+    assert any("rounds.corrupt.jsonl" in m and f"line {bad + 1}" in m for m in msgs), msgs
+    aside = [json.loads(l) for l in _lines(folder / "rounds.corrupt.jsonl")]
+    assert aside[0]["reason"] == '"round" is not an integer >= 1'
+    rows = profiler.read_jsonl(folder / "rounds.jsonl")
+    assert sorted(r["round"] for r in rows if r["arch"] == last) == [1, 2]  # round 1 timed again, round 2 kept
+    assert [r["arch"] for r in profiler.read_jsonl(folder / "latency.jsonl")][-1] == last
+
+
 # ------------------------------------------------------------------------ 2. meta.json: one-line errors
 @pytest.mark.parametrize(
     "content, needle",

@@ -142,7 +142,7 @@ def test_time_layer_measures_one_real_kernel():
 
 
 @pytest.mark.slow
-def test_faithful_nn_meter_from_a_campaign_alone(data, tmp_path):
+def test_faithful_nn_meter_from_a_campaign_alone(data, tmp_path, kernel_tasks):
     """nn-Meter proper: no arch of the target measured (k = 0), kernel predictors from sampled kernels."""
     from latbench.data.store import get_space
     from latbench.eval.runner import evaluate

@@ -30,7 +30,7 @@ from latbench.cli import app
 from latbench.errors import DataError
 from latbench.leaderboard import board as lb
 from latbench.methods.registry import builtin_methods
-from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
+from latbench.protocol.metrics import HIGHER_IS_BETTER, LEGACY_METRICS, METRICS
 
 BUILTIN = builtin_methods()
 
@@ -466,23 +466,69 @@ def test_concurrent_adds_with_real_processes(flops, board, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- ranking
-@pytest.mark.real_data
-def test_rank_separates_clear_winner_and_ties_overlaps(flops):
+def test_rank_is_paired_over_task_trial_units(flops):
+    """Every (task, trial) unit of the suite is one paired comparison: a method 0.02 below another on
+    every unit is told apart (its bootstrap interval over tasks still overlaps); unrelated noise is not."""
     base = lb.Entry.model_validate_json(flops.text)
-    worse = shifted(flops.text, -0.5, "much worse")
     close = shifted(flops.text, -0.02, "a bit worse")
-    rows = lb.rank([worse, base], "main", 10)
-    assert [(r["method"], r["rank"]) for r in rows] == [("flops", 1), ("much worse", 2)]
-    assert rows[0]["ci"][0] > rows[1]["ci"][1]
-    assert rows[0]["ci"][0] <= rows[0]["spearman"] <= rows[0]["ci"][1]
     rows = lb.rank([close, base], "main", 10)
-    assert [(r["method"], r["rank"]) for r in rows] == [("flops", 1), ("a bit worse", 1)]
-    # a chain of overlaps does not drag a clearly worse method up to rank 1
-    mid, low = shifted(flops.text, -0.12, "mid"), shifted(flops.text, -0.26, "low")
+    assert [(r["method"], r["rank"], r["mean_rank"]) for r in rows] == [("flops", 1, 1.0), ("a bit worse", 2, 2.0)]
+    assert rows[0]["ci"][0] <= rows[1]["ci"][1]  # the old rule (overlapping intervals) could not tell them apart
+    assert rows[0]["p_next"] < 1e-6 and rows[1]["p_next"] is None
+    table = lb.ranking([close, base], "main", 10)
+    assert table.n_units == 18 * 5 and table.rejected and table.cliques == []
+    # a chain: mid and low each 0.1 apart; with three methods on 90 units all three are told apart
+    mid, low = shifted(flops.text, -0.1, "mid"), shifted(flops.text, -0.2, "low")
     rows = lb.rank([low, mid, base], "main", 10)
-    assert rows[0]["ci"][0] > rows[2]["ci"][1] and rows[1]["ci"][0] <= rows[2]["ci"][1]
-    assert [(r["method"], r["rank"]) for r in rows] == [("flops", 1), ("mid", 1), ("low", 2)]
+    assert [(r["method"], r["rank"]) for r in rows] == [("flops", 1), ("mid", 2), ("low", 3)]
+    assert [r["spearman"] for r in rows] == sorted((r["spearman"] for r in rows), reverse=True)
+    # a method that is better on some units and worse on others by the same amount: no evidence
+    d = json.loads(flops.text)
+    d["method"].update(name="noisy", code_ref="synthetic:noisy")
+    for i, r in enumerate(d["results"]):
+        for tr in r["trials"]:
+            tr["mean"]["spearman"] += 0.01 if (i + tr["trial"]) % 2 else -0.01
+    noisy = lb.Entry.model_validate(d)
+    table = lb.ranking([noisy, base], "main", 10)
+    assert not table.rejected and [r["rank"] for r in table.rows] == [1, 1] and table.cliques == [(0, 1)]
     assert lb.rank([base], "literature", 10) == []
+    fresh = base.results[0].trials[0].devices
+    assert all(set(m) == set(METRICS) for m in fresh.values())  # a new run holds every metric
+    row = lb.rank([base], "main", 10)[0]
+    assert all(row[m] is not None and np.isfinite(row[m]) for m in lb.BOARD_METRICS)
+
+
+def test_schema_one_entries_validate_and_show_missing_metrics(flops, board):
+    """An entry stored before the robust and NAS metrics (schema 1) stays valid, keeps its content hash
+    (so its ledger record), and shows those metrics as missing; a schema-2 entry must have them all."""
+    d = json.loads(flops.text)
+    for r in d["results"]:
+        for tr in r["trials"]:
+            for name in ("devices",):
+                tr[name] = {dev: {k: v for k, v in m.items() if k in LEGACY_METRICS} for dev, m in tr[name].items()}
+            tr["mean"] = {k: v for k, v in tr["mean"].items() if k in LEGACY_METRICS}
+            tr["worst"] = {k: v for k, v in tr["worst"].items() if k in LEGACY_METRICS}
+        r["aggregate"] = {k: v for k, v in r["aggregate"].items() if k in LEGACY_METRICS}
+    with pytest.raises(
+        lb.LeaderboardError,
+        match=r"metrics do not match entry schema 2 \(missing budget_p10_precision, .*mdape.*run the method again",
+    ):
+        lb.validate(lb.Entry.model_validate(d))
+    d["schema_version"] = "1"
+    old = lb.Entry.model_validate(d)
+    lb.validate(old)
+    assert json.loads(old.model_dump_json()) == d  # nothing added on load: stored files keep their content hash
+    path = lb.store_entry(old)
+    lb.record_verification(old, path.stem, by="leaderboard verify", folder=path.parent)
+    assert [e.status for e in lb.list_entries()] == ["verified"]
+    row = lb.rank(lb.list_entries(), "main", 20)[0]
+    assert row["mdape"] is None and row["top5_recall"] is None and row["kendall"] is not None
+    new = json.loads(flops.text)
+    new["schema_version"] = "1"
+    with pytest.raises(
+        lb.LeaderboardError, match=r"metrics do not match entry schema 1 \(unexpected budget_p10_precision, .*mdape"
+    ):
+        lb.validate(lb.Entry.model_validate(new))
 
 
 # -------------------------------------------------------------------------------------- render
@@ -523,6 +569,39 @@ def test_render_readme_and_page(flops, board):
     assert {t["group"] for t in data["suites"]["main"]["tasks"]} == {"easy", "medium", "hard"}
     assert set(data["suites"]["main"]["spaces"]) == {"nb201", "fbnet", "ofa"}
     assert not list((board / "site").glob(".*")), "temp file left next to index.html"
+    ranked = data["ranked"]["main"]["10"]
+    table = lb.ranking(entries, "main", 10)
+    assert ranked["order"] == [r["entry"] for r in table.rows] and ranked["n_units"] == 90
+    assert [ranked["rows"][r["entry"]]["rank"] for r in table.rows] == [1, 2, 3]
+    assert ranked["cliques"] == [] and data["nemenyi_q"]["3"] == pytest.approx(2.343, abs=1e-3)
+
+    # the paired test, its diagram and the NAS table in the README, for every k
+    for k in (5, 10, 20):
+        section = readme.split(f"## main suite, k = {k}\n")[1].split("\n## ")[0]
+        assert f"](site/{lb.cd_figure('main', k)})" in section
+        assert "Friedman test over 90 (task, trial) units" in section and "Nemenyi critical difference" in section
+        nas = [ln for ln in section.splitlines() if ln.startswith("| flops |")]
+        assert len(nas) == 1 and re.fullmatch(r"\| flops \|( \d\.\d\d / \d\.\d\d \|){3} \d\.\d\d \| -?\d\.\d{3} \|", nas[0])
+    # the charts `render` draws: one CD diagram per k and the score-vs-k chart, reproducible byte for byte
+    figures = {p.name: p.read_bytes() for p in (board / "site").glob("*.svg")}
+    assert set(figures) == {lb.score_figure("main"), *(lb.cd_figure("main", k) for k in (5, 10, 20))}
+    cd = figures[lb.cd_figure("main", 10)].decode()
+    assert "CD = " in cd and "(1.00) better | piped" in cd and html.escape(XSS, quote=False) + " (3.00)" in cd and XSS not in cd
+    res = CliRunner().invoke(app, ["leaderboard", "render"])
+    assert res.exit_code == 0, res.output
+    assert {p.name: p.read_bytes() for p in (board / "site").glob("*.svg")} == figures
+
+
+def test_every_method_gets_its_own_colour_and_marker():
+    from latbench.leaderboard.site import MARKERS, MPL_MARKERS, PALETTE, method_styles
+
+    names = [f"method {i:02d}" for i in range(14)]
+    styles = method_styles(reversed(names))
+    assert len({s["color"] for s in styles.values()}) == 14 and len({s["marker"] for s in styles.values()}) == 14
+    assert styles["method 00"] == {"color": PALETTE[0], "marker": MARKERS[0]}  # by sorted name, whatever the order
+    many = method_styles(f"m{i:03d}" for i in range(200))
+    assert len({(s["color"], s["marker"]) for s in many.values()}) == 200
+    assert set(MPL_MARKERS) == set(MARKERS) and len(set(MPL_MARKERS.values())) == len(MARKERS)
 
 
 def _chromium() -> str:
@@ -570,8 +649,15 @@ def test_page_in_headless_chromium(flops, board, tmp_path):
     tbody = dom.split('<table id="ranking">')[1].split("</tbody>")[0]
     rows = re.findall(r'<tr data-entry="([^"]+)"', tbody)
     assert rows == expected  # built by the script: rank order, one row per entry
+    assert re.findall(r'<tr data-entry="([^"]+)"', dom.split('<table id="nas">')[1].split("</table>")[0]) == expected
     assert "&lt;script&gt;alert(1)&lt;/script&gt;</td>" in tbody and XSS not in dom
-    assert dom.count("<polyline") == 3  # one line per method in the score-vs-k plot
+    plot = dom.split('<div id="plot">')[1].split("</div>")[0]
+    assert plot.count("<polyline") == 3  # one line per method in the score-vs-k plot
+    styles = re.findall(r'data-style="([^"]+)"', plot)
+    assert len(styles) == 3 and len({s.split()[0] for s in styles}) == 3 and len({s.split()[1] for s in styles}) == 3
+    cd = dom.split('<div id="cd">')[1].split("</div>")[0]
+    assert 'aria-label="critical-difference diagram"' in cd and cd.count("<g data-method=") == 3
+    assert "Friedman test over 90 (task, trial) units" in dom
     heat = dom.split('<table id="heatmap">')[1].split("</table>")[0]
     assert heat.count("<tr>") == 4 and heat.count("background:") == 3 * 18
 
@@ -586,6 +672,15 @@ def test_page_in_headless_chromium(flops, board, tmp_path):
     assert order["filtered"]["tasks"] == f"{len(keep)} of 18 tasks"
     want = {r["entry"]: f"{r['spearman']:.3f} \u00b1 {r['std']:.3f}" for r in lb.rank(entries, "main", 10, tasks=keep)}
     assert dict(order["filtered"]["rows"]) == want
+    # ... and the paired test: the page's own Friedman / Nemenyi code gives latbench's numbers
+    got, table = order["filtered"]["paired"], lb.ranking(entries, "main", 10, tasks=keep)
+    assert got["order"] == [r["entry"] for r in table.rows] and got["rank"] == [r["rank"] for r in table.rows]
+    assert got["mean_rank"] == pytest.approx([r["mean_rank"] for r in table.rows])
+    assert got["p_next"][:-1] == pytest.approx([r["p_next"] for r in table.rows][:-1], abs=1e-5) and got["p_next"][-1] is None
+    assert got["n_units"] == table.n_units == 5 * len(keep)
+    assert got["statistic"] == pytest.approx(table.statistic) and got["pvalue"] == pytest.approx(table.pvalue, rel=1e-6)
+    assert got["cd"] == pytest.approx(table.cd) and [tuple(c) for c in got["cliques"]] == table.cliques
+    assert got["drawn_cliques"] == len(table.cliques) and got["testline"] == lb.paired_test_line(table)
 
     shot = tmp_path / "board.png"
     _headless(binary, tmp_path, f"--screenshot={shot}", "--window-size=1280,900", url)
@@ -727,3 +822,25 @@ def test_committed_board_is_valid_and_rendered(data):
     assert lb.render_markdown(lb.list_entries(folder)) == (REPO / "leaderboard" / "README.md").read_text(), (
         "leaderboard/README.md is out of date: run `latbench leaderboard render`"
     )
+
+
+def test_committed_docs_tables_and_charts_are_current():
+    """docs/results.md's board tables are what ``render`` makes of the committed entries, and the committed
+    critical-difference diagrams show every method at its current mean rank."""
+    entries = lb.list_entries(REPO / "leaderboard" / "entries")
+    doc = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    assert lb.update_results_doc(doc, entries) == doc, (
+        "docs/results.md's board tables are out of date: run `latbench leaderboard render`"
+    )
+    for k in lb.SUITE_SHOTS:
+        table = lb.ranking(entries, "main", k)
+        svg = (REPO / "leaderboard" / "site" / lb.cd_figure("main", k)).read_text(encoding="utf-8")
+        half = (len(table.rows) + 1) // 2  # the better half is labelled on the left
+        for i, r in enumerate(table.rows):
+            label = f"({r['mean_rank']:.2f}) {r['method']}" if i < half else f"{r['method']} ({r['mean_rank']:.2f})"
+            assert html.escape(label, quote=False) in svg, (
+                f"{lb.cd_figure('main', k)} is out of date: run `latbench leaderboard render`"
+            )
+        assert f"CD = {table.cd:.2f}" in svg
+    with pytest.raises(lb.LeaderboardError, match="no generated board tables"):
+        lb.update_results_doc("# Results\n", entries)

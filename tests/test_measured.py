@@ -66,6 +66,27 @@ def test_committed_measurements_are_in_the_dataset(data):
     devices = {r["device"]: r for r in store.load_devices()}
     d0 = by_space["nb201"][0]
     assert devices[d0.meta.device]["origin"] == "latbench profile" and devices[d0.meta.device]["precision"]
+    # reliability is data: every measured device's retest in the devices config (the worst of its spaces)
+    for name in {d.meta.device for d in committed}:
+        retests = [d.retest for d in committed if d.meta.device == name]
+        assert devices[name]["retest_spearman"] == min(r["spearman"] for r in retests)
+        assert devices[name]["retest_median_rel_diff"] == max(r["median_abs_rel_diff"] for r in retests)
+    help_rows = [r for r in devices.values() if r["source"] == "help"]
+    assert help_rows and all(r["retest_spearman"] is None and r["retest_median_rel_diff"] is None for r in help_rows)
+
+
+def test_generated_measured_tasks_never_target_a_noisy_device(data):
+    from latbench.tasks.generation import RETEST_MIN_SPEARMAN
+    from latbench.tasks.spec import select
+
+    retest = {(d.meta.space, d.meta.device): d.retest["spearman"] for d in measured.read_root(measured.package_dir())}
+    tasks = select("measured")
+    assert tasks
+    for t in tasks:
+        assert all(retest[t.space, d] >= RETEST_MIN_SPEARMAN for d in t.target), t.id
+        assert t.generator["retest_min_spearman"] == RETEST_MIN_SPEARMAN
+    noisy = [k for k, rho in retest.items() if rho < RETEST_MIN_SPEARMAN]
+    assert noisy and not any((t.space, d) in noisy for t in tasks for d in t.target)
 
 
 def test_measured_tasks_run_from_the_cli(data):
@@ -89,6 +110,10 @@ def test_offline_build_uses_the_committed_measurements(user_home, tmp_path, monk
     assert ds.num_rows > 0 and set(ds.unique("source")) == {"latbench-measured"}
     card = (out / "README.md").read_text()
     assert "measured-nb201-runtime" in card and "help-nb201" not in card  # tasks needing HELP are left out
+    from latbench.tasks.runnable import missing_devices
+    from latbench.tasks.spec import get_task
+
+    assert missing_devices(get_task("help-nb201"), info) and not missing_devices(get_task("measured-nb201-runtime"), info)
     with pytest.raises(DataError, match="download failed"):  # an explicit HELP build still fails loudly
         build(tmp_path / "ds2", mirror=None, base_url="http://127.0.0.1:9/", sources=("help",))
     assert not (tmp_path / "ds2").exists()

@@ -170,3 +170,96 @@ def test_flops_ranking_equals_flops_ranking(data):
     table = load_latency("nb201")
     for dev, m in res.results[0].trials[0].devices.items():
         assert m["spearman"] == pytest.approx(spearmanr(flops, table.device(dev)[ids]).statistic, abs=1e-9)
+
+
+# ---- progress inside a unit (Method.progress) ---------------------------------------------------
+class Counting(Method):
+    """Reports 3 steps of a source training and 2 per target device."""
+
+    name = "counting"
+
+    def fit(self, source, space, seed):
+        super().fit(source, space, seed)
+        for i in range(3):
+            self.progress(i + 1, 3, "source epoch")
+        return self
+
+    def adapt(self, device, oracle):
+        super().adapt(device, oracle)
+        for i in range(2):
+            self.progress(i + 1, 2, f"fine-tuning on {device}")
+        return self
+
+    def predict(self, device, arch_ids):
+        return np.asarray(self.space_.flops(arch_ids), dtype=np.float64) + 1.0
+
+
+def test_progress_is_a_no_op_unless_someone_listens():
+    from latbench.methods.base import reporting_progress
+
+    m, seen, inner = Counting(), [], []
+    m.progress(1, 2, "nobody listens")  # no error, nothing recorded
+    with reporting_progress(lambda *a: seen.append(a)):
+        m.progress(1, 4, "outer")
+        with reporting_progress(lambda *a: inner.append(a)):
+            m.progress(2.0, 4, "inner")
+        m.progress(3, 4, "outer")
+    m.progress(4, 4, "after")
+    assert seen == [("outer", 1, 4), ("outer", 3, 4)]
+    assert inner == [("inner", 2, 4)] and all(isinstance(v, int) for v in inner[0][1:])
+
+
+def test_in_process_runs_pass_a_methods_steps_on_and_keep_the_results(data):
+    from latbench.eval.runner import evaluate
+    from latbench.tasks.spec import get_task
+
+    task = get_task("hard-3")
+    steps = []
+    with_steps = evaluate(Counting(), [task], shots=[5, 10], trials=2, on_step=lambda u, *a: steps.append((u.trial, *a)))
+    plain = evaluate(Counting(), [task], shots=[5, 10], trials=2)
+    assert [t.devices for r in with_steps.results for t in r.trials] == [t.devices for r in plain.results for t in r.trials]
+    targets = list(task.target)
+    per_unit = (
+        [("", 0, 0)]
+        + [("source epoch", i, 3) for i in (1, 2, 3)]
+        + [(f"fine-tuning on {d}", i, 2) for _k in (5, 10) for d in targets for i in (1, 2)]
+    )
+    assert steps == [(t, *s) for t in (0, 1) for s in per_unit]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, fit_desc, adapt_desc",
+    [
+        ("help", "meta-training episode", None),
+        ("brp-nas", "pre-training epoch", "fine-tuning on {}"),
+        ("nasflat", "source training: batch", "fine-tuning on {}: batch"),
+        ("mlp-finetune", "source training: batch", None),
+        ("mlp-hwparams", "source training: batch", None),
+        ("opwise-mlp", "source device models", None),
+    ],
+)
+def test_learned_baselines_report_their_training_steps(data, name, fit_desc, adapt_desc):
+    from latbench.data import store
+    from latbench.methods.base import reporting_progress
+    from latbench.protocol.trial import make_trial
+    from latbench.tasks.spec import get_task
+
+    spec = get_task("hard-3")
+    space = store.get_space(spec.space)
+    trial = make_trial(spec, 0, 10, store.load_latency(spec.space), reference_ids=space.reference_ids)
+    cls = resolve(name)
+    m, seen, dev = cls(**cls.check_params), [], spec.target[0]
+    with reporting_progress(lambda *a: seen.append(a)):
+        m.fit(trial.source, space, trial.seed)
+        n_fit = len(seen)
+        m.adapt(dev, trial.oracles[dev])
+    fit = seen[:n_fit]
+    assert fit and {desc for desc, _, _ in fit} == {fit_desc}, set(fit)
+    done = [d for _, d, _ in fit]
+    assert done == sorted(done) and 0 <= done[0] and done[-1] == fit[-1][2] > 0  # climbs to its total
+    adapt = seen[n_fit:]
+    if adapt_desc is None:
+        assert adapt == []
+    else:
+        assert adapt and {desc for desc, _, _ in adapt} == {adapt_desc.format(dev)} and adapt[-1][1] == adapt[-1][2]

@@ -129,6 +129,10 @@ def test_retest_records_test_retest_spearman(nb201, tmp_path):
         (["--runtime", "onnxruntime", "--device", "cuda"], "CPU execution provider"),
         (["--threads", "0"], "threads and batch must be >= 1"),
         (["--repeats", "1"], "repeats >= 3"),
+        (["--rounds", "0"], "--rounds must be >= 1"),
+        (["--pin-cpus", "one"], "comma-separated CPU ids"),
+        (["--pin-cpus", "99999"], "not available to this process"),
+        (["--threads", "2", "--pin-cpus", "0"], "one CPU per thread"),
     ],
 )
 def test_profile_cli_rejects_bad_settings_and_writes_nothing(data, tmp_path, args, message):
@@ -204,3 +208,85 @@ def test_contention_guard_retries_until_quiet_then_flags(monkeypatch):
     runs = iter([np.array([3.0] * 3), np.array([2.0] * 3)])
     result, attempts, contended = profiler.guarded(lambda: next(runs), max_wait=0, sleep=sleeps.append)
     assert contended and attempts == 1 and result[0] == 3.0
+
+
+@pytest.mark.slow
+def test_ofa_archs_run_at_their_own_resolution(tmp_path):
+    """OFA: every arch is timed (torch and ONNX Runtime) on inputs of its own resolution r."""
+    from latbench.spaces.ofa import OFASpace
+
+    archs = [f"r{r}-d22222-ks{'33003300330033003300'}-e{'33003300330033003300'}" for r in (128, 176, 224)]
+    space = OFASpace(archs)
+    space.reference_ids = np.arange(1)
+    assert [profiler.input_shape(space, a) for a in space._strings] == [(3, 128, 128), (3, 176, 176), (3, 224, 224)]
+    settings = _settings("ofa", runtimes=("torch", "onnxruntime"))
+    report = profiler.profile(space, settings, tmp_path, 3, name_prefix="x", max_wait=5)
+    assert report.measured == 3
+    lat = {d: {r["arch"]: r["latency_ms"] for r in _rows(tmp_path / "ofa" / d)} for d in report.devices}
+    for d in report.devices:
+        assert sorted(lat[d]) == sorted(space._strings) and all(v > 0 for v in lat[d].values())
+    krows = {e["arch"]: e["rows"] for e in profiler.read_jsonl(tmp_path / "ofa" / "x-torch-t1-bs1-fp32" / "kernels.jsonl")}
+    for a in archs:
+        stem = krows[space.canonical(a)][0]  # the first conv sees the arch's input size
+        assert stem[1] == "conv" and stem[2] == int(a[1:4]) and stem[0] == 0
+        assert all(r[0] >= 0 for r in krows[space.canonical(a)])  # every module call maps to a layer
+    meta = json.loads((tmp_path / "ofa" / "x-ort-t1-bs1-fp32" / "meta.json").read_text())
+    assert meta["protocol_version"] == profiler.PROTOCOL_VERSION and meta["rounds"] == 1 and meta["pinned_cpus"] is None
+
+
+@pytest.mark.slow
+def test_rounds_interleave_archs_and_resume(tmp_path):
+    from latbench.spaces import space_class
+
+    cls = space_class("nb201")
+    space = cls(cls.all_archs()[::997][:8])
+    space.reference_ids = np.arange(2)
+    settings = _settings(runtimes=("torch", "onnxruntime"))
+    profiler.profile(space, settings, tmp_path, 6, name_prefix="x", max_wait=0, rounds=2, retest=3)
+    folder = tmp_path / "nb201" / "x-torch-t1-bs1-fp32"
+    rounds = profiler.read_jsonl(folder / "rounds.jsonl")
+    assert [r["round"] for r in rounds] == [1] * 6 + [2] * 6  # every arch once per pass, passes in turn
+    assert [r["arch"] for r in rounds[:6]] == [r["arch"] for r in rounds[6:]]
+    final = _rows(folder)
+    assert len(final) == 6 and all(r["n"] == 6 and r["rounds"] == 2 for r in final)  # 2 rounds x 3 repeats
+    first = final[0]
+    times = np.concatenate([r["times"] for r in rounds if r["arch"] == first["arch"]])
+    assert first["latency_ms"] == round(float(np.median(times)), 5)
+    assert len(profiler.read_jsonl(folder / "retest-rounds.jsonl")) == 6
+    assert json.loads((folder / "retest.json").read_text())["archs"] == 3
+    assert len(profiler.read_jsonl(folder / "kernels.jsonl")) == 6  # the breakdown once per arch (last pass)
+    # killed after an arch's last round line, before its final line: the rerun combines, measures nothing
+    lines = (folder / "latency.jsonl").read_bytes().splitlines(keepends=True)
+    (folder / "latency.jsonl").write_bytes(b"".join(lines[:-1]))
+    report = profiler.profile(space, settings, tmp_path, 6, name_prefix="x", max_wait=0, rounds=2)
+    assert report.measured == 1 and len(profiler.read_jsonl(folder / "rounds.jsonl")) == 12
+    assert _rows(folder)[-1] == final[-1]
+    with pytest.raises(profiler.ProfileError, match="holds a run with rounds 2, this run asks for 3"):
+        profiler.profile(space, settings, tmp_path, 6, name_prefix="x", max_wait=0, rounds=3)
+
+
+def test_pinned_run_records_its_cpus_and_restores_affinity(tmp_path):
+    import os
+
+    from latbench.spaces import space_class
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("needs Linux CPU affinity")
+    cls = space_class("nb201")
+    space = cls(cls.all_archs()[::1001][:4])
+    space.reference_ids = np.arange(1)
+    import torch  # noqa: F401  (loaded first, as in any test session: this run must not set OpenMP's binding)
+
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    profiler.profile(space, _settings(), tmp_path, 2, name_prefix="x", max_wait=0, pin_cpus=(cpu,))
+    assert os.sched_getaffinity(0) == before
+    meta = json.loads((tmp_path / "nb201" / "x-torch-t1-bs1-fp32" / "meta.json").read_text())
+    assert meta["pinned_cpus"] == [cpu] and meta["omp_bound"] is False  # torch was loaded before this run
+    with pytest.raises(profiler.ProfileError, match="pinned_cpus"):  # resuming with other pinning is refused
+        profiler.profile(space, _settings(), tmp_path, 2, name_prefix="x", max_wait=0)
+    with pytest.raises(profiler.ProfileError, match="one CPU per thread"):
+        profiler.check_pin_cpus((cpu,), threads=2)
+    with pytest.raises(profiler.ProfileError, match="not available"):
+        profiler.check_pin_cpus((max(before) + 1000,), threads=1)
+    assert profiler.check_pin_cpus((cpu, cpu), threads=1) == (cpu,)

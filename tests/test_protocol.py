@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -98,6 +99,97 @@ def test_metrics_ties_and_constant_predictions():
     assert c["spearman"] == 0.0 and c["kendall"] == 0.0
     tied = metrics.compute(y, np.array([1.0, 1.0, 2.0, 2.0]))
     assert 0.8 < tied["spearman"] < 1.0  # average ranks, not NaN
+
+
+def test_robust_errors_by_hand():
+    y = np.array([1.0, 2.0, 4.0, 8.0, 0.01])  # one near-zero measurement, as NB201 on pixel3
+    p = np.array([1.1, 1.8, 4.0, 10.0, 1.0])
+    ape = np.abs(p - y) / y  # 0.1, 0.1, 0, 0.25, 99
+    assert metrics.mdape(y, p) == pytest.approx(10.0)
+    assert metrics.compute(y, p)["mape"] == pytest.approx(100 * ape.mean())  # 1989 %: the one arch dominates
+    floor = 0.1 * np.median(y)  # 0.2: only the near-zero arch is floored
+    want = 100 * np.mean(np.abs(p - y) / np.maximum(y, floor))
+    assert metrics.mape_floor(y, p) == pytest.approx(want) and want < 120
+    big = np.array([1.0, 2.0, 3.0])
+    assert metrics.mape_floor(big, big * 1.2) == pytest.approx(metrics.compute(big, big * 1.2)["mape"])
+
+
+def test_budget_precision_recall_and_its_empty_cases():
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    p = np.array([1.0, 3.5, 2.5, 2.0, 9.0])  # within 3: truth {1,2,3}, prediction {1,3,4}
+    assert metrics.budget_precision_recall(y, p, 3.0) == pytest.approx((2 / 3, 2 / 3))
+    assert metrics.budget_precision_recall(y, p, 100.0) == (1.0, 1.0)
+    # no arch truly meets the budget: nothing to miss (recall 1); proposing any is wrong (precision 0)
+    assert metrics.budget_precision_recall(y, p, 0.5) == (1.0, 1.0)
+    assert metrics.budget_precision_recall(y, np.full(5, 0.1), 0.5) == (0.0, 1.0)
+    # no arch predicted within a budget some archs meet: precision and recall 0
+    assert metrics.budget_precision_recall(y, np.full(5, 10.0), 3.0) == (0.0, 0.0)
+    m = metrics.compute(y, y)
+    assert all(m[k] == 1.0 for k in metrics.BUDGET_METRICS)
+
+
+def test_top_recall_ties_and_chance_level():
+    y = np.arange(1.0, 41.0)  # 40 archs: the fastest 5 % are 2 archs
+    assert metrics.top_recall(y, y) == 1.0 and metrics.top_recall(y, y[::-1]) == 0.0
+    assert metrics.top_recall(y, np.full(40, 3.0)) == pytest.approx(2 / 40)  # constant: chance level
+    p = y.copy()
+    p[:3] = 1.0  # three archs tied for fastest, two of them truly in the top 2: expected 2 * (2/3) / 2
+    assert metrics.top_recall(y, p) == pytest.approx(2 / 3)
+    assert metrics.top_recall(np.array([5.0]), np.array([1.0])) == 1.0  # at least one arch
+    truth_tied = np.array([1.0, 1.0, 1.0, 2.0])
+    assert metrics.top_recall(truth_tied, np.array([1.0, 2.0, 3.0, 4.0]), percent=50) == pytest.approx(2 / 3)
+
+
+def test_kendall_within_the_fastest_quartile():
+    from scipy.stats import kendalltau
+
+    y = np.arange(1.0, 21.0)
+    p = np.r_[[2.0, 1.0, 3.0, 4.0, 6.0], 100 - y[5:]]  # right order in the fastest quartile, reversed after it
+    assert metrics.kendall_fast(y, p) == pytest.approx(kendalltau(y[:5], p[:5]).statistic)
+    assert metrics.compute(y, p)["kendall"] < 0 < metrics.kendall_fast(y, p)
+    with pytest.warns(metrics.ConstantPredictionWarning):
+        assert metrics.kendall_fast(y, np.r_[np.ones(5), y[5:]]) == 0.0
+    with pytest.warns(metrics.ConstantPredictionWarning):
+        assert metrics.kendall_fast(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])) == 0.0  # one arch: no pair
+
+
+def test_every_metric_is_finite_and_in_range_on_edge_cases():
+    cases = [
+        (np.array([2.0]), np.array([1.0])),  # one arch
+        (np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])),  # constant truth
+        (np.array([1.0, 2.0, 3.0, 4.0]), np.full(4, 2.5)),  # constant prediction
+        (np.array([1.0, 2.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0, 5.0])),  # ties in both
+        (np.array([1e-6, 1.0, 2.0]), np.array([5.0, 1.0, 2.0])),  # a near-zero target
+    ]
+    for y, p in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", metrics.ConstantPredictionWarning)
+            m = metrics.compute(y, p)
+        assert list(m) == list(metrics.METRICS)
+        assert all(np.isfinite(v) for v in m.values()), (y, p, m)
+        assert metrics.range_problem(m) is None
+    for bad in ([1.0, np.nan, 2.0], [1.0, np.inf, 2.0]):
+        with pytest.raises(ValueError, match="finite"):
+            metrics.compute(np.array([1.0, 2.0, 3.0]), np.array(bad))
+        with pytest.raises(ValueError, match="finite"):
+            metrics.compute(np.array(bad), np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="equal-length"):
+        metrics.compute(np.ones(3), np.ones(2))
+    with pytest.raises(ValueError, match="> 0"):
+        metrics.compute(np.array([0.0, 1.0]), np.ones(2))
+    assert metrics.range_problem({"top5_recall": 1.5}) == "top5_recall 1.5 outside its range [0, 1]"
+    assert metrics.range_problem({"mdape": -1.0}).startswith("mdape -1.0 outside")
+
+
+def test_stored_metric_sets_of_both_schemas_are_accepted_and_checked():
+    from latbench.eval.checkpoints import metrics_problem
+
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    full = metrics.compute(y, y * 1.1)
+    legacy = {k: full[k] for k in metrics.LEGACY_METRICS}
+    assert metrics_problem(full, "x") is None and metrics_problem(legacy, "x") is None
+    assert "expected" in metrics_problem({**legacy, "mdape": 1.0}, "x")
+    assert metrics_problem({**full, "budget_p10_recall": 2.0}, "x") == "x: budget_p10_recall 2.0 outside its range [0, 1]"
 
 
 def test_evaluator_rejects_bad_predictions():

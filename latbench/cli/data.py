@@ -8,10 +8,12 @@ import typer
 from rich.table import Table
 
 from latbench.cli.common import build_data, console, friendly
+from latbench.cli.measure import import_cmd
 
 data_app = typer.Typer(no_args_is_help=True, help="Build, inspect, plot and publish the latency datasets.")
 sources_app = typer.Typer(no_args_is_help=True, help="The measured sources registered with `latbench data add-source`.")
 data_app.add_typer(sources_app, name="sources")
+data_app.command("import")(import_cmd)
 
 
 @data_app.command("build")
@@ -26,6 +28,11 @@ def data_build(
     chosen = tuple(x.strip() for x in sources.split(",") if x.strip()) if sources else None
     info = build_data(out, mirror=mirror, base_url=base_url, sources=chosen)
     console.print(f"dataset {info['dataset_version']} ready at {out or _data_dir()}")
+    if info.get("missing_sources"):
+        console.print(
+            f"partial dataset: the {', '.join(info['missing_sources'])} source(s) could not be downloaded; "
+            "run `latbench data build` again with network or LATBENCH_MIRROR for the full dataset"
+        )
 
 
 @data_app.command("add-source")
@@ -84,8 +91,10 @@ def _data_dir():
 @data_app.command("info")
 @friendly
 def data_info():
-    """Spaces, devices, counts, version and location of the built dataset."""
-    from latbench.data import store
+    """Spaces, devices, counts, version and location of the built dataset; which tasks it can run."""
+    from latbench.data import freshness, store
+    from latbench.tasks.runnable import missing_devices
+    from latbench.tasks.spec import list_tasks
 
     info = store.info()
     console.print(
@@ -97,6 +106,16 @@ def data_info():
     console.print(t)
     for s in info["sources"]:
         console.print(f"source {s['name']}: {s['title']} ({s['license']}), {len(s['files'])} files")
+    tasks = list_tasks()
+    blocked = {t.id: missing_devices(t, info) for t in tasks}
+    blocked = {k: v for k, v in blocked.items() if v}
+    console.print(f"tasks runnable on this data: {len(tasks) - len(blocked)} of {len(tasks)}")
+    if blocked:
+        some = ", ".join(f"{k} (needs {v[0]}{' and more' if len(v) > 1 else ''})" for k, v in list(blocked.items())[:4])
+        console.print(f"not runnable: {some}{', ...' if len(blocked) > 4 else ''}")
+    tip = freshness.advice(info, probe_network=True)
+    if tip is not None:
+        console.print(f"partial dataset: {tip.message}")
 
 
 @data_app.command("plot")

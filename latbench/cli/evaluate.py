@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from latbench.cli.common import console, ensure_data, err_console, friendly, parse_params
+from latbench.cli.common import (
+    DEVICE_HELP,
+    RunProgress,
+    console,
+    device_hardware,
+    ensure_data,
+    err_console,
+    friendly,
+    parse_params,
+    set_device,
+)
 from latbench.errors import LatbenchError
 
 
@@ -34,10 +43,9 @@ def eval_cmd(
     param: list[str] = typer.Option([], "--param", "-p", help="Method hyperparameter key=value (JSON values)."),
     source_archs: str = typer.Option("sample", help="'sample' (the task's source sample) or 'all'."),
     protocol: str = typer.Option("official", help="official, or a paper's reproduction mode: help-paper, nasflat-paper."),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
 ):
     """Score a method on tasks under the official few-shot protocol."""
-    from rich.progress import Progress
-
     from latbench.eval.executors import SOURCE_ARCHS
     from latbench.eval.runner import evaluate
     from latbench.methods import registry as methods_mod
@@ -51,13 +59,14 @@ def eval_cmd(
         )
     if protocol not in PROTOCOLS:
         raise LatbenchError(f"--protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
-    m = methods_mod.make(method, **parse_params(param))
+    params = parse_params(param)
+    m = methods_mod.make(method, **params)
+    set_device([(method, m)], device, params)
     chosen = select(task)
     if min(shots) < 0 or trials < 1:
         raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shots}, {trials})")
     ensure_data()
-    with Progress(console=err_console, transient=True, disable=not sys.stderr.isatty()) as progress:
-        bar = progress.add_task("eval", total=len(chosen) * trials)
+    with RunProgress(len(chosen) * trials, lambda u: f"{u.task.id} trial {u.trial + 1}/{trials}") as progress:
         result = evaluate(
             m,
             chosen,
@@ -65,9 +74,8 @@ def eval_cmd(
             trials=trials,
             source_archs=source_archs,
             protocol=protocol,
-            on_progress=lambda done, total, elapsed, u: progress.update(
-                bar, completed=done, description=f"{u.task.id} trial {u.trial + 1}/{trials}"
-            ),
+            on_progress=progress.unit_done,
+            on_step=progress.step,
         )
     _print_summary(result)
     if out:
@@ -81,6 +89,9 @@ def eval_cmd(
 
 
 def _print_summary(result) -> None:
+    """One row per (task, k): mean ± std over the trials, or the one trial's value alone."""
+    n_trials = max((len(r.trials) for r in result.results), default=0)
+    over = "1 trial" if n_trials == 1 else "mean ± std over trials"
     t = Table(
         "task",
         "space",
@@ -92,14 +103,14 @@ def _print_summary(result) -> None:
         "±5%",
         "±10%",
         "worst ρ",
-        title=f"{result.method}  (mean ± std over trials; dataset {result.dataset_version})",
+        title=f"{result.method}  ({over}; dataset {result.dataset_version})",
     )
     for r in result.results:
         a = r.aggregate
         worst = sum(tr.worst["spearman"] for tr in r.trials) / len(r.trials)
 
-        def f(m, d=3, a=a):
-            return f"{a[m]['mean']:.{d}f} ± {a[m]['std']:.{d}f}"
+        def f(m, d=3, a=a, single=len(r.trials) == 1):
+            return f"{a[m]['mean']:.{d}f}" if single else f"{a[m]['mean']:.{d}f} ± {a[m]['std']:.{d}f}"
 
         t.add_row(
             r.task,
@@ -117,22 +128,25 @@ def _print_summary(result) -> None:
     console.print(f"wall time {result.seconds:.2f} s")
 
 
-def run_suite(method: str, suite: str, params: dict):
+def run_suite(method: str, suite: str, params: dict, device: str | None = None):
+    """The suite's units in this process: one line per finished unit, and bars on a terminal."""
     from latbench.eval.runner import evaluate
     from latbench.leaderboard import board as lb
     from latbench.methods import registry as methods_mod
 
     m = methods_mod.make(method, **params)
+    set_device([(method, m)], device, params)
     ensure_data()
-    return evaluate(
-        m,
-        lb.suite_tasks(suite),
-        shots=list(lb.SUITE_SHOTS),
-        trials=lb.SUITE_TRIALS,
-        on_progress=lambda done, total, elapsed, u: err_console.print(
-            f"[{done}/{total}] {u.task.id} trial {u.trial + 1}", highlight=False
-        ),
-    )
+    tasks = lb.suite_tasks(suite)
+    with RunProgress(len(tasks) * lb.SUITE_TRIALS, lambda u: f"{u.task.id} trial {u.trial + 1}") as progress:
+
+        def unit_done(done, total, elapsed, u):
+            err_console.print(f"[{done}/{total}] {u.task.id} trial {u.trial + 1}", highlight=False)
+            progress.unit_done(done, total, elapsed, u)
+
+        return evaluate(
+            m, tasks, shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS, on_progress=unit_done, on_step=progress.step
+        )
 
 
 @friendly
@@ -152,6 +166,7 @@ def submit(
         "DIR/<task>/k<k>/trial<t>/<device>.csv (see examples/README.md); "
         "--method names the method.",
     ),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
 ):
     """Run the official protocol on a whole suite (shots 5/10/20, 5 trials) and write an entry."""
     import os
@@ -172,12 +187,12 @@ def submit(
             contact=contact,
         )
     else:
-        result = run_suite(method, suite, params)
+        result = run_suite(method, suite, params, device)
         entry = lb.entry_from_result(
             result,
             suite=suite,
             code_ref=methods_mod.code_ref(method),
-            hardware=hardware or f"{os.cpu_count()} CPU cores",
+            hardware=hardware or f"{os.cpu_count()} CPU cores{device_hardware(result.method_params.get('device'))}",
             paper_url=paper_url,
             code_url=code_url,
             contact=contact,

@@ -50,22 +50,36 @@ def board_options(
 
 @board_app.command("add")
 @friendly
-def board_add(entry: Path):
-    """Validate an entry and store it under leaderboard/entries/ (the board is unchanged on error)."""
+def board_add(
+    entries: list[Path] = typer.Argument(..., metavar="ENTRY...", help="Entry files (JSON)."),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Validate only (what add checks but duplicates and status), store nothing: CI on committed entries.",
+    ),
+):
+    """Validate each entry and store it under leaderboard/entries/ (an entry that fails leaves the board as it was)."""
     from latbench.leaderboard import board as lb
 
-    console.print(f"added {lb.add(entry)}")
+    for entry in entries:
+        if check:
+            lb.validate(lb.load_entry(entry))
+            console.print(f"valid {entry}")
+        else:
+            console.print(f"added {lb.add(entry)}")
 
 
 @board_app.command("render")
 @friendly
 def board_render():
-    """Write leaderboard/README.md and leaderboard/site/index.html from the stored entries."""
+    """Write leaderboard/README.md, leaderboard/site/ (page and charts) from the stored entries; in a checkout also docs/results.md's board tables."""
     from latbench import paths
     from latbench.leaderboard import board as lb
     from latbench.leaderboard import site
+    from latbench.plots import plot_board
 
-    for p in site.render(lb.list_entries(), paths.leaderboard_dir()):
+    entries = lb.list_entries()
+    for p in [*site.render(entries, paths.leaderboard_dir()), *plot_board(entries, paths.leaderboard_dir() / "site")]:
         console.print(str(p))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from latbench.cli.common import hide_flag_types
 from latbench.cli.data import data_app
 from latbench.cli.evaluate import eval_cmd, methods, submit
 from latbench.cli.leaderboard import board_app
@@ -15,6 +16,7 @@ from latbench.cli.measure import profile_cmd, profile_kernels_cmd
 from latbench.cli.sweep import checkpoints_app, sweep_cmd
 from latbench.cli.tasks import tasks_app
 
+hide_flag_types()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="latbench: few-shot latency prediction on unseen hardware.")
 
 

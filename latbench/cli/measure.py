@@ -1,4 +1,5 @@
-"""``latbench profile`` and ``latbench profile-kernels``: measure this machine."""
+"""``latbench profile`` and ``latbench profile-kernels``: measure this machine; ``latbench data import``:
+bring in latencies measured elsewhere."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def profile_cmd(
     repeats: int = typer.Option(20, help="Timed forwards per arch."),
     max_wait: float = typer.Option(300.0, help="Seconds to wait per arch for a quiet CPU before keeping a contended timing."),
     retest: int = typer.Option(0, help="Measure the first N archs a second time and report test-retest Spearman."),
+    rounds: int = typer.Option(1, help="Interleaved passes over all archs, each timing every arch --repeats times."),
+    pin_cpus: str | None = typer.Option(
+        None, "--pin-cpus", help="Comma-separated CPU ids to confine the run to, one per thread (e.g. 1 or 0,1)."
+    ),
     out: Path = typer.Option(Path("measured"), help="Output folder (resumable: rerun to continue)."),
     name: str | None = typer.Option(None, help="Hardware name for the device names (default: from the CPU/GPU model)."),
     seed: int = typer.Option(0, help="Seed of the arch sample and the inputs."),
@@ -51,6 +56,13 @@ def profile_cmd(
     settings = [s for s in settings if profiler.is_valid(s)]  # several: measure the valid combinations
     if not settings:
         raise LatbenchError(f"no valid (runtime, precision) combination on {device} in {runtimes} x {precision}")
+    try:
+        pins = tuple(int(c) for c in pin_cpus.split(",")) if pin_cpus else ()
+    except ValueError:
+        raise LatbenchError(f"--pin-cpus {pin_cpus!r}: expected comma-separated CPU ids, e.g. 1 or 0,1") from None
+    pins = profiler.check_pin_cpus(pins, max(s.threads for s in settings))
+    if rounds < 1:
+        raise LatbenchError(f"--rounds must be >= 1, got {rounds}")
     ensure_data()
     sp = store.load_space(space)
     with Progress(
@@ -71,6 +83,8 @@ def profile_cmd(
             name_prefix=name,
             retest=retest,
             max_wait=max_wait,
+            rounds=rounds,
+            pin_cpus=pins,
             progress=lambda n, total: bar.update(task, completed=n, total=total),
             log=lambda msg: err_console.print(msg, highlight=False, soft_wrap=True),
         )
@@ -131,3 +145,24 @@ def profile_kernels_cmd(
             f"{o}: {r['measured']} configurations measured in {r['seconds']} s ({r['contended']} contended), "
             f"held-out ±10% accuracy {last['acc10']:.3f}  ->  {kernel_sampling.campaign_file(out, r['device'], o)}"
         )
+
+
+@friendly
+def import_cmd(
+    table: Path = typer.Argument(..., help="CSV or parquet: latency_ms, arch (arch strings) or arch_id, [device]."),
+    meta: Path = typer.Option(..., help="YAML or JSON: space, [origin], devices: {name: {hardware, family, ...}}."),
+    name: str | None = typer.Option(None, help="Name of the registered source (default: the table file's name)."),
+):
+    """Register latencies measured elsewhere (see docs: Data, importing latencies); then `latbench data build`."""
+    from latbench.data.imports import import_source
+    from latbench.data.measured import read_root
+
+    target = import_source(table, meta, name)
+    devices = read_root(target)
+    console.print(
+        f"registered {len(devices)} device(s) at {target}: "
+        + ", ".join(f"{d.meta.space}/{d.meta.device} ({len(d.archs)} archs)" for d in devices)
+    )
+    console.print(
+        "run `latbench data build` to include them, then `latbench tasks create NAME --space SPACE --target DEVICE` for a task"
+    )

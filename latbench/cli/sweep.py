@@ -9,7 +9,17 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from latbench.cli.common import console, ensure_data, err_console, friendly, parse_params
+from latbench.cli.common import (
+    DEVICE_HELP,
+    RunProgress,
+    console,
+    device_hardware,
+    ensure_data,
+    err_console,
+    friendly,
+    parse_params,
+    set_device,
+)
 from latbench.errors import LatbenchError
 
 CHECKPOINT_HELP = (
@@ -23,7 +33,8 @@ BUDGET_HELP = (
 
 
 def run_sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=None, time_budget=None, ran: Counter | None = None):
-    """Run a sweep with one progress line per finished unit and the total wall time (on stderr).
+    """Run a sweep with one progress line per finished unit and the total wall time (on stderr); on a
+    terminal also bars for the units and, in-process (``workers=1``), for the running unit's steps.
 
     ``ran``, if given, counts per method label the units that ran in this command (units loaded
     from ``checkpoint`` files are not counted): what ``leaderboard baselines`` needs to tell a
@@ -44,25 +55,29 @@ def run_sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=Non
         if checkpoint is not None:
             err_console.print(f"checkpoint {checkpoint}: {loaded} of {total} units already finished", highlight=False)
 
-    def progress(done, total, elapsed, u):
-        if ran is not None:
-            ran[u.label] += 1
-        err_console.print(
-            f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}", highlight=False
-        )
+    with RunProgress(len(chosen) * len(tasks) * trials, lambda u: f"{u.label} {u.task.id} trial {u.trial + 1}/{trials}") as bars:
 
-    results = runner.run(
-        chosen,
-        tasks,
-        shots=shots,
-        trials=trials,
-        workers=workers,
-        ray_address=ray_address,
-        checkpoint=checkpoint,
-        time_budget=time_budget,
-        on_resume=resumed,
-        on_progress=progress,
-    )
+        def progress(done, total, elapsed, u):
+            if ran is not None:
+                ran[u.label] += 1
+            err_console.print(
+                f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}", highlight=False
+            )
+            bars.unit_done(done, total, elapsed, u)
+
+        results = runner.run(
+            chosen,
+            tasks,
+            shots=shots,
+            trials=trials,
+            workers=workers,
+            ray_address=ray_address,
+            checkpoint=checkpoint,
+            time_budget=time_budget,
+            on_resume=resumed,
+            on_progress=progress,
+            on_step=bars.step,
+        )
     err_console.print(f"sweep wall time {time.perf_counter() - t0:.1f} s", highlight=False)
     return results
 
@@ -89,6 +104,7 @@ def sweep_cmd(
     hardware: str = typer.Option("", help="Hardware the run used (default: this machine's CPU count and the executor)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     time_budget: float | None = typer.Option(None, "--time-budget", help=BUDGET_HELP),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
 ):
     """Run several methods on many tasks in parallel; write one leaderboard entry per method."""
     import os
@@ -109,9 +125,13 @@ def sweep_cmd(
             f"--store needs a whole suite ({', '.join(lb.SUITES)}) with --shots "
             f"{','.join(map(str, lb.SUITE_SHOTS))} and --trials {lb.SUITE_TRIALS}"
         )
-    chosen = sweep.make_methods(specs, parse_params(param))
+    params = parse_params(param)
+    chosen = sweep.make_methods(specs, params)
+    device = set_device(chosen, device, params)
     results = run_sweep(chosen, chosen_tasks, shot_list, trials, workers, ray_address, checkpoint, budget)
-    hardware = hardware or f"{os.cpu_count()} CPU cores ({sweep.describe_executor(workers, ray_address)})"
+    hardware = (
+        hardware or f"{os.cpu_count()} CPU cores{device_hardware(device)} ({sweep.describe_executor(workers, ray_address)})"
+    )
     entries = lb.entries_from_results(specs, results, suite=suite, hardware=hardware)
     if store_entries:
         for e in entries:

@@ -1,33 +1,54 @@
-"""``latbench tasks ...``: list, show and generate the benchmark tasks."""
+"""``latbench tasks ...``: list, show, generate the benchmark tasks, and create your own."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from latbench.cli.common import console, friendly, print_error
+from latbench.cli.common import console, ensure_data, err_console, friendly, print_error
 
-tasks_app = typer.Typer(no_args_is_help=True, help="List, show and generate the benchmark tasks.")
+tasks_app = typer.Typer(no_args_is_help=True, help="List, show and generate the benchmark tasks; create your own.")
+
+
+def _runnable_cell(task, info: dict | None) -> str:
+    """yes / no (what is missing) on the built dataset; "no data" when none is built."""
+    from latbench.tasks.runnable import missing_devices
+
+    if info is None:
+        return "no data"
+    missing = missing_devices(task, info)
+    if not missing:
+        return "yes"
+    if any(s.get("name") == "help" for s in info.get("sources", [])) or task.kind in ("user",):
+        return f"no: {missing[0]}" + (f" +{len(missing) - 1}" if len(missing) > 1 else "")
+    return "no: needs HELP"
 
 
 @tasks_app.command("list")
 @friendly
 def tasks_list():
-    """id, space, #source, #target, difficulty of every task."""
+    """id, kind, space, #source, #target, difficulty of every task, and whether the built data can run it."""
+    from latbench.data import store
     from latbench.tasks.spec import list_tasks
 
-    t = Table("id", "kind", "space", "#source", "#target", "#valid", "difficulty")
+    info = store.info() if store.is_built() else None
+    t = Table("id", "kind", "space", "#source", "#target", "#valid", "difficulty", "runnable")
     for task in list_tasks():
         t.add_row(
             task.id,
-            task.tier or task.kind,
+            task.tier or task.kind if task.kind != "user" else "user",
             task.space,
             str(len(task.source)),
             str(len(task.target)),
             str(len(task.valid)),
             f"{task.difficulty:.3f}",
+            _runnable_cell(task, info),
         )
     console.print(t)
+    if info is None:
+        console.print("no dataset built yet: `latbench data build` (the runnable column needs it)")
 
 
 @tasks_app.command("show")
@@ -37,7 +58,9 @@ def tasks_show(task_id: str):
     from latbench.tasks.spec import get_task
 
     task = get_task(task_id)
-    console.print(f"{task.id} v{task.version}  {task.space}  {task.tier or task.kind}  difficulty {task.difficulty:.3f}")
+    grade = task.tier or task.kind
+    kind = f"{task.kind}, {grade}" if task.kind == "user" else grade
+    console.print(f"{task.id} v{task.version}  {task.space}  {kind}  difficulty {task.difficulty:.3f}")
     if task.description:
         console.print(task.description)
     console.print(f"source ({len(task.source)}): {', '.join(task.source)}")
@@ -60,7 +83,11 @@ def tasks_generate(
     check: bool = typer.Option(False, "--check", help="Regenerate in memory and fail if tasks/ differs."),
     seed: int = typer.Option(0, help="Generator seed."),
 ):
-    """Write tasks/*.yaml from the built dataset (automatic suite + literature splits)."""
+    """Write the official tasks/*.yaml from the built dataset (automatic suite, literature splits, measured devices).
+
+    Reads only the HELP devices and the measurements that ship with latbench: registered sources
+    change no official task (make your own with `latbench tasks create`).
+    """
     from latbench import paths
     from latbench.tasks.generation import write_or_check
 
@@ -72,3 +99,35 @@ def tasks_generate(
         console.print("tasks/ matches a fresh generation")
     else:
         console.print(f"wrote {len(changed)} changed task file(s) to {paths.tasks_dir()}")
+
+
+@tasks_app.command("create")
+@friendly
+def tasks_create(
+    name: str = typer.Argument(..., help="Task name (= file name; not an official task's)."),
+    space: str = typer.Option(..., help="Search space: nb201, fbnet or ofa."),
+    target: list[str] = typer.Option(..., help="Target device; repeat for several."),
+    source: list[str] = typer.Option(["help"], help="Source device, or `help` for every HELP device; repeat for several."),
+    tasks_dir: Path | None = typer.Option(
+        None, help="Folder to write to (default: $LATBENCH_USER_TASKS or $LATBENCH_HOME/tasks)."
+    ),
+    allow_noisy: bool = typer.Option(False, "--allow-noisy", help="Accept targets with test-retest Spearman < 0.9."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing user task of this name."),
+):
+    """Make a task over your own devices (e.g. from `latbench data import`), evaluable with every method."""
+    from latbench.tasks.spec import user_tasks_dir
+    from latbench.tasks.user import create_task
+
+    ensure_data()
+    task, path, notes = create_task(name, space, target, source, folder=tasks_dir, allow_noisy=allow_noisy, overwrite=overwrite)
+    for note in notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    p = task.arch_pools or task.pools
+    console.print(
+        f"wrote {path}: {task.id} v{task.version} ({task.space}, {len(task.source)} source -> {len(task.target)} target devices, "
+        f"difficulty {task.difficulty:.3f}, pools {len(p.source_sample)}/{len(p.query_pool)}/{len(p.eval)})"
+    )
+    if path.parent != user_tasks_dir():
+        console.print(f"set LATBENCH_USER_TASKS={path.parent} so that `latbench eval --task {task.id}` finds it")
+    else:
+        console.print(f"evaluate it: latbench eval --method flops --task {task.id}")

@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ from latbench.data import measured as measured_source
 from latbench.data.devices import describe
 from latbench.data.sources import SOURCES, DownloadError, SourceTables, fetch, get_source
 from latbench.errors import DataError
+from latbench.kernels import decomposition as kernels
 from latbench.spaces import space_class
 
 #: Bumped when the layout or the meaning of a column changes.
@@ -50,6 +51,13 @@ SCHEMA_VERSION = "1.0"
 SPACES = ("nb201", "fbnet", "ofa")
 #: Seconds a build waits for another build of the same dataset to finish before giving up.
 LOCK_TIMEOUT = 900.0
+
+#: ``on_progress(stage, done, total)``: called as each build stage advances (see :func:`build`).
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
 
 
 def build(
@@ -62,6 +70,7 @@ def build(
     tasks: Sequence = (),
     lock_timeout: float | None = None,
     log=lambda msg: None,
+    on_progress: ProgressFn = _no_progress,
 ) -> dict:
     """Fetch, verify, convert; returns the dataset's ``latbench.json`` info.
 
@@ -70,45 +79,55 @@ def build(
     ``tasks``: the task specs to write as one dataset config each (the caller passes the task
     registry's tasks; the data layer does not import the task layer that sits above it).
     ``lock_timeout``: seconds to wait for another build of the same ``out`` (default :data:`LOCK_TIMEOUT`).
+    ``on_progress(stage, done, total)``: each stage's progress, for a progress bar: ``fetch <source>``
+    (files downloaded or taken from the mirror, each verified), ``read <source>`` (files converted),
+    ``spaces``, ``kernels`` (spaces written) and ``tasks`` (task configs written).
+    ``progress``: pooch's own per-file download bar (leave it off when ``on_progress`` draws one).
     """
     out = Path(out or paths.data_dir()).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     with store.build_lock(out, LOCK_TIMEOUT if lock_timeout is None else lock_timeout, log):
         store.recover(out, log)
         store.clean_stale(out, log)
-        return _build_locked(out, sources, mirror, base_url, progress, tasks, log)
+        return _build_locked(out, sources, mirror, base_url, progress, tasks, log, on_progress)
 
 
-def _build_locked(out: Path, sources, mirror, base_url, progress, tasks, log) -> dict:
+def _build_locked(out: Path, sources, mirror, base_url, progress, tasks, log, on_progress: ProgressFn = _no_progress) -> dict:
     t0 = time.perf_counter()
     mirror = mirror if mirror is not None else paths.mirror()
     default = sources is None
     sources = tuple(SOURCES) + (measured_source.SOURCE_NAME,) if default else tuple(sources)
     tables: list[SourceTables] = []
     measured = None
+    missing: list[str] = []  # default sources that could not be downloaded (a partial build)
     for name in sources:
         if name == measured_source.SOURCE_NAME:
+            on_progress(f"read {name}", 0, 1)
             measured = measured_source.read_all()
+            on_progress(f"read {name}", 1, 1)
             log(f"reading {name}: {sum(len(v) for v in measured.devices.values())} measured devices")
             continue
         source = get_source(name)
         log(f"fetching {name} ({'mirror ' + str(mirror) if mirror else 'download'})")
         try:
-            files = fetch(source, mirror=mirror, base_url=base_url, progress=progress)
+            files = fetch(
+                source, mirror=mirror, base_url=base_url, progress=progress, on_file=_counter(f"fetch {name}", on_progress)
+            )
         except DownloadError as e:
             if not default:
                 raise
+            missing.append(name)
             log(f"warning: {e}; building from the measured data only (set LATBENCH_MIRROR or get network for the full dataset)")
             continue
         log(f"reading {name}: {len(files)} files verified")
-        tables.append(source.read(files))
+        tables.append(source.read(_ReportingFiles(files, f"read {name}", on_progress)))
     if not tables and not measured:
         raise DataError("no data to build: no source could be read (and no measured data is installed)")
 
     tmp = store.versions_dir(out) / f"tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        info = _write(tmp, tables, measured, tasks, log)
+        info = _write(tmp, tables, measured, tasks, log, missing=missing, on_progress=on_progress)
         info["build_seconds"] = round(time.perf_counter() - t0, 2)
         (tmp / "latbench.json").write_text(json.dumps(info, indent=2) + "\n")
         _swap(tmp, out)
@@ -144,17 +163,53 @@ def _swap(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write(root: Path, tables: list[SourceTables], measured, tasks: Sequence, log) -> dict:
+def _counter(stage: str, on_progress: ProgressFn):
+    """A per-file callback for :func:`fetch` that reports ``stage`` file by file."""
+    done = [0]
+
+    def on_file(entry: dict, total: int) -> None:
+        done[0] += 1
+        on_progress(stage, done[0], total)
+
+    return on_file
+
+
+class _ReportingFiles(Mapping):
+    """A source adapter's ``{path: local file}``, reporting each file's first read as ``stage`` progress
+    (the adapters read every file once, so this is their conversion progress, file by file)."""
+
+    def __init__(self, files: dict[str, Path], stage: str, on_progress: ProgressFn):
+        self._files, self._stage, self._on_progress, self._seen = files, stage, on_progress, set()
+
+    def __getitem__(self, key: str) -> Path:
+        value = self._files[key]
+        if key not in self._seen:
+            self._seen.add(key)
+            self._on_progress(self._stage, len(self._seen), len(self._files))
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+def _write(
+    root: Path, tables: list[SourceTables], measured, tasks: Sequence, log, missing=(), on_progress: ProgressFn = _no_progress
+) -> dict:
 
     (root / "data").mkdir(parents=True)
     digest = hashlib.sha256(SCHEMA_VERSION.encode())
     configs, counts, device_rows, device_hashes = [], {}, {}, {}
+    summaries: dict[str, dict] = {}  # space -> device -> card.latency_summary (the card's limitations)
+    kernel_rows: dict[str, int] = {}
     merged = _merge(tables)
     if measured:
         device_rows.update(_merge_measured(merged, measured))
-    for space_name in SPACES:
-        if space_name not in merged:
-            continue
+    present = [sp for sp in SPACES if sp in merged]
+    with_kernels = [sp for sp in present if measured and measured.devices.get(sp)]
+    for n_space, space_name in enumerate(present, 1):
         archs, latency, refs = merged[space_name]
         space = space_class(space_name)(archs)
         log(f"{space_name}: {len(archs)} archs x {len(latency)} devices")
@@ -172,11 +227,15 @@ def _write(root: Path, tables: list[SourceTables], measured, tasks: Sequence, lo
             device_hashes[space_name][dev] = hashlib.sha256(arch_digest.digest() + values).hexdigest()
             if dev not in device_rows:
                 device_rows[dev] = describe(dev, latency[dev][1])
-        if measured and measured.devices.get(space_name):
+            summaries.setdefault(space_name, {})[dev] = card.latency_summary(latency[dev][0])
+        on_progress("spaces", n_space, len(present))
+        if space_name in with_kernels:
             kernels = _write_kernels(root / f"data/kernels-{space_name}.parquet", space, measured.devices[space_name])
             if kernels is not None:
                 configs.append((f"kernels-{space_name}", f"data/kernels-{space_name}.parquet"))
                 digest.update(table_digest(kernels))
+                kernel_rows[f"kernels-{space_name}"] = kernels.num_rows
+            on_progress("kernels", with_kernels.index(space_name) + 1, len(with_kernels))
     devices = pa.Table.from_pylist([device_rows[d] for d in sorted(device_rows)])
     pq.write_table(devices, root / "data/devices.parquet")
     configs.append(("devices", "data/devices.parquet"))
@@ -195,15 +254,19 @@ def _write(root: Path, tables: list[SourceTables], measured, tasks: Sequence, lo
         "sources": [{"name": t.name, "files": t.files, **_source_meta(t.name)} for t in tables]
         + ([_measured_meta(measured)] if measured else []),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # default sources this build could not download: `latbench data build` with network or a mirror adds them
+        "missing_sources": list(missing),
     }
-    split_configs = _write_task_configs(root, merged, tasks, log, partial=not tables)
-    (root / "README.md").write_text(card.render(info, configs, split_configs, list(device_rows.values())))
+    split_configs = _write_task_configs(root, merged, tasks, log, partial=not tables, on_progress=on_progress)
+    text = card.render(info, configs, split_configs, list(device_rows.values()), latency=summaries, kernel_rows=kernel_rows)
+    (root / "README.md").write_text(text)
     return info
 
 
 def _source_meta(name: str) -> dict:
     s = SOURCES[name]
-    return {"title": s.title, "homepage": s.homepage, "license": s.license, "citation": s.citation}
+    meta = {"title": s.title, "homepage": s.homepage, "license": s.license, "citation": s.citation}
+    return {**meta, "commit": s.manifest.get("commit")}
 
 
 def _measured_meta(measured) -> dict:
@@ -211,7 +274,13 @@ def _measured_meta(measured) -> dict:
     for devs in measured.devices.values():
         for d in devs:
             files.append(
-                {"path": f"{d.meta.space}/{d.meta.device}", "archs": len(d.archs), "root": _root_label(d.folder.parent.parent)}
+                {
+                    "path": f"{d.meta.space}/{d.meta.device}",
+                    "archs": len(d.archs),
+                    "root": _root_label(d.folder.parent.parent),
+                    "settings": _measured_settings(d.meta),
+                    "retest": d.retest,
+                }
             )
     return {
         "name": measured_source.SOURCE_NAME,
@@ -221,6 +290,33 @@ def _measured_meta(measured) -> dict:
         "license": "MIT",
         "citation": "measured with `latbench profile` (see each device's meta.json)",
     }
+
+
+def _measured_settings(meta) -> dict:
+    """The measurement settings of one measured device, from its ``meta.json`` (what the card's protocol
+    section and measured-devices table show). A setting the file lacks or leaves null is left out, never
+    guessed: an imported device (``latbench data import``) may know none of them."""
+    extra = meta.model_extra or {}
+    guard = extra.get("contention_guard") if isinstance(extra.get("contention_guard"), dict) else {}
+    setting = meta.setting.model_dump()
+    hw = meta.hardware or {}
+    gpu = setting.get("device") == "cuda"
+    name = hw.get("name") or (hw.get("gpu_model") if gpu else hw.get("cpu_model")) or hw.get("cpu_model")
+    cores = hw.get("cpu_cores")
+    out = {
+        **setting,
+        "origin": getattr(meta, "origin", measured_source.PROFILE_ORIGIN),
+        "protocol_version": getattr(meta, "protocol_version", None),
+        "rotate_inputs": extra.get("rotate_inputs"),
+        "kernel_passes": extra.get("kernel_passes"),
+        "contention_share": guard.get("share"),
+        "contention_max_wait_s": guard.get("max_wait_s"),
+        "hardware": f"{name} ({cores} cores)" if name and isinstance(cores, int) and not gpu else name,
+        "cpu_cores": cores,
+        "torch": hw.get("torch"),
+        "onnxruntime": hw.get("onnxruntime"),
+    }
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _root_label(root: Path) -> str:
@@ -267,7 +363,7 @@ def _merge_measured(merged: dict, measured) -> dict[str, dict]:
             values = np.full(len(archs), np.nan)
             values[[index[a] for a in d.archs]] = d.latency
             latency[d.meta.device] = (values, measured_source.SOURCE_NAME)
-            rows[d.meta.device] = d.metadata_row(measured_source.SOURCE_NAME)
+            rows[d.meta.device] = d.metadata_row(measured_source.SOURCE_NAME, also=rows.get(d.meta.device))
     return rows
 
 
@@ -293,7 +389,15 @@ def _write_kernels(path: Path, space, devices) -> pa.Table | None:
         if d.kernels is None:
             continue
         t = d.kernels
-        ids = np.array([space.index(a) for a in t.column("arch").to_pylist()], dtype=np.int32)
+        archs = t.column("arch").combine_chunks()
+        if pa.types.is_dictionary(archs.type):  # a filtered table keeps its old dictionary: rebuild it
+            archs = archs.dictionary_decode()
+        archs = archs.dictionary_encode()  # space.index once per arch, not per row
+        ids = np.array([space.index(a) for a in archs.dictionary.to_pylist()], dtype=np.int32)[archs.indices.to_numpy()]
+        # the layer index into the current layer list (it may have gained unprofiled ops since the measurement)
+        sig = {c: t.column(c).to_numpy() for c in kernels.SIGNATURE}
+        layer = kernels.match_layers(space, {"arch_id": ids, **sig})
+        t = t.set_column(t.schema.get_field_index("layer"), "layer", pa.array(layer, t.schema.field("layer").type))
         t = t.drop(["arch"])
         t = t.add_column(0, "device", pa.array([d.meta.device] * len(ids), pa.string()))
         t = t.add_column(1, "arch_id", pa.array(ids))
@@ -369,14 +473,15 @@ def _write_archs(path: Path, space, refs: list[int]) -> None:
 
 
 def _write_task_configs(
-    root: Path, merged: dict, tasks: Sequence, log, partial: bool = False
+    root: Path, merged: dict, tasks: Sequence, log, partial: bool = False, on_progress: ProgressFn = _no_progress
 ) -> list[tuple[str, dict[str, str]]]:
     """One config per committed task: ``train`` = source/valid device rows, ``test`` = target rows.
 
     ``partial`` (a build without the HELP source): tasks naming devices the build lacks are skipped.
     """
     out, skipped = [], 0
-    for task in tasks:
+    for n_task, task in enumerate(tasks):
+        on_progress("tasks", n_task, len(tasks))
         if not task.id or task.id.startswith(".") or any(c in task.id for c in "/\\\0"):
             raise DataError(
                 f"task {task.id!r}: its id names a dataset folder, so it must be one plain name (no '/', no leading '.')"
@@ -407,5 +512,6 @@ def _write_task_configs(
             )
             pq.write_table(table, folder / f"{split}.parquet")
         out.append((task.id, {"train": f"data/tasks/{task.id}/train.parquet", "test": f"data/tasks/{task.id}/test.parquet"}))
+    on_progress("tasks", len(tasks), len(tasks))
     log(f"wrote {len(out)} task configs" + (f" ({skipped} skipped: their devices need the HELP source)" if skipped else ""))
     return out

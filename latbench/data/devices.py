@@ -1,4 +1,4 @@
-"""Metadata for every device name in the data: family, hardware, batch size, precision, origin.
+"""Metadata for every device name in the data: family, hardware, batch size, precision, origin, retest noise.
 
 A "device" in latbench is hardware plus measurement settings (batch size, runtime, precision), so
 ``1080ti_1`` and ``1080ti_32`` are two devices. The batch size is parsed from the name's suffix
@@ -59,4 +59,7 @@ def describe(name: str, source: str) -> dict:
         "source": source,
         "origin": origin,
         "description": desc,
+        # test-retest noise: only known for devices measured twice (latbench's own; HELP did not retest)
+        "retest_spearman": None,
+        "retest_median_rel_diff": None,
     }

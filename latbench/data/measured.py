@@ -1,7 +1,11 @@
-"""The ``latbench-measured`` source: latencies the project (or a user) measured with ``latbench profile``.
+"""The ``latbench-measured`` source: latencies the project (or a user) measured with ``latbench
+profile``, or imported from elsewhere (``latbench data import``, :mod:`latbench.data.imports`).
 
 Two places hold such folders, both laid out as ``<root>/<space>/<device>/{meta.json,
-latency.parquet[, kernels.parquet, retest.json]}``:
+latency.parquet[, kernels.parquet, retest.json]}``. A ``meta.json`` is a profile run's
+(:class:`Meta`: every setting required) unless it names an ``origin`` other than ``latbench
+profile``: then it is imported data (:class:`ImportedMeta`), whose other fields may be missing or
+null (unknown).
 
 - the project's own measurements, committed in the package (``latbench/data/measured/``), so a
   build works with no network and no mirror;
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from latbench import paths
 from latbench.errors import DataError, LatbenchError, UnknownArchError, did_you_mean
@@ -44,8 +48,18 @@ from latbench.text import name_problem, slug
 PACKAGE_DIR = Path(__file__).parent / "measured"
 SOURCE_NAME = "latbench-measured"
 KERNEL_COLUMNS = ["arch", "layer", "op", "h", "cin", "cout", "kernel", "stride", "groups", "latency_ms"]
+#: What to do with latencies keyed by index (the message of every check that finds one).
+INDEX_HINT = (
+    "latbench keys latencies by arch string (e.g. nb201 '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'); "
+    "for a table keyed by index use `latbench data import` with an arch_id column (the dataset's arch ids: "
+    "NAS-Bench-201's official index for nb201)"
+)
 #: Seconds add-source / sources remove wait for another one to finish.
 REGISTRY_WAIT = 30.0
+
+
+#: ``origin`` of the devices measured by ``latbench profile`` (imported devices carry their own).
+PROFILE_ORIGIN = "latbench profile"
 
 
 class Setting(BaseModel):
@@ -60,6 +74,22 @@ class Setting(BaseModel):
     repeats: int
 
 
+def _safe_device(v: str) -> str:
+    if name_problem(v):
+        raise ValueError(f"device {name_problem(v)}")
+    return v
+
+
+def _hardware_text(v: dict) -> dict:
+    for key in ("name", "cpu_model", "gpu_model", "torch", "onnxruntime"):  # what the card and devices table show
+        if v.get(key) is not None and not isinstance(v[key], str):
+            raise ValueError(f"{key} must be a string or null")
+    cores = v.get("cpu_cores")
+    if cores is not None and (not isinstance(cores, int) or isinstance(cores, bool) or cores < 1):
+        raise ValueError("cpu_cores must be an integer >= 1, or null")
+    return v
+
+
 class Meta(BaseModel):
     """The ``meta.json`` a profile run writes first in every device folder."""
 
@@ -72,22 +102,12 @@ class Meta(BaseModel):
     seed: int
     started_at: str
 
-    @field_validator("device")
-    @classmethod
-    def _safe_device(cls, v: str) -> str:
-        if name_problem(v):
-            raise ValueError(f"device {name_problem(v)}")
-        return v
+    check_device = field_validator("device")(_safe_device)
+    check_hardware = field_validator("hardware")(_hardware_text)
 
-    @field_validator("hardware")
-    @classmethod
-    def _hardware_text(cls, v: dict) -> dict:
-        for key in ("cpu_model", "gpu_model", "torch", "onnxruntime"):  # what the card and devices table show
-            if key in v and not isinstance(v[key], str):
-                raise ValueError(f"{key} must be a string")
-        if "cpu_cores" in v and (not isinstance(v["cpu_cores"], int) or isinstance(v["cpu_cores"], bool)):
-            raise ValueError("cpu_cores must be an integer")
-        return v
+    @property
+    def origin(self) -> str:
+        return PROFILE_ORIGIN
 
     @model_validator(mode="after")
     def _consistent(self) -> Meta:
@@ -104,6 +124,68 @@ class Meta(BaseModel):
         if refs is not None and (not isinstance(refs, list) or not all(isinstance(a, str) for a in refs)):
             raise ValueError("reference_archs must be a list of arch strings")
         return self
+
+
+class ImportedSetting(BaseModel):
+    """How an imported device ran: every field may be null (unknown), the runtime is free text."""
+
+    model_config = ConfigDict(extra="forbid")
+    runtime: str | None = None
+    device: str | None = None  # "cpu" / "cuda" where known
+    threads: int | None = Field(default=None, ge=1)
+    batch: int | None = Field(default=None, ge=1)
+    precision: str | None = None
+
+
+class ImportedMeta(BaseModel):
+    """The ``meta.json`` of a device measured elsewhere (written by ``latbench data import``, or by hand).
+
+    Only ``device``, ``space`` and ``origin`` (who measured it, how: anything but ``"latbench
+    profile"``) are required; every other field may be missing or null, and is shown as unknown.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    device: str
+    space: str
+    origin: str = Field(min_length=1, max_length=200)
+    family: str | None = None
+    hardware: dict = Field(default_factory=dict)
+    setting: ImportedSetting = Field(default_factory=ImportedSetting)
+    seed: int | None = None
+    started_at: str | None = None
+
+    check_device = field_validator("device")(_safe_device)
+    check_hardware = field_validator("hardware")(_hardware_text)
+
+    @field_validator("origin")
+    @classmethod
+    def _not_profile(cls, v: str) -> str:
+        if v.strip() == PROFILE_ORIGIN:
+            raise ValueError(f"{PROFILE_ORIGIN!r} is the origin of `latbench profile` output, whose meta.json has its settings")
+        return v
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str | None) -> str | None:
+        from latbench.data.devices import FAMILIES
+
+        if v is not None and v not in FAMILIES:
+            raise ValueError(f"family {v!r} is not one of {', '.join(FAMILIES)} (or null: unknown)")
+        return v
+
+
+def parse_meta(data: bytes) -> Meta | ImportedMeta:
+    """A device folder's ``meta.json``: imported data when it names an ``origin`` other than
+    ``latbench profile``, else a profile run's (whose settings are all required)."""
+    import json
+
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        raw = None
+    if isinstance(raw, dict) and raw.get("origin") not in (None, PROFILE_ORIGIN):
+        return ImportedMeta.model_validate(raw)
+    return Meta.model_validate_json(data)
 
 
 class Retest(BaseModel):
@@ -131,36 +213,72 @@ class Retest(BaseModel):
 
 @dataclass
 class MeasuredDevice:
-    meta: Meta
+    meta: Meta | ImportedMeta
     archs: list[str]  # canonical strings
     latency: np.ndarray  # ms, aligned with archs
     kernels: object | None = None  # pyarrow.Table with KERNEL_COLUMNS, or None
     retest: dict | None = None
     folder: Path | None = None
 
-    def metadata_row(self, source: str) -> dict:
+    @property
+    def imported(self) -> bool:
+        return isinstance(self.meta, ImportedMeta)
+
+    def metadata_row(self, source: str, also: dict | None = None) -> dict:
+        """The device's row of the ``devices`` config; unknown fields are null (and "unknown" in the description).
+
+        The config has one row per device name, and one name may be measured in several spaces:
+        ``also`` is the row made from the same device in another space. The retest columns then
+        hold the worst of the spaces (lowest Spearman, largest median relative difference) and the
+        description quotes each space's; ``latbench.json`` keeps every space's ``retest.json``.
+        """
         s, hw = self.meta.setting, self.meta.hardware
-        where = hw.get("gpu_model") if s.device == "cuda" else f"{hw.get('cpu_model')} ({hw.get('cpu_cores')} cores)"
+        gpu = s.device == "cuda"
+        name = hw.get("name") or (hw.get("gpu_model") if gpu else hw.get("cpu_model")) or hw.get("cpu_model")
+        cores = hw.get("cpu_cores")
+        where = (name or "unknown hardware") + (f" ({cores} cores)" if cores and not gpu else "")
+        if self.imported:
+            family = self.meta.family
+        else:
+            family = "server GPU" if gpu else "server CPU"
         runtime = {"torch": "PyTorch eager", "torch-graphs": "PyTorch + CUDA graphs", "onnxruntime": "ONNX Runtime CPU"}.get(
-            s.runtime, s.runtime
+            s.runtime, s.runtime or "runtime unknown"
         )
-        threads = f", {s.threads} thread{'s' if s.threads > 1 else ''}" if s.device == "cpu" else ""
+        threads = f", {s.threads} thread{'s' if s.threads > 1 else ''}" if s.threads and not gpu else ""
+        versions = ""
+        if not self.imported:
+            versions = f"; torch {hw.get('torch')}" + (
+                f", onnxruntime {hw['onnxruntime']}" if s.runtime == "onnxruntime" and "onnxruntime" in hw else ""
+            )
+        retest = self.retest or {}
+        rho, diff = retest.get("spearman"), retest.get("median_abs_rel_diff")
+        noise = [f"{rho} on {retest['archs']} {self.meta.space} archs"] if rho is not None else []
+        if also is not None:  # the same device measured in another space
+            tail = also["description"].partition(_NOISE)[2]
+            noise = ([tail] if tail else []) + noise
+            rho = min((x for x in (rho, also.get("retest_spearman")) if x is not None), default=None)
+            diff = max((x for x in (diff, also.get("retest_median_rel_diff")) if x is not None), default=None)
+        description = (
+            f"{where}; {runtime}{threads}, batch {s.batch or 'unknown'}, {s.precision or 'precision unknown'}"
+            + versions
+            + (f"; measured by {self.meta.origin}" if self.imported else "")
+            + (_NOISE + ", ".join(noise) if noise else "")
+        )
         return {
             "device": self.meta.device,
-            "family": "server GPU" if s.device == "cuda" else "server CPU",
-            "hardware": where,
+            "family": family,
+            "hardware": name,
             "batch_size": s.batch,
             "precision": s.precision,
             "source": source,
-            "origin": "latbench profile",
-            "description": f"{where}; {runtime}{threads}, batch {s.batch}, {s.precision}; torch {hw.get('torch')}"
-            + (f", onnxruntime {hw['onnxruntime']}" if s.runtime == "onnxruntime" and "onnxruntime" in hw else "")
-            + (
-                f"; test-retest Spearman {self.retest['spearman']} on {self.retest['archs']} archs"
-                if self.retest and self.retest.get("spearman") is not None
-                else ""
-            ),
+            "origin": self.meta.origin,
+            "description": description,
+            "retest_spearman": rho,
+            "retest_median_rel_diff": diff,
         }
+
+
+_NOISE = "; test-retest Spearman "
 
 
 @dataclass
@@ -237,9 +355,11 @@ def read_device(folder: Path) -> MeasuredDevice:
 
     folder = Path(folder)
     try:
-        meta = Meta.model_validate_json((folder / "meta.json").read_bytes())
+        meta = parse_meta((folder / "meta.json").read_bytes())
     except OSError:
-        raise DataError(f"{folder}: no meta.json (is this a `latbench profile` output folder?)") from None
+        raise DataError(
+            f"{folder}: no meta.json (is this a `latbench profile` or `latbench data import` output folder?)"
+        ) from None
     except ValidationError as e:
         raise DataError(f"{folder / 'meta.json'}: invalid: {_first_error(e)}") from None
     if meta.space != folder.parent.name or meta.device != folder.name:
@@ -261,7 +381,7 @@ def read_device(folder: Path) -> MeasuredDevice:
         raise DataError(
             f"{path}: column types arch: {t.schema.field('arch').type}, "
             f"latency_ms: {t.schema.field('latency_ms').type}; "
-            "expected strings and numbers"
+            "expected strings and numbers" + (f": {INDEX_HINT}" if _is_numeric(t.schema.field("arch").type) else "")
         )
     if t.num_rows == 0:
         raise DataError(f"{path}: no measured archs (an empty table); measure some with `latbench profile` first")
@@ -318,7 +438,7 @@ def _canonical_archs(space_cls, raw: list, path: Path) -> list[str]:
     out = []
     for i, a in enumerate(raw):
         if not isinstance(a, str):
-            raise DataError(f"{path}: row {i}: arch is {type(a).__name__}, not a string")
+            raise DataError(f"{path}: row {i}: arch is {type(a).__name__}, not a string; {INDEX_HINT}")
         try:
             out.append(space_cls.canonical(a))
         except UnknownArchError as e:
@@ -423,7 +543,7 @@ def _device_keys(root: Path) -> set[tuple[str, str]]:
     }
 
 
-def _dataset_space(space: str):
+def dataset_space(space: str):
     """The space of the built dataset when that dataset holds HELP's data for it (its arch list is then
     HELP's, which every measured arch must belong to); None when there is nothing to check against."""
     from latbench.data import store
@@ -466,7 +586,7 @@ def check_new_devices(devices: list[MeasuredDevice], folder: Path) -> None:
     spaces: dict = {}
     for d in devices:
         if d.meta.space not in spaces:
-            spaces[d.meta.space] = _dataset_space(d.meta.space)
+            spaces[d.meta.space] = dataset_space(d.meta.space)
         space = spaces[d.meta.space]
         if space is None:
             continue

@@ -1,11 +1,16 @@
-"""Publish the built dataset folder as a Hugging Face Hub dataset repo (`latbench data push`)."""
+"""Publish the built dataset folder as a Hugging Face Hub dataset repo (`latbench data push`).
+
+The folder's README.md is the dataset card the Hub shows; it is checked offline first
+(:func:`check_card`: what can be checked without the Hub), so a malformed card is never uploaded.
+"""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from latbench.data import store
-from latbench.errors import LatbenchError
+from latbench.data import card, store
+from latbench.errors import DataError, LatbenchError
 
 #: Never upload hidden/temp files (build scratch, editor swap files), at any depth.
 IGNORE_PATTERNS = [".*", "*/.*"]
@@ -29,6 +34,19 @@ def check_repo_id(repo_id: str) -> None:
         raise LatbenchError(f"bad repo id {repo_id!r}: use letters, digits, '-', '_', '.' in ORG/NAME")
 
 
+def check_card(folder: Path) -> None:
+    """Refuse to publish a folder whose dataset card fails the offline checks (:func:`latbench.data.card.check`)."""
+    readme = Path(folder) / "README.md"
+    if not readme.is_file():
+        raise DataError(f"{readme}: no dataset card; run `latbench data build`")
+    problems = card.check(readme.read_text(encoding="utf-8"), folder)
+    if problems:
+        raise DataError(
+            f"{readme}: the dataset card fails validation ({'; '.join(problems[:3])}"
+            f"{f'; and {len(problems) - 3} more' if len(problems) > 3 else ''}); run `latbench data build` to rewrite it"
+        )
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip()
     first = text.splitlines()[0].strip() if text else ""
@@ -40,6 +58,7 @@ def push(repo_id: str, *, private: bool = False, token: str | None = None, api=N
     check_repo_id(repo_id)
     info = store.info()  # DataError if not built: fail before touching the network
     folder = store.root()
+    check_card(folder)
     if api is None:
         from huggingface_hub import HfApi
 

@@ -85,10 +85,18 @@ def _verify(path: Path, entry: dict, where: str) -> None:
         raise DataError(f"{path}: sha256 mismatch: got {digest[:12]}..., expected {entry['sha256'][:12]}...")
 
 
-def fetch(source: Source, *, mirror: Path | None = None, base_url: str | None = None, progress: bool = False) -> dict[str, Path]:
+def fetch(
+    source: Source,
+    *,
+    mirror: Path | None = None,
+    base_url: str | None = None,
+    progress: bool = False,
+    on_file: Callable[[dict, int], None] = lambda entry, total: None,
+) -> dict[str, Path]:
     """Local, verified paths of every manifest file: from ``mirror`` if given, else downloaded.
 
     ``base_url`` replaces the manifest's pinned URL prefix (an HTTP mirror of the upstream tree).
+    ``on_file(entry, total)`` is called after each file is verified (a progress bar's tick).
     """
     manifest = source.manifest
     files: dict[str, Path] = {}
@@ -100,6 +108,7 @@ def fetch(source: Source, *, mirror: Path | None = None, base_url: str | None = 
             path = root / entry["path"]
             _verify(path, entry, f"mirror {root}")
             files[entry["path"]] = path
+            on_file(entry, len(manifest["files"]))
         return files
 
     import pooch
@@ -124,4 +133,5 @@ def fetch(source: Source, *, mirror: Path | None = None, base_url: str | None = 
             raise DownloadError(f"{url}: download failed ({type(e).__name__}: {first})") from None
         _verify(Path(local), entry, "download cache")
         files[entry["path"]] = Path(local)
+        on_file(entry, len(manifest["files"]))
     return files

@@ -127,15 +127,19 @@ def load_latency(space: str) -> LatencyTable:
 def load_kernels(space: str) -> dict:
     """Per-layer kernel latencies of the devices with a kernel table (``kernels-<space>`` config).
 
-    device -> DataFrame sorted by (arch_id, layer) with columns arch_id, layer, latency_ms; an empty
-    dict when no device of the space has one (the HELP devices are end-to-end only).
+    device -> DataFrame sorted by (arch_id, layer) with columns arch_id, layer, the timed layer's
+    signature (op, h, cin, cout, kernel, stride, groups: how ``latbench.kernels`` matches a row to
+    its layer) and latency_ms; an empty dict when no device of the space has one (the HELP devices
+    are end-to-end only).
     """
     import pyarrow.parquet as pq
 
     path = _require() / "data" / f"kernels-{space}.parquet"
     if not path.is_file():
         return {}
-    df = pq.read_table(path, columns=["device", "arch_id", "layer", "latency_ms"]).to_pandas()
+    want = ["device", "arch_id", "layer", "op", "h", "cin", "cout", "kernel", "stride", "groups", "latency_ms"]
+    have = set(pq.read_schema(path).names)
+    df = pq.read_table(path, columns=[c for c in want if c in have], read_dictionary=["op"] if "op" in have else None).to_pandas()
     df["arch_id"] = df["arch_id"].astype(np.int64)
     return {
         str(dev): g.drop(columns="device").sort_values(["arch_id", "layer"]).reset_index(drop=True)

@@ -52,7 +52,7 @@ from latbench.errors import LatbenchError
 from latbench.eval.results import TrialResult, jsonable_params
 from latbench.eval.units import Outcome
 from latbench.io import write_text
-from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
+from latbench.protocol.metrics import HIGHER_IS_BETTER, LEGACY_METRICS, METRICS, range_problem
 from latbench.protocol.trial import PROTOCOL_VERSION
 
 FORMAT = "latbench-unit-checkpoint/1"
@@ -493,7 +493,7 @@ def _close(a: float, b: float) -> bool:
 
 def metrics_problem(m: dict, where: str) -> str | None:
     """What is wrong with one device's metrics (None if nothing): the set of metrics, finite, in range."""
-    if set(m) != set(METRICS):
+    if set(m) not in (set(METRICS), set(LEGACY_METRICS)):  # LEGACY_METRICS: board entries of schema 1
         return f"{where}: metrics {sorted(m)}, expected {sorted(METRICS)}"
     for k, v in m.items():
         if not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -505,7 +505,8 @@ def metrics_problem(m: dict, where: str) -> str | None:
             f"{where}: negative error or accuracy outside [0, 1] "
             f"(mape {m['mape']}, rmse {m['rmse']}, acc5 {m['acc5']}, acc10 {m['acc10']})"
         )
-    return None
+    problem = range_problem(m)
+    return f"{where}: {problem}" if problem else None
 
 
 def trial_problem(
@@ -545,10 +546,13 @@ def trial_problem(
             return f"{where}: measurements on devices that are not targets: {stray}"
     if any(not math.isfinite(v) or v < 0 for v in tr.seconds.values()):
         return f"{where}: seconds must be finite and >= 0 ({tr.seconds})"
+    names = [m for m in METRICS if m in next(iter(tr.devices.values()))]
+    if any(set(m) != set(names) for m in tr.devices.values()):
+        return f"{where}: the devices have different sets of metrics"
     for name, summary in (("mean", tr.mean), ("worst", tr.worst)):
-        if set(summary) != set(METRICS):
-            return f"{where}: {name} has metrics {sorted(summary)}, expected {sorted(METRICS)}"
-    for metric in METRICS:
+        if set(summary) != set(names):
+            return f"{where}: {name} has metrics {sorted(summary)}, expected {sorted(names)}"
+    for metric in names:
         vals = [m[metric] for m in tr.devices.values()]
         mean = float(np.mean(vals))
         if not _close(mean, tr.mean[metric]):

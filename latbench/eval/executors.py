@@ -11,6 +11,10 @@ and ``dropout=0`` are meaningful, and seeds such as ``random_state=0`` are too).
 raises in ``fit``, ``adapt`` or ``predict`` fails its unit with :class:`MethodFailed`, one line naming
 the method, the phase and the exception (the traceback is the error's ``detail``; the CLI prints
 it with ``LATBENCH_DEBUG=1``).
+
+Progress inside a unit (a method's ``self.progress(done, total, desc)`` calls, see
+:meth:`latbench.methods.base.Method.progress`) reaches ``on_step`` only from the in-process executor
+(``workers=1``): worker processes and Ray tasks report finished units only.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from latbench.data import store
 from latbench.errors import MethodError
 from latbench.eval import checkpoints
 from latbench.eval.units import Outcome, SweepError, SweepStopped, Unit, limit_threads, run_unit
+from latbench.methods.base import reporting_progress
 from latbench.protocol.trial import PROTOCOLS
 
 #: ``source_archs`` modes a unit may use (see ``latbench.protocol.trial.make_trial``).
@@ -37,13 +42,22 @@ class MethodFailed(SweepError, MethodError):
 
 
 Report = Callable[[Unit, Outcome], None]
+#: ``on_step(unit, desc, done, total)``: the running unit's method finished ``done`` of ``total``
+#: steps of ``desc``; called with ``("", 0, 0)`` when the unit starts.
+Step = Callable[[Unit, str, int, int], None]
 
 
-def _in_process(units: list[Unit], report: Report, may_start: Callable[[], bool]) -> None:
+def _in_process(units: list[Unit], report: Report, may_start: Callable[[], bool], on_step: Step | None = None) -> None:
     for u in units:
         if not may_start():
             return
-        report(u, run_unit(u))
+        if on_step is None:
+            report(u, run_unit(u))
+            continue
+        on_step(u, "", 0, 0)
+        with reporting_progress(lambda desc, done, total, u=u: on_step(u, desc, done, total)):
+            outcome = run_unit(u)
+        report(u, outcome)
 
 
 def _processes(units: list[Unit], workers: int, report: Report, may_start: Callable[[], bool]) -> None:
@@ -157,13 +171,15 @@ def execute(
     time_budget: float | None = None,
     on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
     on_resume: Callable[[int, int], None] = lambda loaded, total: None,
+    on_step: Step | None = None,
 ) -> list[Outcome]:
     """Run every unit; outcomes in unit order. Raises SweepError at the first failed unit.
 
     With ``checkpoint`` (a folder), units already finished there are loaded instead of run, and
     each unit that finishes is saved there at once (``latbench.checkpoints``). With
     ``time_budget`` (seconds, needs ``checkpoint``) no unit starts once the budget is spent; the
-    running ones finish and are saved, then SweepStopped says how many remain.
+    running ones finish and are saved, then SweepStopped says how many remain. ``on_step`` gets the
+    progress a method reports inside a unit (in-process only, see the module docstring).
     """
     check_executor(workers, ray_address)
     check_budget(time_budget, checkpoint, ray_address)
@@ -205,7 +221,7 @@ def execute(
     if ray_address:
         _ray(todo, workers, ray_address, report)
     elif workers == 1:
-        _in_process(todo, report, may_start)
+        _in_process(todo, report, may_start, on_step)
     else:
         _processes(todo, min(workers, len(todo)), report, may_start)
     left = sum(o is None for o in outcomes)

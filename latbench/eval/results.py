@@ -3,6 +3,9 @@
 One JSON file per run, validated by pydantic: package and dataset versions, the task version,
 the method and its parameters, per-trial per-device metrics, aggregates (mean +- std over
 trials of the per-trial mean over target devices) and wall times.
+
+Schema 2 holds every metric of :data:`latbench.protocol.metrics.METRICS` (the robust errors and the
+NAS metrics were added); schema 1 files hold only ``LEGACY_METRICS`` and still load.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from latbench.io import write_text
 from latbench.protocol.metrics import METRICS
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 class TrialResult(BaseModel):
@@ -44,7 +47,7 @@ class TaskResult(BaseModel):
     @classmethod
     def from_trials(cls, task, shots: int, protocol: str, trials: list[TrialResult]) -> TaskResult:
         agg = {}
-        for m in METRICS:
+        for m in [m for m in METRICS if all(m in t.mean for t in trials)]:  # a schema-1 run has fewer
             vals = np.array([t.mean[m] for t in trials])
             agg[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=0))}
         return cls(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from latbench import paths
-from latbench.eval.executors import execute
+from latbench.eval.executors import Step, execute
 from latbench.eval.results import EvalResult
 from latbench.eval.units import SweepError, Unit, assemble, plan
 from latbench.methods.base import Method
@@ -30,8 +30,14 @@ def evaluate(
     workers: int = 1,
     checkpoint: Path | None = None,
     on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
+    on_step: Step | None = None,
 ) -> EvalResult:
-    """Run ``method`` on every task for ``trials`` trials at each shot count (k measurements per target)."""
+    """Run ``method`` on every task for ``trials`` trials at each shot count (k measurements per target).
+
+    ``on_progress(done, total, elapsed, unit)`` follows each finished (task, trial) unit;
+    ``on_step(unit, desc, done, total)`` the steps the method reports inside the running unit
+    (``Method.progress``; with ``workers=1`` only, and ``("", 0, 0)`` when a unit starts).
+    """
     shot_list = [shots] if isinstance(shots, int) else list(shots)
     label = method.name or type(method).__name__
     return run(
@@ -44,6 +50,7 @@ def evaluate(
         protocol=protocol,
         checkpoint=checkpoint,
         on_progress=on_progress,
+        on_step=on_step,
     )[0]
 
 
@@ -61,8 +68,12 @@ def run(
     time_budget: float | None = None,
     on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
     on_resume: Callable[[int, int], None] = lambda loaded, total: None,
+    on_step: Step | None = None,
 ) -> list[EvalResult]:
-    """EvalResult per (label, Method) in ``methods``, identical whatever ``workers``/``ray_address``/``checkpoint``."""
+    """EvalResult per (label, Method) in ``methods``, identical whatever ``workers``/``ray_address``/``checkpoint``.
+
+    ``on_step``: progress inside the running unit, as for :func:`evaluate` (in-process only).
+    """
     shots = list(shots)
     if not methods:
         raise SweepError("no methods to run")
@@ -83,6 +94,7 @@ def run(
         time_budget=time_budget,
         on_progress=on_progress,
         on_resume=on_resume,
+        on_step=on_step,
     )
     results = []
     for label, method in methods:

@@ -1,104 +1,145 @@
 """Kernel decomposition: the fused units a runtime actually executes, for kernel-level predictors.
 
 nn-Meter (MobiSys'21), LitePred (NSDI'24) and the op-wise predictors of Li et al. (ICPE'23) do not
-predict an architecture's latency directly: they split the network into *kernels* (maximal groups
-of operators the runtime fuses and runs as one unit, e.g. conv+bn+relu), predict each kernel, and
-sum. This module derives those kernels from a space's primitive layer list
-(:meth:`latbench.spaces.base.SearchSpace.layers`), so every kernel-level method shares one
-decomposition.
+predict an architecture's latency directly: they split the network into *kernels* (groups of
+operators the runtime fuses and runs as one unit, e.g. conv+bn+relu), predict each kernel, and
+sum. This module derives those kernels from a space's layer graph
+(:meth:`latbench.spaces.base.SearchSpace.layer_graph`: every op the built model executes, in
+execution order, with what each op reads), so every kernel-level method shares one decomposition.
 
-**Fusion rules are data.** A rule set maps sequences of primitive op types to a fused kernel type
-(:data:`RULE_SETS`); one generic matcher (:func:`match_chain`) applies any rule set, longest
-pattern first, left to right. The tables:
+**Fusion works on the graph.** A producer can only be fused into a consumer when that consumer is
+the only one reading its output (otherwise the intermediate tensor must still be written for the
+others). :func:`fuse` applies a :class:`RuleSet` in two passes, as nn-Meter's kernel detector does
+(``nn_meter/kernel_detector/rule_splitter.py``):
 
-- ``tflite-cpu`` (alias ``default``, ``mobile``): nn-Meter's rules for TFLite on a mobile CPU
-  (``kerneldetection/rulelib/rules/rule_tflite_cpu.json``: conv/dwconv + bn + activation fuse,
-  bn+relu, add+relu, fc+relu fuse; relu->conv, pool->x, conv->add do not), plus its fixed
-  multi-op unit ``se`` (global pool, 1x1 conv, relu, 1x1 conv, hard-sigmoid, multiply). nn-Meter's
-  rule file marks conv+hswish as fusible; we apply it to dwconv as well (inferred).
-- ``tflite-gpu``: the CPU table plus conv(+bn)+add, as nn-Meter's ``rule_tflite_gpu.json`` marks
-  conv->add (and pool->relu, pool->add) fusible.
+1. *units*: fixed multi-op patterns (nn-Meter's ``conv-bn-relu``, ``dwconv-bn-relu`` and
+   squeeze-excite ``se``), matched along single-consumer paths, in the rule set's order;
+2. *pairs*: in execution order, each op not yet in a kernel starts one and absorbs its sole
+   consumer while (the kernel's first op type, the consumer's op type) is a fusible pair, e.g.
+   ``conv`` absorbs ``bn`` and then ``relu`` or ``add``. An op read by several consumers ends its
+   kernel (nn-Meter's default ``MON = 0``).
+
+A kernel's type is its op types joined by "-" in execution order (a unit contributes its name);
+a single ``gap`` / ``shuffle`` is named ``global-avgpool`` / ``channelshuffle`` (nn-Meter's
+predictor names).
+
+**Rule sets are data** (:data:`RULE_SETS`); the documentation page "Kernel fusion rules" lists every
+rule with its source and latbench's deviations:
+
+- ``tflite-cpu`` (alias ``default``, ``mobile``) and ``tflite-gpu`` (alias ``mobile-gpu``): the
+  ``BF_*`` rules marked ``obey: true`` in nn-Meter's ``rule_tflite_cpu.json`` / ``rule_tflite_gpu.json``
+  (:data:`NNMETER_SOURCE`), verbatim, plus nn-Meter's fixed ``se`` unit. Rules naming ``dense`` or
+  ``pooling`` never fire, in nn-Meter as here: its detector calls those ops ``fc`` and ``avgpool``.
+  One deviation: nn-Meter's unit matcher ignores fan-out (it fuses conv-bn-relu even when the bn's
+  output also feeds other ops); latbench's units, like its pairs, need single consumers.
 - ``onnxruntime-cpu`` (inferred from ONNX Runtime's graph optimisations, not measured): BN folded
   into the preceding conv, conv + Relu/HardSigmoid fused (ConvActivationFusion), conv + residual
-  add (+relu) fused (NCHWc Conv-Sum fusion); hard-swish, a standalone BN and the SE block's other
-  ops stay separate.
-- ``torch-eager`` (alias ``none``): no fusion, one kernel per primitive layer.
-
-**Chains.** A pattern only matches inside a *chain*: a run of layers in which each layer consumes
-its predecessor's output alone (a layer list flattens a DAG, so neighbours in the list are not
-always producer and consumer). Chains break (1) where ``Layer.block`` changes, (2) after an
-``add`` (in all three spaces an add's output feeds a residual branch or several consumers, which
-nn-Meter's default MON=0 rule never fuses forward), and (3) at the space-specific branch starts of
-:data:`CHAIN_STARTS` (NB201's cell edges are parallel branches: each edge's ``relu`` or
-``avgpool`` starts a new chain). Known approximation: in the 24 NB201 archs whose cells emit no
-layer at all (only skip/none edges), the stem's bn and the first reduction block's relu end up in
-one chain and fuse, although that relu's input also feeds the shortcut.
+  add (+relu) fused (NCHWc Conv-Sum fusion), as units; hard-swish, a standalone BN and the SE
+  block's other ops stay separate.
+- ``torch-eager`` (alias ``none``): no fusion, one kernel per layer (what the profiler times).
 
 **Kernel features** follow nn-Meter's (``predictor/prediction/extract_feature.py``): input H (=W),
 Cin, Cout, kernel size, stride, groups, FLOPs and params; plus output H, the summed output
-activations of the kernel's layers (``act``) and a memory-traffic proxy ``mem`` (input + output
-activations + weights, in M elements; an add/mul reads two inputs). FLOPs are M multiply-accumulates
-(the space's convention), params M, activations M elements, so the kernels of an arch sum exactly to
-``space.flops``, ``space.params`` and ``space.activations``.
+activations of the kernel's layers (``act``) and a memory-traffic proxy ``mem`` (every tensor the
+kernel reads from outside itself, its output and its weights, in M elements). FLOPs are M
+multiply-accumulates (the space's convention), params M, activations M elements, so the kernels of
+an arch sum exactly to ``space.flops``, ``space.params`` and ``space.activations``.
 """
 
 from __future__ import annotations
 
 import functools
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from latbench.errors import LatbenchError, did_you_mean
+from latbench.spaces.base import NETWORK_INPUT
+
 
 # ---- fusion rule sets (data) ------------------------------------------------------------------
-#: Patterns of primitive op types (see :func:`op_type`) -> fused kernel type. Any op not covered
-#: by a pattern becomes a kernel on its own, named by :data:`SINGLE_KERNEL`.
-_SE = ("gap", "conv", "relu", "conv", "hsigmoid", "mul")
+@dataclass(frozen=True)
+class RuleSet:
+    """How one runtime family fuses ops into kernels; applied by :func:`fuse`.
 
-_TFLITE_CPU: dict[tuple[str, ...], str] = {
-    ("conv", "bn", "relu"): "conv-bn-relu",
-    ("conv", "bn", "hswish"): "conv-bn-hswish",
-    ("conv", "bn"): "conv-bn",
-    ("conv", "relu"): "conv-relu",
-    ("conv", "hswish"): "conv-hswish",
-    ("dwconv", "bn", "relu"): "dwconv-bn-relu",
-    ("dwconv", "bn", "hswish"): "dwconv-bn-hswish",
-    ("dwconv", "bn"): "dwconv-bn",
-    ("dwconv", "relu"): "dwconv-relu",
-    ("bn", "relu"): "bn-relu",
-    ("add", "relu"): "add-relu",
-    ("fc", "relu"): "fc-relu",
-    _SE: "se",
-}
+    Parameters
+    ----------
+    units : tuple of (tuple of str, str)
+        Fixed multi-op units, ``(op types along a single-consumer path, kernel type)``, matched
+        first and in this order.
+    pairs : frozenset of (str, str)
+        ``(first op type of a kernel, op type of its sole consumer)`` pairs the runtime fuses. The
+        first op type of a unit is the unit's name.
+    source : str
+        Where the rules come from.
+    """
 
-_TFLITE_GPU: dict[tuple[str, ...], str] = {
-    **_TFLITE_CPU,
-    ("conv", "bn", "add"): "conv-bn-add",
-    ("conv", "add"): "conv-add",
-    ("avgpool", "relu"): "avgpool-relu",
-    ("avgpool", "add"): "avgpool-add",
-}
+    units: tuple[tuple[tuple[str, ...], str], ...] = ()
+    pairs: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    source: str = ""
 
-_ORT_CPU: dict[tuple[str, ...], str] = {
-    ("conv", "bn", "relu"): "conv-bn-relu",
-    ("conv", "bn", "add", "relu"): "conv-bn-add-relu",
-    ("conv", "bn", "add"): "conv-bn-add",
-    ("conv", "bn"): "conv-bn",
-    ("conv", "relu"): "conv-relu",
-    ("conv", "hsigmoid"): "conv-hsigmoid",
-    ("conv", "add"): "conv-add",
-    ("dwconv", "bn", "relu"): "dwconv-bn-relu",
-    ("dwconv", "bn"): "dwconv-bn",
-    ("dwconv", "relu"): "dwconv-relu",
-}
 
-RULE_SETS: dict[str, dict[tuple[str, ...], str]] = {
-    "tflite-cpu": _TFLITE_CPU,
-    "tflite-gpu": _TFLITE_GPU,
+#: Where the TFLite rule sets come from (MIT licence).
+NNMETER_SOURCE = (
+    "microsoft/nn-Meter, commit 4ca17507a12e6ebb27925425a3deccc42d2cbed2, "
+    "kerneldetection/rulelib/rules/rule_tflite_{cpu,gpu}.json"
+)
+
+#: The ``BF_<op>_<op>[_<op>]`` entries of nn-Meter's rule files with ``"obey": true``, in file order,
+#: op names as written there (nn-Meter's tester measured each pair alone and in sequence and calls
+#: it fusible when the pair runs faster than the two ops by half the cheaper op's time).
+NNMETER_TFLITE_CPU = (
+    "bn_relu", "conv_bn", "dwconv_bn", "se_relu", "conv_hswish", "conv_bn_relu", "dwconv_bn_relu",
+    "pooling_reshape", "dense_concat", "dense_add", "dense_relu", "concat_dense", "conv_pooling",
+    "conv_relu", "add_relu", "relu_dense", "relu_relu", "dwconv_relu", "reshape_convtrans",
+    "reshape_conv", "reshape_relu", "reshape_reshape",
+)  # fmt: skip
+NNMETER_TFLITE_GPU = (
+    "bn_relu", "conv_bn", "dwconv_bn", "se_relu", "conv_hswish", "conv_bn_relu", "dwconv_bn_relu",
+    "pooling_add", "pooling_relu", "dense_add", "dense_relu", "convtrans_add", "convtrans_relu",
+    "concat_add", "concat_relu", "conv_add", "conv_relu", "add_add", "add_relu", "relu_add",
+    "relu_relu", "dwconv_add", "dwconv_relu", "reshape_add", "reshape_reshape",
+)  # fmt: skip
+
+#: nn-Meter's fixed multi-op unit (``kernel_detector/fusion_lib/se_fusionunit.json``, its ONNX
+#: form) in latbench's op names. Its other fixed units (hswish, channelshuffle, gap) are
+#: decompositions of ops that latbench's layer graphs hold as one op already.
+NNMETER_UNITS = ((("gap", "conv", "relu", "conv", "hsigmoid", "mul"), "se"),)
+
+
+def nnmeter_rules(fusible) -> RuleSet:
+    """A :class:`RuleSet` from nn-Meter ``BF_*`` rule names, as its ``RuleReader`` reads them: two
+    ops are a fusible pair, three or more a unit (matched before the fixed :data:`NNMETER_UNITS`)."""
+    ops = [name.split("_") for name in fusible]
+    units = tuple((tuple(o), "-".join(o)) for o in ops if len(o) > 2) + NNMETER_UNITS
+    return RuleSet(units=units, pairs=frozenset(tuple(o) for o in ops if len(o) == 2), source=NNMETER_SOURCE)
+
+
+_ORT_CPU = RuleSet(
+    units=tuple(
+        (tuple(kind.split("-")), kind)
+        for kind in (
+            "conv-bn-add-relu",
+            "conv-bn-relu",
+            "conv-bn-add",
+            "conv-bn",
+            "conv-relu",
+            "conv-hsigmoid",
+            "conv-add",
+            "dwconv-bn-relu",
+            "dwconv-bn",
+            "dwconv-relu",
+        )
+    ),
+    source="inferred from ONNX Runtime's graph optimisations (not measured)",
+)
+
+RULE_SETS: dict[str, RuleSet] = {
+    "tflite-cpu": nnmeter_rules(NNMETER_TFLITE_CPU),
+    "tflite-gpu": nnmeter_rules(NNMETER_TFLITE_GPU),
     "onnxruntime-cpu": _ORT_CPU,
-    "torch-eager": {},
+    "torch-eager": RuleSet(source="eager PyTorch: every module is its own kernel"),
 }
 ALIASES = {
     "default": "tflite-cpu",
@@ -108,16 +149,13 @@ ALIASES = {
     "none": "torch-eager",
 }
 
-#: Kernel type of an op that no pattern covers (nn-Meter's names).
+#: Kernel type of an op that runs alone (nn-Meter's predictor names).
 SINGLE_KERNEL = {"gap": "global-avgpool", "shuffle": "channelshuffle"}
 
-#: Space -> op types that start a new chain inside a searchable block (parallel branches).
-CHAIN_STARTS: dict[str, tuple[str, ...]] = {"nb201": ("relu", "avgpool")}
 
-
-#: Kernel types grouped by the nn-Meter predictor that serves them: nn-Meter predicts every
-#: conv-like kernel with its conv-bn-relu model and every dwconv-like one with dwconv-bn-relu.
 def predictor_family(kernel_type: str) -> str:
+    """The nn-Meter predictor that serves a kernel type (``predictor/prediction/utils.py``):
+    every conv-like kernel uses its conv-bn-relu model and every dwconv-like one dwconv-bn-relu."""
     head = kernel_type.split("-")[0]
     if head == "conv":
         return "conv-bn-relu"
@@ -125,10 +163,12 @@ def predictor_family(kernel_type: str) -> str:
         return "dwconv-bn-relu"
     if head == "fc":
         return "fc"
-    if kernel_type in ("add-relu",):
+    if kernel_type == "add-relu":
         return "addrelu"
     if kernel_type == "bn-relu":
         return "bnrelu"
+    if kernel_type == "se-relu":
+        return "se"
     if head == "avgpool":
         return "avgpool"
     return kernel_type
@@ -151,7 +191,7 @@ class Kernel:
     """One fused kernel: its type, which layers (indices into ``space.layers(i)``) it runs, features."""
 
     type: str
-    layers: tuple[int, ...]
+    layers: tuple[int, ...]  # in execution order; the first is the kernel's root
     hw: int  # input height == width
     cin: int
     cout: int
@@ -162,7 +202,7 @@ class Kernel:
     flops: float  # M multiply-accumulates
     params: float  # M
     act: float  # M output activations of its layers (sums to space.activations)
-    mem: float  # M elements moved: input(s) + output + weights
+    mem: float  # M elements moved: inputs read from outside the kernel + output + weights
 
     @property
     def family(self) -> str:
@@ -182,57 +222,132 @@ def op_type(layer) -> str:
     return layer.type
 
 
-def chains(layers, space_name: str = "") -> list[tuple[int, int]]:
-    """(start, stop) index ranges of the chains of a layer list (see the module docstring)."""
-    starts = CHAIN_STARTS.get(space_name, ())
-    out, begin = [], 0
-    for i in range(1, len(layers)):
-        prev, cur = layers[i - 1], layers[i]
-        if cur.block != prev.block or prev.type == "add" or (cur.block >= 0 and cur.type in starts):
-            out.append((begin, i))
-            begin = i
-    if layers:
-        out.append((begin, len(layers)))
+# ---- fusion on the layer graph --------------------------------------------------------------------
+def _consumers(inputs) -> list[list[int]]:
+    """Per layer, the distinct layers reading it, in execution order (``inputs`` is topological)."""
+    out: list[list[int]] = [[] for _ in inputs]
+    for j, ins in enumerate(inputs):
+        for i in ins:
+            if i >= 0 and (not out[i] or out[i][-1] != j):
+                out[i].append(j)
     return out
 
 
+def fuse(ops, inputs, rules: str = "default") -> list[tuple[tuple[int, ...], str]]:
+    """Kernels of a layer graph: ``[(layer indices, kernel type)]`` ordered by their first layer.
+
+    ``ops`` are the layers' op types (:func:`op_type`), ``inputs`` what each layer reads
+    (:attr:`latbench.spaces.base.LayerGraph.inputs`; the order of ``ops`` is the execution
+    order). See the module docstring for the two passes.
+    """
+    return list(_fuse(tuple(ops), tuple(map(tuple, inputs)), resolve_rules(rules)))
+
+
 @functools.cache
-def _patterns(rules: str) -> dict[str, list[tuple[tuple[str, ...], str]]]:
-    """First op type -> [(pattern, kernel type)], longest first."""
-    by_first: dict[str, list] = {}
-    for pat, kind in RULE_SETS[rules].items():
-        by_first.setdefault(pat[0], []).append((pat, kind))
-    for v in by_first.values():
-        v.sort(key=lambda pk: -len(pk[0]))
-    return by_first
+def _follows(rules: str) -> dict[str, frozenset[str]]:
+    """First op type of a kernel -> the consumer op types it absorbs (the rule set's pairs)."""
+    out: dict[str, set[str]] = {}
+    for a, b in RULE_SETS[rules].pairs:
+        out.setdefault(a, set()).add(b)
+    return {a: frozenset(b) for a, b in out.items()}
 
 
-@functools.lru_cache(maxsize=200_000)
-def match_chain(ops: tuple[str, ...], rules: str) -> tuple[tuple[int, int, str], ...]:
-    """Greedy longest-first matching of one chain's op types: ((start, length, kernel type), ...)."""
-    pats = _patterns(rules)
-    out, i, n = [], 0, len(ops)
-    while i < n:
-        for pat, kind in pats.get(ops[i], ()):
-            if ops[i : i + len(pat)] == pat:
-                out.append((i, len(pat), kind))
-                i += len(pat)
-                break
-        else:
-            out.append((i, 1, SINGLE_KERNEL.get(ops[i], ops[i])))
-            i += 1
+@functools.lru_cache(maxsize=4096)
+def _fuse(ops: tuple[str, ...], inputs: tuple, rules: str) -> tuple[tuple[tuple[int, ...], str], ...]:
+    rs = RULE_SETS[rules]
+    n = len(ops)
+    consumers = _consumers(inputs)
+    owner = [-1] * n  # kernel id of each layer
+    members: list[list[int]] = []
+    tokens: list[list[str]] = []  # per kernel: op types / unit names, in execution order
+    for pattern, name in rs.units:  # pass 1: units along single-consumer paths
+        head = pattern[0]
+        for s in [i for i, o in enumerate(ops) if o == head]:
+            if owner[s] >= 0:
+                continue
+            path = [s]
+            for want in pattern[1:]:
+                nxt = consumers[path[-1]]
+                if len(nxt) != 1 or ops[nxt[0]] != want or owner[nxt[0]] >= 0:
+                    break
+                path.append(nxt[0])
+            if len(path) == len(pattern):
+                for m in path:
+                    owner[m] = len(members)
+                members.append(path)
+                tokens.append([name])
+    is_unit_root = [owner[i] >= 0 and members[owner[i]][0] == i for i in range(n)]
+    follows = _follows(rules)
+    if follows:  # pass 2: greedy pairs in execution order
+        for i in range(n):
+            if owner[i] >= 0 and not is_unit_root[i]:
+                continue  # already inside a kernel
+            first = tokens[owner[i]][0] if owner[i] >= 0 else ops[i]
+            absorbs = follows.get(first)
+            if absorbs is None:
+                continue  # runs alone (or is a unit that absorbs nothing)
+            if owner[i] < 0:
+                owner[i] = len(members)
+                members.append([i])
+                tokens.append([ops[i]])
+            k = owner[i]
+            while True:
+                nxt = consumers[members[k][-1]]
+                if len(nxt) != 1:
+                    break
+                j = nxt[0]
+                if owner[j] >= 0 and not is_unit_root[j]:
+                    break  # already inside another kernel
+                kind = tokens[owner[j]][0] if owner[j] >= 0 else ops[j]
+                if kind not in absorbs:
+                    break
+                new = members[owner[j]] if owner[j] >= 0 else [j]
+                if owner[j] >= 0:
+                    members[owner[j]], tokens[owner[j]] = [], []
+                    is_unit_root[j] = False
+                for m in new:
+                    owner[m] = k
+                members[k] += new
+                tokens[k].append(kind)
+    for i in range(n):  # ops no rule touched run alone
+        if owner[i] < 0:
+            owner[i] = len(members)
+            members.append([i])
+            tokens.append([ops[i]])
+    out = []
+    for m, t in zip(members, tokens):
+        if m:
+            out.append((tuple(m), SINGLE_KERNEL.get(t[0], t[0]) if len(t) == 1 else "-".join(t)))
+    out.sort(key=lambda kt: kt[0][0])
     return tuple(out)
 
 
+def _reads(layers, inputs, idx: tuple[int, ...], out_size) -> tuple[int, ...]:
+    """Sizes (elements) of the tensors a kernel's layers read from outside the kernel;
+    ``out_size[p]`` is layer ``p``'s output size."""
+    if len(idx) == 1:
+        (i,) = idx
+        return tuple(out_size[p] if p >= 0 else _input_size(layers[i]) for p in inputs[i])
+    out = []
+    for i in idx:
+        for p in inputs[i]:
+            if p not in idx:
+                out.append(out_size[p] if p >= 0 else _input_size(layers[i]))
+    return tuple(out)
+
+
+def _input_size(layer) -> int:
+    return layer.h * layer.h * layer.cin
+
+
 @functools.lru_cache(maxsize=500_000)
-def _kernel(layers: tuple, kind: str) -> tuple:
+def _kernel(layers: tuple, kind: str, reads: tuple[int, ...]) -> tuple:
     """Features of one fused kernel from its layers (cached: kernels repeat across archs)."""
     first, last = layers[0], layers[-1]
     main = next((l for l in layers if l.type in ("conv", "linear", "avgpool")), first)
-    n_in = 2 if first.type in ("add", "mul") else 1
     params = sum(l.params for l in layers)
     act = sum(l.activations for l in layers)
-    mem = n_in * first.h * first.h * first.cin + last.activations + params
+    mem = sum(reads) + last.activations + params
     return (
         kind,
         first.h,
@@ -249,29 +364,40 @@ def _kernel(layers: tuple, kind: str) -> tuple:
     )
 
 
-def decompose_layers(layers, rules: str = "default", space_name: str = "") -> list[Kernel]:
-    """Kernels of a primitive layer list under a fusion rule set."""
-    rules = resolve_rules(rules)
-    ops = [op_type(l) for l in layers]
+def _chain_inputs(layers) -> tuple[tuple[int, ...], ...]:
+    """What a plain list's layers read: each its predecessor (the first the network input); an
+    add or mul reads that tensor twice."""
     out = []
-    for a, b in chains(layers, space_name):
-        for start, length, kind in match_chain(tuple(ops[a:b]), rules):
-            idx = tuple(range(a + start, a + start + length))
-            f = _kernel(tuple(layers[i] for i in idx), kind)
-            out.append(Kernel(f[0], idx, *f[1:]))
+    for i, l in enumerate(layers):
+        src = i - 1 if i else NETWORK_INPUT
+        out.append((src, src) if l.type in ("add", "mul") else (src,))
+    return tuple(out)
+
+
+def decompose_layers(layers, rules: str = "default", inputs=None) -> list[Kernel]:
+    """Kernels of a list of layers under a fusion rule set. ``inputs`` (per layer, what it reads;
+    see :class:`latbench.spaces.base.LayerGraph`) defaults to a plain chain."""
+    rules = resolve_rules(rules)
+    inputs = _chain_inputs(layers) if inputs is None else tuple(map(tuple, inputs))
+    if len(inputs) != len(layers):
+        raise LatbenchError(f"{len(layers)} layers but {len(inputs)} input lists")
+    out = []
+    size = [l.activations for l in layers]
+    for idx, kind in _fuse(tuple(op_type(l) for l in layers), inputs, rules):
+        f = _kernel(tuple(layers[i] for i in idx), kind, _reads(layers, inputs, idx, size))
+        out.append(Kernel(f[0], idx, *f[1:]))
     return out
 
 
 def decompose(space, arch_id: int, rules: str = "default") -> list[Kernel]:
-    """The kernels a runtime family executes for arch ``arch_id`` of ``space``, in layer order.
-
-    Every layer of ``space.layers(arch_id)`` lands in exactly one kernel (``Kernel.layers``).
-    """
-    return decompose_layers(space.layers(arch_id), rules, space.name)
+    """The kernels a runtime family executes for arch ``arch_id`` of ``space``, ordered by their
+    first layer. Every layer of ``space.layers(arch_id)`` lands in exactly one kernel."""
+    g = space.layer_graph(arch_id)
+    return decompose_layers(g.layers, rules, g.inputs)
 
 
 # ---- batched table ------------------------------------------------------------------------------
-# Distinct kernels are few (26 on NB201, ~150 on FBNet, ~2,000 on OFA under tflite-cpu), so an arch
+# Distinct kernels are few (~40 on NB201, ~150 on FBNet, ~2,000 on OFA under tflite-cpu), so an arch
 # is stored as an int array of codes into a catalogue of distinct kernels, per rule set.
 _CATALOG: dict[str, dict[tuple, int]] = {}  # rules -> {feature row: code}
 # (space name, fingerprint of its arch list, rules) -> {arch_id: codes}
@@ -289,14 +415,14 @@ def _fingerprint(space) -> int:
 
 
 def _arch_codes(space, arch_id: int, rules: str) -> np.ndarray:
-    layers = space._layers(space.arch_str(arch_id))  # not space.layers: its LRU is small, we cache codes
-    ops = [op_type(l) for l in layers]
+    g = space._layer_graph(space.arch_str(arch_id))  # not space.layer_graph: its LRU is small, we cache codes
+    layers, inputs = g.layers, g.inputs
     catalog = _CATALOG.setdefault(rules, {})
     codes = []
-    for a, b in chains(layers, space.name):
-        for start, length, kind in match_chain(tuple(ops[a:b]), rules):
-            row = _kernel(tuple(layers[a + start : a + start + length]), kind)
-            codes.append(catalog.setdefault(row, len(catalog)))
+    size = [l.activations for l in layers]
+    for idx, kind in _fuse(tuple(op_type(l) for l in layers), inputs, rules):
+        row = _kernel(tuple(layers[i] for i in idx), kind, _reads(layers, inputs, idx, size))
+        codes.append(catalog.setdefault(row, len(catalog)))
     return np.asarray(codes, dtype=np.int32)
 
 
@@ -312,20 +438,69 @@ def kernel_codes(space, ids, rules: str = "default") -> list[np.ndarray]:
     return out
 
 
-def measured_code_latency(space, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-layer kernel measurements (profiler rows: arch_id, layer, latency_ms) as kernel-level data.
+#: Columns of a profiler kernel row that name the layer it timed (``latbench.measure.profiler``).
+SIGNATURE = ("op", "h", "cin", "cout", "kernel", "stride", "groups")
 
-    The profiler's kernel tables come from eager PyTorch, which runs every layer as its own kernel,
-    so each row is one ``torch-eager`` kernel. Returns (codes, mean ms, number of measurements) per
-    distinct kernel configuration, codes into ``kernel_catalog("torch-eager")``.
+
+def layer_signature(layer) -> tuple:
+    """A layer as the profiler names a timed module (its ``map_to_layers`` key, :data:`SIGNATURE`)."""
+    gap = layer.type == "gap"
+    h = 1 if layer.type == "linear" else layer.h
+    return (layer.type, h, layer.cin, layer.cout, 1 if gap else layer.kernel, 1 if gap else layer.stride, layer.groups)
+
+
+def match_layers(space, rows) -> np.ndarray:
+    """Index into the current layer list of each profiler kernel row, from its :data:`SIGNATURE`.
+
+    ``rows``: a DataFrame (or mapping of arrays) with ``arch_id`` and the :data:`SIGNATURE` columns,
+    each arch's rows in the order the profiler timed them.
+
+    Per arch, the n-th row with a given signature is the n-th layer with that signature (the
+    profiler's own ``map_to_layers`` rule), so rows measured before a layer list gained ops that the
+    profiler does not time (e.g. NB201's ``zero``) still find their layer. LatbenchError for a row
+    whose arch has no such layer left.
+    """
+    import pandas as pd
+
+    arch = np.asarray(rows["arch_id"], dtype=np.int64)
+    keys = ["arch_id", *SIGNATURE]
+    recs = [(a, *layer_signature(l), j) for a in np.unique(arch).tolist() for j, l in enumerate(space.layers(a))]
+    table = pd.DataFrame(recs, columns=(*keys, "index"))
+    table["rank"] = table.groupby(keys, sort=False).cumcount()
+    left = pd.DataFrame({"arch_id": arch, "op": np.asarray(rows["op"]).astype(str)})
+    for c in SIGNATURE[1:]:
+        left[c] = np.asarray(rows[c], dtype=np.int64)
+    left["rank"] = left.groupby(keys, sort=False).cumcount()
+    index = left.merge(table, on=[*keys, "rank"], how="left")["index"].to_numpy()
+    if np.isnan(index).any():
+        bad = left[np.isnan(index)].iloc[0]
+        raise LatbenchError(
+            f"kernel row of arch {int(bad['arch_id'])} names a layer its layer list does not have (left): "
+            f"{tuple(bad[c] for c in SIGNATURE)}"
+        )
+    return index.astype(np.int64)
+
+
+def measured_code_latency(space, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-layer kernel measurements (profiler rows: arch_id, layer, latency_ms, and the layer's
+    :data:`SIGNATURE` columns when available) as kernel-level data.
+
+    The profiler's kernel tables come from eager PyTorch, which runs every module as its own
+    kernel, so each row is one ``torch-eager`` kernel; a row is matched to its layer by signature
+    (:func:`match_layers`: layer lists may have gained unprofiled ops since it was measured), or by
+    its ``layer`` index into the current layer list when the rows carry no signature. Ops that
+    eager PyTorch runs outside any module (``add``, ``mul``, ``zero``) have no rows. Returns (codes,
+    mean ms, number of measurements) per distinct kernel configuration, codes into
+    ``kernel_catalog("torch-eager")``.
     """
     arch = rows["arch_id"].to_numpy(dtype=np.int64)
-    layer = rows["layer"].to_numpy(dtype=np.int64)
     lat = rows["latency_ms"].to_numpy(dtype=np.float64)
     if len(arch) == 0:
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     uniq, inv = np.unique(arch, return_inverse=True)
     per_arch = kernel_codes(space, uniq, "torch-eager")
+    has_signature = all(c in rows.columns for c in SIGNATURE)
+    layer = match_layers(space, rows) if has_signature else rows["layer"].to_numpy(dtype=np.int64)
     sizes = np.array([len(c) for c in per_arch])
     if np.any(layer >= sizes[inv]) or np.any(layer < 0):
         raise LatbenchError("kernel rows name a layer index outside the arch's layer list")
@@ -351,8 +526,9 @@ def kernel_table(space, ids=None, rules: str = "default"):
     """A pandas DataFrame with one row per kernel: arch_id, position (index in the arch), type,
     family (the nn-Meter predictor that serves it) and :data:`FEATURES`. ``ids=None``: all archs.
 
-    Cached per (space, rule set, arch). Measured on one core of the dev machine: all 15,625 NB201
-    archs ~10 s cold (6 s of it building the layer lists) and <1 s warm; FBNet/OFA (5,000) ~3 s cold.
+    Cached per (space, rule set, arch). Measured on the shared 2-core dev machine: all 15,625 NB201
+    archs ~12 s cold (1.5x the flat-list matcher this replaced; up to ~30 s while other jobs share
+    the cores) and ~1 s warm.
     """
     ids = space.arch_ids() if ids is None else space._ids(ids)
     codes = kernel_codes(space, ids, rules)
@@ -412,5 +588,8 @@ def type_sums(
 
 
 def clear_cache() -> None:
+    """Forget every kernel table and catalogue (and the fusion memo, e.g. after editing RULE_SETS)."""
     _CODES.clear()
     _CATALOG.clear()
+    _fuse.cache_clear()
+    _follows.cache_clear()

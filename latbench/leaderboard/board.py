@@ -4,8 +4,15 @@ An entry is one small JSON file under ``leaderboard/entries/`` (schema: :class:`
 to ``leaderboard/entry.schema.json``). ``add`` validates it against the current dataset and task
 files (versions, hashes, completeness, recomputable aggregates) and stores it with an atomic
 exclusive create, so concurrent adds never lose or overwrite each other. Rankings are per suite
-and shot count: mean Spearman over tasks, with a bootstrap interval over tasks; methods whose
-intervals overlap share a rank.
+and shot count and *paired*: every method is scored on the same (task, trial) units, so methods are
+ranked within each unit by Spearman ρ and compared by their mean ranks with the Friedman and
+Nemenyi tests (:mod:`latbench.leaderboard.ranking`); the mean Spearman with a bootstrap interval
+over tasks stays beside it.
+
+Entry schema 2 holds every metric of :data:`latbench.protocol.metrics.METRICS`; entries of schema 1
+(stored before the robust and NAS metrics existed) hold :data:`~latbench.protocol.metrics.LEGACY_METRICS`
+and stay valid unchanged (their files, content hashes and ledger records are untouched): the board
+shows their missing metrics as "—" until the method is run again.
 
 Predictions made elsewhere (``latbench submit --predictions DIR``) are scored by
 :func:`score_predictions` from one CSV per task / shot count / trial / target device.
@@ -57,6 +64,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -70,15 +78,18 @@ from latbench.eval.checkpoints import json_depth, trial_problem
 from latbench.eval.results import EvalResult, TaskResult, TrialResult, jsonable_params
 from latbench.eval.sweep import file_name
 from latbench.io import write_text
+from latbench.leaderboard.ranking import ALPHA, friedman_nemenyi
 from latbench.methods import registry as methods_mod
 from latbench.methods.registry import code_ref as resolved_code_ref
-from latbench.protocol.metrics import METRICS
+from latbench.protocol.metrics import BUDGET_PERCENTILES, LEGACY_METRICS, METRICS, NAS_METRICS
 from latbench.protocol.scoring import score
 from latbench.protocol.trial import PROTOCOL_VERSION, trial_seed
 from latbench.tasks.spec import get_task, list_tasks, select
 from latbench.text import md_text
 
-ENTRY_SCHEMA_VERSION = "1"
+ENTRY_SCHEMA_VERSION = "2"
+#: The per-device metrics each entry schema holds (schema 1: before the robust and NAS metrics).
+SCHEMA_METRICS = {"1": LEGACY_METRICS, "2": METRICS}
 MAX_ENTRY_BYTES = 5_000_000
 #: Deepest nesting of JSON containers an entry may have (a real one has 6; params may nest a little).
 MAX_JSON_DEPTH = 32
@@ -125,7 +136,7 @@ class Entry(BaseModel):
     """One leaderboard submission: a method's official-protocol results on a whole suite."""
 
     model_config = ConfigDict(extra="forbid")
-    schema_version: Literal["1"] = ENTRY_SCHEMA_VERSION
+    schema_version: Literal["1", "2"] = ENTRY_SCHEMA_VERSION
     method: MethodInfo
     suite: str
     latbench_version: str
@@ -167,6 +178,7 @@ def suite_tasks(suite: str):
 def entry_from_result(result: EvalResult, *, suite: str, code_ref: str, hardware: str = "", **method_info) -> Entry:
     tasks = sorted({r.task for r in result.results})
     return Entry(
+        schema_version=ENTRY_SCHEMA_VERSION,
         method=MethodInfo(name=result.method, code_ref=code_ref, params=result.method_params, **method_info),
         suite=suite,
         latbench_version=result.latbench_version,
@@ -277,17 +289,21 @@ def validate(entry: Entry) -> None:
                 raise LeaderboardError(f"missing results for task {t.id} at k={k}")
             if r.protocol != entry.protocol:
                 raise LeaderboardError(f"{t.id} k={k}: protocol {r.protocol!r} differs from the entry's {entry.protocol!r}")
-            _check_block(r, get_task(t.id))
+            _check_block(r, get_task(t.id), SCHEMA_METRICS[entry.schema_version])
     stray = sorted(set(got) - wanted)
     if stray:
         raise LeaderboardError(f"result blocks outside suite {entry.suite!r} (task, k): {stray[:3]}")
+
+
+def _schema_of(metrics: tuple[str, ...]) -> str:
+    return next(v for v, names in SCHEMA_METRICS.items() if names == metrics)
 
 
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _check_block(r: TaskResult, task) -> None:
+def _check_block(r: TaskResult, task, metrics: tuple[str, ...] = METRICS) -> None:
     where = f"{r.task} k={r.shots}"
     if r.task_version != task.version:
         raise LeaderboardError(f"{where}: task_version {r.task_version}, current is {task.version}")
@@ -301,9 +317,20 @@ def _check_block(r: TaskResult, task) -> None:
         problem = trial_problem(tr, f"{where} trial {tr.trial}", task=task, shots=r.shots)
         if problem:
             raise LeaderboardError(problem)
-    if set(r.aggregate) != set(METRICS):
-        raise LeaderboardError(f"{where}: aggregate has metrics {sorted(r.aggregate)}, expected {sorted(METRICS)}")
-    for metric in METRICS:
+    for tr in r.trials:
+        for dev, m in tr.devices.items():
+            if set(m) != set(metrics):
+                missing, extra = sorted(set(metrics) - set(m)), sorted(set(m) - set(metrics))
+                raise LeaderboardError(
+                    f"{where} trial {tr.trial} {dev}: metrics do not match entry schema {_schema_of(metrics)} ("
+                    + "; ".join(
+                        f"{what} {', '.join(names)}" for what, names in (("missing", missing), ("unexpected", extra)) if names
+                    )
+                    + (": results of an older latbench, run the method again)" if missing and metrics == METRICS else ")")
+                )
+    if set(r.aggregate) != set(metrics):
+        raise LeaderboardError(f"{where}: aggregate has metrics {sorted(r.aggregate)}, expected {sorted(metrics)}")
+    for metric in metrics:
         vals = np.array([tr.mean[metric] for tr in r.trials])
         a = r.aggregate[metric]
         if set(a) != {"mean", "std"} or not (_close(a["mean"], vals.mean()) and _close(a["std"], vals.std())):
@@ -790,47 +817,181 @@ def score_predictions(
 
 
 # ------------------------------------------------------------------------------------- ranking
-def rank(
-    entries: list[Entry], suite: str, shots: int, *, boot: int = 1000, seed: int = 0, tasks: set[str] | None = None
-) -> list[dict]:
-    """Rows sorted by mean Spearman over tasks (optionally only ``tasks``), best first.
+#: The board's columns beside the ranking: per entry, the mean over tasks of each task's mean over
+#: trials. An entry of schema 1 lacks the robust and NAS metrics: None there, shown as "—".
+BOARD_METRICS = ("kendall", "mape", "mdape", "mape_floor", "acc10", *NAS_METRICS)
+#: How a missing value shows in the tables.
+MISSING = "\u2014"
 
-    ``std`` is the std over trials of the per-trial mean over tasks; ``ci`` a 95 % bootstrap
-    interval over tasks. ``rank`` = 1 + the number of methods whose interval lies entirely above
-    this one's, so methods with overlapping intervals share a rank (and a chain of overlaps does
-    not drag a clearly worse method up to rank 1).
+
+@dataclass
+class Ranking:
+    """One suite and shot count of the board: rows in board order, and the paired test behind their ranks."""
+
+    suite: str
+    shots: int
+    rows: list[dict]
+    n_units: int  #: (task, trial) units every ranked method was scored on
+    statistic: float  #: Friedman χ² (tie-corrected)
+    pvalue: float  #: Friedman p-value
+    cd: float  #: Nemenyi critical difference of mean ranks
+    alpha: float
+    cliques: list[tuple[int, int]]  #: (first, last) row indices the CD diagram joins: not told apart
+
+    @property
+    def rejected(self) -> bool:
+        return self.pvalue < self.alpha
+
+
+def ranking(
+    entries: list[Entry],
+    suite: str,
+    shots: int,
+    *,
+    boot: int = 1000,
+    seed: int = 0,
+    tasks: set[str] | None = None,
+    alpha: float = ALPHA,
+) -> Ranking:
+    """The paired ranking of the suite's entries at ``shots`` over its tasks (optionally only ``tasks``).
+
+    Units are the (task, trial) pairs every entry was scored on; within each, entries are ranked by
+    their trial's mean Spearman over target devices (:func:`latbench.leaderboard.ranking.friedman_nemenyi`).
+    Rows are sorted by mean rank (then mean Spearman, name); ``rank`` = 1 + the number of entries whose
+    mean rank is lower by more than the Nemenyi critical difference (all 1 unless the Friedman test
+    rejects at ``alpha``), so it never decreases down the rows; ``p_next`` is the Nemenyi p-value
+    against the next row (None for the last row, and for all rows unless the Friedman test rejects).
+    Beside it: ``spearman`` (mean over tasks), ``std`` (std over trials of the per-trial mean over
+    tasks), ``ci`` (95 % bootstrap interval of the mean over tasks) and :data:`BOARD_METRICS`.
     """
-    rows = []
+    pool = []
     for e in entries:
         if e.suite != suite:
             continue
         blocks = [r for r in e.results if r.shots == shots and (tasks is None or r.task in tasks)]
-        if not blocks:
-            continue
+        if blocks:
+            pool.append((e, blocks))
+    units = [{(r.task, t.trial): t.mean["spearman"] for r in blocks for t in r.trials} for _, blocks in pool]
+    common = sorted(set.intersection(*map(set, units))) if units else []
+    paired = friedman_nemenyi(np.array([[u[key] for u in units] for key in common]).reshape(len(common), len(pool)), alpha=alpha)
+    rows = []
+    for i, (e, blocks) in enumerate(pool):
         task_means = np.array([r.aggregate["spearman"]["mean"] for r in blocks])
         per_trial = np.array([[t.mean["spearman"] for t in sorted(r.trials, key=lambda t: t.trial)] for r in blocks]).mean(axis=0)
         rng = np.random.default_rng(seed)
         draws = task_means[rng.integers(0, len(task_means), (boot, len(task_means)))].mean(axis=1)
         lo, hi = np.percentile(draws, [2.5, 97.5])
-        secondary = {m: float(np.mean([r.aggregate[m]["mean"] for r in blocks])) for m in ("kendall", "mape", "acc10")}
         rows.append(
             {
                 "entry": e.entry_id,
                 "method": e.method.name,
                 "status": e.status,
                 "protocol": e.protocol,
+                "schema": e.schema_version,
+                "index": i,
+                "mean_rank": float(paired.mean_ranks[i]),
+                "rank": int(paired.rank[i]),
                 "spearman": float(task_means.mean()),
                 "std": float(per_trial.std()),
                 "ci": (float(lo), float(hi)),
-                **secondary,
+                **{m: _mean_over_blocks(blocks, m) for m in BOARD_METRICS},
                 "seconds": e.seconds,
                 "tasks": {r.task: r.aggregate["spearman"]["mean"] for r in blocks},
             }
         )
-    rows.sort(key=lambda r: (-r["spearman"], r["method"], r["entry"]))
+    rows.sort(key=lambda r: (r["mean_rank"], -r["spearman"], r["method"], r["entry"]))
+    for row, after in zip(rows, rows[1:] + [None]):
+        row["p_next"] = float(paired.pvalues[row["index"], after["index"]]) if after and paired.rejected else None
     for row in rows:
-        row["rank"] = 1 + sum(p["ci"][0] > row["ci"][1] for p in rows if p is not row)
-    return rows
+        del row["index"]
+    return Ranking(suite, shots, rows, paired.n_units, paired.statistic, paired.pvalue, paired.cd, alpha, paired.cliques())
+
+
+def _mean_over_blocks(blocks: list[TaskResult], metric: str) -> float | None:
+    """Mean over tasks of the per-task mean; None when a block lacks the metric (an entry of schema 1)."""
+    if not all(metric in r.aggregate for r in blocks):
+        return None
+    return float(np.mean([r.aggregate[metric]["mean"] for r in blocks]))
+
+
+def rank(
+    entries: list[Entry], suite: str, shots: int, *, boot: int = 1000, seed: int = 0, tasks: set[str] | None = None
+) -> list[dict]:
+    """The rows of :func:`ranking`, best first."""
+    return ranking(entries, suite, shots, boot=boot, seed=seed, tasks=tasks).rows
+
+
+def cd_figure(suite: str, shots: int) -> str:
+    """File name (in the board's ``site/``) of the critical-difference diagram of a suite and shot count."""
+    return f"cd-{suite}-k{shots}.svg"
+
+
+def score_figure(suite: str) -> str:
+    """File name (in the board's ``site/``) of the mean-Spearman-vs-k chart of a suite."""
+    return f"spearman-vs-k-{suite}.svg"
+
+
+def fmt(value: float | None, digits: int) -> str:
+    """A table cell: the number with ``digits`` decimals, or "—" when it is missing."""
+    return MISSING if value is None else f"{value:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value cell: "< 0.001", three decimals, or "—" when there is none."""
+    return MISSING if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def paired_test_line(table: Ranking) -> str:
+    """One sentence on the paired test behind a ranking."""
+    if len(table.rows) < 2 or table.n_units < 2:
+        return f"{len(table.rows)} method(s) on {table.n_units} common (task, trial) unit(s): nothing to compare."
+    p = f"{table.pvalue:.1e}" if table.pvalue < 0.001 else f"{table.pvalue:.3f}"
+    verdict = (
+        f"Nemenyi critical difference {table.cd:.2f} mean ranks (α = {table.alpha:g})"
+        if table.rejected
+        else f"not below α = {table.alpha:g}, so every method shares rank 1"
+    )
+    return f"Friedman test over {table.n_units} (task, trial) units: χ² = {table.statistic:.1f}, p = {p}; {verdict}."
+
+
+RANK_COLUMNS = (
+    "rank", "method", "mean rank", "p (next)", "Spearman", "95 % CI", "Kendall", "MdAPE %", "MAPE⌊10 %⌋ %", "±10 %",
+    "time (s)", "status",
+)  # fmt: skip
+NAS_COLUMNS = (
+    "method", "budget p10: precision / recall", "budget p25", "budget p50", "top-5 % recall", "τ fastest 25 %",
+)  # fmt: skip
+
+
+def rank_cells(r: dict) -> list[str]:
+    """A row of the ranking table as plain text cells (the method name as given: escape it for the output)."""
+    return [
+        str(r["rank"]),
+        r["method"],
+        f"{r['mean_rank']:.2f}",
+        fmt_p(r["p_next"]),
+        f"{r['spearman']:.3f} ± {r['std']:.3f}",
+        f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]",
+        fmt(r["kendall"], 3),
+        fmt(r["mdape"], 1),
+        fmt(r["mape_floor"], 1),
+        fmt(r["acc10"], 2),
+        _time_cell(r),
+        _status_cell(r),
+    ]
+
+
+def nas_cells(r: dict) -> list[str]:
+    """A row of the NAS-utility table as plain text cells (see :func:`rank_cells`)."""
+    budgets = [f"{fmt(r[f'budget_p{p}_precision'], 2)} / {fmt(r[f'budget_p{p}_recall'], 2)}" for p in BUDGET_PERCENTILES]
+    return [r["method"], *budgets, fmt(r["top5_recall"], 2), fmt(r["kendall_fast"], 3)]
+
+
+def _md_table(columns: Sequence[str], rows: list[list[str]]) -> list[str]:
+    """Markdown table lines; the method name (second cell of a ranking row, first of a NAS row) made inert."""
+    name = columns.index("method")
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return out + ["| " + " | ".join(md_text(c) if i == name else c for i, c in enumerate(row)) + " |" for row in rows]
 
 
 def render_markdown(entries: list[Entry]) -> str:
@@ -838,32 +999,105 @@ def render_markdown(entries: list[Entry]) -> str:
         "# latbench leaderboard",
         "",
         "Generated by `latbench leaderboard render` from `leaderboard/entries/*.json`; do not edit.",
-        "Ranked by mean Spearman ρ over the suite's tasks (± std over trials; [95 % bootstrap interval over tasks]);",
-        "a method's rank is 1 + the number of methods whose interval lies entirely above its own, so methods whose",
-        "intervals overlap share a rank. The interactive page (filters by tier and space, plots) is `site/index.html`.",
+        "Every method is scored on the same (task, trial) units (same tasks, seeds and measured archs), so methods are",
+        "compared *paired*: within each unit they are ranked by Spearman ρ (1 = best) and **mean rank** is the mean over",
+        "the units. When the Friedman test finds a difference (α = 0.05), the Nemenyi test tells two methods apart if",
+        "their mean ranks differ by more than the critical difference (CD); **rank** = 1 + the number of methods",
+        "significantly better, rows are sorted by mean rank, **p (next)** is the Nemenyi p-value against the next row,",
+        "and the critical-difference diagram joins the methods it cannot tell apart. Beside it: mean Spearman over tasks",
+        "± std over trials with its 95 % bootstrap interval over tasks; MdAPE (median absolute percentage error) and",
+        "MAPE⌊10 %⌋ (denominator at least 10 % of the median latency) instead of raw MAPE (kept in the entries); and what",
+        "NAS uses a predictor for. "
+        "— marks a metric an entry was stored without (entry schema 1): it appears when the method is run again.",
+        "Definitions: `docs/metrics.md`. The interactive page (filters by tier and space, plots) is `site/index.html`.",
         "",
     ]
+    empty = True
     for suite in SUITES:
-        for k in SUITE_SHOTS:
-            rows = rank(entries, suite, k)
-            if not rows:
+        tables = [ranking(entries, suite, k) for k in SUITE_SHOTS]
+        if not any(t.rows for t in tables):
+            continue
+        empty = False
+        lines += [f"![mean Spearman vs k, {suite} suite](site/{score_figure(suite)})", ""]
+        for k, table in zip(SUITE_SHOTS, tables):
+            if not table.rows:
                 continue
             lines += [
                 f"## {suite} suite, k = {k}",
                 "",
-                "| rank | method | Spearman | 95 % CI | Kendall | MAPE % | ±10 % | time (s) | status |",
-                "|---|---|---|---|---|---|---|---|---|",
+                f"![critical-difference diagram, {suite} suite, k = {k}](site/{cd_figure(suite, k)})",
+                "",
+                paired_test_line(table),
+                "",
+                *_md_table(RANK_COLUMNS, [rank_cells(r) for r in table.rows]),
+                "",
+                f'NAS utility at k = {k}, per target device then averaged: precision and recall of "predicted within the '
+                'budget" at budgets at the 10th, 25th and 50th percentile of the true latencies; of the truly fastest 5 %, '
+                "the fraction predicted among the fastest 5 %; Kendall τ within the truly fastest quartile.",
+                "",
+                *_md_table(NAS_COLUMNS, [nas_cells(r) for r in table.rows]),
+                "",
             ]
-            lines += [
-                f"| {r['rank']} | {md_text(r['method'])} | {r['spearman']:.3f} ± {r['std']:.3f} | "
-                f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {r['kendall']:.3f} | {r['mape']:.1f} | {r['acc10']:.2f} | "
-                f"{_time_cell(r)} | {_status_cell(r)} |"
-                for r in rows
-            ]
-            lines.append("")
-    if len(lines) == 7:
+    if empty:
         lines += ["No entries yet: see `examples/README.md` to submit one.", ""]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------- docs/results.md tables
+RESULTS_BEGIN = "<!-- board tables: generated by `latbench leaderboard render` from leaderboard/entries; do not edit -->"
+RESULTS_END = "<!-- end of the generated board tables -->"
+
+
+def render_results_tables(entries: list[Entry], suite: str = "main") -> str:
+    """The tables of ``docs/results.md``'s board section (between :data:`RESULTS_BEGIN` and :data:`RESULTS_END`):
+    per method, mean Spearman and paired rank at every k, sorted by mean rank at the largest k; then the
+    robust-error and NAS metrics at the largest k."""
+    tables = {k: ranking(entries, suite, k) for k in SUITE_SHOTS}
+    last = tables[SUITE_SHOTS[-1]]
+    if not last.rows:
+        return "\n".join([RESULTS_BEGIN, "", f"No {suite}-suite entries on the board yet.", "", RESULTS_END])
+    by_k = {k: {r["entry"]: r for r in t.rows} for k, t in tables.items()}
+    ks = " | ".join(f"k = {k}" for k in SUITE_SHOTS)
+    k = SUITE_SHOTS[-1]
+    lines = [
+        RESULTS_BEGIN,
+        "",
+        f"| method | Spearman: {ks} | rank: {ks} | mean rank at k = {k} | 95 % interval at k = {k} |",
+        "|---|" + "---|" * (2 * len(SUITE_SHOTS) + 2),
+    ]
+    for r in last.rows:
+        cells = [by_k[j].get(r["entry"]) for j in SUITE_SHOTS]
+        lines.append(
+            f"| `{md_text(r['method'])}` | "
+            + " | ".join(MISSING if c is None else f"{c['spearman']:.3f}" for c in cells)
+            + " | "
+            + " | ".join(MISSING if c is None else str(c["rank"]) for c in cells)
+            + f" | {r['mean_rank']:.2f} | [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] |"
+        )
+    lines += ["", *(f"k = {j}: {paired_test_line(t)}" for j, t in tables.items()), ""]
+    lines += [
+        f"Robust error and NAS utility at k = {k} (— : not in the stored entry yet; see [Metrics](metrics.md)):",
+        "",
+        "| method | MdAPE % | MAPE⌊10 %⌋ % | MAPE % | budget p25: precision / recall | top-5 % recall | τ fastest 25 % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{md_text(r['method'])}` | {fmt(r['mdape'], 1)} | {fmt(r['mape_floor'], 1)} | {fmt(r['mape'], 1)} | "
+        f"{fmt(r['budget_p25_precision'], 2)} / {fmt(r['budget_p25_recall'], 2)} | {fmt(r['top5_recall'], 2)} | "
+        f"{fmt(r['kendall_fast'], 3)} |"
+        for r in last.rows
+    ]
+    lines += ["", RESULTS_END]
+    return "\n".join(lines)
+
+
+def update_results_doc(text: str, entries: list[Entry]) -> str:
+    """``text`` (a ``docs/results.md``) with its generated board tables replaced by a fresh render;
+    LeaderboardError when it lacks the markers."""
+    begin, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if begin < 0 or end < begin:
+        raise LeaderboardError(f"no generated board tables (between {RESULTS_BEGIN!r} and {RESULTS_END!r}) to update")
+    return text[:begin] + render_results_tables(entries) + text[end + len(RESULTS_END) :]
 
 
 def _time_cell(row: dict) -> str:

@@ -25,16 +25,40 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import time
 from importlib import resources
 from pathlib import Path
 
+from latbench import paths
 from latbench.io import write_text
 from latbench.leaderboard import board as lb
+from latbench.leaderboard.ranking import ALPHA, nemenyi_q
 from latbench.tasks.spec import list_tasks
 
-_METRICS = ("spearman", "kendall", "mape", "acc10")
+#: Per task on the page: the mean over trials of these metrics (None where an entry lacks one).
+_METRICS = ("spearman", *lb.BOARD_METRICS)
+#: One colour per method (Okabe-Ito's eight, then Paul Tol's "muted" nine; both colour-blind-safe
+#: sets), and one marker shape per method, so two methods never share a colour nor a marker up to 14
+#: methods and never share both up to 238: the shape tells apart what a colour-vision deficiency merges.
+PALETTE = (
+    "#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+    "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499",
+)  # fmt: skip
+MARKERS = (
+    "circle", "square", "triangle-up", "diamond", "triangle-down", "pentagon", "hexagon", "star",
+    "plus", "cross", "triangle-left", "triangle-right", "thin-diamond", "octagon",
+)  # fmt: skip
+#: The same shapes in matplotlib's notation (:mod:`latbench.plots` draws the README's charts).
+MPL_MARKERS = dict(zip(MARKERS, ("o", "s", "^", "D", "v", "p", "h", "*", "P", "X", "<", ">", "d", "8")))
+
+
+def method_styles(names) -> dict[str, dict[str, str]]:
+    """Colour and marker per method name, by the names' sorted order (the page and the charts agree)."""
+    return {
+        n: {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]} for i, n in enumerate(sorted(set(names)))
+    }
 
 
 def _group(task) -> str:
@@ -51,6 +75,7 @@ def page_data(entries: list) -> dict:
             "tasks": [{"id": t.id, "group": _group(t), "space": t.space} for t in tasks],
             "groups": list(dict.fromkeys(_group(t) for t in tasks)),
             "spaces": list(dict.fromkeys(t.space for t in tasks)),
+            "styles": method_styles(e.method.name for e in entries if e.suite == suite),
         }
     out_entries, ranked = [], {}
     for e in entries:
@@ -58,8 +83,9 @@ def page_data(entries: list) -> dict:
         for r in e.results:
             trials = sorted(r.trials, key=lambda t: t.trial)
             per_k.setdefault(str(r.shots), {})[r.task] = {
-                **{m: r.aggregate[m]["mean"] for m in _METRICS},
+                **{m: r.aggregate[m]["mean"] if m in r.aggregate else None for m in _METRICS},
                 "trials": [t.mean["spearman"] for t in trials],
+                "trial_ids": [t.trial for t in trials],
             }
         out_entries.append(
             {
@@ -70,21 +96,42 @@ def page_data(entries: list) -> dict:
                 "protocol": e.protocol,
                 "predictions": e.protocol == lb.PREDICTIONS_PROTOCOL,
                 "suite": e.suite,
+                "schema": e.schema_version,
                 "seconds": e.seconds,
                 "date": e.date,
                 "k": per_k,
             }
         )
+    most = 2
     for suite in lb.SUITES:
         for k in lb.SUITE_SHOTS:
-            rows = lb.rank(entries, suite, k)
-            if rows:
-                ranked.setdefault(suite, {})[str(k)] = {
-                    r["entry"]: {"rank": r["rank"], "ci": list(r["ci"]), "std": r["std"]} for r in rows
-                }
+            table = lb.ranking(entries, suite, k)
+            if not table.rows:
+                continue
+            most = max(most, len(table.rows))
+            ranked.setdefault(suite, {})[str(k)] = {
+                "rows": {
+                    r["entry"]: {
+                        "rank": r["rank"],
+                        "mean_rank": r["mean_rank"],
+                        "p_next": r["p_next"],
+                        "ci": list(r["ci"]),
+                        "std": r["std"],
+                    }
+                    for r in table.rows
+                },
+                "order": [r["entry"] for r in table.rows],
+                "n_units": table.n_units,
+                "statistic": table.statistic,
+                "pvalue": table.pvalue,
+                "cd": table.cd if math.isfinite(table.cd) else None,
+                "cliques": [list(c) for c in table.cliques],
+            }
     return {
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "shots": list(lb.SUITE_SHOTS),
+        "alpha": ALPHA,
+        "nemenyi_q": {str(k): nemenyi_q(k, ALPHA) for k in range(2, most + 1)},
         "suites": suites,
         "entries": out_entries,
         "ranked": ranked,
@@ -102,21 +149,21 @@ def _noscript_tables(entries: list) -> str:
     parts = []
     for suite in lb.SUITES:
         for k in lb.SUITE_SHOTS:
-            rows = lb.rank(entries, suite, k)
-            if not rows:
+            table = lb.ranking(entries, suite, k)
+            if not table.rows:
                 continue
-            parts.append(
-                f"<h3>{e(suite)} suite, k = {k}</h3><table><tr><th>rank</th><th>method</th><th>Spearman</th>"
-                "<th>95 % CI</th><th>Kendall</th><th>MAPE %</th><th>±10 %</th><th>time (s)</th><th>status</th></tr>"
-            )
-            for r in rows:
-                parts.append(
-                    f"<tr><td>{r['rank']}</td><td>{e(r['method'])}</td><td>{r['spearman']:.3f} ± {r['std']:.3f}</td>"
-                    f"<td>[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]</td><td>{r['kendall']:.3f}</td><td>{r['mape']:.1f}</td>"
-                    f"<td>{r['acc10']:.2f}</td><td>{e(lb._time_cell(r))}</td><td>{e(lb._status_cell(r))}</td></tr>"
-                )
-            parts.append("</table>")
+            parts.append(f"<h3>{e(suite)} suite, k = {k}</h3><p>{e(lb.paired_test_line(table))}</p>")
+            parts.append(_html_table(lb.RANK_COLUMNS, [lb.rank_cells(r) for r in table.rows]))
+            parts.append(_html_table(lb.NAS_COLUMNS, [lb.nas_cells(r) for r in table.rows]))
     return "".join(parts) or "<p>No entries yet.</p>"
+
+
+def _html_table(columns, rows: list[list[str]]) -> str:
+    """An HTML table of plain text cells, every cell escaped."""
+    e = html.escape
+    head = "".join(f"<th>{e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 _PLACEHOLDER = re.compile(r"__(DATA|NOSCRIPT|GENERATED|COUNT)__")
@@ -142,11 +189,26 @@ def render_site(entries: list, out_dir: Path) -> Path:
 
 
 def render(entries: list[lb.Entry], folder: Path) -> list[Path]:
-    """The board's README.md, its JSON schema and the static page site/index.html, written atomically."""
+    """The board's README.md, its JSON schema and the static page site/index.html, written atomically;
+    for the checkout's own board also the generated tables of ``docs/results.md`` (:func:`results_doc`).
+    The charts the README shows (``site/*.svg``) are :func:`latbench.plots.plot_board`'s."""
     folder = Path(folder)
     lb.export_schema(folder / "entry.schema.json")
-    return [
+    written = [
         write_text(folder / "README.md", lb.render_markdown(entries)),
         folder / "entry.schema.json",
         render_site(entries, folder / "site"),
     ]
+    doc = results_doc(folder)
+    if doc is not None:
+        written.append(write_text(doc, lb.update_results_doc(doc.read_text(encoding="utf-8"), entries)))
+    return written
+
+
+def results_doc(folder: Path) -> Path | None:
+    """``docs/results.md`` of the checkout whose ``leaderboard/`` is ``folder``; None for any other board."""
+    root = paths.checkout_root()
+    if root is None or Path(folder).resolve() != (root / "leaderboard").resolve():
+        return None
+    doc = root / "docs" / "results.md"
+    return doc if doc.is_file() else None

@@ -11,9 +11,19 @@ Measurement protocol (also written into every device's ``meta.json`` and the dat
   random weights (latency does not depend on the weight values for these dense ops);
 - inputs: ``ROTATE`` different random tensors of the space's input shape, used in turn, so no run
   sees the same input twice in a row;
+- inputs at the arch's own resolution where the space has one (OFA: ``r`` of the arch string,
+  :meth:`~latbench.spaces.ofa.OFASpace.input_shape_of`), else the space's input shape;
 - ``warmup`` untimed forwards, then ``repeats`` timed forwards, each timed alone: ``perf_counter_ns``
   on CPU, CUDA events after a synchronise on GPU; with CUDA graphs the warm-up forwards run on a
   side stream, then the forward is captured once and each repeat is one graph replay;
+- ``rounds`` (default 1): with R > 1 the run makes R interleaved passes over all its archs (every
+  arch once per pass, the warm-up and the ``repeats`` timed forwards each time), so a slow spell of
+  the machine touches every arch a little instead of a few archs a lot; the reported statistics
+  are over all R x ``repeats`` timed forwards;
+- ``pin_cpus`` (default none): the process is confined to the listed CPUs for the run, ONNX
+  Runtime's intra-op worker threads get one listed CPU each, and eager PyTorch's OpenMP threads are
+  bound in list order when the run starts before torch is loaded (``GOMP_CPU_AFFINITY``); ``meta.json``
+  records what took effect;
 - reported: the median (robust to the occasional preempted run, so nothing is discarded), the
   inter-quartile range, the mean of the runs inside Tukey's fences (1.5 IQR), and how many runs
   fell outside them;
@@ -36,7 +46,11 @@ up to ``max_wait`` seconds per arch; a result that never got a quiet window is k
 
 Crash safety: each device folder gets ``meta.json`` first, then one JSON line per arch appended and
 fsynced to ``latency.jsonl`` (and ``kernels.jsonl``); a rerun skips the archs already there, so a
-killed run loses at most the arch in flight. A torn last line (no newline: the run died mid-write)
+killed run loses at most the arch in flight. With ``rounds`` > 1 each pass appends one line per
+arch to ``rounds.jsonl`` (its timed runs), and the last pass writes the arch's ``latency.jsonl``
+line from its rounds; a rerun resumes at the first missing (arch, round). ``--retest N`` is a
+second session over the first N archs with the same protocol (``retest.jsonl``,
+``retest-rounds.jsonl``), summarised in ``retest.json``. A torn last line (no newline: the run died mid-write)
 is dropped with a note; any other line that is not a valid record (corrupt bytes, a hand edit) is
 never silently lost: it is moved, with its line number, to ``latency.corrupt.jsonl`` (or
 ``kernels.corrupt.jsonl``), reported, and its arch measured again, while every valid line stays.
@@ -54,6 +68,7 @@ import json
 import os
 import platform
 import re
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -71,7 +86,11 @@ CONTENTION_SHARE = 0.05  # other processes' share of all CPU time during a timed
 PRECISIONS = ("fp32", "fp16", "int8")
 ROTATE = 4
 KERNEL_PASSES = 5
-PROTOCOL_VERSION = 1
+#: 2: inputs at the arch's resolution (OFA), optional interleaved ``rounds`` and ``pin_cpus``
+#: (a version-1 folder is a version-2 one with rounds 1 and no pinning).
+PROTOCOL_VERSION = 2
+#: Added to an arch's input seed in the retest session (new inputs, same distribution).
+RETEST_SEED_OFFSET = 7919
 
 #: leaf module class name -> the space layer type it computes
 _LEAF_TYPES = {
@@ -245,11 +264,18 @@ def guarded(measure, max_wait: float, sleep=time.sleep, key=np.median):
 
 
 # ---- runners: one per runtime, each returns the timed runs in ms ----------------------------
-def _inputs(space, s: Setting, seed: int):
+def input_shape(space, arch: str) -> tuple[int, ...]:
+    """(channels, height, width) of one arch's input: its own resolution where the space has one (OFA)."""
+    per_arch = getattr(space, "input_shape_of", None)
+    return tuple(per_arch(arch)) if per_arch is not None else tuple(space.input_shape)
+
+
+def _inputs(space, s: Setting, seed: int, arch: str):
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    xs = [torch.randn(s.batch, *space.input_shape, generator=g) for _ in range(ROTATE)]
+    shape = input_shape(space, arch)
+    xs = [torch.randn(s.batch, *shape, generator=g) for _ in range(ROTATE)]
     if s.device == "cuda":
         xs = [x.cuda() for x in xs]
     if s.precision == "fp16":
@@ -348,12 +374,14 @@ def quantize_int8(onnx_bytes: bytes, xs) -> bytes:
         return dst.read_bytes()
 
 
-def _time_ort(onnx_bytes: bytes, xs, s: Setting) -> np.ndarray:
+def _time_ort(onnx_bytes: bytes, xs, s: Setting, pin_cpus: tuple[int, ...] = ()) -> np.ndarray:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = s.threads
     opts.inter_op_num_threads = 1
+    if pin_cpus and s.threads > 1:  # worker threads 1..n-1, one listed CPU each (ORT counts CPUs from 1)
+        opts.add_session_config_entry("session.intra_op_thread_affinities", ";".join(str(c + 1) for c in pin_cpus[1 : s.threads]))
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
     feeds = [{"x": x.numpy()} for x in xs]
@@ -453,8 +481,11 @@ class DeviceLog:
         self.log = log
         self.latency_path = self.dir / "latency.jsonl"
         self.kernel_path = self.dir / "kernels.jsonl"
+        self.retest_path = self.dir / "retest.jsonl"
         self._lock = FileLock(self.dir / LOCK_NAME)
         self._created = False
+        self._rounds: dict[str, dict[tuple[str, int], dict]] = {}
+        self.kernel_archs: set[str] = set()
 
     def lock(self) -> None:
         """Take the folder's lock; ProfileError if another live run holds it (a dead run's lock file is reused)."""
@@ -495,6 +526,12 @@ class DeviceLog:
             old = read_meta(meta_path)
             if old.get("setting") != self.meta["setting"]:
                 raise ProfileError(f"{self.dir}: holds a run with other settings ({old.get('setting')}); use another --out")
+            for key, default in PROTOCOL_OPTIONS.items():  # a folder from before an option existed ran its default
+                if old.get(key, default) != self.meta.get(key, default):
+                    raise ProfileError(
+                        f"{self.dir}: holds a run with {key} {old.get(key, default)}, this run asks for "
+                        f"{self.meta.get(key, default)}; rerun with the same protocol options or use another --out"
+                    )
         elif self.latency_path.exists() and self.latency_path.stat().st_size:
             raise ProfileError(
                 f"{self.dir}: latency.jsonl without meta.json, so the settings of its measurements are unknown; "
@@ -505,16 +542,36 @@ class DeviceLog:
         self._created = False
         done = {r["arch"] for r in read_jsonl(self.latency_path, self.log)}
         if self.kernel_path.exists() or self.meta.get("kernel_passes"):
-            kernels = {r["arch"] for r in read_jsonl(self.kernel_path, self.log)}  # repairs that file too
+            self.kernel_archs = {r["arch"] for r in read_jsonl(self.kernel_path, self.log)}  # repairs that file too
             if self.meta.get("kernel_passes"):
                 # an arch whose kernel line was lost is measured again (finalize keeps its last measurement)
-                done &= kernels
+                done &= self.kernel_archs
         return done
 
-    def append(self, row: dict, kernels: list | None) -> None:
+    def final_path(self, stream: str) -> Path:
+        """``latency.jsonl`` (the run) or ``retest.jsonl`` (the retest session): one line per finished arch."""
+        return self.latency_path if stream == "latency" else self.retest_path
+
+    def rounds(self, stream: str) -> dict[tuple[str, int], dict]:
+        """(arch, round) -> that round's line, of ``rounds.jsonl`` / ``retest-rounds.jsonl`` (last line wins)."""
+        if stream not in self._rounds:
+            path = self.dir / ("rounds.jsonl" if stream == "latency" else "retest-rounds.jsonl")
+            self._rounds[stream] = {(r["arch"], r["round"]): r for r in read_jsonl(path, self.log)}
+        return self._rounds[stream]
+
+    def append(self, row: dict, kernels: list | None, stream: str = "latency") -> None:
         if kernels is not None:  # kernels first: a latency line implies its kernel line exists
-            _append_line(self.kernel_path, {"arch": row["arch"], "rows": kernels})
-        _append_line(self.latency_path, row)
+            self.append_kernels(row["arch"], kernels)
+        _append_line(self.final_path(stream), row)
+
+    def append_kernels(self, arch: str, kernels: list) -> None:
+        _append_line(self.kernel_path, {"arch": arch, "rows": kernels})
+        self.kernel_archs.add(arch)
+
+    def append_round(self, row: dict, stream: str = "latency") -> None:
+        path = self.dir / ("rounds.jsonl" if stream == "latency" else "retest-rounds.jsonl")
+        _append_line(path, row)
+        self.rounds(stream)[(row["arch"], row["round"])] = row
 
 
 def read_meta(path: Path) -> dict:
@@ -546,16 +603,23 @@ def _json_kind(obj) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(obj), "number")
 
 
-def _row_problem(obj, kernels: bool) -> str | None:
-    """Why a parsed JSONL line is not a record of its file (None if it is one)."""
+def _row_problem(obj, kind: str) -> str | None:
+    """Why a parsed JSONL line is not a record of its file (None if it is one); ``kind``: see :func:`_kind`."""
     if not isinstance(obj, dict):
         return f"a JSON {_json_kind(obj)}, not an object"
     if not isinstance(obj.get("arch"), str):
         return 'no "arch" string'
-    if kernels:
+    if kind == "kernels":
         rows = obj.get("rows")
         if not isinstance(rows, list) or not all(_is_kernel_row(r) for r in rows):
             return '"rows" is not a list of [layer, op, h, cin, cout, kernel, stride, groups, ms] rows'
+        return None
+    if kind == "rounds":
+        if not _is_int(obj.get("round")) or obj["round"] < 1:
+            return '"round" is not an integer >= 1'
+        times = obj.get("times")
+        if not isinstance(times, list) or not times or not all(_is_number(t) and t > 0 for t in times):
+            return '"times" is not a list of positive numbers'
         return None
     if not _is_number(obj.get("latency_ms")) or not obj["latency_ms"] > 0:
         return '"latency_ms" is not a positive number'
@@ -589,19 +653,27 @@ def _is_kernel_row(r) -> bool:
     )
 
 
-def _parse_line(line: bytes, kernels: bool) -> tuple[dict | None, str | None]:
+def _kind(path: Path) -> str:
+    """What a JSONL file's lines hold: ``kernels`` (per-layer rows), ``rounds`` (one round's timed
+    runs of an arch) or ``latency`` (an arch's summary: latency.jsonl, retest.jsonl)."""
+    if path.name.startswith("kernels"):
+        return "kernels"
+    return "rounds" if path.name.endswith("rounds.jsonl") else "latency"
+
+
+def _parse_line(line: bytes, kind: str) -> tuple[dict | None, str | None]:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         return None, f"not valid JSON ({e.msg})"
     except (ValueError, RecursionError) as e:  # bad UTF-8, absurd nesting
         return None, f"not valid JSON ({type(e).__name__})"
-    problem = _row_problem(obj, kernels)
+    problem = _row_problem(obj, kind)
     return (None, problem) if problem else (obj, None)
 
 
 def read_jsonl(path: Path, log=lambda msg: None) -> list[dict]:
-    """Rows of a JSONL stream (``latency.jsonl``, ``kernels.jsonl``, ``retest.jsonl``), repaired in place.
+    """Rows of a JSONL stream (``latency.jsonl``, ``kernels.jsonl``, ``retest.jsonl``, ``*rounds.jsonl``), repaired in place.
 
     - a torn last line (no newline: a run killed mid-write) is cut off with a note, or completed
       if it is a whole record that only misses its newline;
@@ -612,7 +684,7 @@ def read_jsonl(path: Path, log=lambda msg: None) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    kernels = path.name.startswith("kernels")
+    kind = _kind(path)
     data = path.read_bytes()
     lines = data.split(b"\n")
     tail = lines.pop()  # what follows the last newline: empty unless the last line is torn
@@ -620,14 +692,14 @@ def read_jsonl(path: Path, log=lambda msg: None) -> list[dict]:
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue  # an empty line holds nothing
-        obj, problem = _parse_line(line, kernels)
+        obj, problem = _parse_line(line, kind)
         if obj is None:
             corrupt.append((n, problem, line))
             continue
         rows.append(obj)
         keep.append(line + b"\n")
     if tail.strip():
-        obj, _ = _parse_line(tail, kernels)
+        obj, _ = _parse_line(tail, kind)
         if obj is not None:  # a whole record that only misses its newline
             rows.append(obj)
             keep.append(tail + b"\n")
@@ -671,6 +743,26 @@ class RunReport:
     seconds: float
 
 
+#: Protocol options recorded in meta.json, with the value a folder that does not record one ran.
+PROTOCOL_OPTIONS = {"rounds": 1, "pinned_cpus": None}
+
+
+def check_pin_cpus(pin_cpus, threads: int) -> tuple[int, ...]:
+    """The CPUs to pin to, in order (duplicates dropped); ProfileError if this process cannot use them."""
+    pin = tuple(dict.fromkeys(int(c) for c in pin_cpus))
+    if not pin:
+        return ()
+    if not hasattr(os, "sched_setaffinity"):
+        raise ProfileError("--pin-cpus needs Linux (sched_setaffinity); run without it")
+    allowed = os.sched_getaffinity(0)
+    bad = [c for c in pin if c not in allowed]
+    if bad:
+        raise ProfileError(f"--pin-cpus: CPU(s) {bad} are not available to this process (available: {sorted(allowed)})")
+    if threads > len(pin):
+        raise ProfileError(f"--pin-cpus lists {len(pin)} CPU(s) but a setting runs {threads} threads: list one CPU per thread")
+    return pin
+
+
 def profile(
     space,
     settings: list[Setting],
@@ -681,12 +773,26 @@ def profile(
     name_prefix: str | None = None,
     retest: int = 0,
     max_wait: float = 300.0,
+    rounds: int = 1,
+    pin_cpus=(),
     progress=None,
     log=lambda msg: None,
 ) -> RunReport:
-    """Measure ``n_archs`` archs of ``space`` under every setting; resumes what ``out`` already holds."""
+    """Measure ``n_archs`` archs of ``space`` under every setting; resumes what ``out`` already holds.
+
+    Parameters
+    ----------
+    rounds
+        Interleaved passes over the archs (see the module docstring); every pass times each arch
+        ``repeats`` times.
+    pin_cpus
+        CPU ids to confine the run to (at least one per thread), e.g. ``(1,)`` for one thread on
+        CPU 1; empty: no pinning.
+    """
     for s in settings:
         s.check()
+    if rounds < 1:
+        raise ProfileError(f"rounds must be >= 1, got {rounds}")
     device = settings[0].device
     if any(s.device != device for s in settings):
         raise ProfileError("one run measures one device (cpu or cuda); start a second run for the other")
@@ -702,6 +808,14 @@ def profile(
             raise ProfileError("the onnxruntime runtime needs `pip install latbench[profile]`") from None
     if name_prefix is not None and name_problem(name_prefix):
         raise ProfileError(f"--name: {name_problem(name_prefix)}")
+    pin = check_pin_cpus(pin_cpus, max(s.threads for s in settings))
+    omp_bound, before = None, (os.sched_getaffinity(0) if pin else None)  # before torch loads: OpenMP pins the thread
+    if pin:
+        # OpenMP reads its binding once, when torch loads it: only a run that starts before can set it
+        fresh = "torch" not in sys.modules
+        if fresh and "GOMP_CPU_AFFINITY" not in os.environ:
+            os.environ["GOMP_CPU_AFFINITY"] = " ".join(map(str, pin))
+        omp_bound = fresh and os.environ.get("GOMP_CPU_AFFINITY") == " ".join(map(str, pin))
     settings = list(dict.fromkeys(settings))  # a setting repeated on the command line is one device
     hw = hardware(device)
     slug = name_prefix or hardware_slug(hw, device)
@@ -717,6 +831,9 @@ def profile(
             "protocol_version": PROTOCOL_VERSION,
             "rotate_inputs": ROTATE,
             "kernel_passes": KERNEL_PASSES if s.kernels else 0,
+            "rounds": rounds,
+            "pinned_cpus": list(pin) or None,
+            "omp_bound": omp_bound,
             "seed": seed,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "reference_archs": [space.arch_str(int(i)) for i in space.reference_ids],
@@ -734,62 +851,137 @@ def profile(
             lg.release(undo=True)
         raise
     try:
-        return _run(space, settings, logs, n_archs, seed, retest, max_wait, progress, log)
+        if pin:
+            os.sched_setaffinity(0, pin)
+        return _run(space, settings, logs, n_archs, seed, retest, max_wait, rounds, pin, progress, log)
     finally:
+        if before is not None:
+            os.sched_setaffinity(0, before)
         for lg in logs:
             lg.release()
 
 
-def _run(space, settings, logs, n_archs, seed, retest, max_wait, progress, log) -> RunReport:
-    done = [log_.open() for log_ in logs]
+def _run(space, settings, logs, n_archs, seed, retest, max_wait, rounds, pin, progress, log) -> RunReport:
+    done = [lg.open() for lg in logs]
     ids = plan_archs(space, n_archs, seed)
     todo = [i for i in ids if any(space.arch_str(i) not in d for d in done)]
     log(
         f"{space.name}: {len(ids)} archs planned, {len(ids) - len(todo)} already measured, {len(todo)} to go, "
-        f"devices: {', '.join(l.meta['device'] for l in logs)}"
+        f"devices: {', '.join(l.meta['device'] for l in logs)}" + (f"; {rounds} interleaved rounds" if rounds > 1 else "")
     )
     t0 = time.perf_counter()
-    for n, i in enumerate(todo):
-        arch = space.arch_str(i)
-        _measure_arch(space, i, [(s, lg) for s, lg, d in zip(settings, logs, done) if arch not in d], seed, max_wait)
-        if progress:
-            progress(n + 1, len(todo))
+    jobs = list(zip(settings, logs))
+    _passes(space, todo, jobs, done, seed, max_wait, rounds, pin, "latency", progress)
     if retest:
-        for s, lg in zip(settings, logs):
-            retest_device(space, s, lg, ids[:retest], seed, max_wait)
+        # the second session: the first ``retest`` archs again, new inputs, same protocol
+        measured = [{r["arch"] for r in read_jsonl(lg.latency_path, lg.log)} for lg in logs]
+        finished = [
+            {r["arch"] for r in read_jsonl(lg.retest_path, lg.log)} | _unmeasured(space, ids[:retest], m)
+            for lg, m in zip(logs, measured)
+        ]
+        _passes(space, ids[:retest], jobs, finished, seed + RETEST_SEED_OFFSET, max_wait, rounds, pin, "retest")
+        for lg in logs:
+            write_retest(lg)
     for lg in logs:
         finalize(lg.dir, log)
     return RunReport([l.meta["device"] for l in logs], len(todo), len(ids) - len(todo), time.perf_counter() - t0)
 
 
-def _measure_arch(space, i: int, targets, seed: int, max_wait: float) -> None:
+def _unmeasured(space, ids, measured: set[str]) -> set[str]:
+    """Archs of ``ids`` without a first measurement: nothing to retest (marked finished)."""
+    return {a for a in (space.arch_str(i) for i in ids) if a not in measured}
+
+
+def _passes(space, ids, jobs, finished, seed, max_wait, rounds, pin, stream, progress=None) -> None:
+    """Time ``ids`` under every job ``(setting, DeviceLog)`` in ``rounds`` interleaved passes.
+
+    ``finished[j]``: archs job ``j`` already has a final line for (skipped, and grown as archs
+    finish). With one round each arch's line is written at once; with more, each pass appends one
+    round line per arch and the last pass combines an arch's rounds into its final line (a rerun
+    resumes from the round lines on disk). The kernel breakdown runs in the last pass.
+    """
+    total, step = len(ids) * rounds, 0
+    for r in range(1, rounds + 1):
+        last = r == rounds
+        for i in ids:
+            arch = space.arch_str(i)
+            targets = []
+            for j, (s, lg) in enumerate(jobs):
+                if arch in finished[j]:
+                    continue
+                missing_kernels = last and stream == "latency" and s.kernels and arch not in lg.kernel_archs
+                if rounds > 1 and (arch, r) in lg.rounds(stream) and not missing_kernels:
+                    continue
+                targets.append((s, lg))
+            if targets:
+                round_ = r if rounds > 1 else 0
+                _measure_arch(space, i, targets, seed, max_wait, stream=stream, round_=round_, kernels=last, pin=pin)
+            if rounds > 1 and last:
+                for j, (_, lg) in enumerate(jobs):
+                    got = [lg.rounds(stream).get((arch, q)) for q in range(1, rounds + 1)]
+                    if arch not in finished[j] and all(got):
+                        lg.append(combine_rounds(got), None, stream)
+                        finished[j].add(arch)
+            step += 1
+            if progress:
+                progress(step, total)
+
+
+def combine_rounds(rows: list[dict]) -> dict:
+    """One arch's final line from its round lines: statistics over every timed forward of every round."""
+    times = np.concatenate([np.asarray(r["times"], dtype=np.float64) for r in rows])
+    return {
+        "arch": rows[0]["arch"],
+        **summarise(times),
+        "attempts": int(sum(r.get("attempts", 1) for r in rows)),
+        "contended": any(bool(r.get("contended")) for r in rows),
+        "rounds": len(rows),
+        "round_medians_ms": [round(float(np.median(r["times"])), 5) for r in rows],
+        "t": rows[-1].get("t"),
+    }
+
+
+def _measure_arch(
+    space, i: int, targets, seed: int, max_wait: float, *, stream="latency", round_=0, kernels=True, pin=()
+) -> None:
+    """Build arch ``i`` once, time it under every ``(setting, DeviceLog)`` target and append the lines.
+
+    ``round_`` 0: the arch's final line; ``round_`` >= 1: one round line (its timed runs).
+    """
     arch = space.arch_str(i)
     model = space.build_torch(i).eval()
-    onnx_bytes = int8_bytes = None
+    onnx: dict[tuple[int, str], bytes] = {}  # (batch, precision) -> model bytes (the export has a fixed batch)
     for s, lg in targets:
-        xs = _inputs(space, s, seed + i)
+        xs = _inputs(space, s, seed + i, arch)
         m = model if s.device == "cpu" else _to_cuda(model, s)
         if s.runtime == "torch":
             run = functools.partial(_time_torch, m, xs, s)
         elif s.runtime == "torch-graphs":
             run = functools.partial(_time_cuda_graph, m, xs, s)
         else:
-            if onnx_bytes is None:
-                onnx_bytes = export_onnx(model, xs[0])
-            if s.precision == "int8":
-                int8_bytes = int8_bytes or quantize_int8(onnx_bytes, xs)
-            run = functools.partial(_time_ort, int8_bytes if s.precision == "int8" else onnx_bytes, xs, s)
+            if (s.batch, "fp32") not in onnx:
+                onnx[s.batch, "fp32"] = export_onnx(model, xs[0])
+            if s.precision == "int8" and (s.batch, "int8") not in onnx:
+                onnx[s.batch, "int8"] = quantize_int8(onnx[s.batch, "fp32"], xs)
+            run = functools.partial(_time_ort, onnx[s.batch, s.precision], xs, s, pin)
         times, attempts, contended = guarded(run, max_wait)
-        kernels = None
-        if s.kernels:
-            kernels, _, _ = guarded(
+        krows = None
+        if kernels and stream == "latency" and s.kernels:
+            krows, _, _ = guarded(
                 functools.partial(kernel_breakdown, model, xs, space, arch, s.threads),
                 max_wait / 4,
                 key=lambda rows: sum(r[-1] for r in rows),
             )
-        lg.append(
-            {"arch": arch, **summarise(times), "attempts": attempts, "contended": contended, "t": round(time.time(), 1)}, kernels
-        )
+        t = round(time.time(), 1)
+        if round_:
+            if krows is not None:
+                lg.append_kernels(arch, krows)
+            times = [round(float(x), 5) for x in times]
+            lg.append_round(
+                {"arch": arch, "round": round_, "times": times, "attempts": attempts, "contended": contended, "t": t}, stream
+            )
+        else:
+            lg.append({"arch": arch, **summarise(times), "attempts": attempts, "contended": contended, "t": t}, krows, stream)
 
 
 def layer_module(layer):
@@ -831,30 +1023,13 @@ def _to_cuda(model, s: Setting):
     return m.half() if s.precision == "fp16" else m
 
 
-def retest_device(space, s: Setting, lg: DeviceLog, ids: list[int], seed: int, max_wait: float = 300.0) -> dict:
-    """Measure ``ids`` again (second session) and record the test-retest Spearman in ``retest.json``."""
+def write_retest(lg: DeviceLog) -> dict:
+    """``retest.json`` of a device folder: Spearman and median relative difference between the
+    run's latencies and the retest session's, over the archs measured in both."""
     from scipy.stats import spearmanr
 
     first = {r["arch"]: r["latency_ms"] for r in read_jsonl(lg.latency_path, lg.log)}
-    path = lg.dir / "retest.jsonl"
-    have = {r["arch"]: r["latency_ms"] for r in read_jsonl(path, lg.log)}
-    for i in ids:
-        arch = space.arch_str(i)
-        if arch in have or arch not in first:
-            continue
-        model = space.build_torch(i).eval()
-        xs = _inputs(space, s, seed + 7919 + i)
-        if s.runtime == "onnxruntime":
-            onnx_bytes = export_onnx(model, xs[0])
-            run = functools.partial(_time_ort, quantize_int8(onnx_bytes, xs) if s.precision == "int8" else onnx_bytes, xs, s)
-        elif s.runtime == "torch-graphs":
-            run = functools.partial(_time_cuda_graph, _to_cuda(model, s), xs, s)
-        else:
-            run = functools.partial(_time_torch, model if s.device == "cpu" else _to_cuda(model, s), xs, s)
-        times, attempts, contended = guarded(run, max_wait)
-        row = {"arch": arch, **summarise(times), "attempts": attempts, "contended": contended, "t": round(time.time(), 1)}
-        _append_line(path, row)
-        have[arch] = row["latency_ms"]
+    have = {r["arch"]: r["latency_ms"] for r in read_jsonl(lg.retest_path, lg.log)}
     common = [a for a in have if a in first]
     a, b = np.array([first[x] for x in common]), np.array([have[x] for x in common])
     result = {

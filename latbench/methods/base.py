@@ -8,11 +8,16 @@ and NASLib's predictor API. The protocol calls, per trial::
     method.adapt(device, oracle)             # per target device: measure up to k archs
     method.predict(device, arch_ids) -> ms   # per target device, on the evaluation set
 
-Methods see architectures only through ``space`` (encodings, graphs, FLOPs, layer lists).
+Methods see architectures only through ``space`` (encodings, graphs, FLOPs, layer lists). A
+method whose ``fit`` or ``adapt`` runs for minutes reports its steps with ``self.progress(done,
+total, desc)``; ``latbench eval`` shows them as an inner progress bar with an ETA.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -20,6 +25,23 @@ from sklearn.base import BaseEstimator
 
 from latbench.protocol.trial import Oracle, SourceData
 from latbench.spaces.base import SearchSpace
+
+#: Where ``Method.progress`` reports go: ``callback(desc, done, total)``, or None (nobody listens).
+#: A context variable, not an attribute, so fitted methods (deep-copied per k, pickled to workers)
+#: never carry a reference to a progress bar.
+_PROGRESS: contextvars.ContextVar[Callable[[str, int, int], None] | None] = contextvars.ContextVar(
+    "latbench_progress", default=None
+)
+
+
+@contextlib.contextmanager
+def reporting_progress(callback: Callable[[str, int, int], None]) -> Iterator[None]:
+    """Within the block, every ``Method.progress(done, total, desc)`` call goes to ``callback(desc, done, total)``."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 class Method(BaseEstimator):
@@ -50,6 +72,18 @@ class Method(BaseEstimator):
         if not hasattr(self, "shots_"):
             self.shots_ = {}
         self.shots_[device] = (np.asarray(ids, dtype=np.int64), np.asarray(latency, dtype=np.float64))
+
+    def progress(self, done: int, total: int, desc: str = "") -> None:
+        """Report that ``done`` of ``total`` steps of ``desc`` (e.g. "meta-training episode") are finished.
+
+        Call it from a long ``fit`` or ``adapt`` (once per epoch, episode or batch), so a run that
+        takes minutes shows how far it is and an ETA. A no-op unless someone listens (``latbench
+        eval`` in one process; see :func:`reporting_progress`), it never touches the results, and
+        a method that never calls it needs nothing.
+        """
+        callback = _PROGRESS.get()
+        if callback is not None:
+            callback(desc, int(done), int(total))
 
     def predict(self, device: str, arch_ids: np.ndarray) -> np.ndarray:
         """Latency in ms of each arch id on ``device`` (finite, > 0, one per id)."""

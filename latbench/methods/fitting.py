@@ -1,4 +1,4 @@
-"""Public helpers for method authors: positive predictions, a monotone scale fit, stable seeds, torch threads.
+"""Public helpers for method authors: positive predictions, a monotone scale fit, stable seeds, torch threads and devices.
 
 Every built-in uses these, so a new method gets the same conventions without re-implementing them.
 """
@@ -9,6 +9,8 @@ import contextlib
 import zlib
 
 import numpy as np
+
+from latbench.errors import MethodError
 
 
 def positive_floor(pred: np.ndarray, shots: np.ndarray) -> np.ndarray:
@@ -53,6 +55,37 @@ def torch_threads(n):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def torch_device(spec="cpu"):
+    """The ``torch.device`` a learned method's ``device`` parameter names, checked against this machine.
+
+    ``spec`` is a torch device string ("cpu", "cuda", "cuda:1", "mps", ...), a ``torch.device``,
+    or "auto": the first CUDA GPU when there is one, else the CPU. Why check: a ``device="cuda"``
+    run on a machine without a GPU should stop at once with one line saying so, not with a CUDA
+    traceback half-way through a fit. Raises MethodError for a string that is no device or a
+    device this machine lacks.
+    """
+    import torch  # local: torch is heavy and only the learned methods need it
+
+    if isinstance(spec, str) and spec.strip().lower() == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec.strip().lower() if isinstance(spec, str) else spec)
+    except (RuntimeError, TypeError, ValueError):
+        raise MethodError(f"device={spec!r} is not a torch device: use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise MethodError(
+                f"device={spec!r}: no CUDA GPU is available here (torch {torch.__version__}, {built}); use cpu or auto"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise MethodError(f"device={spec!r}: this machine has {count} CUDA GPU(s), numbered from 0")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise MethodError(f"device={spec!r}: Apple's MPS backend is not available here; use cpu or auto")
+    return dev
 
 
 #: Percentage-error weights 1/y^2 are capped at 1/(WEIGHT_FLOOR x median y)^2: a few NB201 archs

@@ -42,7 +42,7 @@ class SourceData:
     reference_latency: np.ndarray | None = None
     valid_reference_latency: np.ndarray | None = None
     #: per source device that has a kernel table: its per-layer latencies on the source archs
-    #: (DataFrame arch_id, layer, latency_ms; kernel-level predictors train on these)
+    #: (DataFrame arch_id, layer, layer signature, latency_ms; kernel-level predictors train on these)
     kernels: dict = field(default_factory=dict)
 
     def device(self, name: str) -> np.ndarray:
@@ -125,7 +125,8 @@ class Oracle:
         return np.array([self.measured[int(i)] for i in ids])
 
     def kernels(self, ids):
-        """Per-layer kernel latencies (DataFrame arch_id, layer, latency_ms) of already measured archs.
+        """Per-layer kernel latencies (DataFrame arch_id, layer, the layer's signature op, h, cin, cout,
+        kernel, stride, groups, and latency_ms) of already measured archs.
 
         A profiler run that times an arch also times its layers, so this costs no extra budget; it
         is only available on devices with a kernel table (:attr:`has_kernels`).

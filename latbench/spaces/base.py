@@ -2,10 +2,16 @@
 
 A space knows its architectures by an integer id (the upstream order, e.g. the official
 NAS-Bench-201 index) and by a canonical string. From the string alone it derives everything a
-predictor may use: a fixed-length one-hot vector, a graph (adjacency + node features), the list of
-primitive layers with shapes, and FLOPs/params/activation memory computed from that list. The
-PyTorch builder (``build_torch``) constructs the very same network so the counts can be checked
-against a real model, and so the profiler can time it.
+predictor may use: a fixed-length one-hot vector, a graph (adjacency + node features), the
+primitive layers with shapes, and FLOPs/params/activation memory computed from them. The PyTorch
+builder (``build_torch``) constructs the very same network so the counts can be checked against a
+real model, and so the profiler can time it.
+
+The layers form a :class:`LayerGraph`: every op the built model executes (including element-wise
+adds and NB201's ``x * 0`` for a node whose inputs are all ``none``), in the model's execution
+order, with the layers each one reads. Kernel fusion (:mod:`latbench.kernels`) works on that graph,
+because whether a runtime can fuse a producer into its consumer depends on the producer's fan-out,
+which a flat list cannot show.
 
 FLOPs follow the NAS-Bench-201 counter (``xautodl/utils/flop_benchmark.py``): multiply-accumulates
 of Conv2d and Linear layers (plus one add per output element when the layer has a bias); pooling,
@@ -19,6 +25,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,7 +45,7 @@ LAYER_TYPES = (
     "add",
     "mul",
     "shuffle",
-    "zero",
+    "zero",  # x * 0: NB201's value of a node whose incoming edges are all "none"
 )
 
 
@@ -88,6 +95,65 @@ class Layer:
         return self.cout * spatial
 
 
+#: Input index meaning "the network input" in :attr:`LayerGraph.inputs`.
+NETWORK_INPUT = -1
+
+
+class LayerGraph(NamedTuple):
+    """An arch's primitive layers in execution order, and what each one reads.
+
+    ``inputs[j]`` holds the indices of the layers whose outputs layer ``j`` reads, in operand order
+    (:data:`NETWORK_INPUT` for the network input); always earlier indices, so the list order is a
+    topological order of the graph. An add reads two tensors, possibly the same one twice.
+    """
+
+    layers: list[Layer]
+    inputs: tuple[tuple[int, ...], ...]
+
+    def consumers(self) -> list[tuple[int, ...]]:
+        """Per layer, the distinct layers that read its output, in execution order."""
+        out: list[set[int]] = [set() for _ in self.layers]
+        for j, ins in enumerate(self.inputs):
+            for i in ins:
+                if i >= 0:
+                    out[i].add(j)
+        return [tuple(sorted(c)) for c in out]
+
+
+class GraphBuilder:
+    """Appends layers in execution order, recording what each one reads (spaces build with it)."""
+
+    def __init__(self) -> None:
+        self.layers: list[Layer] = []
+        self.inputs: list[tuple[int, ...]] = []
+
+    def add(self, layer: Layer, *reads: int) -> int:
+        """Append ``layer`` reading the outputs of ``reads``; returns its index."""
+        if not reads or min(reads) < NETWORK_INPUT or max(reads) >= len(self.layers):
+            raise ValueError(f"layer {len(self.layers)} ({layer.type}) must read earlier layers, got {reads}")
+        self.layers.append(layer)
+        self.inputs.append(tuple(reads))
+        return len(self.layers) - 1
+
+    def chain(self, layers: Sequence[Layer], read: int) -> int:
+        """Append ``layers`` one after the other (each reads the previous, the first reads ``read``);
+        returns the index of the last one (``read`` itself when ``layers`` is empty)."""
+        for layer in layers:
+            read = self.add(layer, read)
+        return read
+
+    def splice(self, layers: Sequence[Layer], inputs: Sequence[tuple[int, ...]], read: int) -> int:
+        """Append a subgraph built on its own (indices local to it, :data:`NETWORK_INPUT` = its
+        input), reading ``read``; returns the offset its local indices got."""
+        base = len(self.layers)
+        self.layers.extend(layers)
+        self.inputs.extend(tuple(read if r == NETWORK_INPUT else base + r for r in reads) for reads in inputs)
+        return base
+
+    def graph(self) -> LayerGraph:
+        return LayerGraph(self.layers, tuple(self.inputs))
+
+
 class SearchSpace(ABC):
     """A fixed, indexed set of architectures and everything derivable from them.
 
@@ -127,8 +193,12 @@ class SearchSpace(ABC):
         """(adjacency [N, N] with adj[i, j] = 1 for an edge i -> j, node features [N, F])."""
 
     @abstractmethod
+    def _layer_graph(self, arch: str) -> LayerGraph:
+        """Every op the built model executes, in execution order, with what each one reads."""
+
     def _layers(self, arch: str) -> list[Layer]:
-        """Primitive layers in execution order."""
+        """Primitive layers in execution order (the nodes of :meth:`_layer_graph`)."""
+        return self._layer_graph(arch).layers
 
     @abstractmethod
     def _build_torch(self, arch: str):
@@ -171,11 +241,16 @@ class SearchSpace(ABC):
         return ids
 
     def layers(self, i: int) -> list[Layer]:
-        return self._layers_cached(self.arch_str(i))
+        """Every op arch ``i``'s built model executes, in execution order."""
+        return self._graph_cached(self.arch_str(i)).layers
+
+    def layer_graph(self, i: int) -> LayerGraph:
+        """:meth:`layers` of arch ``i`` together with what each layer reads (a DAG with fan-out)."""
+        return self._graph_cached(self.arch_str(i))
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019  (spaces live for the process; the cache is the point)
-    def _layers_cached(self, arch: str) -> list[Layer]:
-        return self._layers(arch)
+    def _graph_cached(self, arch: str) -> LayerGraph:
+        return self._layer_graph(arch)
 
     def build_torch(self, i: int):
         return self._build_torch(self.arch_str(i))
@@ -202,7 +277,7 @@ class SearchSpace(ABC):
 
     def counts(self, arch: str) -> tuple[float, float, float]:
         """(MFLOPs, M params, M activations) of one arch string, from its layer list."""
-        return layer_counts(self._layers_cached(self.canonical(arch)))
+        return layer_counts(self._graph_cached(self.canonical(arch)).layers)
 
     def set_features(self, **tables: np.ndarray) -> None:
         """Install precomputed per-arch tables (the dataset build stores them; loading is fast)."""

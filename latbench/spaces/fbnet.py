@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from latbench.errors import UnknownArchError, did_you_mean
-from latbench.spaces.base import Layer, SearchSpace
+from latbench.spaces.base import NETWORK_INPUT, GraphBuilder, Layer, LayerGraph, SearchSpace
 
 #: Candidate ops in HELP / HW-NAS-Bench index order (op_idx_list values index this tuple).
 OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
@@ -115,53 +115,57 @@ class FBNetSpace(SearchSpace):
         return adj, feat
 
     # ---- layers -------------------------------------------------------------------------
-    def _layers(self, arch: str) -> list[Layer]:
+    def _layer_graph(self, arch: str) -> LayerGraph:
         h = self.input_shape[1]
-        out: list[Layer] = [
+        g = GraphBuilder()
+        stem = [
             Layer("conv", h, self.input_shape[0], STEM_CHANNELS, kernel=3),
             Layer("bn", h, STEM_CHANNELS, STEM_CHANNELS),
             Layer("relu", h, STEM_CHANNELS, STEM_CHANNELS),
         ]
+        x = g.chain(stem, NETWORK_INPUT)
         for b, (op, (cin, cout, s)) in enumerate(zip(arch.split("-"), LAYER_PLAN)):
             spec = parse_op(op)
             h_out = -(-h // s)
             if spec is None:
                 if s != 1 or cin != cout:
-                    out += [
+                    conv = [
                         Layer("conv", h, cin, cout, stride=s, block=b),
                         Layer("bn", h_out, cout, cout, block=b),
                         Layer("relu", h_out, cout, cout, block=b),
                     ]
+                    x = g.chain(conv, x)
             else:
-                k, e, g = spec
+                k, e, gr = spec
                 mid = cin * e
                 kw = dict(block=b, expansion=float(e))
-                out += [
-                    Layer("conv", h, cin, mid, groups=g, **kw),
+                body = [
+                    Layer("conv", h, cin, mid, groups=gr, **kw),
                     Layer("bn", h, mid, mid, **kw),
                     Layer("relu", h, mid, mid, **kw),
                 ]
-                if g > 1:
-                    out.append(Layer("shuffle", h, mid, mid, groups=g, **kw))
-                out += [
+                if gr > 1:
+                    body.append(Layer("shuffle", h, mid, mid, groups=gr, **kw))
+                body += [
                     Layer("conv", h, mid, mid, kernel=k, stride=s, groups=mid, **kw),
                     Layer("bn", h_out, mid, mid, **kw),
                     Layer("relu", h_out, mid, mid, **kw),
-                    Layer("conv", h_out, mid, cout, groups=g, **kw),
+                    Layer("conv", h_out, mid, cout, groups=gr, **kw),
                     Layer("bn", h_out, cout, cout, **kw),
                 ]
-                if s == 1 and cin == cout:
-                    out.append(Layer("add", h_out, cout, cout, **kw))
+                y = g.chain(body, x)
+                x = g.add(Layer("add", h_out, cout, cout, **kw), x, y) if s == 1 and cin == cout else y
             h = h_out
         c = STAGE_CHANNELS[-1]
-        out += [
+        head = [
             Layer("conv", h, c, HEADER_CHANNELS),
             Layer("bn", h, HEADER_CHANNELS, HEADER_CHANNELS),
             Layer("relu", h, HEADER_CHANNELS, HEADER_CHANNELS),
             Layer("gap", h, HEADER_CHANNELS, HEADER_CHANNELS),
             Layer("linear", 1, HEADER_CHANNELS, self.num_classes, bias=True),
         ]
-        return out
+        g.chain(head, x)
+        return g.graph()
 
     # ---- torch --------------------------------------------------------------------------
     def _build_torch(self, arch: str):

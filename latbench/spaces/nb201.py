@@ -5,6 +5,11 @@ the string format is the official one, ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``, 
 the official NAS-Bench-201 indices (HELP's ``str_arch2idx.pt``). The macro skeleton follows the
 NB201 ``TinyNetwork``: stem conv3x3+BN, 5 cells, residual reduction, 5 cells, reduction, 5 cells,
 BN+ReLU, global pool, linear.
+
+Inside a cell the layer graph follows the model's ``forward``: node by node, each incoming edge's
+ops in string order, then the node's sum as left-to-right adds (``(a + b) + c``); a node whose
+incoming edges are all ``none`` is ``x * 0`` of the cell input (a ``zero`` layer), as the model
+computes it. A ``skip_connect`` edge is no op: its node reads the source node's tensor.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import re
 import numpy as np
 
 from latbench.errors import UnknownArchError
-from latbench.spaces.base import Layer, SearchSpace, layer_counts
+from latbench.spaces.base import NETWORK_INPUT, GraphBuilder, Layer, LayerGraph, SearchSpace, layer_counts
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: (to_node, from_node) of the 6 edges, in string order.
@@ -87,22 +92,24 @@ class NB201Space(SearchSpace):
             feats[e, NODE_VOCAB.index(op)] = 1
         return adj, feats
 
-    def _layers(self, arch: str) -> list[Layer]:
+    def _layer_graph(self, arch: str) -> LayerGraph:
         ops = self.parse(arch)
-        L = [Layer("conv", 32, 3, 16, kernel=3), Layer("bn", 32, 16, 16)]
+        g = GraphBuilder()
+        x = g.chain([Layer("conv", 32, 3, 16, kernel=3), Layer("bn", 32, 16, 16)], NETWORK_INPUT)
         for s, (c, h) in enumerate(STAGES):
             if s > 0:
-                L += _resblock(STAGES[s - 1][0], c, STAGES[s - 1][1])
+                x = _resblock(g, x, STAGES[s - 1][0], c, STAGES[s - 1][1])
             for _ in range(CELLS_PER_STAGE):
-                L += _cell(ops, c, h)
+                x = _cell(g, x, ops, c, h)
         c, h = STAGES[-1]
-        L += [
+        head = [
             Layer("bn", h, c, c),
             Layer("relu", h, c, c),
             Layer("gap", h, c, c),
             Layer("linear", 1, c, self.num_classes, bias=True),
         ]
-        return L
+        g.chain(head, x)
+        return g.graph()
 
     def counts(self, arch: str) -> tuple[float, float, float]:
         """The base class's layer-list sums, with each distinct cell summed once (15,625 archs)."""
@@ -112,8 +119,10 @@ class NB201Space(SearchSpace):
 
     @functools.cache  # noqa: B019  (one entry per space instance, which lives for the process)
     def _fixed_counts(self) -> np.ndarray:
-        """Counts of everything outside the cells: an all-'none' cell emits no layers."""
-        return np.array(layer_counts(self._layers(self.format(["none"] * 6))))
+        """Counts of everything outside the cells (the all-'none' arch minus its 15 cells)."""
+        none = ("none",) * 6
+        cells = sum(CELLS_PER_STAGE * _cell_counts(none, c, h) for c, h in STAGES)
+        return np.array(layer_counts(self._layers(self.format(none)))) - cells
 
     def _build_torch(self, arch: str):
         return _torch_model(self.parse(arch), self.num_classes)
@@ -121,37 +130,60 @@ class NB201Space(SearchSpace):
 
 @functools.cache
 def _cell_counts(ops, c: int, h: int) -> np.ndarray:
-    return np.array(layer_counts(_cell(ops, c, h)))
+    return np.array(layer_counts(_cell_template(ops, c, h)[0]))
 
 
-def _cell(ops, c: int, h: int) -> list[Layer]:
-    out: list[Layer] = []
-    inputs = {1: 0, 2: 0, 3: 0}
-    for e, (op, (to, _)) in enumerate(zip(ops, EDGES)):
-        if op == "nor_conv_1x1" or op == "nor_conv_3x3":
-            k = 1 if op == "nor_conv_1x1" else 3
-            out += [Layer("relu", h, c, c, block=e), Layer("conv", h, c, c, kernel=k, block=e), Layer("bn", h, c, c, block=e)]
-        elif op == "avg_pool_3x3":
-            out.append(Layer("avgpool", h, c, c, kernel=3, block=e))
-        if op != "none":
-            inputs[to] += 1
-    for n in inputs.values():
-        out += [Layer("add", h, c, c)] * max(n - 1, 0)
-    return out
+def _cell(g: GraphBuilder, x: int, ops, c: int, h: int) -> int:
+    """Append one cell reading ``x``; returns the index of its output (node 3)."""
+    layers, inputs, out = _cell_template(ops, c, h)
+    base = g.splice(layers, inputs, x)
+    return x if out == NETWORK_INPUT else base + out
 
 
-def _resblock(cin: int, cout: int, h: int) -> list[Layer]:
-    return [
+@functools.cache
+def _cell_template(ops, c: int, h: int) -> tuple[tuple[Layer, ...], tuple[tuple[int, ...], ...], int]:
+    """One cell, in the model's execution order, reading the cell input as NETWORK_INPUT:
+    (layers, what each reads, index of node 3; NETWORK_INPUT when node 3 is the input itself)."""
+    g = GraphBuilder()
+    x = NETWORK_INPUT
+    nodes = [x]
+    for to in (1, 2, 3):
+        terms = []
+        for e, (op, (t, frm)) in enumerate(zip(ops, EDGES)):
+            if t != to or op == "none":
+                continue
+            if op == "nor_conv_1x1" or op == "nor_conv_3x3":
+                k = 1 if op == "nor_conv_1x1" else 3
+                edge = [Layer("relu", h, c, c, block=e), Layer("conv", h, c, c, kernel=k, block=e), Layer("bn", h, c, c, block=e)]
+                terms.append(g.chain(edge, nodes[frm]))
+            elif op == "avg_pool_3x3":
+                terms.append(g.add(Layer("avgpool", h, c, c, kernel=3, block=e), nodes[frm]))
+            else:  # skip_connect: the source node's tensor itself
+                terms.append(nodes[frm])
+        if not terms:  # the model computes cell_input * 0
+            nodes.append(g.add(Layer("zero", h, c, c), x))
+            continue
+        acc = terms[0]
+        for term in terms[1:]:
+            acc = g.add(Layer("add", h, c, c), acc, term)
+        nodes.append(acc)
+    return tuple(g.layers), tuple(g.inputs), nodes[3]
+
+
+def _resblock(g: GraphBuilder, x: int, cin: int, cout: int, h: int) -> int:
+    """Append the residual reduction block reading ``x``; returns its output (the add)."""
+    main = [
         Layer("relu", h, cin, cin),
         Layer("conv", h, cin, cout, kernel=3, stride=2),
         Layer("bn", h // 2, cout, cout),
         Layer("relu", h // 2, cout, cout),
         Layer("conv", h // 2, cout, cout, kernel=3),
         Layer("bn", h // 2, cout, cout),
-        Layer("avgpool", h, cin, cin, kernel=2, stride=2),
-        Layer("conv", h // 2, cin, cout, kernel=1),
-        Layer("add", h // 2, cout, cout),
     ]
+    shortcut = [Layer("avgpool", h, cin, cin, kernel=2, stride=2), Layer("conv", h // 2, cin, cout, kernel=1)]
+    a = g.chain(main, x)
+    b = g.chain(shortcut, x)
+    return g.add(Layer("add", h // 2, cout, cout), a, b)
 
 
 def _torch_model(ops, num_classes: int):

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from latbench.errors import UnknownArchError
-from latbench.spaces.base import Layer, SearchSpace
+from latbench.spaces.base import NETWORK_INPUT, GraphBuilder, Layer, LayerGraph, SearchSpace
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -196,26 +196,25 @@ class OFASpace(SearchSpace):
         return adj, feat
 
     # ---- layers -------------------------------------------------------------------------
-    def _layers(self, arch: str) -> list[Layer]:
+    def _layer_graph(self, arch: str) -> LayerGraph:
         r, d, ks, e = parse(arch)
         c, h = STEM_CHANNELS, -(-r // 2)
-        out: list[Layer] = [
-            Layer("conv", r, 3, c, kernel=3, stride=2),
-            Layer("bn", h, c, c),
-            Layer("hswish", h, c, c),
-            # first block: MBConv k3 expand 1 (no expansion conv), residual
+        g = GraphBuilder()
+        x = g.chain([Layer("conv", r, 3, c, kernel=3, stride=2), Layer("bn", h, c, c), Layer("hswish", h, c, c)], NETWORK_INPUT)
+        # first block: MBConv k3 expand 1 (no expansion conv), residual
+        first = [
             Layer("conv", h, c, c, kernel=3, groups=c),
             Layer("bn", h, c, c),
             Layer("relu", h, c, c),
             Layer("conv", h, c, c),
             Layer("bn", h, c, c),
-            Layer("add", h, c, c),
         ]
+        x = g.add(Layer("add", h, c, c), x, g.chain(first, x))
         for slot, cin, cout, stride, act, se in _block_plan(d):
-            k, x = ks[slot], e[slot]
-            mid, h_out = mid_channels(cin, x), -(-h // stride)
-            kw = dict(block=slot, expansion=float(x))
-            out += [
+            k, ex = ks[slot], e[slot]
+            mid, h_out = mid_channels(cin, ex), -(-h // stride)
+            kw = dict(block=slot, expansion=float(ex))
+            body = [
                 Layer("conv", h, cin, mid, **kw),
                 Layer("bn", h, mid, mid, **kw),
                 Layer(act, h, mid, mid, **kw),
@@ -223,22 +222,22 @@ class OFASpace(SearchSpace):
                 Layer("bn", h_out, mid, mid, **kw),
                 Layer(act, h_out, mid, mid, **kw),
             ]
+            y = g.chain(body, x)
             if se:
                 sq = se_channels(mid)
-                out += [
+                excite = [
                     Layer("gap", h_out, mid, mid, **kw),
                     Layer("conv", 1, mid, sq, bias=True, **kw),
                     Layer("relu", 1, sq, sq, **kw),
                     Layer("conv", 1, sq, mid, bias=True, **kw),
                     Layer("hsigmoid", 1, mid, mid, **kw),
-                    Layer("mul", h_out, mid, mid, **kw),
                 ]
-            out += [Layer("conv", h_out, mid, cout, **kw), Layer("bn", h_out, cout, cout, **kw)]
-            if stride == 1 and cin == cout:
-                out.append(Layer("add", h_out, cout, cout, **kw))
+                y = g.add(Layer("mul", h_out, mid, mid, **kw), y, g.chain(excite, y))
+            y = g.chain([Layer("conv", h_out, mid, cout, **kw), Layer("bn", h_out, cout, cout, **kw)], y)
+            x = g.add(Layer("add", h_out, cout, cout, **kw), x, y) if stride == 1 and cin == cout else y
             h = h_out
         c = STAGE_CHANNELS[-1]
-        out += [
+        head = [
             Layer("conv", h, c, FINAL_EXPAND),
             Layer("bn", h, FINAL_EXPAND, FINAL_EXPAND),
             Layer("hswish", h, FINAL_EXPAND, FINAL_EXPAND),
@@ -247,7 +246,8 @@ class OFASpace(SearchSpace):
             Layer("hswish", 1, FEATURE_MIX, FEATURE_MIX),
             Layer("linear", 1, FEATURE_MIX, self.num_classes, bias=True),
         ]
-        return out
+        g.chain(head, x)
+        return g.graph()
 
     # ---- torch --------------------------------------------------------------------------
     def _build_torch(self, arch: str):

@@ -20,6 +20,9 @@ Everything flows from one seed, so ``tasks generate --check`` can regenerate byt
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import networkx as nx
 import numpy as np
 from scipy.stats import spearmanr
@@ -337,106 +340,201 @@ def generate(tables: dict, seed: int = 0, per_space: int = 2, reserved: dict | N
 
 #: Share of the archs measured on every device of a measured-device task: (source sample, query pool, eval).
 MEASURED_POOL_SHARES = (0.25, 0.25, 0.5)
+#: A measured device is a target of a generated task only if its test-retest Spearman (the same
+#: archs timed again in a second session) is at least this: below it, the noise of the "truth"
+#: itself reorders the archs, and a method's score says more about the timing noise than the method.
+#: Noisier devices may still be sources. A device without a retest is never a generated target.
+RETEST_MIN_SPEARMAN = 0.9
+#: A measured-device task needs at least this many archs measured on every one of its devices.
+MIN_COMMON_ARCHS = 40
 
 
-def measured_tasks(table, space, version: int = 1) -> list[TaskSpec]:
-    """Tasks whose targets are profiler-measured devices (devices covering a sample of the space).
+@dataclass(frozen=True)
+class MeasuredInfo:
+    """What task generation needs to know of a profiler-measured device."""
 
-    Per space, up to three: ``measured-<space>-public`` (sources = every HELP device, targets = the
-    measured devices: old public hardware -> this machine), ``measured-<space>-runtime``
-    (sources = the measured eager-PyTorch devices, targets = the other measured runtimes: the same
-    hardware under another runtime/precision; needs no HELP data) and ``measured-<space>-kernels``
-    (eager PyTorch devices only, the first by name as target: all have kernel tables, which the
-    faithful kernel-level predictors need on source and target). Pools are drawn from the archs
-    measured on every device of the task and stored as arch strings (:class:`ArchPools`).
+    gpu: bool
+    runtime: str
+    kernels: bool  # has a per-layer kernel table
+    retest_spearman: float | None
+
+    @property
+    def reliable(self) -> bool:
+        return self.retest_spearman is not None and self.retest_spearman >= RETEST_MIN_SPEARMAN
+
+
+def committed_devices() -> dict[str, dict[str, MeasuredInfo]]:
+    """space -> device -> info of the measurements that ship with latbench (the official measured devices).
+
+    Registered sources (``latbench data add-source`` / ``data import``) are never read here: adding
+    a user's device changes no official task.
     """
-    complete = list(table.complete_devices())
-    measured = [d for d in table.devices if d not in complete]
-    if not measured:
-        return []
-    out = []
-    eager = [d for d in measured if "-torch-" in d and "-graphs-" not in d]
-    specs = [
-        ("public", complete, measured, "public devices (HELP) -> devices measured by latbench profile"),
-        (
-            "runtime",
-            eager,
-            [d for d in measured if d not in eager],
-            "eager PyTorch -> other runtimes/precisions on the same measured hardware",
-        ),
-        (
-            "kernels",
-            eager[1:],
-            eager[:1],
-            "eager PyTorch -> eager PyTorch with other threads: every device has per-layer kernel latencies, "
-            "so kernel-level predictors can train as their papers do (faithful variants)",
-        ),
-    ]
-    for name, source, target, description in specs:
-        if not source or not target:
-            continue
-        task_id = f"measured-{table.space}-{name}"
-        ids = table.measured(source + target)
-        corr = correlation(table.rows(source + target)[:, ids])
-        s_idx, t_idx = list(range(len(source))), list(range(len(source), len(source) + len(target)))
-        block = {dt: {ds: round(float(corr[j, i]), 4) for i, ds in enumerate(source)} for j, dt in zip(t_idx, target)}
-        diff = round(difficulty(corr, s_idx, t_idx), 4)
-        seed = task_seed(task_id)
-        refs = np.intersect1d(space.reference_ids, ids)
-        rest = np.random.default_rng(seed).permutation(np.setdiff1d(ids, refs))
-        n_src, n_pool = int(len(ids) * MEASURED_POOL_SHARES[0]), int(len(ids) * MEASURED_POOL_SHARES[1])
-        pool = np.concatenate([refs, rest[: n_pool - len(refs)]])
-        src = rest[n_pool - len(refs) : n_pool - len(refs) + n_src]
-        ev = rest[n_pool - len(refs) + n_src :]
-        names = lambda a: tuple(sorted(space.arch_str(int(i)) for i in a))  # noqa: E731
-        out.append(
-            TaskSpec(
-                id=task_id,
-                version=version,
-                space=table.space,
-                kind="measured",
-                tier=tier_of(diff),
-                description=description,
-                source=tuple(source),
-                target=tuple(target),
-                difficulty=diff,
-                best_source_correlation={dt: max(row.values()) for dt, row in block.items()},
-                correlation=block,
-                generator={
-                    "name": "latbench.partition.measured_tasks",
-                    "version": GENERATOR_VERSION,
-                    "archs_measured_on_all": int(len(ids)),
-                    "shares": list(MEASURED_POOL_SHARES),
-                },
-                seed=seed,
-                pools=Pools(source_sample=(), query_pool=(), eval=()),
-                arch_pools=ArchPools(source_sample=names(src), query_pool=names(pool), eval=names(ev)),
-            )
+    from latbench.data import measured
+
+    out: dict[str, dict[str, MeasuredInfo]] = {}
+    base = measured.package_dir()
+    for d in measured.read_root(base) if base.is_dir() else []:
+        out.setdefault(d.meta.space, {})[d.meta.device] = MeasuredInfo(
+            gpu=d.meta.setting.device == "cuda",
+            runtime=d.meta.setting.runtime,
+            kernels=d.kernels is not None,
+            retest_spearman=(d.retest or {}).get("spearman"),
         )
     return out
 
 
-def _complete(table):
-    """The table restricted to devices measured on every arch (the suite over HELP's devices)."""
-    keep = table.complete_devices()
-    return LatencyTable(table.space, keep, table.rows(keep))
+def correlation_block(table, space, source: list[str], target: list[str]) -> tuple[np.ndarray, dict, float]:
+    """(arch ids measured on every device, target -> source -> Spearman over them, difficulty)."""
+    ids = table.measured(source + target)
+    corr = correlation(table.rows(source + target)[:, ids])
+    s_idx, t_idx = list(range(len(source))), list(range(len(source), len(source) + len(target)))
+    block = {dt: {ds: round(float(corr[j, i]), 4) for i, ds in enumerate(source)} for j, dt in zip(t_idx, target)}
+    return ids, block, round(difficulty(corr, s_idx, t_idx), 4)
+
+
+def arch_pools(space, ids: np.ndarray, seed: int, shares=MEASURED_POOL_SHARES) -> ArchPools:
+    """Seeded, disjoint source sample / query pool / eval set over ``ids`` as arch strings; the
+    space's reference archs that are among ``ids`` always sit in the query pool."""
+    refs = np.intersect1d(space.reference_ids, ids)
+    rest = np.random.default_rng(seed).permutation(np.setdiff1d(ids, refs))
+    n_src, n_pool = int(len(ids) * shares[0]), max(int(len(ids) * shares[1]), len(refs))
+    pool = np.concatenate([refs, rest[: n_pool - len(refs)]])
+    src = rest[n_pool - len(refs) : n_pool - len(refs) + n_src]
+    ev = rest[n_pool - len(refs) + n_src :]
+
+    def names(a):
+        return tuple(sorted(space.arch_str(int(i)) for i in a))
+
+    return ArchPools(source_sample=names(src), query_pool=names(pool), eval=names(ev))
+
+
+def measured_tasks(table, space, devices: dict[str, MeasuredInfo], public, version: int = 1) -> list[TaskSpec]:
+    """Tasks whose targets are profiler-measured devices (devices covering a sample of the space).
+
+    ``devices``: the official measured devices of the space (:func:`committed_devices`), ``public``:
+    its HELP devices. Per space and hardware class (server CPUs; GPUs with the suffix ``-gpu``), up to three:
+
+    - ``measured-<space>-public[-gpu]``: sources = every HELP device, targets = the measured devices
+      (2019-2021 public hardware -> modern hardware);
+    - ``measured-<space>-runtime[-gpu]``: sources = the measured eager-PyTorch devices, targets =
+      the other runtimes/precisions (the same hardware under another runtime; needs no HELP data);
+    - ``measured-<space>-kernels[-gpu]``: eager PyTorch devices with kernel tables only, the first
+      reliable one by name as target (kernel-level predictors train on them as their papers do).
+
+    Only devices with a test-retest Spearman >= :data:`RETEST_MIN_SPEARMAN` are targets (any may
+    be a source); a task without such a target, or with fewer than :data:`MIN_COMMON_ARCHS` archs
+    measured on all its devices, is not made. Pools are drawn from the archs measured on every
+    device of the task and stored as arch strings (:class:`ArchPools`).
+    """
+    out = []
+    for gpu, suffix, label in ((False, "", "server CPUs"), (True, "-gpu", "GPUs")):
+        group = sorted(d for d, info in devices.items() if info.gpu == gpu and d in table.devices)
+        reliable = [d for d in group if devices[d].reliable]
+        eager = [d for d in group if devices[d].runtime == "torch"]
+        with_kernels = [d for d in eager if devices[d].kernels]
+        kernel_target = next((d for d in with_kernels if devices[d].reliable), None)
+        specs = [
+            ("public", list(public), reliable, f"public devices (HELP) -> modern {label} measured by latbench profile"),
+            (
+                "runtime",
+                eager,
+                [d for d in reliable if d not in eager],
+                "eager PyTorch -> other runtimes/precisions on the same measured hardware",
+            ),
+            (
+                "kernels",
+                [d for d in with_kernels if d != kernel_target],
+                [kernel_target] if kernel_target else [],
+                "eager PyTorch -> eager PyTorch with other threads: every device has per-layer kernel latencies, "
+                "so kernel-level predictors can train as their papers do (faithful variants)",
+            ),
+        ]
+        for name, source, target, description in specs:
+            if not source or not target:
+                continue
+            task_id = f"measured-{table.space}-{name}{suffix}"
+            ids, block, diff = correlation_block(table, space, source, target)
+            if len(ids) < MIN_COMMON_ARCHS:
+                continue
+            seed = task_seed(task_id)
+            out.append(
+                TaskSpec(
+                    id=task_id,
+                    version=version,
+                    space=table.space,
+                    kind="measured",
+                    tier=tier_of(diff),
+                    description=description,
+                    source=tuple(source),
+                    target=tuple(target),
+                    difficulty=diff,
+                    best_source_correlation={dt: max(row.values()) for dt, row in block.items()},
+                    correlation=block,
+                    generator={
+                        "name": "latbench.partition.measured_tasks",
+                        "version": GENERATOR_VERSION,
+                        "archs_measured_on_all": int(len(ids)),
+                        "shares": list(MEASURED_POOL_SHARES),
+                        "retest_min_spearman": RETEST_MIN_SPEARMAN,
+                    },
+                    seed=seed,
+                    pools=Pools(source_sample=(), query_pool=(), eval=()),
+                    arch_pools=arch_pools(space, ids, seed),
+                )
+            )
+    return out
+
+
+def official_tables() -> dict[str, LatencyTable]:
+    """Per space, the built dataset restricted to the pinned upstream (HELP) devices: what the
+    generated suite and the literature splits are made from, whatever else the build holds."""
+    from latbench.data.measured import pinned_device_names
+
+    pinned = pinned_device_names()
+    out = {}
+    for s in store.info()["spaces"]:
+        table = store.load_latency(s)
+        keep = [d for d in table.complete_devices() if d in pinned]
+        out[s] = LatencyTable(table.space, tuple(keep), table.rows(keep))
+    return out
+
+
+def versioned(task: TaskSpec, existing: Path | None) -> TaskSpec:
+    """``task`` with the version of its file when nothing else differs, else that version + 1."""
+    if existing is None:
+        return task
+    try:
+        old = task_registry.load_task_file(existing)
+    except TaskError:
+        return task
+    if old.model_copy(update={"version": task.version}).to_yaml() == task.to_yaml():
+        return task.model_copy(update={"version": old.version})
+    return task.model_copy(update={"version": old.version + 1})
 
 
 def write_or_check(folder, *, seed: int = 0, check: bool = False) -> list[str]:
-    """Regenerate every task from the built dataset; write changed files, or (check) list them.
+    """Regenerate every official task from the built dataset; write changed files, or (check) list them.
 
-    Files in ``folder`` that the generator no longer produces count as changed (and are removed
-    when writing), so the folder always equals one generation.
+    Only the pinned upstream (HELP) devices and the measurements that ship with latbench are read,
+    so registered user devices never change an official task. A task whose content changed gets
+    the version of its file + 1. Files in ``folder`` that the generator no longer produces count
+    as changed (and are removed when writing), so the folder always equals one generation.
     """
-    from pathlib import Path
-
     folder = Path(folder)
-    tables = {s: _complete(store.load_latency(s)) for s in store.info()["spaces"]}
+    info = store.info()
+    if not any(src.get("name") == "help" for src in info.get("sources", [])):
+        raise TaskError(
+            "the official tasks are generated from a dataset with the HELP source; this one was built without it "
+            "(offline?): rerun `latbench data build` with network or LATBENCH_MIRROR"
+        )
+    tables = official_tables()
     reserved = {s: store.load_space(s).reference_ids.tolist() for s in tables}
-    fresh = {t.id: t.to_yaml() for t in generate(tables, seed=seed, reserved=reserved)}
+    tasks = generate(tables, seed=seed, reserved=reserved)
+    committed = committed_devices()
     for s in tables:
-        fresh.update({t.id: t.to_yaml() for t in measured_tasks(store.load_latency(s), store.load_space(s))})
+        tasks += measured_tasks(store.load_latency(s), store.load_space(s), committed.get(s, {}), tables[s].devices)
     existing = {p.stem: p for p in folder.glob("*.yaml")} if folder.is_dir() else {}
+    fresh = {t.id: versioned(t, existing.get(t.id)).to_yaml() for t in tasks}
     changed = sorted(i for i, text in fresh.items() if i not in existing or existing[i].read_text() != text)
     stale = sorted(set(existing) - set(fresh))
     if not check:

@@ -4,13 +4,18 @@ A task file is YAML, validated into a frozen :class:`TaskSpec`. It fixes everyth
 so results are comparable across methods and machines: the devices, the measured difficulty, the
 source sample (archs whose latencies a method may use on every source device), and for the target
 devices a disjoint query pool (archs a method may ask the oracle to measure) and evaluation set
-(never revealed). ``latbench tasks generate`` writes the files (see :mod:`latbench.partition`).
+(never revealed). ``latbench tasks generate`` writes the official files (see
+:mod:`latbench.tasks.generation`); ``latbench tasks create`` writes user tasks
+(:mod:`latbench.tasks.user`) into the user task folder (``LATBENCH_USER_TASKS``, default
+``LATBENCH_HOME/tasks``), which every command reads next to the official ones. User tasks are
+never part of a leaderboard suite, and never a config of the built dataset.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -63,7 +68,7 @@ class TaskSpec(BaseModel):
     id: str
     version: int
     space: Literal["nb201", "fbnet", "ofa"]
-    kind: Literal["generated", "literature", "measured"]
+    kind: Literal["generated", "literature", "measured", "user"]
     tier: Literal["easy", "medium", "hard"] | None = None
     description: str = ""
     source: tuple[str, ...]
@@ -213,6 +218,13 @@ def load_task_file(path: Path) -> TaskSpec:
     return task
 
 
+def user_tasks_dir() -> Path:
+    """Where ``latbench tasks create`` writes and every command reads user tasks:
+    ``LATBENCH_USER_TASKS``, default ``LATBENCH_HOME/tasks``."""
+    env = os.environ.get("LATBENCH_USER_TASKS")
+    return Path(env).expanduser().resolve() if env else paths.home() / "tasks"
+
+
 @functools.cache
 def _all(tasks_dir: Path) -> dict[str, TaskSpec]:
     files = sorted(tasks_dir.glob("*.yaml")) if tasks_dir.is_dir() else []
@@ -224,26 +236,51 @@ def _all(tasks_dir: Path) -> dict[str, TaskSpec]:
     return {p.stem: load_task_file(p) for p in files}
 
 
-def list_tasks() -> list[TaskSpec]:
+@functools.cache
+def _user(user_dir: Path, tasks_dir: Path) -> dict[str, TaskSpec]:
+    """The user tasks (kind ``user`` only: a file there cannot pose as an official task)."""
+    official = _all(tasks_dir)
+    out = {}
+    for p in sorted(user_dir.glob("*.yaml")) if user_dir.is_dir() else []:
+        task = load_task_file(p)
+        if task.kind != "user":
+            raise TaskError(f"{p}: a user task file must have kind: user (found {task.kind!r})")
+        if task.id in official:
+            raise TaskError(f"{p}: user task {task.id!r} has the name of an official task; rename the file and its id")
+        out[task.id] = task
+    return out
+
+
+def _registry() -> dict[str, TaskSpec]:
+    return {**_all(paths.tasks_dir()), **_user(user_tasks_dir(), paths.tasks_dir())}
+
+
+def official_tasks() -> list[TaskSpec]:
+    """The shipped tasks (``LATBENCH_TASKS``), without the user's."""
     return sorted(_all(paths.tasks_dir()).values(), key=_order)
 
 
+def list_tasks() -> list[TaskSpec]:
+    """The official tasks, then the user's."""
+    return sorted(_registry().values(), key=_order)
+
+
 def _order(t: TaskSpec):
-    if t.kind in ("literature", "measured"):
-        return (1 if t.kind == "literature" else 2, 0, t.id)
+    if t.kind in ("literature", "measured", "user"):
+        return (("literature", "measured", "user").index(t.kind) + 1, 0, t.id)
     name, _, num = t.id.rpartition("-")
     return (0, TIERS.index(t.tier), int(num) if num.isdigit() else 0)
 
 
 def get_task(task_id: str) -> TaskSpec:
-    tasks = _all(paths.tasks_dir())
+    tasks = _registry()
     if task_id not in tasks:
         raise TaskError(f"unknown task {task_id!r}{did_you_mean(task_id, tasks)}; see `latbench tasks list`")
     return tasks[task_id]
 
 
 def select(selector: str) -> list[TaskSpec]:
-    """Tasks by id, tier name (``hard``), ``literature``, ``generated``, ``measured`` or ``all``; comma-separated.
+    """Tasks by id, tier name (``hard``), ``literature``, ``generated``, ``measured``, ``user`` or ``all``; comma-separated.
 
     A tier name selects the generated tasks of that tier and the measured-device tasks graded so.
     """
@@ -254,7 +291,7 @@ def select(selector: str) -> list[TaskSpec]:
             chosen = list_tasks()
         elif part in TIERS:
             chosen = [t for t in list_tasks() if t.tier == part and t.kind in ("generated", "measured")]
-        elif part in ("literature", "generated", "measured"):
+        elif part in ("literature", "generated", "measured", "user"):
             chosen = [t for t in list_tasks() if t.kind == part]
         else:
             chosen = [get_task(part)]
@@ -264,4 +301,5 @@ def select(selector: str) -> list[TaskSpec]:
 
 def clear_cache() -> None:
     _all.cache_clear()
+    _user.cache_clear()
     _RESOLVED.clear()

@@ -1,0 +1,100 @@
+"""What ``latbench eval`` prints: the summary table, the progress bars' bookkeeping, ``--help``."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import click
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from latbench.cli.common import RunProgress
+from latbench.cli.main import app
+
+
+def _cli(*args):
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 always keeps stderr apart
+        runner = CliRunner()
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def test_one_trial_prints_values_not_a_zero_spread(data):
+    one = _cli("eval", "-m", "flops", "-t", "hard-3", "-k", "5", "--trials", "1")
+    assert one.exit_code == 0, one.stderr
+    assert " ± " not in one.stdout and "flops  (1 trial; dataset" in one.stdout
+    two = _cli("eval", "-m", "flops", "-t", "hard-3", "-k", "5", "--trials", "2")
+    assert two.exit_code == 0, two.stderr
+    assert "mean ± std over trials" in two.stdout and two.stdout.count(" ± ") == 7  # the title and the 6 metric columns
+
+
+def _commands(cmd: click.Command, path=()):
+    yield path, cmd
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_help_shows_no_type_for_flags():
+    """Flags take no value: ``--store``, ``--dry-run``, ``--help`` show no ``<bool>``; options keep their type."""
+    commands = list(_commands(get_command(app)))
+    assert len(commands) > 10
+    for path, cmd in commands:
+        res = _cli(*path, "--help")
+        assert res.exit_code == 0, (path, res.output)
+        assert "<bool>" not in res.stdout, (path, res.stdout)
+        flags = [p for p in cmd.params if isinstance(p, click.Option) and p.is_flag]
+        for p in flags:
+            assert p.opts[-1] in res.stdout or p.hidden, (path, p.opts)
+    trials = _cli("eval", "--help").stdout
+    assert "--trials" in trials and "<int>" in trials and "--device" in trials
+
+
+def _unit(index, task, trial):
+    return SimpleNamespace(index=index, task=SimpleNamespace(id=task), trial=trial)
+
+
+def test_run_progress_follows_units_and_each_phase_of_a_method():
+    u0, u1 = _unit(0, "hard-3", 0), _unit(1, "hard-3", 1)
+    with RunProgress(2, lambda u: f"{u.task.id} trial {u.trial + 1}/2") as p:
+        units = p.bars.tasks[p.units]
+        p.step(u0, "", 0, 0)  # a unit starts
+        assert units.description == "hard-3 trial 1/2" and p.inner is None  # a method without steps: one bar
+        p.step(u0, "source epoch", 1, 3)
+        p.step(u0, "source epoch", 2, 3)
+        inner = p.bars.tasks[p.inner]
+        assert (inner.description, inner.completed, inner.total, inner.visible) == ("  source epoch", 2, 3, True)
+        p.step(u0, "fine-tuning on pixel3", 1, 50)  # a new phase: the bar starts over (and so does its ETA)
+        assert (inner.description, inner.completed, inner.total) == ("  fine-tuning on pixel3", 1, 50)
+        p.step(u0, "fine-tuning on pixel3", 50, 50)
+        p.step(u0, "fine-tuning on pixel3", 1, 50)  # the same phase again (the next k): starts over too
+        assert inner.completed == 1 and inner.finished_time is None
+        p.unit_done(1, 2, 3.0, u0)
+        assert units.completed == 1
+        p.step(u1, "", 0, 0)
+        assert units.description == "hard-3 trial 2/2" and not inner.visible
+        p.step(u1, "source epoch", 1, 3)
+        assert inner.visible and (inner.completed, inner.total) == (1, 3)
+
+
+@pytest.mark.parametrize("command", ["eval", "sweep", "submit"])
+def test_device_option_on_the_commands_that_run_methods(command):
+    res = _cli(command, "--help")
+    assert res.exit_code == 0 and "--device" in res.stdout and "auto" in res.stdout
+
+
+def test_eta_is_the_average_pace_since_the_bar_started():
+    from latbench.cli.common import _eta_column
+
+    eta = _eta_column()
+
+    def shown(**task):
+        return eta.render(SimpleNamespace(**{"finished": False, "fields": {}, "elapsed": 10.0, **task})).plain
+
+    assert shown(completed=0, total=4) == "-:--:--"  # no pace yet
+    assert shown(completed=1, total=4, fields={"done_at": 10.0}) == "0:00:30"  # one unit in 10 s, three to go
+    assert shown(completed=1, total=4, fields={"done_at": 10.0}, elapsed=25.0) == "0:00:15"  # counts down between steps
+    assert shown(completed=1, total=4, fields={"done_at": 10.0}, elapsed=99.0) == "0:00:00"  # late: not negative
+    assert shown(completed=6, total=8, fields={"start_done": 4, "done_at": 10.0}) == "0:00:10"  # 2 steps this phase
+    assert shown(completed=4, total=4, finished=True) == "0:00:00"

@@ -1,0 +1,73 @@
+"""The pull-request flow of the public board: ``leaderboard add --check``, the CI that runs it.
+
+- ``latbench leaderboard add --check ENTRY...`` validates without storing, and fails with one line on
+  the first bad entry (the committed entries pass it on the real data);
+- ``.ci/run`` validates every committed entry; ``.github/workflows/leaderboard.yml`` runs on pull
+  requests that touch ``leaderboard/entries/`` and checks the entries they add with that command and
+  with ``add`` on the base branch's board; ``.github/workflows/ci.yml`` runs ``.ci/run``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from latbench.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRIES = sorted((REPO / "leaderboard" / "entries").glob("*.json"))
+
+
+def _invoke(*args: str):
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 always keeps stderr apart
+        runner = CliRunner()
+    return runner.invoke(app, list(args))
+
+
+@pytest.mark.real_data
+def test_committed_entries_pass_add_check_and_nothing_is_stored(data, tmp_path):
+    board = tmp_path / "board"
+    (board / "entries").mkdir(parents=True)
+    res = _invoke("leaderboard", "--board", str(board), "add", "--check", *map(str, ENTRIES))
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("valid ") == len(ENTRIES)
+    assert list((board / "entries").iterdir()) == []
+
+
+def test_add_check_fails_on_the_first_bad_entry_with_one_line(data, tmp_path):
+    entry = json.loads(ENTRIES[0].read_text())
+    entry["dataset_hash"] = "0" * 64  # stale data: what add --check must refuse
+    bad = tmp_path / "stale.json"
+    bad.write_text(json.dumps(entry))
+    board = tmp_path / "board"
+    (board / "entries").mkdir(parents=True)
+    res = _invoke("leaderboard", "--board", str(board), "add", "--check", str(bad), str(ENTRIES[0]))
+    assert res.exit_code == 1
+    errors = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: dataset hash 000000000000")
+    assert "valid" not in res.stdout and list((board / "entries").iterdir()) == []
+
+
+def test_ci_validates_every_committed_entry():
+    lines = (REPO / ".ci" / "run").read_text().splitlines()
+    check = [line for line in lines if "leaderboard add --check leaderboard/entries/*.json" in line]
+    assert len(check) == 1 and "latbench data build" in check[0] and not check[0].lstrip().startswith("#")
+
+
+def test_github_workflows_run_ci_and_check_submitted_entries():
+    ci = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    steps = ci["jobs"]["ci"]["steps"]
+    assert any(s.get("run") == ".ci/run" for s in steps)
+    board = yaml.safe_load((REPO / ".github" / "workflows" / "leaderboard.yml").read_text())
+    trigger = board[True]["pull_request"]["paths"]  # YAML 1.1 reads the key `on` as True
+    assert "leaderboard/entries/**" in trigger
+    runs = "\n".join(s.get("run", "") for s in board["jobs"]["check-entries"]["steps"])
+    assert "-c constraints.txt" in runs and "latbench data build" in runs
+    assert "latbench leaderboard add --check" in runs and 'latbench leaderboard --board "$board" add' in runs
+    assert (REPO / ".github" / "scripts" / "fetch-mirror").stat().st_mode & 0o111  # executable
