@@ -211,7 +211,7 @@ class LitePred(Method):
                 raise MethodError(
                     "litepred (faithful): no source device of this task has kernel-level measurements to "
                     "pre-build the predictor pool from; use a task whose sources were measured by "
-                    "`latbench profile` (e.g. measured-nb201-kernels) or variant='adapted'"
+                    "`latbench profile` (e.g. the measured-nb201-kernels user task of the nn-Meter docs page) or variant='adapted'"
                 )
             self.pool_ = [self._measured_pool_bank(space, source.kernels[d]) for d in self.pool_devices_]
             return self

@@ -31,6 +31,18 @@ TASKS = ["measured-nb201-kernels", "measured-fbnet-kernels"]
 PASSES_PER_ARCH = 30  # profiler defaults: 5 warm-up + 20 timed + 5 kernel-breakdown passes
 
 
+def ensure_kernel_tasks() -> None:
+    """The kernel tasks are user tasks (their target's retest is below the official threshold):
+    make them as the nn-Meter docs page does, if they are not there yet."""
+    from latbench.tasks import spec, user
+
+    known = {t.id for t in spec.list_tasks()}
+    for task in TASKS:
+        if task not in known:
+            space = task.split("-")[1]
+            user.create_task(task, space, ["epyc-2c-torch-t1-bs1-fp32"], ["epyc-2c-torch-t2-bs1-fp32"], allow_noisy=True)
+
+
 def device_seconds(task, trial) -> float:
     table = store.load_latency(task.space)
     return sum(PASSES_PER_ARCH * float(np.sum(table.device(d)[ids])) / 1000 for d, ids in trial.measured.items())
@@ -59,6 +71,7 @@ def main() -> None:
     ap.add_argument("--campaign", type=Path, nargs="*", default=[], help="`latbench profile-kernels --out` folders.")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/kernel-variants.md"))
     args = ap.parse_args()
+    ensure_kernel_tasks()
     info = store.info()
     lines = [
         "# Faithful vs adapted kernel-level baselines (issue #6)",

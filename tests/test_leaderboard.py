@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from latbench.cli import app
 from latbench.errors import DataError
 from latbench.leaderboard import board as lb
+from latbench.leaderboard import generated
 from latbench.methods.registry import builtin_methods
 from latbench.protocol.metrics import HIGHER_IS_BETTER, LEGACY_METRICS, METRICS
 
@@ -825,11 +826,11 @@ def test_committed_board_is_valid_and_rendered(data):
 
 
 def test_committed_docs_tables_and_charts_are_current():
-    """docs/results.md's board tables are what ``render`` makes of the committed entries, and the committed
-    critical-difference diagrams show every method at its current mean rank."""
+    """docs/results.md's generated blocks are what ``render`` makes of the committed entries, and the
+    committed critical-difference diagrams show every method at its current mean rank."""
     entries = lb.list_entries(REPO / "leaderboard" / "entries")
     doc = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
-    assert lb.update_results_doc(doc, entries) == doc, (
+    assert generated.update_results_doc(doc, entries) == doc, (
         "docs/results.md's board tables are out of date: run `latbench leaderboard render`"
     )
     for k in lb.SUITE_SHOTS:
@@ -842,5 +843,91 @@ def test_committed_docs_tables_and_charts_are_current():
                 f"{lb.cd_figure('main', k)} is out of date: run `latbench leaderboard render`"
             )
         assert f"CD = {table.cd:.2f}" in svg
-    with pytest.raises(lb.LeaderboardError, match="no generated board tables"):
-        lb.update_results_doc("# Results\n", entries)
+    for name in generated.RESULTS_BLOCKS:
+        begin, end = generated.block_markers(name)
+        with pytest.raises(lb.LeaderboardError, match=f"docs/results.md needs one generated block '{name}'"):
+            generated.update_results_doc(doc.replace(end, ""), entries)
+
+
+def _committed(name: str) -> lb.Entry:
+    return lb.load_entry(next((REPO / "leaderboard" / "entries").glob(f"{name}-*.json")))
+
+
+def _renamed(entry: lb.Entry, name: str, **fields) -> lb.Entry:
+    d = entry.model_dump()
+    d["method"].update(name=name, code_ref=f"synthetic:{name}")
+    return lb.Entry.model_validate({**d, **fields})
+
+
+def test_results_blocks_per_suite_versions_and_missing_methods():
+    """Every suite with entries gets its ranking and per-task tables, a suite without says so, the
+    methods missing from a suite are listed from the entries, the versions are the entries' own, and
+    names from entries reach the markdown only made inert."""
+    flops, lookup = _committed("flops"), _committed("lookup")
+    # lookup's results on seven main tasks, relabelled as the literature tasks (ranking reads only ids and numbers)
+    relabel = dict(zip([t.id for t in lb.suite_tasks("main")], [t.id for t in lb.suite_tasks("literature")]))
+    results = [{**r.model_dump(), "task": relabel[r.task]} for r in lookup.results if r.task in relabel]
+    hostile = _renamed(lookup, f"a|b {XSS}", suite="literature", dataset_version="9.9+feedfacecafe", results=results)
+    main_only = [flops, lookup]
+    blocks = generated.results_blocks(main_only)
+    assert set(blocks) == set(generated.RESULTS_BLOCKS)
+    assert "No literature-suite entries on the board yet." in blocks["literature suite tables"]
+    assert "not yet on the literature-suite board (2): flops, lookup." in blocks["literature suite tables"]
+    assert "With an entry" not in blocks["main suite tables"]
+    assert f"dataset version {flops.dataset_version} (1 entry), {lookup.dataset_version} (1 entry)" in blocks["board versions"]
+    assert "- **literature suite**: no entries yet." in blocks["board versions"]
+
+    both = generated.results_blocks([*main_only, hostile])
+    lit = both["literature suite tables"]
+    row = next(ln for ln in lit.splitlines() if ln.startswith("| a"))
+    assert row.startswith("| a\\|b &lt;script&gt;alert(1)&lt;/script&gt; | ") and XSS not in "".join(both.values())
+    spearman = lb.ranking([hostile], "literature", 5).rows[0]["spearman"]
+    assert f" | {spearman:.3f} | " in row and "k = 20: 1 method(s)" in lit
+    assert "(2): flops, lookup." in lit and "(1): a\\|b &lt;script&gt;" in both["main suite tables"]
+    assert "9.9+feedfacecafe (1 entry)" in both["board versions"].split("**literature suite**")[1]
+
+    per_task = both["per-task tables"]
+    lit_part = per_task.split("### literature suite")[1]
+    assert lit_part.count("| task | a\\|b &lt;script&gt;") == len(lb.SUITE_SHOTS)
+    task = hostile.results[0]
+    cell = f"| {task.task} | **{task.aggregate['spearman']['mean']:.3f}** |"
+    assert any(ln == cell for ln in lit_part.splitlines()), cell
+    main_part = per_task.split("### main suite")[1].split("### literature suite")[0]
+    assert main_part.count("| task | lookup | flops |") == len(lb.SUITE_SHOTS)  # board order: lookup ranks first
+    assert len([ln for ln in main_part.splitlines() if re.match(r"\| (easy|medium|hard)-\d \|", ln)]) == 18 * 3
+
+
+def test_render_writes_the_checkouts_generated_blocks_and_nothing_else(tmp_path, monkeypatch):
+    """``render`` of the checkout's own board rewrites README's and docs/results.md's generated blocks
+    (text around them untouched); a marker missing from either file fails before anything is written;
+    any other board never touches them."""
+    from latbench import paths
+    from latbench.leaderboard import site
+
+    root = tmp_path / "checkout"
+    (root / "docs").mkdir(parents=True)
+    (root / "leaderboard").mkdir()
+    doc = "# Results\n\nhand-written\n\n" + "\n\n".join("\n".join(generated.block_markers(n)) for n in generated.RESULTS_BLOCKS)
+    readme = "# README\n\n" + "\n".join(generated.block_markers(generated.README_BLOCK)) + "\n\ntail\n"
+    (root / "docs" / "results.md").write_text(doc + "\n")
+    (root / "README.md").write_text(readme.replace(generated.block_markers(generated.README_BLOCK)[1], ""))
+    monkeypatch.setenv("LATBENCH_TASKS", str(REPO / "tasks"))
+    monkeypatch.setattr(paths, "checkout_root", lambda: root)
+    entries = [_committed("flops"), _committed("lookup")]
+    with pytest.raises(lb.LeaderboardError, match="README.md needs one generated block"):
+        site.render(entries, root / "leaderboard")
+    assert not list((root / "leaderboard").iterdir()) and (root / "docs" / "results.md").read_text() == doc + "\n"
+
+    (root / "README.md").write_text(readme)
+    written = site.render(entries, root / "leaderboard")
+    assert {root / "README.md", root / "docs" / "results.md"} <= set(written)
+    new_readme, new_doc = (root / "README.md").read_text(), (root / "docs" / "results.md").read_text()
+    assert new_readme.startswith("# README\n\n") and new_readme.endswith("\n\ntail\n") and "| 1 | lookup |" in new_readme
+    assert "hand-written" in new_doc and "| lookup | " in new_doc and "No literature-suite entries" in new_doc
+    assert (
+        generated.update_results_doc(new_doc, entries) == new_doc and generated.update_readme(new_readme, entries) == new_readme
+    )
+
+    other = tmp_path / "elsewhere"
+    site.render(entries, other)
+    assert (root / "README.md").read_text() == new_readme and (root / "docs" / "results.md").read_text() == new_doc

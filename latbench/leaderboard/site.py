@@ -31,9 +31,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from latbench import paths
 from latbench.io import write_text
 from latbench.leaderboard import board as lb
+from latbench.leaderboard.generated import render_checkout_docs
 from latbench.leaderboard.ranking import ALPHA, nemenyi_q
 from latbench.tasks.spec import list_tasks
 
@@ -190,25 +190,15 @@ def render_site(entries: list, out_dir: Path) -> Path:
 
 def render(entries: list[lb.Entry], folder: Path) -> list[Path]:
     """The board's README.md, its JSON schema and the static page site/index.html, written atomically;
-    for the checkout's own board also the generated tables of ``docs/results.md`` (:func:`results_doc`).
+    for the checkout's own board also the generated blocks of the checkout's ``README.md`` and
+    ``docs/results.md`` (:mod:`latbench.leaderboard.generated`), rendered before anything is written.
     The charts the README shows (``site/*.svg``) are :func:`latbench.plots.plot_board`'s."""
     folder = Path(folder)
+    docs = render_checkout_docs(entries, folder)
     lb.export_schema(folder / "entry.schema.json")
     written = [
         write_text(folder / "README.md", lb.render_markdown(entries)),
         folder / "entry.schema.json",
         render_site(entries, folder / "site"),
     ]
-    doc = results_doc(folder)
-    if doc is not None:
-        written.append(write_text(doc, lb.update_results_doc(doc.read_text(encoding="utf-8"), entries)))
-    return written
-
-
-def results_doc(folder: Path) -> Path | None:
-    """``docs/results.md`` of the checkout whose ``leaderboard/`` is ``folder``; None for any other board."""
-    root = paths.checkout_root()
-    if root is None or Path(folder).resolve() != (root / "leaderboard").resolve():
-        return None
-    doc = root / "docs" / "results.md"
-    return doc if doc.is_file() else None
+    return written + [write_text(path, text) for path, text in docs.items()]
