@@ -1,0 +1,131 @@
+"""latref (latbench's reference predictor): contract suite, the shot budget, determinism, the
+active shot choice, its pieces, bad parameters, and that it beats FLOPs on a real hard task."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from latbench.errors import MethodError
+from latbench.eval.checks import check_method
+from latbench_baselines import latref
+from latbench_baselines.latref import LatRef
+
+
+def _trial(task_id: str, shots: int, protocol: str = "official", trial: int = 0):
+    from latbench.data import store
+    from latbench.protocol.trial import make_trial
+    from latbench.tasks.spec import get_task
+
+    spec = get_task(task_id)
+    space = store.get_space(spec.space)
+    return (
+        spec,
+        space,
+        make_trial(spec, trial, shots, store.load_latency(spec.space), protocol=protocol, reference_ids=space.reference_ids),
+    )
+
+
+def _adapted(task_id: str, shots: int, protocol: str = "official", **params):
+    spec, space, trial = _trial(task_id, shots, protocol)
+    m = LatRef(**params).fit(trial.source, space, trial.seed)
+    for dev, oracle in trial.oracles.items():
+        m.adapt(dev, oracle)
+    return spec, trial, m
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["help-fbnet", "medium-1"])  # FBNet, OFA (hard-3 = NB201: test_methods.py)
+def test_contract_suite(data, task):
+    check_method(LatRef, task=task, shots=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("select", ["fps", "kmeans", "random"])
+def test_measures_exactly_k_pool_archs(data, select):
+    spec, trial, m = _adapted("medium-1", 10, select=select)
+    for dev, oracle in trial.oracles.items():
+        ids, y = m.shots_[dev]
+        assert len(oracle.measured) == 10 == len(set(ids.tolist()))
+        assert set(ids.tolist()) <= set(oracle.pool.tolist())
+        assert np.array_equal(y, oracle.measure(ids))  # re-measuring is free: the shots are the measured latencies
+    if select == "random":  # the protocol's default choice, untouched
+        assert all(np.array_equal(np.sort(m.shots_[d][0]), trial.oracles[d].default_choice()) for d in spec.target)
+
+
+@pytest.mark.slow
+def test_help_paper_measures_the_reference_archs_on_top_of_k(data):
+    spec, trial, m = _adapted("help-fbnet", 10, protocol="help-paper")
+    refs = set(trial.source.reference_ids.tolist())
+    for oracle in trial.oracles.values():
+        assert len(oracle.measured) == oracle.budget == 10 + len(refs)
+        assert refs <= set(oracle.measured)
+
+
+@pytest.mark.slow
+def test_same_seed_same_predictions_and_shots(data):
+    spec, trial, a = _adapted("medium-1", 5)
+    _, _, b = _adapted("medium-1", 5)
+    ids = trial.eval_ids[spec.target[0]]
+    for dev in spec.target:
+        assert np.array_equal(a.shots_[dev][0], b.shots_[dev][0])
+        assert np.array_equal(a.predict(dev, ids), b.predict(dev, ids))
+    c = copy.deepcopy(a)  # the runner deep-copies a fitted method per k: the copy predicts the same
+    assert np.array_equal(c.predict(spec.target[0], ids), a.predict(spec.target[0], ids))
+
+
+def test_fps_starts_central_and_spreads_out():
+    Z = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [-5.0, 0.1], [0.0, 5.0], [0.2, 0.1]])
+    pool = np.arange(100, 106)
+    chosen = latref.fps_choice(Z, pool, 3)
+    assert chosen[0] in (100, 101, 105) and len(set(chosen.tolist())) == 3
+    assert set(chosen[1:].tolist()) <= {102, 103, 104}  # then the far archs, not the near-duplicates
+    assert np.array_equal(latref.fps_choice(Z, pool, 10), pool)  # k >= pool: the whole pool
+
+
+def test_kmeans_choice_is_distinct_and_deterministic():
+    Z = np.random.default_rng(0).normal(size=(200, 3))
+    pool = np.arange(200) + 1000
+    a, b = latref.kmeans_choice(Z, pool, 12, 7), latref.kmeans_choice(Z, pool, 12, 7)
+    assert np.array_equal(a, b) and len(set(a.tolist())) == 12 and set(a.tolist()) <= set(pool.tolist())
+
+
+def test_pca_scores_keep_the_asked_variance():
+    rng = np.random.default_rng(0)
+    A = np.column_stack([rng.normal(size=300) * 10, rng.normal(size=300), rng.normal(size=300) * 0.01])
+    A = np.column_stack([A, A[:, 0] * 2 + 1])  # a duplicate direction adds no component
+    assert latref.pca_scores(A, 0.5).shape == (300, 1)
+    assert latref.pca_scores(A, 0.999).shape[1] == 3
+    assert latref.pca_scores(A, 1.0).shape[1] <= 4
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"models": ("lasso", "gbdt")}, "models must be"),
+        ({"models": ()}, "models must be"),
+        ({"select": "greedy"}, "select must be"),
+        ({"select_trim": 1.0}, "select_trim must be"),
+    ],
+)
+def test_bad_parameters_fail_in_fit_with_a_clear_message(data, params, match):
+    _, space, trial = _trial("medium-1", 5)
+    with pytest.raises(MethodError, match=match):
+        LatRef(**params).fit(trial.source, space, trial.seed)
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_beats_flops_on_a_hard_real_task(data):
+    """hard-4 (FBNet, GPU targets at batch 1, mobile/CPU sources): FLOPs ranks them at 0.22."""
+    from latbench.eval.runner import evaluate
+    from latbench.methods.registry import make
+    from latbench.tasks.spec import get_task
+
+    task = [get_task("hard-4")]
+    ours = evaluate(make("latref"), task, shots=10, trials=1)
+    flops = evaluate(make("flops"), task, shots=10, trials=1)
+    rho = {name: r.results[0].aggregate["spearman"]["mean"] for name, r in (("latref", ours), ("flops", flops))}
+    assert rho["latref"] > rho["flops"] + 0.3, rho
