@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from latbench.data import measured
 from latbench.data.devices import FAMILIES
-from latbench.errors import DataError, UnknownArchError
+from latbench.errors import DataError
 from latbench.spaces import SPACE_CLASSES
 from latbench.text import name_problem, slug
 
@@ -143,17 +143,7 @@ def _arch_strings(table, path: Path, space: str) -> list[str]:
                 f"{path}: column arch holds numbers, not arch strings: latbench keys latencies by arch string; if they are "
                 f"the dataset's arch ids (NAS-Bench-201's official index for nb201), name the column arch_id"
             )
-        values = col.to_pylist()
-        cls = space_class(space)
-        out = []
-        for row, a in enumerate(values, 1):
-            if not isinstance(a, str):
-                raise DataError(f"{path}: row {row}: arch is missing")
-            try:
-                out.append(cls.canonical(a))
-            except UnknownArchError as e:
-                raise DataError(f"{path}: row {row}: {e}") from None
-        return out
+        return measured.canonical_archs(space_class(space), col.to_pylist(), path)
     if "arch_id" not in names:
         raise DataError(f"{path}: needs an arch column (arch strings) or an arch_id column (the dataset's arch ids)")
     col = table.column("arch_id")

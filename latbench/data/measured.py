@@ -386,7 +386,7 @@ def read_device(folder: Path) -> MeasuredDevice:
     if t.num_rows == 0:
         raise DataError(f"{path}: no measured archs (an empty table); measure some with `latbench profile` first")
     raw = t.column("arch").to_pylist()
-    archs = _canonical_archs(space_cls, raw, path)
+    archs = canonical_archs(space_cls, raw, path)
     if len(set(archs)) != len(archs):
         raise DataError(f"{path}: duplicate archs")
     lat = np.asarray(t.column("latency_ms").to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -434,15 +434,17 @@ def _is_numeric(t) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
-def _canonical_archs(space_cls, raw: list, path: Path) -> list[str]:
+def canonical_archs(space_cls, raw: list, path: Path) -> list[str]:
+    """Every arch of a file in its canonical spelling; a clear error naming the (1-based) row otherwise."""
     out = []
-    for i, a in enumerate(raw):
+    for row, a in enumerate(raw, 1):
         if not isinstance(a, str):
-            raise DataError(f"{path}: row {i}: arch is {type(a).__name__}, not a string; {INDEX_HINT}")
+            what = "missing" if a is None else f"{type(a).__name__}, not a string"
+            raise DataError(f"{path}: row {row}: arch is {what}; {INDEX_HINT}")
         try:
             out.append(space_cls.canonical(a))
         except UnknownArchError as e:
-            raise DataError(f"{path}: {e}") from None
+            raise DataError(f"{path}: row {row}: {e}") from None
     return out
 
 
@@ -484,7 +486,7 @@ def _check_kernels(kernels, kpath: Path, space_cls, archs: set[str]):
     if not np.isfinite(kl).all() or (kl < 0).any():
         raise DataError(f"{kpath}: kernel latencies must be finite and >= 0")
     unique = pc.unique(arch_col.cast(pa.string()))
-    for a in _canonical_archs(space_cls, unique.to_pylist(), kpath):
+    for a in canonical_archs(space_cls, unique.to_pylist(), kpath):
         if a not in archs:
             raise DataError(f"{kpath}: arch {a!r} has kernel rows but no latency in latency.parquet")
     return kernels
