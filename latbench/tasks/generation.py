@@ -408,6 +408,16 @@ def arch_pools(space, ids: np.ndarray, seed: int, shares=MEASURED_POOL_SHARES) -
     return ArchPools(source_sample=names(src), query_pool=names(pool), eval=names(ev))
 
 
+def correlation_fields(block: dict, diff: float) -> dict:
+    """The TaskSpec fields that follow from a task's source x target correlation block."""
+    return {
+        "tier": tier_of(diff),
+        "difficulty": diff,
+        "best_source_correlation": {dt: max(row.values()) for dt, row in block.items()},
+        "correlation": block,
+    }
+
+
 def measured_tasks(table, space, devices: dict[str, MeasuredInfo], public, version: int = 1) -> list[TaskSpec]:
     """Tasks whose targets are profiler-measured devices (devices covering a sample of the space).
 
@@ -463,13 +473,10 @@ def measured_tasks(table, space, devices: dict[str, MeasuredInfo], public, versi
                     version=version,
                     space=table.space,
                     kind="measured",
-                    tier=tier_of(diff),
                     description=description,
                     source=tuple(source),
                     target=tuple(target),
-                    difficulty=diff,
-                    best_source_correlation={dt: max(row.values()) for dt, row in block.items()},
-                    correlation=block,
+                    **correlation_fields(block, diff),
                     generator={
                         "name": "latbench.partition.measured_tasks",
                         "version": GENERATOR_VERSION,

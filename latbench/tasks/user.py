@@ -20,7 +20,7 @@ from latbench.errors import TaskError, did_you_mean
 from latbench.io import write_text
 from latbench.tasks import generation
 from latbench.tasks import spec as registry
-from latbench.tasks.spec import POOL_SIZES, Pools, TaskSpec, task_seed, tier_of
+from latbench.tasks.spec import POOL_SIZES, Pools, TaskSpec, task_seed
 from latbench.text import name_problem
 
 #: ``--source help``: every HELP device of the space.
@@ -145,13 +145,10 @@ def create_task(
         version=1,
         space=space,
         kind="user",
-        tier=tier_of(diff),
         description=f"user task: {', '.join(source) if len(source) <= 3 else f'{len(source)} devices'} -> {', '.join(target)}",
         source=tuple(source),
         target=tuple(target),
-        difficulty=diff,
-        best_source_correlation={dt: max(row.values()) for dt, row in block.items()},
-        correlation=block,
+        **generation.correlation_fields(block, diff),
         generator={
             "name": "latbench tasks create",
             "version": generation.GENERATOR_VERSION,
