@@ -215,13 +215,12 @@ class LatRef(Method):
         return np.exp(np.clip(F @ beta, lo, hi))
 
     # ---- shots --------------------------------------------------------------------------------
-    def _choose(self, device, oracle) -> np.ndarray:
-        """The k pool archs to measure (k = the size of the protocol's default choice)."""
-        default = oracle.default_choice()
-        k = min(len(default), oracle.remaining)
+    def _choose(self, device, oracle, k: int, exclude=()) -> np.ndarray:
+        """The k pool archs to measure, none of ``exclude`` (archs measured anyway)."""
         if self.select == "random" or k == 0:
-            return default[:k]
+            return oracle.default_choice()[:k]
         pool = np.asarray(oracle.pool, dtype=np.int64)
+        pool = pool[~np.isin(pool, exclude)]
         X, _ = space_features(self.space_, self.rules, self.stats, self.types_)
         Z = np.column_stack(
             [
@@ -240,10 +239,12 @@ class LatRef(Method):
 
     # ---- target -------------------------------------------------------------------------------
     def adapt(self, device, oracle):
-        ids = self._choose(device, oracle)
-        refs = np.setdiff1d(np.intersect1d(self.source_.reference_ids, oracle.pool), ids)
-        if len(refs) and oracle.remaining >= len(ids) + len(refs):
-            ids = np.r_[ids, refs]  # help-paper: HELP's reference archs are measured on top of the k
+        k = min(len(oracle.default_choice()), oracle.remaining)  # k = the size of the protocol's default choice
+        refs = np.intersect1d(self.source_.reference_ids, oracle.pool)
+        on_top = len(refs) > 0 and oracle.remaining >= k + len(refs)  # help-paper: HELP's reference archs on top of k
+        ids = self._choose(device, oracle, k, exclude=refs if on_top else ())
+        if on_top:
+            ids = np.r_[ids, refs]
         self.remember_shots(device, ids, oracle.measure(ids))
         ids, y = self.shots_[device]
         X, _ = space_features(self.space_, self.rules, self.stats, self.types_)
