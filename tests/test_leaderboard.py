@@ -880,7 +880,9 @@ def test_results_blocks_per_suite_versions_and_missing_methods():
     if flops.dataset_version == lookup.dataset_version:
         assert f"dataset version {flops.dataset_version} (2 entries)" in blocks["board versions"]
     else:
-        assert f"dataset version {flops.dataset_version} (1 entry), {lookup.dataset_version} (1 entry)" in blocks["board versions"]
+        assert (
+            f"dataset version {flops.dataset_version} (1 entry), {lookup.dataset_version} (1 entry)" in blocks["board versions"]
+        )
     assert "- **literature suite**: no entries yet." in blocks["board versions"]
 
     both = generated.results_blocks([*main_only, hostile])
