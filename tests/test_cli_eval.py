@@ -21,13 +21,24 @@ def _cli(*args):
     return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
-def test_one_trial_prints_values_not_a_zero_spread(data):
-    one = _cli("eval", "-m", "flops", "-t", "hard-3", "-k", "5", "--trials", "1")
+def test_one_trial_prints_values_not_a_zero_spread(data, tmp_path):
+    one = _cli("eval", "-m", "flops", "-t", "hard-3", "-k", "5", "--trials", "1", "--out", tmp_path / "one.json")
     assert one.exit_code == 0, one.stderr
     assert " ± " not in one.stdout and "flops  (1 trial; dataset" in one.stdout
     two = _cli("eval", "-m", "flops", "-t", "hard-3", "-k", "5", "--trials", "2")
     assert two.exit_code == 0, two.stderr
-    assert "mean ± std over trials" in two.stdout and two.stdout.count(" ± ") == 7  # the title and the 6 metric columns
+    assert "mean ± std over trials" in two.stdout and two.stdout.count(" ± ") == 8  # the title and the 7 metric columns
+
+    # the error columns are the robust ones (NB201's near-zero latencies blow plain MAPE up)
+    from latbench.eval.results import EvalResult
+
+    agg = EvalResult.read(tmp_path / "one.json").results[0].aggregate
+    header = next(line for line in one.stdout.splitlines() if "Spearman" in line)
+    row = next(line for line in one.stdout.splitlines() if "hard-3" in line)
+    assert "MdAPE %" in header and "MAPE⌊10 %⌋ %" in header and "MAPE %" not in header.replace("MdAPE %", "")
+    cells = [c.strip() for c in row.strip("│┃ ").split("│")]
+    assert cells[5:7] == [f"{agg['mdape']['mean']:.1f}", f"{agg['mape_floor']['mean']:.1f}"]
+    assert f"{agg['mape']['mean']:.1f}" not in cells
 
 
 def _commands(cmd: click.Command, path=()):

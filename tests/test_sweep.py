@@ -194,3 +194,33 @@ def test_baselines_workers_store_the_same_verified_entries(data, tmp_path, monke
     assert stored[1].status == stored[2].status == "verified"
     assert _metrics(stored[1].results) == _metrics(stored[2].results)
     assert len(stored[1].results) == 2 * len(lb.SUITE_SHOTS) and stored[1].trials == lb.SUITE_TRIALS
+
+
+def test_baselines_replace_keeps_one_entry_per_method_and_suite(data, tmp_path, monkeypatch):
+    from latbench.tasks.spec import select
+
+    board = tmp_path / "board"
+    monkeypatch.setenv("LATBENCH_LEADERBOARD", str(board))
+
+    def run(tasks: str, suite: str = "main", *extra: str) -> str:
+        monkeypatch.setattr(lb, "suite_tasks", lambda s: select(tasks))
+        res = _cli("leaderboard", "baselines", "--method", "flops", "--suite", suite, *extra)
+        assert res.exit_code == 0, res.output + res.stderr
+        return res.stdout
+
+    run("easy-1")  # the "old" main entry
+    run("medium-1", "literature")  # same method, other suite: never touched by a main-suite --replace
+    run("hard-4")  # without --replace a second main entry is stored beside the first
+    stems = {p.stem for p in (board / "entries").glob("*.json")}
+    assert len(stems) == 3 and {p.stem for p in (board / "verified").glob("*.json")} == stems
+
+    out = run(TASKS, "main", "--replace")
+    kept = {p.stem for p in (board / "entries").glob("*.json")}
+    removed = stems - kept
+    assert len(removed) == 2 and len(kept) == 2  # both earlier main entries went, the literature one stayed
+    assert {e.suite for e in lb.list_entries(board / "entries")} == {"main", "literature"}
+    assert {p.stem for p in (board / "verified").glob("*.json")} == kept  # their ledger records went with them
+    for stem in removed:
+        assert f"removed {stem} (superseded, --replace)" in out
+    (main,) = [e for e in lb.list_entries(board / "entries") if e.suite == "main"]
+    assert {r.task for r in main.results} == set(TASKS.split(",")) and main.status == "verified"

@@ -98,7 +98,8 @@ def _print_summary(result) -> None:
         "k",
         "Spearman",
         "Kendall",
-        "MAPE %",
+        "MdAPE %",
+        "MAPE⌊10 %⌋ %",
         "RMSE ms",
         "±5%",
         "±10%",
@@ -110,6 +111,8 @@ def _print_summary(result) -> None:
         worst = sum(tr.worst["spearman"] for tr in r.trials) / len(r.trials)
 
         def f(m, d=3, a=a, single=len(r.trials) == 1):
+            if m not in a:  # a result from before the metric existed
+                return "\u2014"
             return f"{a[m]['mean']:.{d}f}" if single else f"{a[m]['mean']:.{d}f} ± {a[m]['std']:.{d}f}"
 
         t.add_row(
@@ -118,13 +121,19 @@ def _print_summary(result) -> None:
             str(r.shots),
             f("spearman"),
             f("kendall"),
-            f("mape", 1),
+            f("mdape", 1),
+            f("mape_floor", 1),
             f("rmse", 2),
             f("acc5", 2),
             f("acc10", 2),
             f"{worst:.3f}",
         )
     console.print(t)
+    console.print(
+        "MdAPE: median absolute percentage error; MAPE⌊10 %⌋: mean, with each denominator at least 10 % of the "
+        "median true latency (plain MAPE, which near-zero latencies blow up, is in --out's JSON)",
+        style="dim",
+    )
     console.print(f"wall time {result.seconds:.2f} s")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from latbench.cli.common import console, err_console, friendly
+from latbench.cli.common import DEVICE_HELP, console, device_hardware, err_console, friendly, set_device
 from latbench.cli.evaluate import run_suite
 from latbench.cli.sweep import BUDGET_HELP, CHECKPOINT_HELP, run_sweep
 from latbench.errors import LatbenchError
@@ -216,11 +216,19 @@ def board_baselines(
     workers: int = typer.Option(1, help="Processes running (method, task, trial) units in parallel (1: in this process)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     time_budget: float | None = typer.Option(None, "--time-budget", help=BUDGET_HELP),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="After storing each new entry, remove that method's earlier entries on this suite (and their "
+        "verification records), so the board keeps one entry per (method, suite).",
+    ),
 ):
     """Run built-in baselines on a suite and store them; verified when every unit ran in this command.
 
     With --checkpoint, a method any of whose units were loaded from the folder (not run now) is
-    stored unverified, and the command says so: `leaderboard verify` can re-run it.
+    stored unverified, and the command says so: `leaderboard verify` can re-run it. Without
+    --replace, a method already on the board for this suite gets a second entry.
     """
     from latbench.eval import sweep
     from latbench.leaderboard import board as lb
@@ -231,10 +239,12 @@ def board_baselines(
     budget = None if time_budget is None else time_budget * 60
     sweep.check_budget(budget, checkpoint, None)
     chosen = sweep.make_methods(names, {})
+    device = set_device(chosen, device)
     tasks = lb.suite_tasks(suite)
     ran: Counter = Counter()
     results = run_sweep(chosen, tasks, list(lb.SUITE_SHOTS), lb.SUITE_TRIALS, workers, None, checkpoint, budget, ran=ran)
-    entries = lb.entries_from_results(names, results, suite=suite, hardware="latbench CI-class machine (2 CPU cores)")
+    hardware = f"latbench CI-class machine ({os.cpu_count()} CPU cores{device_hardware(device)})"
+    entries = lb.entries_from_results(names, results, suite=suite, hardware=hardware)
     for entry in entries:  # the same validation as `add`, for every entry before any is stored
         lb.validate(entry)
     units = len(tasks) * lb.SUITE_TRIALS
@@ -252,3 +262,6 @@ def board_baselines(
                 f"{checkpoint}, not run now; `latbench leaderboard verify {entry.entry_id}` re-runs it)",
                 soft_wrap=True,
             )
+        if replace:
+            for old_id in lb.retire_superseded(entry, path):
+                console.print(f"{name}: removed {old_id} (superseded, --replace)")

@@ -586,6 +586,24 @@ def mark_verified(path: Path, entry: Entry, *, by: str = "leaderboard verify", n
     record_verification(entry, path.stem, by=by, folder=path.parent, note=note)
 
 
+def retire_superseded(entry: Entry, keep: Path, folder: Path | None = None) -> list[str]:
+    """Remove the entries of ``entry``'s method (same name and code_ref) on its suite other than the
+    file ``keep``, with their ledger records: ``leaderboard baselines --replace`` after a re-run, so
+    the board holds one entry per (method, suite). Returns the removed ids."""
+    folder = Path(folder or entries_dir())
+    removed = []
+    for path in _entry_files(folder):
+        if path.resolve() == Path(keep).resolve():
+            continue
+        other = load_entry(path)
+        same = (other.method.name, registered_target(other.method.code_ref), other.suite)
+        if same == (entry.method.name, registered_target(entry.method.code_ref), entry.suite):
+            (ledger_dir(folder) / f"{path.stem}.json").unlink(missing_ok=True)
+            path.unlink()
+            removed.append(path.stem)
+    return removed
+
+
 def list_entries(folder: Path | None = None) -> list[Entry]:
     """Stored entries, each with its status as the ledger has it (:func:`board_status`), never as its file says."""
     folder = Path(folder or entries_dir())
