@@ -74,7 +74,7 @@ def main() -> None:
     ensure_kernel_tasks()
     info = store.info()
     lines = [
-        "# Faithful vs adapted kernel-level baselines (issue #6)",
+        "# Faithful vs adapted kernel-level baselines",
         "",
         f"`python benchmarks/kernel_variants.py --trials {args.trials}"
         + (f" --campaign {' '.join(map(str, args.campaign))}" if args.campaign else "")
