@@ -211,6 +211,17 @@ def test_cuda_without_a_gpu_is_a_one_line_error(data, tmp_path):
     assert res.exit_code == 1 and "give the device once" in res.stderr
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_board_baselines_refuse_a_missing_gpu_before_any_work(data, tmp_path, monkeypatch):
+    board = tmp_path / "board"
+    monkeypatch.setenv("LATBENCH_LEADERBOARD", str(board))
+    res = _cli("leaderboard", "baselines", "-m", "help", "--suite", "literature", "--device", "cuda")
+    assert res.exit_code == 1 and "Traceback" not in res.stderr + res.stdout
+    assert res.stderr.startswith("error: device='cuda': no CUDA GPU is available here"), res.stderr
+    assert "sweep:" not in res.stderr + res.stdout  # refused before planning any unit
+    assert not (board / "entries").exists() or not any((board / "entries").iterdir())
+
+
 def test_device_flag_is_recorded_as_a_parameter(data, no_cuda, tmp_path):
     """``--device auto`` is resolved before the run: the results say which device ran."""
     out = tmp_path / "res.json"
