@@ -200,3 +200,92 @@ def test_markdown_shows_missing_metrics_as_a_dash_and_links_the_figures():
     assert rows[0].startswith("| 1 | new | 1.00 |") and rows[1].startswith("| 2 | old | 2.00 | — |")
     assert "| old | — / — | — / — | — / — | — | — |" in text
     assert "| new | 0.50 / 0.50 | 0.50 / 0.50 | 0.50 / 0.50 | 0.50 | 0.500 |" in text
+
+
+# --------------------------------------------------------------------- one method against the rest
+def test_holm_by_hand():
+    # sorted: .005 x 4 = .02, .01 x 3 = .03, .03 x 2 = .06, .04 x 1 = .04 -> kept monotone: .06
+    assert rk.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rk.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # .5 x 2 = 1; .9 x 1 kept monotone at 1
+    assert rk.holm([]).shape == (0,)
+
+
+def test_against_control_is_wilcoxon_then_holm():
+    rng = np.random.default_rng(5)
+    control = rng.uniform(0.5, 0.9, 12)
+    others = np.c_[control - rng.uniform(0.01, 0.05, 12), control + rng.normal(0, 0.02, 12), control]
+    res = rk.against_control(control, others, boot=2000)
+    ref = [stats.wilcoxon(control - others[:, j]).pvalue for j in range(2)]
+    assert res.pvalues[:2] == pytest.approx(ref) and res.pvalues[2] == 1.0  # identical scores: no evidence
+    assert res.adjusted == pytest.approx(rk.holm(res.pvalues))
+    assert res.mean_diff == pytest.approx((control[:, None] - others).mean(axis=0))
+    assert res.verdict(0) == "better" and res.verdict(2) == "not told apart"
+    assert res.ci[0, 0] > 0 and res.ci[2].tolist() == [0.0, 0.0]
+    flipped = rk.against_control(others[:, 0], control[:, None])
+    assert flipped.verdict(0) == "worse"
+    with pytest.raises(ValueError, match="finite"):
+        rk.against_control([0.5, np.nan], [[0.4], [0.3]])
+
+
+def test_compare_pairs_on_common_tasks():
+    from latbench.leaderboard import comparison
+
+    rng = np.random.default_rng(6)
+    tasks = tuple(f"t{i}" for i in range(12))
+    base = rng.uniform(0.4, 0.8, size=(12, 5))
+    entries = [_entry("mine", base + 0.02, tasks=tasks)]
+    entries += [_entry(f"baseline-{j}", base + rng.normal(0, 0.004, base.shape), tasks=tasks) for j in range(8)]
+    control = comparison.pick_control(entries, "mine", "main")
+    c = comparison.compare(entries, control, 10)
+    assert (c.n_tasks, c.n_units, len(c.rows)) == (12, 60, 8)
+    assert all(r["verdict"] == "better" and r["wins"] == 1.0 for r in c.rows)
+    assert all(r["p"] == pytest.approx(2 / 2**12) and r["p_holm"] == pytest.approx(8 * 2 / 2**12) for r in c.rows)
+    assert [r["diff"] for r in c.rows] == sorted(r["diff"] for r in c.rows)
+    assert all(r["diff"] == pytest.approx(c.control_spearman - r["spearman"]) for r in c.rows)
+    # paired on the tasks every entry has: with 6, the smallest two-sided Wilcoxon p is 2 / 2^6, which
+    # Holm over 9 comparisons can never bring below 0.05 -- few tasks cannot tell methods apart
+    short = _entry("fewer tasks", base[:6] - 0.1, tasks=tasks[:6])
+    c = comparison.compare([*entries, short], control, 10)
+    assert (c.n_tasks, c.n_units) == (6, 30) and c.rows[-1]["diff"] == pytest.approx(0.12)
+    assert all(r["p"] == pytest.approx(2 / 2**6) and r["verdict"] == "not told apart" for r in c.rows)
+    with pytest.raises(lb.LeaderboardError, match="no main-suite entry of method 'nobody'"):
+        comparison.pick_control(entries, "nobody", "main")
+    with pytest.raises(lb.LeaderboardError, match="2 main-suite entries of method 'mine'"):
+        comparison.pick_control([*entries, _entry("mine", base, tasks=tasks)], "mine", "main")
+    assert comparison.pick_control([*entries, _entry("mine", base, tasks=tasks)], control.entry_id, "main") is control
+    with pytest.raises(lb.LeaderboardError, match="nothing to compare with"):
+        comparison.compare(entries[:1], control, 10)
+    with pytest.raises(lb.LeaderboardError, match="no \\(task, trial\\) unit at k = 5"):
+        comparison.compare(entries, control, 5)
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from latbench.cli.main import app
+
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 always keeps stderr apart
+        runner = CliRunner()
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_compare_command_on_the_committed_board():
+    names = {e.method.name for e in lb.list_entries() if e.suite == "main"}
+    res = _cli("leaderboard", "compare", "latref", "-k", "10")
+    assert res.exit_code == 0, res.stderr
+    assert "latref (" in res.stdout and "vs the main suite, k = 10: 18 tasks, 90 (task, trial) units" in res.stdout
+    rows = [line.split("│")[1].strip() for line in res.stdout.splitlines() if line.startswith("│")]
+    assert sorted(rows) == sorted(names - {"latref"})
+    res = _cli("leaderboard", "compare", "nobody")
+    assert res.exit_code == 1 and res.stderr.startswith("error: no main-suite entry of method 'nobody'")
+
+
+def test_compare_prints_names_as_text_not_markup(monkeypatch):
+    base = np.random.default_rng(7).uniform(0.4, 0.8, size=(3, 5))
+    hostile = "[bold red]x[/] [link=https://evil.example]y[/link]"
+    monkeypatch.setattr(lb, "list_entries", lambda: [_entry("mine", base + 0.01), _entry(hostile, base)])
+    res = _cli("leaderboard", "compare", "mine", "-k", "10")
+    assert res.exit_code == 0, res.stderr
+    assert hostile in res.stdout

@@ -83,6 +83,60 @@ def board_render():
         console.print(str(p))
 
 
+@board_app.command("compare")
+@friendly
+def board_compare(
+    method: str = typer.Argument(..., help="A method name on the board (or an entry id, when it has several entries)."),
+    suite: str = typer.Option("main", help="The suite whose entries are compared."),
+    shots: list[int] = typer.Option([5, 10, 20], "--shots", "-k", help="Shot counts to compare at (repeat for several)."),
+):
+    """Is METHOD better than each other method on the board? Paired per task, Wilcoxon + Holm.
+
+    More powerful than the board's all-pairs ranks for this one question (docs: Metrics and ranking).
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from latbench.leaderboard import board as lb
+    from latbench.leaderboard import comparison
+
+    entries = lb.list_entries()
+    control = comparison.pick_control(entries, method, suite)
+    for k in shots:
+        c = comparison.compare(entries, control, k)
+        table = Table(
+            "method",
+            "Spearman",
+            "difference",
+            "95 % CI",
+            "units won",
+            "p",
+            "p (Holm)",
+            "this method is",
+            title=Text(
+                f"{c.control} ({c.control_spearman:.3f}) vs the {c.suite} suite, k = {k}: {c.n_tasks} tasks, "
+                f"{c.n_units} (task, trial) units, α = {c.alpha:g}"
+            ),
+        )
+        for r in c.rows:
+            table.add_row(
+                Text(r["method"]),
+                f"{r['spearman']:.3f}",
+                f"{r['diff']:+.3f}",
+                f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}]",
+                f"{r['wins']:.2f}",
+                f"{r['p']:.2g}",
+                f"{r['p_holm']:.2g}",
+                r["verdict"],
+            )
+        console.print(table)
+    console.print(
+        "difference: mean over tasks of (this method - the other) Spearman; CI: tasks resampled; p: Wilcoxon "
+        "signed-rank test on the per-task differences, Holm-adjusted over the methods compared",
+        style="dim",
+    )
+
+
 @board_app.command("verify")
 @friendly
 def board_verify(

@@ -143,3 +143,60 @@ def cliques(sorted_mean_ranks, cd: float) -> list[tuple[int, int]]:
         if j > i and not (out and out[-1][1] >= j):
             out.append((i, j))
     return out
+
+
+# ------------------------------------------------------------------------ one method against the rest
+@dataclass(frozen=True)
+class ControlComparison:
+    """The outcome of :func:`against_control` for one control method and M others (arrays in input order)."""
+
+    mean_diff: np.ndarray  #: per other method: mean over tasks of (control - other)
+    ci: np.ndarray  #: M x 2: 95 % paired bootstrap interval of ``mean_diff`` (tasks resampled)
+    pvalues: np.ndarray  #: Wilcoxon signed-rank p-value (two-sided) of the per-task differences
+    adjusted: np.ndarray  #: ``pvalues`` after Holm's step-down adjustment over the M comparisons
+    alpha: float
+
+    def verdict(self, i: int) -> str:
+        """ "better" / "worse" (control vs other ``i``) when its Holm-adjusted p is below alpha, else "not told apart"."""
+        if self.adjusted[i] >= self.alpha:
+            return "not told apart"
+        return "better" if self.mean_diff[i] > 0 else "worse"
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment: the i-th smallest of M p-values times (M - i + 1), kept monotone, capped at 1."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    scaled = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out = np.empty(m)
+    out[order] = scaled
+    return out
+
+
+def against_control(control, others, *, alpha: float = ALPHA, boot: int = 10000, seed: int = 0) -> ControlComparison:
+    """Compare one method (the control) with each of M others on the same N tasks.
+
+    ``control``: N per-task scores (higher is better; the mean over trials of each task); ``others``:
+    N x M. Demšar's procedure for comparing a new method with the rest (more powerful than the
+    all-pairs Nemenyi test behind the board's ranks): a Wilcoxon signed-rank test per other method on
+    the N paired differences, Holm-adjusted over the M tests. Tasks, not (task, trial) units, are the
+    paired observations, because trials of one task share its devices and pools. Beside it, a 95 %
+    bootstrap interval of the mean difference (tasks resampled with replacement, ``boot`` times).
+    """
+    from scipy.stats import wilcoxon
+
+    control = np.asarray(control, dtype=np.float64)
+    others = np.asarray(others, dtype=np.float64).reshape(len(control), -1)
+    if not (np.isfinite(control).all() and np.isfinite(others).all()):
+        raise ValueError("scores must be finite: keep only the tasks every method was scored on")
+    diff = control[:, None] - others
+    n, m = diff.shape
+    rng = np.random.default_rng(seed)
+    draws = diff[rng.integers(0, n, (boot, n))].mean(axis=1) if n else np.zeros((boot, m))
+    ci = np.percentile(draws, [2.5, 97.5], axis=0).T if n else np.zeros((m, 2))
+    pvalues = np.ones(m)
+    for j in range(m):
+        if n and np.any(diff[:, j] != 0):
+            pvalues[j] = float(wilcoxon(diff[:, j]).pvalue)
+    return ControlComparison(diff.mean(axis=0) if n else np.zeros(m), ci, pvalues, holm(pvalues), alpha)
