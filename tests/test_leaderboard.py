@@ -103,14 +103,14 @@ def block(d: dict, task: str = "easy-1", k: int = 5) -> dict:
     return next(r for r in d["results"] if r["task"] == task and r["shots"] == k)
 
 
-def recompute(b: dict) -> None:
+def recompute(b: dict, metrics=METRICS) -> None:
     """Make a block's per-trial mean/worst and its aggregate consistent with its per-device metrics."""
     for tr in b["trials"]:
-        for m in METRICS:
+        for m in metrics:
             vals = [v[m] for v in tr["devices"].values()]
             tr["mean"][m] = float(np.mean(vals))
             tr["worst"][m] = float((min if HIGHER_IS_BETTER[m] else max)(vals))
-    for m in METRICS:
+    for m in metrics:
         vals = np.array([tr["mean"][m] for tr in b["trials"]])
         b["aggregate"][m] = {"mean": float(vals.mean()), "std": float(vals.std())}
 
@@ -719,6 +719,69 @@ def test_page_with_hostile_names_still_renders_in_headless_chromium(flops, board
 
 
 # -------------------------------------------------------------------------------------- verify
+def _legacy(d: dict) -> dict:
+    """An entry dict as entry schema 1 stored it: the six original metrics only."""
+    d = json.loads(json.dumps(d))
+    d["schema_version"] = "1"
+    for b in d["results"]:
+        for tr in b["trials"]:
+            for key in ("mean", "worst"):
+                tr[key] = {m: tr[key][m] for m in LEGACY_METRICS}
+            tr["devices"] = {dev: {m: v[m] for m in LEGACY_METRICS} for dev, v in tr["devices"].items()}
+        b["aggregate"] = {m: b["aggregate"][m] for m in LEGACY_METRICS}
+    return d
+
+
+def test_verify_upgrade_restates_an_old_schema_entry(flops, board, tmp_path, monkeypatch):
+    import latbench.cli.leaderboard as cli
+    from latbench.eval.results import EvalResult
+
+    full = lb.load_entry(flops.path)
+    fresh = EvalResult(
+        latbench_version=full.latbench_version,
+        dataset_version=full.dataset_version,
+        dataset_hash=full.dataset_hash,
+        protocol_version="1",
+        method="flops",
+        method_params={},
+        results=full.results,
+        seconds=1.5,
+    )
+    monkeypatch.setattr(cli, "rerun", lambda entry, spec, timeout: fresh)  # flops' re-run: what `submit` scored
+    old_file = tmp_path / "old.json"
+    d = _legacy(json.loads(flops.text))
+    d["method"]["contact"] = "someone@example.org"
+    old_file.write_text(json.dumps(d))
+    old = lb.add(old_file)
+    tampered = json.loads(json.dumps(d))
+    b = block(tampered, "medium-5", 10)
+    dev = next(iter(b["trials"][2]["devices"]))
+    b["trials"][2]["devices"][dev]["spearman"] -= 0.002
+    recompute(b, LEGACY_METRICS)
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+    bad = lb.add(tmp_path / "tampered.json")
+    before = snapshot(board)
+
+    # an entry that does not reproduce is not upgraded: nothing changes
+    res = CliRunner().invoke(app, ["leaderboard", "verify", bad.stem, "--upgrade"])
+    assert res.exit_code == 1 and "does not reproduce" in res.output and snapshot(board) == before
+
+    res = CliRunner().invoke(app, ["leaderboard", "verify", old.stem, "--upgrade"])
+    assert res.exit_code == 0, res.output
+    assert not old.exists() and not (board / "verified" / old.name).exists()
+    (new,) = [e for e in lb.list_entries() if e.entry_id != bad.stem]
+    assert f"stored as {new.entry_id} (entry schema 2), {old.stem} removed" in res.output
+    assert new.status == "verified" and new.schema_version == "2" and new.method.contact == "someone@example.org"
+    assert {k for r in new.results for k in r.aggregate} == set(METRICS)
+    legacy = {(r.task, r.shots): r.aggregate for r in lb.load_entry(old_file).results}
+    assert all(r.aggregate[m] == legacy[(r.task, r.shots)][m] for r in new.results for m in LEGACY_METRICS)
+
+    # an entry of the current schema: --upgrade only verifies it
+    res = CliRunner().invoke(app, ["leaderboard", "verify", new.entry_id, "--upgrade"])
+    assert res.exit_code == 0 and "stored as" not in res.output
+    assert (board / "entries" / f"{new.entry_id}.json").exists()
+
+
 @pytest.mark.slow
 def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_path, monkeypatch):
     import latbench.cli.leaderboard as cli

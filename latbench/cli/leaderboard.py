@@ -151,6 +151,12 @@ def board_verify(
     timeout: float = typer.Option(
         VERIFY_TIMEOUT_MIN, "--timeout", help="Minutes the re-run may take; then it is stopped and nothing changes."
     ),
+    upgrade: bool = typer.Option(
+        False,
+        "--upgrade",
+        help="For an entry of an older entry schema: once it reproduces, store the re-run (with the metrics added "
+        "since) as a verified entry in its place.",
+    ),
 ):
     """Re-run an entry's method in a fresh process and check that every metric matches; marks it verified."""
     from latbench.leaderboard import board as lb
@@ -171,6 +177,17 @@ def board_verify(
     lb.check_same(entry, fresh)
     if lb.content_sha256(lb.load_entry(path)) != lb.content_sha256(entry):
         raise LatbenchError(f"{path}: changed while it was being verified; nothing recorded")
+    if upgrade and entry.schema_version != lb.ENTRY_SCHEMA_VERSION:
+        new = lb.upgraded_entry(entry, fresh)
+        lb.validate(new)
+        new_path = lb.store_entry(new, folder=path.parent)
+        lb.record_verification(new, new_path.stem, by="leaderboard verify --upgrade", folder=path.parent)
+        lb.remove_entry(path)
+        console.print(
+            f"{path.stem}: verified (all metrics reproduce); stored as {new_path.stem} (entry schema "
+            f"{new.schema_version}), {path.stem} removed"
+        )
+        return
     lb.mark_verified(path, entry)
     console.print(f"{path.stem}: verified (all metrics reproduce)")
 

@@ -586,6 +586,22 @@ def mark_verified(path: Path, entry: Entry, *, by: str = "leaderboard verify", n
     record_verification(entry, path.stem, by=by, folder=path.parent, note=note)
 
 
+def upgraded_entry(entry: Entry, fresh: EvalResult) -> Entry:
+    """``entry`` re-stated from ``fresh``, a re-run that reproduced it (:func:`check_same`): the
+    current entry schema, so with every metric added since; the method's description, hardware,
+    external data and notes stay the entry's, results, timings and versions are the re-run's."""
+    new = entry_from_result(fresh, suite=entry.suite, code_ref=entry.method.code_ref, hardware=entry.hardware)
+    update = {"method": entry.method, "external_data": entry.external_data, "notes": entry.notes, "status": "verified"}
+    return new.model_copy(update=update)
+
+
+def remove_entry(path: Path) -> None:
+    """Delete a stored entry file and its ledger record (a record alone would vouch for nothing)."""
+    path = Path(path)
+    (ledger_dir(path.parent) / f"{path.stem}.json").unlink(missing_ok=True)
+    path.unlink()
+
+
 def retire_superseded(entry: Entry, keep: Path, folder: Path | None = None) -> list[str]:
     """Remove the entries of ``entry``'s method (same name and code_ref) on its suite other than the
     file ``keep``, with their ledger records: ``leaderboard baselines --replace`` after a re-run, so
@@ -598,8 +614,7 @@ def retire_superseded(entry: Entry, keep: Path, folder: Path | None = None) -> l
         other = load_entry(path)
         same = (other.method.name, registered_target(other.method.code_ref), other.suite)
         if same == (entry.method.name, registered_target(entry.method.code_ref), entry.suite):
-            (ledger_dir(folder) / f"{path.stem}.json").unlink(missing_ok=True)
-            path.unlink()
+            remove_entry(path)
             removed.append(path.stem)
     return removed
 
