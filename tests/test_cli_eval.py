@@ -6,19 +6,15 @@ from types import SimpleNamespace
 
 import click
 import pytest
+from clirun import run_cli
 from typer.main import get_command
-from typer.testing import CliRunner
 
 from latbench.cli.common import RunProgress
 from latbench.cli.main import app
 
 
 def _cli(*args):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        runner = CliRunner()
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    return run_cli(*args, env={"COLUMNS": "200"})
 
 
 def test_one_trial_prints_values_not_a_zero_spread(data, tmp_path):

@@ -227,15 +227,9 @@ def _assert_untouched(out: Path, old_hash: str, old_listing: dict[str, int]) -> 
 
 
 def _cli_build(mirror_root: Path, out: Path):
-    from typer.testing import CliRunner
+    from clirun import run_cli
 
-    from latbench.cli import app
-
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        runner = CliRunner()
-    return runner.invoke(app, ["data", "build", "--mirror", str(mirror_root), "--out", str(out)])
+    return run_cli("data", "build", "--mirror", mirror_root, "--out", out)
 
 
 # ------------------------------------------------------------------------ 1. counts via datasets

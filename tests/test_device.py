@@ -12,12 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from typer.testing import CliRunner
 
 from latbench.cli.common import set_device
-from latbench.cli.main import app
 from latbench.errors import LatbenchError, MethodError
 from latbench.methods.fitting import torch_device
 from latbench.methods.registry import resolve
@@ -26,12 +25,7 @@ from latbench.methods.registry import resolve
 LEARNED = ("help", "brp-nas", "nasflat", "mlp-finetune", "mlp-hwparams")
 
 
-def _cli(*args):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        runner = CliRunner()
-    return runner.invoke(app, [str(a) for a in args])
+_cli = run_cli
 
 
 class SameDevice(TorchDispatchMode):

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import run_cli
 from hostile import snapshot
-from typer.testing import CliRunner
 
-from latbench.cli import app
 from latbench.leaderboard import board as lb
 from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
 
@@ -34,12 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _cli(*args: str, **kwargs):
-    try:
-        r = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        r = CliRunner()
-    return r.invoke(app, [str(a) for a in args], **kwargs)
+_cli = run_cli
 
 
 def one_line_error(res, *needles: str, alone: bool = True) -> str:

@@ -19,10 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 from hostile import snapshot
-from typer.testing import CliRunner
 
-from latbench.cli import app
 from latbench.eval import checkpoints, runner, sweep
 from latbench.leaderboard import board as lb
 from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
@@ -34,12 +33,7 @@ SWEEP = ["sweep", "--methods", "flops", "--tasks", TASKS, "--shots", "5,10", "--
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _cli(*args: str):
-    try:
-        r = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        r = CliRunner()
-    return r.invoke(app, [str(a) for a in args])
+_cli = run_cli
 
 
 def one_line_error(res, *needles: str) -> str:

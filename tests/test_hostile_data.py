@@ -31,10 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from clirun import run_cli
 from hostile import hold
-from typer.testing import CliRunner
 
-from latbench.cli import app
 from latbench.data import build as build_mod
 from latbench.data import card, measured, store
 from latbench.errors import DataError
@@ -107,12 +106,7 @@ def one_line(msg: str) -> str:
     return msg
 
 
-def cli(*args):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 keeps stderr apart
-        runner = CliRunner()
-    return runner.invoke(app, list(args))
+cli = run_cli
 
 
 def cli_error(res) -> str:

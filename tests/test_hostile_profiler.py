@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from clirun import run_cli
 from hostile import hold
-from typer.testing import CliRunner
 
-from latbench.cli import app
 from latbench.locks import FileLock
 from latbench.measure import profiler
 from latbench.spaces import space_class
@@ -361,28 +360,8 @@ def test_gpu_without_a_model_pattern_still_gets_a_valid_name():
 
 # ------------------------------------------------------------------------------------------- 5. CLI
 def _cli(*args):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 keeps stderr apart
-        runner = CliRunner()
-    return runner.invoke(
-        app,
-        [
-            "profile",
-            "--space",
-            "nb201",
-            "--archs",
-            "10",
-            "--warmup",
-            "1",
-            "--repeats",
-            "3",
-            "--max-wait",
-            "0",
-            "--name",
-            "x",
-            *args,
-        ],
+    return run_cli(
+        "profile", "--space", "nb201", "--archs", "10", "--warmup", "1", "--repeats", "3", "--max-wait", "0", "--name", "x", *args
     )
 
 

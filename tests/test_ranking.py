@@ -260,15 +260,9 @@ def test_compare_pairs_on_common_tasks():
 
 
 def _cli(*args):
-    from typer.testing import CliRunner
+    from clirun import run_cli
 
-    from latbench.cli.main import app
-
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        runner = CliRunner()
-    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    return run_cli(*args, env={"COLUMNS": "200"})
 
 
 def test_compare_command_on_the_committed_board():

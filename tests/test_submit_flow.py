@@ -14,20 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
-
-from latbench.cli import app
+from clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRIES = sorted((REPO / "leaderboard" / "entries").glob("*.json"))
 
 
-def _invoke(*args: str):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        runner = CliRunner()
-    return runner.invoke(app, list(args))
+_invoke = run_cli
 
 
 @pytest.mark.real_data

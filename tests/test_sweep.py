@@ -13,9 +13,8 @@ import json
 import sys
 
 import pytest
-from typer.testing import CliRunner
+from clirun import run_cli
 
-from latbench.cli import app
 from latbench.eval import runner, sweep, units
 from latbench.leaderboard import board as lb
 from latbench_baselines.flops import FLOPsRegression
@@ -55,12 +54,7 @@ def _sweep(workers: int, ray_address: str | None = None):
     )[0]
 
 
-def _cli(*args: str):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        runner = CliRunner()
-    return runner.invoke(app, list(args))
+_cli = run_cli
 
 
 @pytest.fixture(scope="module")
