@@ -3,8 +3,7 @@
 The board's ranks come from an all-pairs test (Nemenyi), which must guard against every one of the
 K (K - 1) / 2 pairs and so needs large gaps between mean ranks. A submitter's question is narrower
 -- is *my* method better than each baseline? -- and a comparison with a control answers it with
-more power (Demšar 2006, section 3.2.2): K - 1 tests, Holm-adjusted
-(:func:`latbench.leaderboard.ranking.against_control`).
+more power: K - 1 paired tests, Holm-adjusted (:func:`latbench.leaderboard.ranking.against_control`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ A method's **rank** is 1 + the number of methods whose mean rank is lower than i
 than CD (all 1 when the Friedman test does not reject). Because Nemenyi decides on mean ranks only,
 these ranks never decrease down the table sorted by mean rank, and the groups drawn in the
 critical-difference diagram (:func:`cliques`) are exactly the runs of methods not told apart.
+
+:func:`against_control` answers a narrower question with more power: is one method better than
+each of the others (``latbench leaderboard compare``)?
 """
 
 from __future__ import annotations
@@ -178,11 +181,13 @@ def against_control(control, others, *, alpha: float = ALPHA, boot: int = 10000,
     """Compare one method (the control) with each of M others on the same N tasks.
 
     ``control``: N per-task scores (higher is better; the mean over trials of each task); ``others``:
-    N x M. Demšar's procedure for comparing a new method with the rest (more powerful than the
-    all-pairs Nemenyi test behind the board's ranks): a Wilcoxon signed-rank test per other method on
-    the N paired differences, Holm-adjusted over the M tests. Tasks, not (task, trial) units, are the
-    paired observations, because trials of one task share its devices and pools. Beside it, a 95 %
-    bootstrap interval of the mean difference (tasks resampled with replacement, ``boot`` times).
+    N x M. A comparison with a control, with Holm's step-down procedure over the M tests (as Demšar
+    2006 recommends for it); each test is a Wilcoxon signed-rank test on the N paired differences
+    rather than a mean-rank test, whose outcome for a pair would depend on which other methods are on
+    the board (Benavoli, Corani and Mangili 2016, "Should we really use post-hoc tests based on
+    mean-ranks?", JMLR 17). Tasks, not (task, trial) units, are the paired observations, because
+    trials of one task share its devices and pools. Beside it, a 95 % bootstrap interval of the mean
+    difference (tasks resampled with replacement, ``boot`` times).
     """
     from scipy.stats import wilcoxon
 
