@@ -12,8 +12,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+#: The board folder chosen by a leaderboard command's ``--board`` for the duration of that command
+#: (set by :func:`board_folder`; a scoped value, so nothing leaks into the process environment).
+_BOARD: contextvars.ContextVar[Path | None] = contextvars.ContextVar("latbench_board", default=None)
 
 
 def home() -> Path:
@@ -55,7 +62,20 @@ def tasks_dir() -> Path:
     return root / "tasks" if root else Path(__file__).resolve().parent / "_tasks"
 
 
+@contextlib.contextmanager
+def board_folder(folder: Path) -> Iterator[Path]:
+    """Within the ``with`` block, :func:`leaderboard_dir` is ``folder`` (the ``--board`` option)."""
+    token = _BOARD.set(Path(folder).expanduser().resolve())
+    try:
+        yield _BOARD.get()
+    finally:
+        _BOARD.reset(token)
+
+
 def leaderboard_dir() -> Path:
+    chosen = _BOARD.get()
+    if chosen is not None:
+        return chosen
     env = os.environ.get("LATBENCH_LEADERBOARD")
     if env:
         return Path(env).expanduser().resolve()

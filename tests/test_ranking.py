@@ -265,11 +265,7 @@ def _cli(*args):
     return run_cli(*args, env={"COLUMNS": "200"})
 
 
-def test_compare_command_on_the_committed_board(monkeypatch):
-    from pathlib import Path
-
-    # the committed board, whatever an earlier `leaderboard --board` in this process pointed at
-    monkeypatch.setenv("LATBENCH_LEADERBOARD", str(Path(__file__).resolve().parents[1] / "leaderboard"))
+def test_compare_command_on_the_committed_board():
     names = {e.method.name for e in lb.list_entries() if e.suite == "main"}
     res = _cli("leaderboard", "compare", "latref", "-k", "10")
     assert res.exit_code == 0, res.stderr

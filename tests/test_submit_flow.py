@@ -47,6 +47,23 @@ def test_add_check_fails_on_the_first_bad_entry_with_one_line(data, tmp_path):
     assert "valid" not in res.stdout and list((board / "entries").iterdir()) == []
 
 
+def test_board_option_applies_to_that_command_only(tmp_path, monkeypatch):
+    """``--board`` points one in-process command at a folder and leaves the process as it was:
+    no ``LATBENCH_LEADERBOARD`` left behind for the next command (or test) to pick up."""
+    import os
+
+    from latbench import paths
+
+    monkeypatch.delenv("LATBENCH_LEADERBOARD", raising=False)
+    before = paths.leaderboard_dir()
+    board = tmp_path / "board"
+    res = _invoke("leaderboard", "--board", str(board), "render")
+    assert res.exit_code == 0, res.output
+    assert (board / "README.md").is_file()  # the command wrote where --board said
+    assert "LATBENCH_LEADERBOARD" not in os.environ
+    assert paths.leaderboard_dir() == before != board.resolve()
+
+
 def test_ci_validates_every_committed_entry():
     lines = (REPO / ".ci" / "run").read_text().splitlines()
     check = [line for line in lines if "leaderboard add --check leaderboard/entries/*.json" in line]

@@ -33,6 +33,7 @@ board_app = typer.Typer(no_args_is_help=True, help="Validate, store, verify and 
 
 @board_app.callback()
 def board_options(
+    ctx: typer.Context,
     board: Path | None = typer.Option(
         None,
         "--board",
@@ -42,10 +43,10 @@ def board_options(
     ),
 ):
     """Validate, store, verify and render leaderboard entries."""
-    import os
+    from latbench import paths
 
-    if board is not None:
-        os.environ["LATBENCH_LEADERBOARD"] = str(board.expanduser().resolve())
+    if board is not None:  # for this command only: torn down with its click context
+        ctx.with_resource(paths.board_folder(board))
 
 
 @board_app.command("add")
