@@ -7,7 +7,7 @@ judges its sampled configurations with the same forests nn-Meter uses.
 from __future__ import annotations
 
 #: nn-Meter ``predictor_lib.__PREDICTOR_ZOO__``: family -> (max_depth, n_estimators, max_features)
-#: per backend (BASELINES.md 3.4).
+#: per backend.
 HYPERPARAMS = {
     "tflite_cpu": {
         "conv-bn-relu": (70, 320, 6),

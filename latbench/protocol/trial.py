@@ -181,14 +181,14 @@ def make_trial(
     ``protocol``:
 
     - ``official`` (latbench v1): the task's pools; every target measurement counts against k.
-    - ``help-paper`` (HELP's meta-test, BASELINES.md 9.1): source archs = HELP's training range
+    - ``help-paper`` (HELP's meta-test): source archs = HELP's training range
       ([0, 900) on NB201, [0, 4000) on FBNet/OFA); per target device the oracle pool is that range
       trimmed to the device's 10th-90th latency percentile plus the reference archs, the budget is
       k **plus** the reference archs (HELP measures them on top of its k support archs), the default
       choice is k random trimmed-pool archs, and the evaluation set is the next 1,000 archs trimmed
       the same way (800 per device). A k larger than the trimmed range (HELP Table 3's BRP-NAS row
       trains on all 900 NB201 training archs of the target) draws from the untrimmed range.
-    - ``nasflat-paper`` (NASFLAT's main_trf.py, BASELINES.md 9.2): the task's source sample; the
+    - ``nasflat-paper`` (NASFLAT's ``main_trf.py``): the task's source sample; the
       oracle pool and the evaluation set are *all* archs of the space (the evaluation includes the
       source and transfer archs, as NASFLAT reports).
 

@@ -38,7 +38,7 @@ GENERATOR_VERSION = 1
 SOURCE_SIZES = (5, 17)
 TARGET_SIZES = (3, 6)
 
-#: Splits used in the literature, with exactly the papers' device lists (BASELINES.md section 1.3).
+#: Splits used in the literature, with exactly the papers' device lists.
 _GPU15 = [f"{g}_{b}" for g in ("1080ti", "2080ti", "titan_rtx", "titanx", "titanxp") for b in (1, 32, 64)]
 LITERATURE = {
     "help-nb201": dict(
