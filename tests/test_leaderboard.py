@@ -747,7 +747,7 @@ def test_verify_upgrade_restates_an_old_schema_entry(flops, board, tmp_path, mon
         results=full.results,
         seconds=1.5,
     )
-    monkeypatch.setattr(cli, "rerun", lambda entry, spec, timeout: fresh)  # flops' re-run: what `submit` scored
+    monkeypatch.setattr(cli, "rerun", lambda entry, spec, timeout, **kw: fresh)  # flops' re-run: what `submit` scored
     old_file = tmp_path / "old.json"
     d = _legacy(json.loads(flops.text))
     d["method"]["contact"] = "someone@example.org"
@@ -790,8 +790,8 @@ def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_p
     runs = []
     real_rerun = cli.rerun  # the re-run in a child process
 
-    def recording(entry, spec, timeout):
-        result = real_rerun(entry, spec, timeout)
+    def recording(entry, spec, timeout, **kw):
+        result = real_rerun(entry, spec, timeout, **kw)
         runs.append(((spec, entry.suite, entry.method.params), result))
         return result
 
@@ -804,7 +804,7 @@ def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_p
     assert not [p for p in stored.parent.iterdir() if p.name.startswith(".")]
 
     # The re-run is deterministic (just shown): later verifies reuse it instead of re-running the suite.
-    def cached(entry, spec, timeout):
+    def cached(entry, spec, timeout, **kw):
         assert (spec, entry.suite, entry.method.params) == runs[0][0]
         return runs[0][1]
 
@@ -830,6 +830,38 @@ def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_p
 
     res = CliRunner().invoke(app, ["leaderboard", "verify", "no-such-entry"])
     assert res.exit_code == 1 and "cannot read" in res.output
+
+
+@pytest.mark.slow
+def test_verify_with_a_time_budget_resumes_and_verifies_once_every_unit_reran(flops, board):
+    """An entry too slow to re-run at once: each ``verify --time-budget`` run keeps the units it
+    re-ran in the user's latbench home and the next continues; verified only when all have re-run."""
+    import re
+
+    import latbench.cli.leaderboard as cli
+    from latbench import paths
+
+    stored = lb.add(flops.path)
+    units = cli.verify_units_dir(stored.stem, lb.load_entry(stored))
+    assert units.parent == paths.home() / "verify"
+    res = CliRunner().invoke(app, ["leaderboard", "verify", stored.stem, "--time-budget", "0.02"])  # 1.2 s
+    assert res.exit_code == 1
+    m = re.search(r"time budget of 0.02 min spent: (\d+) of 90 units finished", res.output)
+    assert m and 0 < int(m.group(1)) < 90, res.output
+    assert "nothing recorded yet" in res.output
+    assert lb.load_entry(stored).status == "unverified" and not (board / "verified").exists()
+    kept = sorted(p for p in units.rglob("*") if p.is_file())
+    assert kept, "the re-run units are kept for the next run"
+
+    res = CliRunner().invoke(app, ["leaderboard", "verify", stored.stem, "--time-budget", "60", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert f"{m.group(1)} of 90 units already re-run" in res.output
+    assert "verified (all metrics reproduce)" in res.output
+    assert lb.load_entry(stored).status == "verified"
+    assert not units.exists()  # a finished verify starts afresh next time
+
+    res = CliRunner().invoke(app, ["leaderboard", "verify", stored.stem, "--time-budget", "0"])
+    assert res.exit_code == 1 and "--time-budget must be > 0 minutes" in res.output
 
 
 # ------------------------------------------------------------------------------------- example

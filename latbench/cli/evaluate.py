@@ -137,9 +137,19 @@ def _print_summary(result) -> None:
     console.print(f"wall time {result.seconds:.2f} s")
 
 
-def run_suite(method: str, suite: str, params: dict, device: str | None = None):
-    """The suite's units in this process: one line per finished unit, and bars on a terminal."""
-    from latbench.eval.runner import evaluate
+def run_suite(
+    method: str,
+    suite: str,
+    params: dict,
+    device: str | None = None,
+    *,
+    workers: int = 1,
+    checkpoint: Path | None = None,
+    time_budget: float | None = None,
+):
+    """The suite's units, one line per finished unit and bars on a terminal; ``workers``,
+    ``checkpoint`` and ``time_budget`` (seconds) as for a sweep (``latbench.eval.runner.run``)."""
+    from latbench.eval import runner
     from latbench.leaderboard import board as lb
     from latbench.methods import registry as methods_mod
 
@@ -153,9 +163,22 @@ def run_suite(method: str, suite: str, params: dict, device: str | None = None):
             err_console.print(f"[{done}/{total}] {u.task.id} trial {u.trial + 1}", highlight=False)
             progress.unit_done(done, total, elapsed, u)
 
-        return evaluate(
-            m, tasks, shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS, on_progress=unit_done, on_step=progress.step
-        )
+        def resumed(loaded, total):
+            if checkpoint is not None:
+                err_console.print(f"{checkpoint}: {loaded} of {total} units already re-run", highlight=False)
+
+        return runner.run(
+            [(m.name or type(m).__name__, m)],
+            tasks,
+            shots=list(lb.SUITE_SHOTS),
+            trials=lb.SUITE_TRIALS,
+            workers=workers,
+            checkpoint=checkpoint,
+            time_budget=time_budget,
+            on_progress=unit_done,
+            on_resume=resumed,
+            on_step=progress.step,
+        )[0]
 
 
 @friendly

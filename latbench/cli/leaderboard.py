@@ -158,12 +158,24 @@ def board_verify(
         help="For an entry of an older entry schema: once it reproduces, store the re-run (with the metrics added "
         "since) as a verified entry in its place.",
     ),
+    workers: int = typer.Option(1, help="Processes re-running (task, trial) units in parallel."),
+    time_budget: float | None = typer.Option(
+        None,
+        "--time-budget",
+        help="Minutes after which no new unit starts. The units re-run so far are kept (under LATBENCH_HOME/verify/) "
+        "and the same command continues from them: an entry too slow to re-run at once is verified over several "
+        "runs, every unit still re-run by verify.",
+    ),
 ):
     """Re-run an entry's method in a fresh process and check that every metric matches; marks it verified."""
+    import shutil
+
+    from latbench.eval import sweep
     from latbench.leaderboard import board as lb
 
     if not timeout > 0:
         raise LatbenchError(f"--timeout must be > 0 minutes (got {timeout:g})")
+    sweep.check_executor(workers, None)
     path = lb.stored_entry_path(entry_id)
     entry = lb.load_entry(path)
     lb.validate(entry)
@@ -174,10 +186,16 @@ def board_verify(
             highlight=False,
             soft_wrap=True,
         )
-    fresh = rerun(entry, spec, timeout * 60)
-    lb.check_same(entry, fresh)
-    if lb.content_sha256(lb.load_entry(path)) != lb.content_sha256(entry):
-        raise LatbenchError(f"{path}: changed while it was being verified; nothing recorded")
+    units = verify_units_dir(path.stem, entry) if time_budget is not None else None
+    sweep.check_budget(None if time_budget is None else time_budget * 60, units, None)
+    fresh = rerun(entry, spec, timeout * 60, workers=workers, units=units, time_budget=time_budget)
+    try:
+        lb.check_same(entry, fresh)
+        if lb.content_sha256(lb.load_entry(path)) != lb.content_sha256(entry):
+            raise LatbenchError(f"{path}: changed while it was being verified; nothing recorded")
+    finally:  # a complete re-run is final, whatever it found: the next verify starts afresh
+        if units is not None:
+            shutil.rmtree(units, ignore_errors=True)
     if upgrade and entry.schema_version != lb.ENTRY_SCHEMA_VERSION:
         new = lb.upgraded_entry(entry, fresh)
         lb.validate(new)
@@ -193,16 +211,39 @@ def board_verify(
     console.print(f"{path.stem}: verified (all metrics reproduce)")
 
 
-def rerun(entry, spec: str, timeout: float):
+def verify_units_dir(entry_id: str, entry) -> Path:
+    """Where a ``verify --time-budget`` keeps the units it has re-run: one folder per entry id and
+    entry content, in this user's latbench home (never the board, never a folder a submitter supplies)."""
+    from latbench import paths
+    from latbench.leaderboard import board as lb
+
+    return paths.home() / "verify" / f"{entry_id}-{lb.content_sha256(entry)[:16]}"
+
+
+def rerun(entry, spec: str, timeout: float, *, workers: int = 1, units: Path | None = None, time_budget: float | None = None):
     """The entry's suite re-run with ``spec`` in a child process (see the module docstring); its
-    EvalResult. LatbenchError when it fails or takes more than ``timeout`` seconds (it is killed)."""
+    EvalResult. LatbenchError when it fails or takes more than ``timeout`` seconds (it is killed).
+
+    With ``units`` (a folder) and ``time_budget`` (minutes), the child keeps each re-run unit there
+    and starts none after the budget; a later call continues from them."""
     from latbench import paths
     from latbench.eval.results import EvalResult
 
     with tempfile.TemporaryDirectory(prefix="latbench-verify-") as tmp:
         job, out, cwd = Path(tmp) / "job.json", Path(tmp) / "result.json", Path(tmp) / "cwd"
         cwd.mkdir()
-        job.write_text(json.dumps({"spec": spec, "suite": entry.suite, "params": entry.method.params}))
+        job.write_text(
+            json.dumps(
+                {
+                    "spec": spec,
+                    "suite": entry.suite,
+                    "params": entry.method.params,
+                    "workers": workers,
+                    "units": None if units is None else str(units),
+                    "time_budget": None if time_budget is None else time_budget * 60,
+                }
+            )
+        )
         env = {
             **os.environ,
             "LATBENCH_HOME": str(paths.home()),
@@ -237,6 +278,8 @@ def rerun(entry, spec: str, timeout: float):
             relay.join(timeout=5)
         if proc.returncode != 0:
             why = errors[-1] if errors else f"exit code {proc.returncode}"
+            if units is not None and why.startswith("time budget"):
+                raise LatbenchError(f"verify: {why.replace('(no entries written)', '(nothing recorded yet)')}")
             raise LatbenchError(f"verify: the re-run of {spec} failed ({why}); nothing changed")
         try:
             return EvalResult.read(out)
@@ -276,7 +319,15 @@ def board_rerun_job(job: Path, out: Path):
     from latbench.leaderboard import board as lb
 
     spec = json.loads(job.read_text())
-    fresh = run_suite(spec["spec"], spec["suite"], lb.verify_params(spec["params"], spec["spec"]))
+    units = spec.get("units")
+    fresh = run_suite(
+        spec["spec"],
+        spec["suite"],
+        lb.verify_params(spec["params"], spec["spec"]),
+        workers=spec.get("workers", 1),
+        checkpoint=None if units is None else Path(units),
+        time_budget=spec.get("time_budget"),
+    )
     fresh.write(out)
 
 
