@@ -852,9 +852,16 @@ def test_verify_with_a_time_budget_resumes_and_verifies_once_every_unit_reran(fl
     assert lb.load_entry(stored).status == "unverified" and not (board / "verified").exists()
     kept = sorted(p for p in units.rglob("*") if p.is_file())
     assert kept, "the re-run units are kept for the next run"
+    earlier = units.parent / f"{stored.stem}-{'0' * 16}"  # kept for an earlier content of this entry
+    other = units.parent / f"{stored.stem}-{'0' * 16}-{'1' * 16}"  # another entry's, whose id extends this one
+    for folder in (earlier, other):
+        (folder / "unit").mkdir(parents=True)
+        (folder / "unit" / "u.json").write_text("{}")
 
     res = CliRunner().invoke(app, ["leaderboard", "verify", stored.stem, "--time-budget", "60", "--workers", "2"])
     assert res.exit_code == 0, res.output
+    assert f"removed {earlier}: units of an earlier version of {stored.stem}" in res.output.replace("\n", "")
+    assert not earlier.exists() and (other / "unit" / "u.json").exists()
     assert f"{m.group(1)} of 90 units already re-run" in res.output
     assert "verified (all metrics reproduce)" in res.output
     assert lb.load_entry(stored).status == "verified"

@@ -148,7 +148,7 @@ def run_suite(
     time_budget: float | None = None,
 ):
     """The suite's units, one line per finished unit and bars on a terminal; ``workers``,
-    ``checkpoint`` and ``time_budget`` (seconds) as for a sweep (``latbench.eval.runner.run``)."""
+    ``checkpoint`` and ``time_budget`` (seconds) as for ``latbench.eval.runner.evaluate``."""
     from latbench.eval import runner
     from latbench.leaderboard import board as lb
     from latbench.methods import registry as methods_mod
@@ -167,10 +167,10 @@ def run_suite(
             if checkpoint is not None:
                 err_console.print(f"{checkpoint}: {loaded} of {total} units already re-run", highlight=False)
 
-        return runner.run(
-            [(m.name or type(m).__name__, m)],
+        return runner.evaluate(
+            m,
             tasks,
-            shots=list(lb.SUITE_SHOTS),
+            shots=lb.SUITE_SHOTS,
             trials=lb.SUITE_TRIALS,
             workers=workers,
             checkpoint=checkpoint,
@@ -178,7 +178,7 @@ def run_suite(
             on_progress=unit_done,
             on_resume=resumed,
             on_step=progress.step,
-        )[0]
+        )
 
 
 @friendly

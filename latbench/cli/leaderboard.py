@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -187,6 +188,10 @@ def board_verify(
             soft_wrap=True,
         )
     units = verify_units_dir(path.stem, entry) if time_budget is not None else None
+    if units is not None:
+        for old in stale_verify_units(units):
+            shutil.rmtree(old, ignore_errors=True)
+            err_console.print(f"removed {old}: units of an earlier version of {path.stem}", highlight=False, soft_wrap=True)
     sweep.check_budget(None if time_budget is None else time_budget * 60, units, None)
     fresh = rerun(entry, spec, timeout * 60, workers=workers, units=units, time_budget=time_budget)
     try:
@@ -218,6 +223,16 @@ def verify_units_dir(entry_id: str, entry) -> Path:
     from latbench.leaderboard import board as lb
 
     return paths.home() / "verify" / f"{entry_id}-{lb.content_sha256(entry)[:16]}"
+
+
+def stale_verify_units(current: Path) -> list[Path]:
+    """The other unit folders of the same entry id (kept for content the entry no longer has): no
+    verify would load them again, so a sliced verify of the entry's current content removes them."""
+    entry_id = current.name[: -len("-0123456789abcdef")]
+    same_entry = re.compile(re.escape(entry_id) + r"-[0-9a-f]{16}")
+    if not current.parent.is_dir():
+        return []
+    return sorted(p for p in current.parent.iterdir() if p != current and p.is_dir() and same_entry.fullmatch(p.name))
 
 
 def rerun(entry, spec: str, timeout: float, *, workers: int = 1, units: Path | None = None, time_budget: float | None = None):

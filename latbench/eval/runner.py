@@ -29,7 +29,9 @@ def evaluate(
     protocol: str = "official",
     workers: int = 1,
     checkpoint: Path | None = None,
+    time_budget: float | None = None,
     on_progress: Callable[[int, int, float, Unit], None] = lambda done, total, elapsed, unit: None,
+    on_resume: Callable[[int, int], None] = lambda loaded, total: None,
     on_step: Step | None = None,
 ) -> EvalResult:
     """Run ``method`` on every task for ``trials`` trials at each shot count (k measurements per target).
@@ -37,6 +39,7 @@ def evaluate(
     ``on_progress(done, total, elapsed, unit)`` follows each finished (task, trial) unit;
     ``on_step(unit, desc, done, total)`` the steps the method reports inside the running unit
     (``Method.progress``; with ``workers=1`` only, and ``("", 0, 0)`` when a unit starts).
+    ``checkpoint``, ``time_budget`` and ``on_resume`` as for :func:`run`.
     """
     shot_list = [shots] if isinstance(shots, int) else list(shots)
     label = method.name or type(method).__name__
@@ -49,7 +52,9 @@ def evaluate(
         source_archs=source_archs,
         protocol=protocol,
         checkpoint=checkpoint,
+        time_budget=time_budget,
         on_progress=on_progress,
+        on_resume=on_resume,
         on_step=on_step,
     )[0]
 
