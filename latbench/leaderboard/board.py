@@ -83,7 +83,7 @@ from latbench.methods import registry as methods_mod
 from latbench.methods.registry import code_ref as resolved_code_ref
 from latbench.protocol.metrics import BUDGET_PERCENTILES, LEGACY_METRICS, METRICS, NAS_METRICS
 from latbench.protocol.scoring import score
-from latbench.protocol.trial import PROTOCOL_VERSION, SUITE_SHOTS, SUITE_TRIALS, trial_seed
+from latbench.protocol.trial import PROTOCOL_VERSION, SUITE_SHOTS, trial_seed
 from latbench.tasks.spec import get_task, list_tasks, select
 from latbench.text import md_text
 
@@ -97,6 +97,8 @@ MAX_JSON_DEPTH = 32
 LEDGER_DIR = "verified"
 #: A stored entry's id as ``verify`` takes it: a file stem, never a path.
 ENTRY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+#: Trials of every board entry (its shot counts: ``SUITE_SHOTS``, from the protocol).
+SUITE_TRIALS = 5
 #: Protocol labels the board accepts: a latbench run, or predictions scored by ``submit --predictions``.
 OFFICIAL_PROTOCOL = f"official-v{PROTOCOL_VERSION}"
 PREDICTIONS_PROTOCOL = f"official-v{PROTOCOL_VERSION}-predictions"

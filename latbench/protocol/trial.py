@@ -19,9 +19,7 @@ from latbench.tasks.spec import TaskSpec
 PROTOCOL_VERSION = "1"
 DEFAULT_SHOTS = 10
 DEFAULT_TRIALS = 5
-#: A board suite's shot counts and trials: every entry is scored at these.
 SUITE_SHOTS = (5, 10, 20)
-SUITE_TRIALS = 5
 
 
 @dataclass(frozen=True)
