@@ -857,11 +857,14 @@ def test_verify_with_a_time_budget_resumes_and_verifies_once_every_unit_reran(fl
     for folder in (earlier, other):
         (folder / "unit").mkdir(parents=True)
         (folder / "unit" / "u.json").write_text("{}")
+    moved = kept[0].with_name("trial9-0000000000000000.json")  # a unit no run today would load (not at its key)
+    moved.write_bytes(kept[0].read_bytes())
 
     res = CliRunner().invoke(app, ["leaderboard", "verify", stored.stem, "--time-budget", "60", "--workers", "2"])
     assert res.exit_code == 0, res.output
     assert f"removed {earlier}: units of an earlier version of {stored.stem}" in res.output.replace("\n", "")
     assert not earlier.exists() and (other / "unit" / "u.json").exists()
+    assert "1 kept unit(s) were computed by other code" in res.output.replace("\n", "")
     assert f"{m.group(1)} of 90 units already re-run" in res.output
     assert "verified (all metrics reproduce)" in res.output
     assert lb.load_entry(stored).status == "verified"

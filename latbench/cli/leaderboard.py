@@ -335,6 +335,17 @@ def board_rerun_job(job: Path, out: Path):
 
     spec = json.loads(job.read_text())
     units = spec.get("units")
+    if units is not None and Path(units).is_dir():
+        from latbench.eval import checkpoints
+
+        _, stale = checkpoints.prune(Path(units))
+        if stale:
+            err_console.print(
+                f"{units}: {len(stale)} kept unit(s) were computed by other code (latbench or the method changed "
+                "since): removed, they run again",
+                highlight=False,
+                soft_wrap=True,
+            )
     fresh = run_suite(
         spec["spec"],
         spec["suite"],
