@@ -134,6 +134,14 @@ def test_edited_verified_entry_loses_its_status(genuine, board):
     assert [x.status for x in lb.list_entries()] == ["verified"]
 
 
+def test_only_the_verifying_commands_write_ledger_records(genuine, board):
+    e = entry(genuine)
+    path = lb.store_entry(e)
+    with pytest.raises(ValueError, match="not a command that writes the verification ledger: 'leaderboard add'"):
+        lb.record_verification(e, path.stem, by="leaderboard add", folder=path.parent)
+    assert not (board / "verified").exists() and [x.status for x in lb.list_entries()] == ["unverified"]
+
+
 def test_a_record_copied_to_another_entry_does_not_vouch_for_it(genuine, board):
     e = entry(genuine)
     path = lb.store_entry(e)
@@ -446,7 +454,8 @@ def test_committed_board_status_is_what_the_ledger_says():
         record = lb.verification(e.entry_id, folder)
         assert e.status == ("verified" if record else "unverified"), e.entry_id
         if record:
-            assert record["by"] in ("leaderboard verify", "leaderboard baselines") and record["entry"] == e.entry_id
+            assert record["by"] in ("leaderboard verify", "leaderboard verify --upgrade", "leaderboard baselines")
+            assert record["entry"] == e.entry_id
     verified = {e.method.name for e in entries if e.status == "verified"}
     assert {"flops", "flops-params", "lookup", "opwise-lasso"} <= verified
     assert lb.render_markdown(entries) == (REPO / "leaderboard" / "README.md").read_text()

@@ -95,6 +95,8 @@ MAX_ENTRY_BYTES = 5_000_000
 MAX_JSON_DEPTH = 32
 #: The verification ledger: ``<board>/verified/<entry file stem>.json`` (see the module docstring).
 LEDGER_DIR = "verified"
+#: The commands that write it (a record's ``by``).
+LEDGER_WRITERS = ("leaderboard verify", "leaderboard verify --upgrade", "leaderboard baselines")
 #: A stored entry's id as ``verify`` takes it: a file stem, never a path.
 ENTRY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 #: Trials of every board entry (its shot counts: ``SUITE_SHOTS``, from the protocol).
@@ -450,6 +452,8 @@ def ledger_dir(folder: Path | None = None) -> Path:
 def record_verification(entry: Entry, stem: str, *, by: str, folder: Path | None = None, note: str = "") -> Path:
     """Vouch for the entry stored as ``<folder>/<stem>.json``: only ``leaderboard verify`` (after a re-run
     reproduced it) and ``leaderboard baselines`` (for entries all of whose units it ran) call this."""
+    if by not in LEDGER_WRITERS:
+        raise ValueError(f"not a command that writes the verification ledger: {by!r}")
     record = {
         "entry": stem,
         "sha256": content_sha256(entry),
