@@ -189,7 +189,7 @@ def board_verify(
         )
     units = verify_units_dir(path.stem, entry) if time_budget is not None else None
     if units is not None:
-        for old in stale_verify_units(units):
+        for old in stale_verify_units(path.stem, units):
             shutil.rmtree(old, ignore_errors=True)
             err_console.print(f"removed {old}: units of an earlier version of {path.stem}", highlight=False, soft_wrap=True)
     sweep.check_budget(None if time_budget is None else time_budget * 60, units, None)
@@ -225,10 +225,9 @@ def verify_units_dir(entry_id: str, entry) -> Path:
     return paths.home() / "verify" / f"{entry_id}-{lb.content_sha256(entry)[:16]}"
 
 
-def stale_verify_units(current: Path) -> list[Path]:
-    """The other unit folders of the same entry id (kept for content the entry no longer has): no
-    verify would load them again, so a sliced verify of the entry's current content removes them."""
-    entry_id = current.name[: -len("-0123456789abcdef")]
+def stale_verify_units(entry_id: str, current: Path) -> list[Path]:
+    """The other unit folders of ``entry_id`` (kept for content the entry no longer has): no verify
+    would load them again, so a sliced verify of the entry's current content removes them."""
     same_entry = re.compile(re.escape(entry_id) + r"-[0-9a-f]{16}")
     if not current.parent.is_dir():
         return []
