@@ -190,6 +190,55 @@ def test_baselines_workers_store_the_same_verified_entries(data, tmp_path, monke
     assert len(stored[1].results) == 2 * len(lb.SUITE_SHOTS) and stored[1].trials == lb.SUITE_TRIALS
 
 
+def test_baselines_in_slices_keep_units_in_the_home_and_store_a_verified_entry(data, tmp_path, monkeypatch):
+    """A board too slow for one run: `baselines --time-budget` without --checkpoint keeps the finished
+    units in the user's latbench home, the same command continues from them, and the entry it stores
+    is verified (every unit ran in a `baselines` run) with the metrics of one uninterrupted run."""
+    import itertools
+    import re
+    import time
+    import types
+
+    import latbench.cli.leaderboard as cli
+    from latbench import paths
+    from latbench.eval import executors
+    from latbench.tasks.spec import select
+
+    monkeypatch.setattr(lb, "suite_tasks", lambda suite: select(TASKS))  # a 2-task "suite": 10 units
+    board = tmp_path / "board"
+    monkeypatch.setenv("LATBENCH_LEADERBOARD", str(board))
+    units = cli.baselines_units_dir("main", ["flops"])
+    assert units.parent == paths.home() / "baselines" and not units.exists()
+
+    ticks = itertools.count()  # the budget's clock moves one second per reading: a few units start, then none
+    fake = types.SimpleNamespace(perf_counter=time.perf_counter, monotonic=lambda: float(next(ticks)))
+    monkeypatch.setattr(executors, "time", fake)
+    res = _cli("leaderboard", "baselines", "--method", "flops", "--time-budget", "0.05")
+    assert res.exit_code == 1, res.output
+    err = " ".join(res.stderr.split())
+    m = re.search(rf"time budget of 0.05 min spent: (\d+) of 10 units finished and kept in {re.escape(str(units))}", err)
+    assert m and 0 < int(m.group(1)) < 10, err
+    assert not board.exists()  # nothing stored, nothing vouched for
+    assert len([p for p in units.rglob("*.json")]) == int(m.group(1))
+
+    monkeypatch.setattr(executors, "time", time)
+    res = _cli("leaderboard", "baselines", "--method", "flops", "--time-budget", "60")
+    assert res.exit_code == 0, res.output
+    assert f"{m.group(1)} of 10 units already finished" in " ".join(res.stderr.split())
+    (path,) = (board / "entries").glob("*.json")
+    assert res.stdout == f"flops: {path.stem}\n"  # no "unverified" note
+    sliced = lb.load_entry(path)
+    assert sliced.status == "verified"
+    assert lb.verification(path.stem, path.parent)["by"] == "leaderboard baselines --time-budget"
+    assert not units.exists()  # stored: the next sliced run starts afresh
+
+    monkeypatch.setenv("LATBENCH_LEADERBOARD", str(tmp_path / "whole"))
+    res = _cli("leaderboard", "baselines", "--method", "flops")
+    assert res.exit_code == 0, res.output
+    (whole,) = lb.list_entries(tmp_path / "whole" / "entries")
+    assert _metrics(sliced.results) == _metrics(whole.results)
+
+
 def test_baselines_replace_keeps_one_entry_per_method_and_suite(data, tmp_path, monkeypatch):
     from latbench.tasks.spec import select
 

@@ -23,7 +23,7 @@ import typer
 
 from latbench.cli.common import DEVICE_HELP, console, device_hardware, err_console, friendly, set_device
 from latbench.cli.evaluate import run_suite
-from latbench.cli.sweep import BUDGET_HELP, CHECKPOINT_HELP, run_sweep
+from latbench.cli.sweep import CHECKPOINT_HELP, run_sweep
 from latbench.errors import LatbenchError
 
 #: ``verify --timeout`` default, minutes: the slowest built-ins take hours for a whole suite on a laptop-class CPU.
@@ -363,7 +363,13 @@ def board_baselines(
     suite: str = typer.Option("main"),
     workers: int = typer.Option(1, help="Processes running (method, task, trial) units in parallel (1: in this process)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
-    time_budget: float | None = typer.Option(None, "--time-budget", help=BUDGET_HELP),
+    time_budget: float | None = typer.Option(
+        None,
+        "--time-budget",
+        help="Minutes after which no new unit starts; the running units finish and are kept. Without --checkpoint "
+        "they are kept in LATBENCH_HOME/baselines/ and the same command continues from them: a board too slow to "
+        "run at once is built over several runs and still stored verified, every unit run by this command.",
+    ),
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
     replace: bool = typer.Option(
         False,
@@ -375,9 +381,13 @@ def board_baselines(
     """Run built-in baselines on a suite and store them; verified when every unit ran in this command.
 
     With --checkpoint, a method any of whose units were loaded from the folder (not run now) is
-    stored unverified, and the command says so: `leaderboard verify` can re-run it. Without
-    --replace, a method already on the board for this suite gets a second entry.
+    stored unverified, and the command says so: `leaderboard verify` can re-run it. With
+    --time-budget alone, the units are kept in this user's latbench home (like `verify
+    --time-budget`), so units loaded from there were run by this command too. Without --replace, a
+    method already on the board for this suite gets a second entry.
     """
+    import shutil
+
     from latbench.eval import sweep
     from latbench.leaderboard import board as lb
     from latbench.methods import registry as methods_mod
@@ -385,6 +395,9 @@ def board_baselines(
     names = methods or sorted(methods_mod.builtin_methods())
     sweep.check_executor(workers, None)
     budget = None if time_budget is None else time_budget * 60
+    own_units = baselines_units_dir(suite, names) if budget is not None and checkpoint is None else None
+    if own_units is not None:
+        checkpoint = own_units
     sweep.check_budget(budget, checkpoint, None)
     chosen = sweep.make_methods(names, {})
     device = set_device(chosen, device)
@@ -397,12 +410,13 @@ def board_baselines(
         lb.validate(entry)
     units = len(tasks) * lb.SUITE_TRIALS
     for name, entry in zip(names, entries):
-        fresh = ran[name] == units
+        fresh = ran[name] == units or own_units is not None
         if fresh:
             entry = entry.model_copy(update={"status": "verified"})
         path = lb.store_entry(entry)
         if fresh:
-            lb.record_verification(entry, path.stem, by="leaderboard baselines", folder=path.parent)
+            by = "leaderboard baselines" if ran[name] == units else "leaderboard baselines --time-budget"
+            lb.record_verification(entry, path.stem, by=by, folder=path.parent)
             console.print(f"{name}: {entry.entry_id}")
         else:
             console.print(
@@ -413,3 +427,16 @@ def board_baselines(
         if replace:
             for old_id in lb.retire_superseded(entry, path):
                 console.print(f"{name}: removed {old_id} (superseded, --replace)")
+    if own_units is not None:  # every entry is stored: the next sliced run starts afresh
+        shutil.rmtree(own_units, ignore_errors=True)
+
+
+def baselines_units_dir(suite: str, methods: list[str]) -> Path:
+    """Where a ``baselines --time-budget`` (without ``--checkpoint``) keeps its finished units: one
+    folder per suite and method set, in this user's latbench home (never a folder someone else supplies)."""
+    import hashlib
+
+    from latbench import paths
+
+    which = hashlib.sha256("\n".join(sorted(methods)).encode()).hexdigest()[:16]
+    return paths.home() / "baselines" / f"{suite}-{which}"

@@ -96,7 +96,12 @@ MAX_JSON_DEPTH = 32
 #: The verification ledger: ``<board>/verified/<entry file stem>.json`` (see the module docstring).
 LEDGER_DIR = "verified"
 #: The commands that write it (a record's ``by``).
-LEDGER_WRITERS = ("leaderboard verify", "leaderboard verify --upgrade", "leaderboard baselines")
+LEDGER_WRITERS = (
+    "leaderboard verify",
+    "leaderboard verify --upgrade",
+    "leaderboard baselines",
+    "leaderboard baselines --time-budget",
+)
 #: A stored entry's id as ``verify`` takes it: a file stem, never a path.
 ENTRY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 #: Trials of every board entry (its shot counts: ``SUITE_SHOTS``, from the protocol).
