@@ -200,6 +200,9 @@ def test_markdown_shows_missing_metrics_as_a_dash_and_links_the_figures():
     assert rows[0].startswith("| 1 | new | 1.00 |") and rows[1].startswith("| 2 | old | 2.00 | — |")
     assert "| old | — / — | — / — | — / — | — | — |" in text
     assert "| new | 0.50 / 0.50 | 0.50 / 0.50 | 0.50 / 0.50 | 0.50 | 0.500 |" in text
+    legend = "— marks a metric an entry was stored without (entry schema 1)"
+    assert legend in text  # said only while a board holds such an entry
+    assert legend not in lb.render_markdown([_entry("new", base + 0.1), _entry("newer", base + 0.2)])
 
 
 # --------------------------------------------------------------------- one method against the rest

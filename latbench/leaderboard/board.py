@@ -1049,8 +1049,12 @@ def render_markdown(entries: list[Entry]) -> str:
         "and the critical-difference diagram joins the methods it cannot tell apart. Beside it: mean Spearman over tasks",
         "± std over trials with its 95 % bootstrap interval over tasks; MdAPE (median absolute percentage error) and",
         "MAPE⌊10 %⌋ (denominator at least 10 % of the median latency) instead of raw MAPE (kept in the entries); and what",
-        "NAS uses a predictor for. "
-        "— marks a metric an entry was stored without (entry schema 1): it appears when the method is run again.",
+        "NAS uses a predictor for."
+        + (
+            " — marks a metric an entry was stored without (entry schema 1): it appears when the method is run again."
+            if any(e.schema_version != ENTRY_SCHEMA_VERSION for e in entries)
+            else ""
+        ),
         "Definitions: `docs/metrics.md`. The interactive page (filters by tier and space, plots) is `site/index.html`.",
         "",
     ]
