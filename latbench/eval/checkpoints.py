@@ -21,7 +21,8 @@ Nor is a unit's content trusted: it is validated like a leaderboard entry's tria
 per-device metrics, devices = the task's targets, the protocol's seed, measured archs within k and
 the query pool), so a hand-edited unit is refused by name; only regular files are read (a FIFO or a
 folder at a unit's path is an error, not a hang or a traceback), nested at most ``MAX_DEPTH`` levels.
-Results assembled from loaded units are not a re-run: ``leaderboard baselines`` stores them unverified.
+Results assembled from units loaded from a ``--checkpoint`` folder are not a re-run: ``leaderboard
+baselines`` stores them unverified.
 Units that no sweep would load again (their code or version changed) stay on disk until
 ``latbench checkpoints prune DIR`` (``prune`` here) removes them.
 """

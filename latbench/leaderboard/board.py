@@ -27,8 +27,9 @@ Trust model (what can be forged, and what stops it):
   entry is ``verified`` only when a record for its file exists and its hash matches the entry as
   stored now. Records are written by :func:`record_verification`, which only two commands call:
   ``leaderboard verify`` (after a re-run in a fresh process reproduced every metric) and
-  ``leaderboard baselines`` (for a method only when every one of its units ran in that command --
-  units loaded from ``--checkpoint`` files make an ``unverified`` entry, and it says so). So a file
+  ``leaderboard baselines`` (for a method only when every one of its units ran in that command, or
+  in earlier ``--time-budget`` runs of it that kept them in the latbench home -- units loaded from
+  ``--checkpoint`` files make an ``unverified`` entry, and it says so). So a file
   dropped into ``entries/`` by hand with ``"status": "verified"``, or a verified entry edited
   afterwards (one digit, or the notes), renders as unverified. The ledger is maintainer-owned: a
   submission touches ``entries/`` only, so a pull request that adds ledger records is not a
