@@ -10,7 +10,8 @@ Three parts (see the documentation page baselines/latref, ``docs/baselines/latre
    in the space of the bank's log predictions and the log op-wise features, so the shots cover the
    directions in which the target may differ from the sources;
 3. the op-wise predictors' target stage on the shots: a sparse non-negative mix of the bank plus a
-   penalised op-wise correction, squared percentage error, the penalty chosen by leave-one-out.
+   penalised op-wise correction, squared percentage error, the penalty chosen by leave-one-out and
+   the L1 strength falling with the number of shots.
 
 Every design choice was made on held-out *source* devices (``benchmarks/latref_selection.py``),
 never on a task's target devices.
@@ -32,6 +33,8 @@ SOURCE_MODELS = ("lasso", "ridge")
 SELECTORS = ("fps", "kmeans", "random")
 #: Ridge strengths of the one-hot source model, picked per source device by generalised cross-validation.
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
+#: The target stage's L1 strength is ``target_alpha`` up to this many shots and falls beyond it.
+ALPHA_SHOTS = 5
 
 #: Whole-space (op-wise sums, one-hot) matrices, built once per process and space.
 _FEATURES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -130,7 +133,10 @@ class LatRef(Method):
         Target stage: L1 weight of the op-wise correction relative to the bank's columns, picked
         per target device by leave-one-out on the shots (the first value when k < 5); inf: none.
     target_alpha : float, default 1e-3
-        Target stage: L1 strength of the non-negative Lasso on the shots.
+        Target stage: L1 strength of the non-negative Lasso on the shots, at k <= 5 shots.
+    alpha_decay : float, default 2
+        Beyond 5 shots the strength is ``target_alpha * (5 / k) ** alpha_decay``: more shots carry
+        more evidence, so the op-wise correction needs less shrinking (0: the same at every k).
     rules : str, default "default"
         Fusion rule set of the op-wise features (``latbench.kernels``; "default" is ``tflite-cpu``).
     stats : tuple of str, default ("count", "flops", "params", "mem")
@@ -161,6 +167,7 @@ class LatRef(Method):
         select_trim: float = 0.05,
         op_penalty=OP_PENALTIES,
         target_alpha: float = 1e-3,
+        alpha_decay: float = 2.0,
         rules: str = "default",
         stats=DEFAULT_STATS,
         alpha: float = 1e-4,
@@ -171,6 +178,7 @@ class LatRef(Method):
         self.select_trim = select_trim
         self.op_penalty = op_penalty
         self.target_alpha = target_alpha
+        self.alpha_decay = alpha_decay
         self.rules = rules
         self.stats = stats
         self.alpha = alpha
@@ -184,6 +192,8 @@ class LatRef(Method):
             raise MethodError(f"latref: select must be one of {SELECTORS}, got {self.select!r}")
         if not 0 <= self.select_trim < 1:
             raise MethodError(f"latref: select_trim must be in [0, 1), got {self.select_trim!r}")
+        if not self.alpha_decay >= 0:
+            raise MethodError(f"latref: alpha_decay must be >= 0, got {self.alpha_decay!r}")
         ids = np.asarray(source.arch_ids, dtype=np.int64)
         _, cols = kernels.type_sums(space, ids, self.rules, self.stats)
         self.types_ = sorted({c.split(":")[0] for c in cols})
@@ -248,11 +258,15 @@ class LatRef(Method):
         self.remember_shots(device, ids, oracle.measure(ids))
         ids, y = self.shots_[device]
         X, _ = space_features(self.space_, self.rules, self.stats, self.types_)
-        stage = _TargetStage(self.target_alpha, self.op_penalty).fit(self.P_[ids], X[ids], y)
+        stage = _TargetStage(self.target_alpha_at(len(y)), self.op_penalty).fit(self.P_[ids], X[ids], y)
         self.stages_[device] = stage
         # the whole space at once: predict is a lookup (millions of archs per second)
         self.targets_[device] = positive_floor(stage.predict(self.P_, X), y)
         return self
+
+    def target_alpha_at(self, k: int) -> float:
+        """The target stage's L1 strength for ``k`` shots (see ``alpha_decay``)."""
+        return self.target_alpha * (ALPHA_SHOTS / max(k, ALPHA_SHOTS)) ** self.alpha_decay
 
     def predict(self, device, arch_ids):
         return self.targets_[device][np.atleast_1d(np.asarray(arch_ids, dtype=np.int64))]

@@ -101,6 +101,24 @@ def test_pca_scores_keep_the_asked_variance():
     assert latref.pca_scores(A, 1.0).shape[1] <= 4
 
 
+def test_target_alpha_is_constant_up_to_five_shots_then_falls():
+    m = LatRef(target_alpha=1e-3, alpha_decay=2.0)
+    assert m.target_alpha_at(1) == m.target_alpha_at(5) == 1e-3
+    assert m.target_alpha_at(10) == pytest.approx(2.5e-4) and m.target_alpha_at(20) == pytest.approx(6.25e-5)
+    assert LatRef(alpha_decay=0.0).target_alpha_at(20) == 1e-3
+
+
+@pytest.mark.slow
+def test_alpha_decay_changes_only_the_fits_beyond_five_shots(data):
+    """k = 5: the same target stage whatever alpha_decay; k = 20: a weaker L1 moves the fit."""
+    for k, same in ((5, True), (20, False)):
+        _, trial, a = _adapted("medium-1", k)
+        _, _, b = _adapted("medium-1", k, alpha_decay=0.0)
+        dev = next(iter(trial.oracles))
+        assert np.array_equal(a.shots_[dev][0], b.shots_[dev][0])  # the shot choice does not depend on it
+        assert np.array_equal(a.stages_[dev].theta_, b.stages_[dev].theta_) == same, k
+
+
 @pytest.mark.parametrize(
     "params, match",
     [
@@ -108,6 +126,8 @@ def test_pca_scores_keep_the_asked_variance():
         ({"models": ()}, "models must be"),
         ({"select": "greedy"}, "select must be"),
         ({"select_trim": 1.0}, "select_trim must be"),
+        ({"alpha_decay": -1.0}, "alpha_decay must be"),
+        ({"alpha_decay": float("nan")}, "alpha_decay must be"),
     ],
 )
 def test_bad_parameters_fail_in_fit_with_a_clear_message(data, params, match):
