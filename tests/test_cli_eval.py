@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import click
@@ -56,6 +57,49 @@ def test_help_shows_no_type_for_flags():
             assert p.opts[-1] in res.stdout or p.hidden, (path, p.opts)
     trials = _cli("eval", "--help").stdout
     assert "--trials" in trials and "<int>" in trials and "--device" in trials
+
+
+def _flat(text: str) -> str:
+    return " ".join(re.sub(r"[│╭╮╰╯─┃]", " ", text).split())
+
+
+def test_help_shows_every_option_help_whole_and_reflows_descriptions():
+    """Rich help reads ``[word]`` as markup (and drops it) and keeps a docstring's hard line breaks:
+    every option's help must come out word for word, and every prose paragraph of a command's
+    description must be one line, so the terminal wraps it."""
+    commands = list(_commands(get_command(app)))
+    for path, cmd in commands:
+        out = _flat(_cli(*path, "--help").stdout)
+        for p in cmd.params:
+            if getattr(p, "help", None):
+                assert _flat(p.help) in out, (path, p.name, p.help)
+        for para in (cmd.help or "").split("\n\n"):
+            lines = para.splitlines()
+            if not any(line[:1].isspace() or line.lstrip().startswith(("- ", "* ")) for line in lines):
+                assert len(lines) <= 1, (path, para)
+    assert sum(bool(cmd.help) and "\n\n" in cmd.help for _, cmd in commands) >= 3  # multi-paragraph descriptions exist
+
+
+def test_reflow_joins_prose_and_keeps_lists_and_indented_blocks():
+    from latbench.cli.common import _reflow
+
+    doc = """First line
+    goes on.
+
+    A paragraph
+    in two lines.
+
+    - item one
+    - item two
+
+        indented code
+        stays"""
+    assert _reflow(doc).split("\n\n") == [
+        "First line goes on.",
+        "A paragraph in two lines.",
+        "- item one\n- item two",
+        "    indented code\n    stays",
+    ]
 
 
 def _unit(index, task, trial):

@@ -4,6 +4,7 @@ building the data on first use."""
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -221,6 +222,34 @@ def hide_flag_types() -> None:
 
     display_type_rich._latbench_flags_hidden = True
     TyperOption.display_type_rich = display_type_rich
+
+
+def _reflow(doc: str) -> str:
+    """A docstring with each prose paragraph on one line; lists and indented blocks kept as written."""
+    out = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines = para.splitlines()
+        block = any(line[:1].isspace() or line.lstrip().startswith(("- ", "* ", "```")) for line in lines)
+        out.append(para if block else " ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Let ``--help`` wrap command descriptions to the terminal.
+
+    Typer's rich help keeps a docstring's own line breaks after its first paragraph, so text wrapped
+    at the source's width comes out ragged in a narrower terminal; this joins each prose paragraph
+    of every command's (and sub-app's) docstring into one line, recursively.
+    """
+    infos = list(app.registered_commands)
+    if app.registered_callback is not None:
+        infos.append(app.registered_callback)
+    for info in infos:
+        doc = info.help if isinstance(info.help, str) else getattr(info.callback, "__doc__", None)
+        if doc:
+            info.help = _reflow(doc)
+    for group in app.registered_groups:
+        reflow_help(group.typer_instance)
 
 
 def build_data(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from latbench.cli.common import hide_flag_types
+from latbench.cli.common import hide_flag_types, reflow_help
 from latbench.cli.data import data_app
 from latbench.cli.evaluate import eval_cmd, methods, submit
 from latbench.cli.leaderboard import board_app
@@ -45,6 +45,7 @@ app.command("methods")(methods)
 app.command("eval")(eval_cmd)
 app.command("submit")(submit)
 app.command("sweep")(sweep_cmd)
+reflow_help(app)
 
 
 def main():  # pragma: no cover

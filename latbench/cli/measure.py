@@ -149,8 +149,8 @@ def profile_kernels_cmd(
 
 @friendly
 def import_cmd(
-    table: Path = typer.Argument(..., help="CSV or parquet: latency_ms, arch (arch strings) or arch_id, [device]."),
-    meta: Path = typer.Option(..., help="YAML or JSON: space, [origin], devices: {name: {hardware, family, ...}}."),
+    table: Path = typer.Argument(..., help="CSV or parquet with the columns latency_ms, arch (arch strings) or arch_id, and device (optional)."),
+    meta: Path = typer.Option(..., help="YAML or JSON: space, origin (optional), devices: {name: {hardware, family, ...}}."),
     name: str | None = typer.Option(None, help="Name of the registered source (default: the table file's name)."),
 ):
     """Register latencies measured elsewhere (see docs: Data, importing latencies); then `latbench data build`."""
