@@ -149,7 +149,9 @@ def profile_kernels_cmd(
 
 @friendly
 def import_cmd(
-    table: Path = typer.Argument(..., help="CSV or parquet with the columns latency_ms, arch (arch strings) or arch_id, and device (optional)."),
+    table: Path = typer.Argument(
+        ..., help="CSV or parquet with the columns latency_ms, arch (arch strings) or arch_id, and device (optional)."
+    ),
     meta: Path = typer.Option(..., help="YAML or JSON: space, origin (optional), devices: {name: {hardware, family, ...}}."),
     name: str | None = typer.Option(None, help="Name of the registered source (default: the table file's name)."),
 ):
