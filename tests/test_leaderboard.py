@@ -967,6 +967,17 @@ def _renamed(entry: lb.Entry, name: str, **fields) -> lb.Entry:
     return lb.Entry.model_validate({**d, **fields})
 
 
+def test_results_page_explains_the_dash_only_while_a_suite_holds_an_older_schema_entry():
+    flops, lookup = _committed("flops"), _committed("lookup")
+    legend = "— : not in the stored entry, which is of an older entry schema"
+    current = generated.results_blocks([flops, lookup])["main suite tables"]
+    assert legend not in current and "Robust error and NAS utility at k = 20:" in current
+    old = lb.Entry.model_validate(_legacy(_renamed(lookup, "old lookup").model_dump()))
+    mixed = generated.results_blocks([flops, old])["main suite tables"]
+    row = next(ln for ln in mixed.splitlines() if ln.startswith("| old lookup | — | — | "))  # MdAPE, MAPE⌊10 %⌋: new metrics
+    assert legend in mixed and row.endswith(" | — / — | — | — |")  # plain MAPE is an old metric: shown
+
+
 def test_results_blocks_per_suite_versions_and_missing_methods():
     """Every suite with entries gets its ranking and per-task tables, a suite without says so, the
     methods missing from a suite are listed from the entries, the versions are the entries' own, and

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from latbench import paths
 from latbench.leaderboard.board import (
+    ENTRY_SCHEMA_VERSION,
     MISSING,
     PREDICTIONS_PROTOCOL,
     RANK_COLUMNS,
@@ -159,12 +160,14 @@ def suite_tables(entries: list[Entry], suite: str, tables: dict[int, Ranking]) -
             + f" | {r['mean_rank']:.2f} | [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {time_cell(r)} |"
         )
     runs = [e.seconds for e in entries if e.suite == suite and e.protocol != PREDICTIONS_PROTOCOL]
+    older = any(e.schema_version != ENTRY_SCHEMA_VERSION for e in entries if e.suite == suite)
+    dash = " (— : not in the stored entry, which is of an older entry schema; see [Metrics](metrics.md))" if older else ""
     lines += ["", *(f"k = {j}: {paired_test_line(t)}" for j, t in tables.items()), ""]
     lines += [
         f"Time: the wall time stored in each entry (the sum over its units, on the hardware the entry states; "
         f"n/a for scored predictions): {sum(runs):,.0f} s ({sum(runs) / 3600:.1f} h) for the suite's {len(runs)} run entries.",
         "",
-        f"Robust error and NAS utility at k = {k} (— : not in the stored entry yet; see [Metrics](metrics.md)):",
+        f"Robust error and NAS utility at k = {k}{dash}:",
         "",
         "| method | MdAPE % | MAPE⌊10 %⌋ % | MAPE % | budget p25: precision / recall | top-5 % recall | τ fastest 25 % |",
         "|---|---|---|---|---|---|---|",
