@@ -8,7 +8,8 @@ Three parts (see the documentation page baselines/latref, ``docs/baselines/latre
    (position-aware and multiplicative), both predicting every arch of the space once;
 2. active shots: the k archs to measure are chosen by farthest-point sampling over the query pool,
    in the space of the bank's log predictions and the log op-wise features, so the shots cover the
-   directions in which the target may differ from the sources;
+   directions in which the target may differ from the sources (on NB201 from k = 20 on; below, the
+   protocol's random shots);
 3. the op-wise predictors' target stage on the shots: a sparse non-negative mix of the bank plus a
    penalised op-wise correction, squared percentage error, the penalty chosen by leave-one-out and
    the L1 strength falling with the number of shots.
@@ -35,6 +36,10 @@ SELECTORS = ("fps", "kmeans", "random")
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
 #: The target stage's L1 strength is ``target_alpha`` up to this many shots and falls beyond it.
 ALPHA_SHOTS = 5
+#: (space, k): in that space, up to k shots are the protocol's random ones rather than farthest-point.
+#: NB201's selection space has long tails (cells that compute nothing, all-convolution cells) on
+#: which farthest-point sampling spends its few shots, while its source bank already ranks the bulk well.
+RANDOM_SHOTS = (("nb201", 10),)
 
 #: Whole-space (op-wise sums, one-hot) matrices, built once per process and space.
 _FEATURES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -126,6 +131,10 @@ class LatRef(Method):
         The selection space: the principal-component scores of the bank's standardised log
         predictions and, next to them, of the standardised log op-wise sums, each PCA keeping
         ``select_var`` of its variance.
+    random_shots : tuple of (str, int), default (("nb201", 10),)
+        Per search space, the largest k at which the shots are the protocol's random ones instead
+        of ``select``'s (NB201 up to 10: there random shots beat farthest-point ones on held-out
+        source devices); ``()``: ``select`` everywhere.
     select_trim : float, default 0.05
         Fraction of the pool farthest from the pool's median in the selection space that is never
         chosen (outliers, such as NB201 cells that compute nothing).
@@ -164,6 +173,7 @@ class LatRef(Method):
         models=SOURCE_MODELS,
         select: str = "fps",
         select_var: float = 0.95,
+        random_shots=RANDOM_SHOTS,
         select_trim: float = 0.05,
         op_penalty=OP_PENALTIES,
         target_alpha: float = 1e-3,
@@ -175,6 +185,7 @@ class LatRef(Method):
         self.models = models
         self.select = select
         self.select_var = select_var
+        self.random_shots = random_shots
         self.select_trim = select_trim
         self.op_penalty = op_penalty
         self.target_alpha = target_alpha
@@ -192,6 +203,10 @@ class LatRef(Method):
             raise MethodError(f"latref: select must be one of {SELECTORS}, got {self.select!r}")
         if not 0 <= self.select_trim < 1:
             raise MethodError(f"latref: select_trim must be in [0, 1), got {self.select_trim!r}")
+        try:
+            self.random_up_to_ = {str(name): int(k) for name, k in self.random_shots}
+        except (TypeError, ValueError):
+            raise MethodError(f"latref: random_shots must be (space, k) pairs, got {self.random_shots!r}") from None
         if not self.alpha_decay >= 0:
             raise MethodError(f"latref: alpha_decay must be >= 0, got {self.alpha_decay!r}")
         ids = np.asarray(source.arch_ids, dtype=np.int64)
@@ -227,8 +242,9 @@ class LatRef(Method):
     # ---- shots --------------------------------------------------------------------------------
     def _choose(self, device, oracle, k: int, exclude=()) -> np.ndarray:
         """The k pool archs to measure, none of ``exclude`` (archs measured anyway)."""
-        if self.select == "random" or k == 0:
-            return oracle.default_choice()[:k]
+        if self.select == "random" or k <= self.random_up_to_.get(self.space_.name, 0):
+            choice = oracle.default_choice()
+            return choice[~np.isin(choice, exclude)][:k]  # archs measured anyway are not drawn twice
         pool = np.asarray(oracle.pool, dtype=np.int64)
         pool = pool[~np.isin(pool, exclude)]
         X, _ = space_features(self.space_, self.rules, self.stats, self.types_)

@@ -101,6 +101,20 @@ def test_pca_scores_keep_the_asked_variance():
     assert latref.pca_scores(A, 1.0).shape[1] <= 4
 
 
+@pytest.mark.slow
+def test_nb201_takes_the_protocols_random_shots_up_to_k_10_and_farthest_point_beyond(data):
+    """On NB201 (hard-3) the shots are the protocol's default choice at k = 5 unless random_shots
+    says otherwise; at k = 20 they are farthest-point (not the default choice) either way."""
+    for k, random in ((5, True), (20, False)):
+        spec, trial, m = _adapted("hard-3", k)
+        _, _, fps = _adapted("hard-3", k, random_shots=())
+        for dev in spec.target:
+            default = np.sort(trial.oracles[dev].default_choice())
+            assert np.array_equal(np.sort(m.shots_[dev][0]), default) == random, (k, dev)
+            assert not np.array_equal(np.sort(fps.shots_[dev][0]), default), (k, dev)
+            assert np.array_equal(m.shots_[dev][0], fps.shots_[dev][0]) != random, (k, dev)
+
+
 def test_target_alpha_is_constant_up_to_five_shots_then_falls():
     m = LatRef(target_alpha=1e-3, alpha_decay=2.0)
     assert m.target_alpha_at(1) == m.target_alpha_at(5) == 1e-3
@@ -127,6 +141,8 @@ def test_alpha_decay_changes_only_the_fits_beyond_five_shots(data):
         ({"select": "greedy"}, "select must be"),
         ({"select_trim": 1.0}, "select_trim must be"),
         ({"alpha_decay": -1.0}, "alpha_decay must be"),
+        ({"random_shots": (("nb201",),)}, "random_shots must be"),
+        ({"random_shots": (("nb201", "ten"),)}, "random_shots must be"),
         ({"alpha_decay": float("nan")}, "alpha_decay must be"),
     ],
 )
