@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from types import SimpleNamespace
 
@@ -16,6 +17,12 @@ from latbench.cli.main import app
 
 def _cli(*args):
     return run_cli(*args, env={"COLUMNS": "200"})
+
+
+@functools.cache
+def _help(path: tuple[str, ...]):
+    """``latbench <path> --help``, run once per command for every test that reads it."""
+    return _cli(*path, "--help")
 
 
 def test_one_trial_prints_values_not_a_zero_spread(data, tmp_path):
@@ -49,7 +56,7 @@ def test_help_shows_no_type_for_flags():
     commands = list(_commands(get_command(app)))
     assert len(commands) > 10
     for path, cmd in commands:
-        res = _cli(*path, "--help")
+        res = _help(path)
         assert res.exit_code == 0, (path, res.output)
         assert "<bool>" not in res.stdout, (path, res.stdout)
         flags = [p for p in cmd.params if isinstance(p, click.Option) and p.is_flag]
@@ -69,7 +76,7 @@ def test_help_shows_every_option_help_whole_and_reflows_descriptions():
     description must be one line, so the terminal wraps it."""
     commands = list(_commands(get_command(app)))
     for path, cmd in commands:
-        out = _flat(_cli(*path, "--help").stdout)
+        out = _flat(_help(path).stdout)
         for p in cmd.params:
             if getattr(p, "help", None):
                 assert _flat(p.help) in out, (path, p.name, p.help)

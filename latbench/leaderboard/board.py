@@ -1037,6 +1037,11 @@ def _md_table(columns: Sequence[str], rows: list[list[str]]) -> list[str]:
     return out + ["| " + " | ".join(md_text(c) if i == name else c for i, c in enumerate(row)) + " |" for row in rows]
 
 
+def holds_older_schema(entries) -> bool:
+    """Whether any of ``entries`` is of an older entry schema (so lacks some metrics, shown as —)."""
+    return any(e.schema_version != ENTRY_SCHEMA_VERSION for e in entries)
+
+
 def render_markdown(entries: list[Entry]) -> str:
     lines = [
         "# latbench leaderboard",
@@ -1053,7 +1058,7 @@ def render_markdown(entries: list[Entry]) -> str:
         "NAS uses a predictor for."
         + (
             " — marks a metric an entry was stored without (entry schema 1): it appears when the method is run again."
-            if any(e.schema_version != ENTRY_SCHEMA_VERSION for e in entries)
+            if holds_older_schema(entries)
             else ""
         ),
         "Definitions: `docs/metrics.md`. The interactive page (filters by tier and space, plots) is `site/index.html`.",

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from latbench import paths
 from latbench.leaderboard.board import (
-    ENTRY_SCHEMA_VERSION,
     MISSING,
     PREDICTIONS_PROTOCOL,
     RANK_COLUMNS,
@@ -30,6 +29,7 @@ from latbench.leaderboard.board import (
     LeaderboardError,
     Ranking,
     fmt,
+    holds_older_schema,
     paired_test_line,
     rank_cells,
     ranking,
@@ -160,7 +160,7 @@ def suite_tables(entries: list[Entry], suite: str, tables: dict[int, Ranking]) -
             + f" | {r['mean_rank']:.2f} | [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {time_cell(r)} |"
         )
     runs = [e.seconds for e in entries if e.suite == suite and e.protocol != PREDICTIONS_PROTOCOL]
-    older = any(e.schema_version != ENTRY_SCHEMA_VERSION for e in entries if e.suite == suite)
+    older = holds_older_schema(e for e in entries if e.suite == suite)
     dash = " (— : not in the stored entry, which is of an older entry schema; see [Metrics](metrics.md))" if older else ""
     lines += ["", *(f"k = {j}: {paired_test_line(t)}" for j, t in tables.items()), ""]
     lines += [
