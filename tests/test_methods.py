@@ -82,6 +82,26 @@ class SetsStateInInit(Method):
         return np.ones(len(arch_ids))
 
 
+class ValidOnlyAtCheckParams(Method):
+    """Its defaults predict negative latencies; its declared check_params do not."""
+
+    check_params = {"scale": 2.0}
+
+    def __init__(self, scale=-1.0):
+        self.scale = scale
+
+    def predict(self, device, arch_ids):
+        return self.scale * (1.0 + self.space_.flops(arch_ids))
+
+
+def test_check_method_runs_at_check_params_unless_given_params(data):
+    check_method(ValidOnlyAtCheckParams)  # scale=2.0 from check_params
+    for name, check in method_checks(ValidOnlyAtCheckParams):
+        check()
+    with pytest.raises(MethodError, match="fails check_predict_shape_and_positive: "):
+        check_method(ValidOnlyAtCheckParams, params={})  # explicit params win: the defaults
+
+
 def test_check_method_catches_a_nondeterministic_method(data):
     with pytest.raises(MethodError, match="check_deterministic: not deterministic"):
         check_method(Noisy)

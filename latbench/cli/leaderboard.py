@@ -74,7 +74,7 @@ def board_add(
 @board_app.command("render")
 @friendly
 def board_render():
-    """Write leaderboard/README.md, leaderboard/site/ (page and charts) from the stored entries; in a checkout also README.md's board excerpt and docs/results.md's board tables."""
+    """Write leaderboard/README.md, leaderboard/site/ (page and charts) from the stored entries; when the board is the checkout's own leaderboard/, also README.md's board excerpt and docs/results.md's board tables."""
     from latbench import paths
     from latbench.leaderboard import board as lb
     from latbench.leaderboard import site

@@ -395,11 +395,18 @@ class MethodCheck:
         return f"{getattr(self.method_cls, '__name__', repr(self.method_cls))}-{self.name}"
 
 
+def _params_or_check_params(method_cls, params: dict | None) -> dict:
+    """``params`` when given, else the class's ``check_params``: the checks exercise the contract,
+    not the method's quality, so by default they run at the method's declared cheap settings."""
+    return dict(params) if params is not None else dict(getattr(method_cls, "check_params", {}) or {})
+
+
 def method_checks(
     method_cls, params: dict | None = None, task: str = "hard-3", shots: int = 5
 ) -> Iterator[tuple[str, MethodCheck]]:
     """(check name, zero-argument callable) for every check, in order; ``params`` are the method's
-    hyperparameters (None: its defaults). Data is read when a check runs, not here."""
+    hyperparameters (None: its ``check_params``). Data is read when a check runs, not here."""
+    params = _params_or_check_params(method_cls, params)
     for name in CHECKS:
         yield name, MethodCheck(name, method_cls, params, task, shots)
 
@@ -407,8 +414,10 @@ def method_checks(
 def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5, params: dict | None = None) -> None:
     """Run every check in order; raise MethodError naming the first failing check, return None when all pass.
 
-    Uses fresh trials (not the cache the parametrised checks share), so it always sees the class as it is now.
+    ``params`` are the hyperparameters to check under (None: the class's ``check_params``). Uses fresh
+    trials (not the cache the parametrised checks share), so it always sees the class as it is now.
     """
+    params = _params_or_check_params(method_cls, params)
     session = _Session(method_cls, params, task, shots)
     for name in CHECKS:
         MethodCheck(name, method_cls, params, task, shots, session=session)()
@@ -431,7 +440,6 @@ def parametrize_with_checks(classes: Iterable[type], params_by_class: dict | Non
     params_by_class = params_by_class or {}
     cases = []
     for cls in classes:
-        params = params_by_class[cls] if cls in params_by_class else dict(getattr(cls, "check_params", {}) or {})
-        for _, check in method_checks(cls, params, task, shots):
+        for _, check in method_checks(cls, params_by_class.get(cls), task, shots):
             cases.append(pytest.param(cls, check, id=repr(check)))
     return pytest.mark.parametrize("method_cls, check", cases)
