@@ -175,6 +175,24 @@ def test_module_class_path_and_bad_specs():
         make("flops", nonsense=1)
 
 
+def test_methods_lists_the_rest_when_a_plugin_is_broken_and_names_a_clash(monkeypatch):
+    from clirun import run_cli
+
+    from latbench.methods import registry
+
+    rows = registry._registered() + (
+        ("broken", "nosuch_plugin.mod:Thing", "nosuch-plugin"),
+        ("flops", "other_plugin:Flops", "other-plugin"),
+    )
+    monkeypatch.setattr(registry, "_registered", lambda: rows)
+    out = run_cli("methods", env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.stderr
+    assert "latbench_baselines.flops:FLOPsRegression" in out.stdout and "latref" in out.stdout
+    assert "warning: not listed: cannot load method 'broken'" in out.stderr
+    assert "other-plugin registers 'flops' = 'other_plugin:Flops', but that name is taken" in out.stderr
+    assert registry.shadowed() == [("flops", "other_plugin:Flops", "other-plugin")]
+
+
 def test_flops_ranking_equals_flops_ranking(data):
     """The FLOPs baseline's Spearman equals Spearman(FLOPs, latency) on each target device."""
     from scipy.stats import spearmanr

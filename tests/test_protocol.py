@@ -218,6 +218,15 @@ def test_difficulty_orders_the_tiers(data):
         assert 5 <= len(t.source) <= 17 and 3 <= len(t.target) <= 6
 
 
+def test_suite_names_select_the_board_suites_tasks(data):
+    from latbench.leaderboard.board import suite_tasks
+    from latbench.tasks.spec import select
+
+    assert select("main") == suite_tasks("main") == select("generated") and len(select("main")) == 18
+    assert select("literature") == suite_tasks("literature") and len(select("literature")) == 7
+    assert [t.id for t in select("hard-3,main")][:2] == ["hard-3", select("main")[0].id]
+
+
 @pytest.mark.real_data
 def test_committed_tasks_match_a_fresh_generation(data):
     from latbench import paths

@@ -18,24 +18,36 @@ from latbench.cli.common import (
     parse_params,
     set_device,
 )
-from latbench.errors import LatbenchError
+from latbench.errors import LatbenchError, MethodError
 
 
 @friendly
 def methods():
     """Registered methods (built-in and plug-ins)."""
-    from latbench.methods.registry import available, resolve
+    from latbench.methods.registry import available, resolve, shadowed
 
     t = Table("name", "class", "summary")
+    broken = []
     for name, target in sorted(available().items()):
-        t.add_row(name, target, resolve(name).summary)
+        try:
+            t.add_row(name, target, resolve(name).summary)
+        except MethodError as e:  # one broken plug-in must not hide the others
+            broken.append(str(e))
     console.print(t)
+    for message in broken:
+        err_console.print(f"warning: not listed: {message}", highlight=False, soft_wrap=True)
+    for name, target, dist in shadowed():
+        err_console.print(
+            f"warning: not listed: {dist or 'a package'} registers {name!r} = {target!r}, but that name is taken; rename it",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @friendly
 def eval_cmd(
     method: str = typer.Option(..., "--method", "-m", help="Method name (see `latbench methods`) or module:Class."),
-    task: str = typer.Option(..., "--task", "-t", help="Task id, tier (easy/medium/hard), literature, all; comma-separated."),
+    task: str = typer.Option(..., "--task", "-t", help="Task id, tier (easy/medium/hard), suite (main, literature), measured, user, all; comma-separated."),
     shots: list[int] = typer.Option([10], "--shots", "-k", help="Measurements allowed per target device (repeat for several)."),
     trials: int = typer.Option(5, help="Trials (seeds) per task."),
     out: Path | None = typer.Option(None, help="Write the JSON results here."),

@@ -85,7 +85,7 @@ from latbench.methods.registry import code_ref as resolved_code_ref
 from latbench.protocol.metrics import BUDGET_PERCENTILES, LEGACY_METRICS, METRICS, NAS_METRICS
 from latbench.protocol.scoring import score
 from latbench.protocol.trial import PROTOCOL_VERSION, SUITE_SHOTS, trial_seed
-from latbench.tasks.spec import get_task, list_tasks, select
+from latbench.tasks.spec import SUITES, get_task, list_tasks, select
 from latbench.text import md_text
 
 ENTRY_SCHEMA_VERSION = "2"
@@ -113,10 +113,6 @@ PREDICTIONS_PROTOCOL = f"official-v{PROTOCOL_VERSION}-predictions"
 ACCEPTED_PROTOCOLS = (OFFICIAL_PROTOCOL, PREDICTIONS_PROTOCOL)
 MAX_PREDICTION_BYTES = 1_000_000  # one file holds <= 2,000 rows of ~20 bytes
 PREDICTION_HEADER = ("arch_id", "latency_ms")
-SUITES = {
-    "main": "generated",  # the easy/medium/hard suite
-    "literature": "literature",  # HELP and NASFLAT splits
-}
 
 
 class LeaderboardError(LatbenchError):

@@ -43,6 +43,18 @@ def available() -> dict[str, str]:
     return out
 
 
+def shadowed() -> list[tuple[str, str, str]]:
+    """(name, "module:Class", distribution) of plug-in entry points that lose a name clash, so that
+    `latbench methods` can tell their authors instead of dropping them silently."""
+    seen: set[str] = set()
+    out = []
+    for name, value, dist in _registered():  # the first of a name wins, as in available()
+        if name in seen:
+            out.append((name, value, dist))
+        seen.add(name)
+    return out
+
+
 def resolve(spec: str) -> type[Method]:
     """A Method class from a registered name or a ``module:Class`` path."""
     known = available()
@@ -55,6 +67,11 @@ def resolve(spec: str) -> type[Method]:
     try:
         cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
+        if spec == target:
+            raise MethodError(
+                f"cannot load method {spec!r}: {e} (a module:Class path is imported from the installed packages "
+                "and the current folder)"
+            ) from None
         raise MethodError(f"cannot load method {spec!r} from {target!r}: {e}") from None
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise MethodError(f"{target!r} is not a latbench.Method subclass")

@@ -28,6 +28,11 @@ from latbench.data import store
 from latbench.errors import TaskError, UnknownArchError, did_you_mean
 
 TIERS = ("easy", "medium", "hard")
+#: The leaderboard's suites and the kind of task each one runs.
+SUITES = {
+    "main": "generated",  # the easy/medium/hard suite
+    "literature": "literature",  # HELP and NASFLAT splits
+}
 #: Difficulty = mean over targets of the best Spearman with any source device. Fixed thresholds.
 TIER_THRESHOLDS = {"easy": 0.93, "medium": 0.80}  # >= 0.93 easy, [0.80, 0.93) medium, < 0.80 hard
 #: Protocol sizes per space: (source sample, query pool, evaluation set).
@@ -280,7 +285,8 @@ def get_task(task_id: str) -> TaskSpec:
 
 
 def select(selector: str) -> list[TaskSpec]:
-    """Tasks by id, tier name (``hard``), ``literature``, ``generated``, ``measured``, ``user`` or ``all``; comma-separated.
+    """Tasks by id, tier name (``hard``), suite (``main``, ``literature``), ``generated``, ``measured``, ``user`` or
+    ``all``; comma-separated.
 
     A tier name selects the generated tasks of that tier and the measured-device tasks graded so.
     """
@@ -291,7 +297,9 @@ def select(selector: str) -> list[TaskSpec]:
             chosen = list_tasks()
         elif part in TIERS:
             chosen = [t for t in list_tasks() if t.tier == part and t.kind in ("generated", "measured")]
-        elif part in ("literature", "generated", "measured", "user"):
+        elif part in SUITES:
+            chosen = [t for t in list_tasks() if t.kind == SUITES[part]]
+        elif part in ("generated", "measured", "user"):
             chosen = [t for t in list_tasks() if t.kind == part]
         else:
             chosen = [get_task(part)]
