@@ -28,6 +28,7 @@ import math
 import os
 import pickle
 import pickletools
+import re
 import shutil
 import threading
 import zipfile
@@ -887,23 +888,28 @@ def test_fetch_reports_every_verified_file(mirror):
 @pytest.fixture(scope="module")
 def partial_home(tmp_path_factory):
     """A dataset built offline (no mirror, an unreachable download host): the measured devices only,
-    with every progress call of the build recorded."""
+    with every progress call and log line of the build recorded."""
     from unittest import mock
 
     home = tmp_path_factory.mktemp("partial_home")
     calls: list[tuple[str, int, int]] = []
+    logs: list[str] = []
     with mock.patch.dict(os.environ, {"LATBENCH_HOME": str(home)}):
         os.environ.pop("LATBENCH_MIRROR", None)
         info = build_dataset(
-            home / "dataset", mirror=None, base_url="http://127.0.0.1:9/", on_progress=lambda *c: calls.append(c)
+            home / "dataset",
+            mirror=None,
+            base_url="http://127.0.0.1:9/",
+            on_progress=lambda *c: calls.append(c),
+            log=logs.append,
         )
     store.clear_cache()
-    return home, info, calls
+    return home, info, calls, logs
 
 
 @pytest.mark.slow
 def test_build_reports_progress_of_every_stage(partial_home):
-    _, _, calls = partial_home
+    _, _, calls, _ = partial_home
     stages = list(dict.fromkeys(stage for stage, _, _ in calls))
     assert stages == ["read latbench-measured", "spaces", "kernels", "tasks"]  # the HELP download failed first
     for stage in stages:
@@ -916,10 +922,21 @@ def test_build_reports_progress_of_every_stage(partial_home):
 
 
 @pytest.mark.slow
+def test_partial_build_log_counts_devices_and_every_skipped_task(partial_home):
+    from latbench.tasks.spec import list_tasks
+
+    logs = partial_home[3]
+    assert "reading latbench-measured: 6 measured devices in 2 spaces" in logs
+    line = next(line for line in logs if line.startswith("wrote "))
+    written, skipped = (int(n) for n in re.fullmatch(r"wrote (\d+) task configs \((\d+) skipped: .*\)", line).groups())
+    assert written >= 1 and written + skipped == len([t for t in list_tasks() if t.kind != "user"])  # user tasks are no configs
+
+
+@pytest.mark.slow
 def test_partial_build_records_the_missing_source_and_what_adds_it(partial_home, tmp_path, monkeypatch):
     from latbench.data import freshness
 
-    home, info, _ = partial_home
+    home, info, _, _ = partial_home
     assert info["missing_sources"] == ["help"]
     assert "**partial**: built without the source(s) `help`" in (home / "dataset" / "README.md").read_text()
     monkeypatch.delenv("LATBENCH_MIRROR", raising=False)
@@ -949,7 +966,7 @@ def test_data_info_on_a_partial_dataset_shows_runnable_tasks_and_the_command(par
     from latbench.tasks.runnable import runnable
     from latbench.tasks.spec import list_tasks
 
-    home, info, _ = partial_home
+    home, info, _, _ = partial_home
     monkeypatch.setenv("LATBENCH_HOME", str(home))
     monkeypatch.delenv("LATBENCH_MIRROR", raising=False)
     monkeypatch.setattr("latbench.data.freshness.reachable", lambda name, timeout=0: False)
@@ -967,7 +984,7 @@ def test_data_info_on_a_partial_dataset_shows_runnable_tasks_and_the_command(par
 
 def _partial_copy(partial_home, tmp_path, monkeypatch, mirror: Path) -> dict:
     """A copy of the partial dataset as LATBENCH_HOME, with LATBENCH_MIRROR=mirror; its info."""
-    home, info, _ = partial_home
+    home, info, _, _ = partial_home
     work = tmp_path / "home"
     shutil.copytree(home / "dataset", work / "dataset")
     monkeypatch.setenv("LATBENCH_HOME", str(work))

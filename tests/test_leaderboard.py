@@ -184,6 +184,11 @@ MALFORMED = [
     ("not-json", lambda d: b"method: flops\nspearman: 0.9\n", r"not valid JSON"),
     ("non-utf8-garbage", lambda d: b"\xff\xfe\x00\x81garbage\xc3(", r"not UTF-8 text"),
     ("pickle", lambda d: pickle.dumps(d), r"looks like a pickle; entries must be JSON"),
+    (
+        "eval-results-file",
+        lambda d: json.dumps({k: v for k, v in d.items() if k != "suite"} | {"method_params": {}}).encode(),
+        r"a `latbench eval --out` results file, not a leaderboard entry; `latbench submit",
+    ),
     ("unknown-suite", lambda d: d.update(suite="olympics"), r"unknown suite 'olympics'"),
     (
         "stale-dataset-hash",

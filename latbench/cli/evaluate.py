@@ -78,7 +78,7 @@ def eval_cmd(
     if min(shots) < 0 or trials < 1:
         raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shots}, {trials})")
     ensure_data()
-    with RunProgress(len(chosen) * trials, lambda u: f"{u.task.id} trial {u.trial + 1}/{trials}") as progress:
+    with RunProgress(len(chosen) * trials, lambda u: f"{u.task.id} trial {u.trial}") as progress:
         result = evaluate(
             m,
             chosen,
@@ -169,10 +169,10 @@ def run_suite(
     set_device([(method, m)], device, params)
     ensure_data()
     tasks = lb.suite_tasks(suite)
-    with RunProgress(len(tasks) * lb.SUITE_TRIALS, lambda u: f"{u.task.id} trial {u.trial + 1}") as progress:
+    with RunProgress(len(tasks) * lb.SUITE_TRIALS, lambda u: f"{u.task.id} trial {u.trial}") as progress:
 
         def unit_done(done, total, elapsed, u):
-            err_console.print(f"[{done}/{total}] {u.task.id} trial {u.trial + 1}", highlight=False)
+            err_console.print(f"[{done}/{total}] {u.task.id} trial {u.trial}", highlight=False)
             progress.unit_done(done, total, elapsed, u)
 
         def resumed(loaded, total):

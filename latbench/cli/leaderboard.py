@@ -241,6 +241,7 @@ def rerun(entry, spec: str, timeout: float, *, workers: int = 1, units: Path | N
     With ``units`` (a folder) and ``time_budget`` (minutes), the child keeps each re-run unit there
     and starts none after the budget; a later call continues from them."""
     from latbench import paths
+    from latbench.eval.executors import NOTHING_WRITTEN
     from latbench.eval.results import EvalResult
 
     with tempfile.TemporaryDirectory(prefix="latbench-verify-") as tmp:
@@ -293,7 +294,7 @@ def rerun(entry, spec: str, timeout: float, *, workers: int = 1, units: Path | N
         if proc.returncode != 0:
             why = errors[-1] if errors else f"exit code {proc.returncode}"
             if units is not None and why.startswith("time budget"):
-                raise LatbenchError(f"verify: {why.replace('(no entries written)', '(nothing recorded yet)')}")
+                raise LatbenchError(f"verify: {why.replace(f'({NOTHING_WRITTEN})', '(nothing recorded yet)')}")
             raise LatbenchError(f"verify: the re-run of {spec} failed ({why}); nothing changed")
         try:
             return EvalResult.read(out)

@@ -55,13 +55,13 @@ def run_sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=Non
         if checkpoint is not None:
             err_console.print(f"checkpoint {checkpoint}: {loaded} of {total} units already finished", highlight=False)
 
-    with RunProgress(len(chosen) * len(tasks) * trials, lambda u: f"{u.label} {u.task.id} trial {u.trial + 1}/{trials}") as bars:
+    with RunProgress(len(chosen) * len(tasks) * trials, lambda u: f"{u.label} {u.task.id} trial {u.trial}") as bars:
 
         def progress(done, total, elapsed, u):
             if ran is not None:
                 ran[u.label] += 1
             err_console.print(
-                f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial + 1}/{trials}", highlight=False
+                f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial}", highlight=False
             )
             bars.unit_done(done, total, elapsed, u)
 

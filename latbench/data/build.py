@@ -42,7 +42,7 @@ from latbench.data import card, store
 from latbench.data import measured as measured_source
 from latbench.data.devices import describe
 from latbench.data.sources import SOURCES, DownloadError, SourceTables, fetch, get_source
-from latbench.errors import DataError
+from latbench.errors import DataError, did_you_mean
 from latbench.kernels import decomposition as kernels
 from latbench.spaces import space_class
 
@@ -84,6 +84,10 @@ def build(
     ``spaces``, ``kernels`` (spaces written) and ``tasks`` (task configs written).
     ``progress``: pooch's own per-file download bar (leave it off when ``on_progress`` draws one).
     """
+    known = (*SOURCES, measured_source.SOURCE_NAME)
+    for name in sources or ():
+        if name not in known:
+            raise DataError(f"unknown source {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
     out = Path(out or paths.data_dir()).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     with store.build_lock(out, LOCK_TIMEOUT if lock_timeout is None else lock_timeout, log):
@@ -105,7 +109,8 @@ def _build_locked(out: Path, sources, mirror, base_url, progress, tasks, log, on
             on_progress(f"read {name}", 0, 1)
             measured = measured_source.read_all()
             on_progress(f"read {name}", 1, 1)
-            log(f"reading {name}: {sum(len(v) for v in measured.devices.values())} measured devices")
+            n_devices = len({m.meta.device for devices in measured.devices.values() for m in devices})
+            log(f"reading {name}: {n_devices} measured devices in {len(measured.devices)} spaces")
             continue
         source = get_source(name)
         log(f"fetching {name} ({'mirror ' + str(mirror) if mirror else 'download'})")
@@ -486,7 +491,8 @@ def _write_task_configs(
             raise DataError(
                 f"task {task.id!r}: its id names a dataset folder, so it must be one plain name (no '/', no leading '.')"
             )
-        if task.space not in merged:
+        if task.space not in merged:  # only in a partial build: no source of this space was read
+            skipped += 1
             continue
         archs, latency, _ = merged[task.space]
         if partial and any(d not in latency for d in task.source + task.valid + task.target):

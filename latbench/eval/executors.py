@@ -35,6 +35,8 @@ from latbench.protocol.trial import PROTOCOLS
 
 #: ``source_archs`` modes a unit may use (see ``latbench.protocol.trial.make_trial``).
 SOURCE_ARCHS = ("sample", "all")
+#: How a failed or stopped run ends its message: it wrote no results file, entry or board change.
+NOTHING_WRITTEN = "no results or entries written"
 
 
 class MethodFailed(SweepError, MethodError):
@@ -121,7 +123,7 @@ def _drive(pool, units: list[Unit], workers: int, report: Report, may_start: Cal
                 outcome = f.result()
             except Exception as e:  # BrokenProcessPool (a worker died), or the unit could not be pickled
                 raise SweepError(
-                    f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); no entries written"
+                    f"{u.describe()}: the worker process failed ({type(e).__name__}: {e}); {NOTHING_WRITTEN}"
                 ) from None
             report(u, outcome)
 
@@ -152,7 +154,7 @@ def _ray(units: list[Unit], workers: int, address: str, report: Report) -> None:
                     outcome = ray.get(ref)
                 except Exception as e:  # the worker died, or the unit could not be shipped
                     raise SweepError(
-                        f"{u.describe()}: the Ray task failed ({type(e).__name__}: {str(e).splitlines()[0]}); no entries written"
+                        f"{u.describe()}: the Ray task failed ({type(e).__name__}: {str(e).splitlines()[0]}); {NOTHING_WRITTEN}"
                     ) from None
                 report(u, outcome)
     finally:
@@ -198,7 +200,7 @@ def execute(
             failed, text = SweepError, outcome.error
             if text.startswith(f"{MethodError.__name__}: "):  # the method raised (see latbench.eval.trials)
                 failed, text = MethodFailed, text.partition(": ")[2]
-            raise failed(f"{unit.describe()} failed: {text} (no entries written{kept})", outcome.detail)
+            raise failed(f"{unit.describe()} failed: {text} ({NOTHING_WRITTEN}{kept})", outcome.detail)
         if outcome.dataset_hash != expected_hash:
             raise SweepError(
                 f"{unit.describe()}: worker on {outcome.host} sees dataset {outcome.dataset_hash[:12]}..., "
@@ -228,7 +230,7 @@ def execute(
     if left:
         raise SweepStopped(
             f"time budget of {time_budget / 60:g} min spent: {len(units) - left} of {len(units)} units finished "
-            f"and kept in {checkpoint}, {left} to go; run the same command again to continue (no entries written)"
+            f"and kept in {checkpoint}, {left} to go; run the same command again to continue ({NOTHING_WRITTEN})"
         )
     return outcomes  # type: ignore[return-value]
 

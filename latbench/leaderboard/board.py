@@ -233,6 +233,11 @@ def load_entry(path: Path) -> Entry:
         raise LeaderboardError(f"{path}: JSON nested too deeply (an entry nests at most {MAX_JSON_DEPTH} levels)") from None
     if json_depth(data) > MAX_JSON_DEPTH:
         raise LeaderboardError(f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels; not an entry")
+    if isinstance(data, dict) and "method_params" in data and "suite" not in data:
+        raise LeaderboardError(
+            f"{path}: a `latbench eval --out` results file, not a leaderboard entry; "
+            "`latbench submit -m METHOD --suite main --out entry.json` runs the whole suite and writes one"
+        )
     try:
         return Entry.model_validate(data)
     except ValidationError as e:
