@@ -424,7 +424,7 @@ def test_prune_removes_only_units_no_sweep_would_load(data, tmp_path, monkeypatc
         _stale_copy(root, src, code="0123456789abcdef"),  # older code
         _stale_copy(root, src, latbench_version="0.0.1"),
         _stale_copy(root, src, protocol_version="0"),
-        _stale_copy(root, src, **{"class": "baselines.flops:FLOPsRegression"}),  # module renamed since
+        _stale_copy(root, src, **{"class": "old_baselines.flops:FLOPsRegression"}),  # module renamed since
         _stale_copy(root, src, **{"class": "latbench_baselines.flops:Gone"}),  # class removed
         _stale_copy(root, src, method="old-flops", **{"class": "test_checkpoints:Slow"}),
     ]  # not where its key says:
@@ -491,6 +491,33 @@ def test_prune_refuses_when_a_methods_module_fails_to_import(data, tmp_path, mon
     root = tmp_path / "ck"
     _run(root)
     stale = _stale_copy(root, root / _files(root)[0], **{"class": "ckbroken:Method"})
-    res = _cli("checkpoints", "prune", str(root))
+    res = _cli("checkpoints", "prune", str(root), "--allow-import", "ckbroken")
     assert res.exit_code == 1 and "importing ckbroken failed" in " ".join(res.stderr.split()) and stale.exists()
     sys.modules.pop("ckbroken", None)
+
+
+def test_prune_never_imports_a_module_a_checkpoint_names_unless_allowed(data, tmp_path, monkeypatch):
+    """A checkpoint folder may come from elsewhere: the module its key names runs only when the user
+    allows it (--allow-import); a module that no longer exists is stale without importing anything."""
+    (tmp_path / "src" / "ckpkg").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (tmp_path / "src" / "ckpkg" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp_path / "src" / "ckpkg" / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    root = tmp_path / "ck"
+    _run(root)
+    foreign = _stale_copy(root, root / _files(root)[0], method="foreign", **{"class": "ckpkg.evil:Method"})
+    gone = _stale_copy(root, root / _files(root)[0], method="gone", **{"class": "ckpkg.nosuch:Method"})
+    before = _files(root)
+    for args in ((), ("--dry-run",)):
+        res = _cli("checkpoints", "prune", str(root), *args)
+        text = " ".join(res.stderr.split())
+        assert res.exit_code == 1 and "name module 'ckpkg.evil', which is not a registered method" in text, text
+        assert "--allow-import ckpkg.evil" in text and "nothing was pruned" in text
+        assert not marker.exists() and "ckpkg" not in sys.modules and _files(root) == before
+
+    res = _cli("checkpoints", "prune", str(root), "--allow-import", "ckpkg")
+    assert res.exit_code == 0, res.stderr
+    assert marker.exists() and not foreign.exists() and not gone.exists()  # imported; Method is not a class there
+    for name in ("ckpkg.evil", "ckpkg"):
+        sys.modules.pop(name, None)

@@ -154,6 +154,13 @@ checkpoints_app = typer.Typer(no_args_is_help=True, help="Maintain the unit fold
 def checkpoints_prune(
     folder: Path = typer.Argument(..., metavar="DIR", help="A folder given to --checkpoint."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+    allow_import: list[str] = typer.Option(
+        [],
+        "--allow-import",
+        metavar="MODULE",
+        help="Allow importing MODULE (and modules inside it) to fingerprint units of a method that is not "
+        "registered. Registered methods (built-ins, installed plug-ins) never need this.",
+    ),
 ):
     """Remove the units no sweep would load again.
 
@@ -163,7 +170,7 @@ def checkpoints_prune(
     """
     from latbench.eval import checkpoints
 
-    kept, removed = checkpoints.prune(folder, dry_run=dry_run)
+    kept, removed = checkpoints.prune(folder, dry_run=dry_run, allow_import=allow_import)
     for path in removed:
         console.print(f"{'would remove' if dry_run else 'removed'} {path}", highlight=False, soft_wrap=True)
     console.print(

@@ -41,6 +41,7 @@ import os
 import re
 import sys
 import tokenize
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from latbench.data import store
 from latbench.errors import LatbenchError
 from latbench.eval.results import TrialResult, jsonable_params
 from latbench.eval.units import Outcome
+from latbench.methods.registry import import_allowed
 from latbench.io import write_text
 from latbench.protocol.metrics import HIGHER_IS_BETTER, LEGACY_METRICS, METRICS, range_problem
 from latbench.protocol.trial import PROTOCOL_VERSION
@@ -400,20 +402,43 @@ def scan(root: Path, bad=None) -> list[Record]:
     return [read(p, bad) for p in sorted(Path(root).rglob("*.json"))]
 
 
-def current_path(root: Path, key: dict) -> Path | None:
+def _module_file_exists(module: str) -> bool:
+    """Whether ``module`` can be found on sys.path, without running any of its packages' code."""
+    locations = None
+    for part in module.split("."):
+        spec = importlib.machinery.PathFinder.find_spec(part, locations)
+        if spec is None:
+            return False
+        locations = spec.submodule_search_locations
+        if locations is None and part != module.split(".")[-1]:
+            return False  # a plain module cannot hold submodules
+    return True
+
+
+def current_path(root: Path, key: dict, allow_import: Sequence[str] = ()) -> Path | None:
     """Where a sweep run today would look for the unit of ``key`` (None: its method is gone).
 
     The stored key with today's code fingerprint of its method's class, latbench version and
     protocol version; a file anywhere else is never loaded again. Parameters are taken as stored
     (they are not re-derived from the class: that would mean rebuilding the method from their
     JSON form, which is lossy). Raises CheckpointError if the method's module exists but cannot be
-    imported here (a missing dependency, a broken edit): that says nothing about the unit.
+    imported here (a missing dependency, a broken edit): that says nothing about the unit. A module
+    that is neither a registered method's nor already imported nor under ``allow_import`` is not
+    imported (a checkpoint file must not choose what code runs): CheckpointError.
     """
     if set(key) != set(KEY_FIELDS):
         return None  # written by a version whose key had other fields
     module, _, qualname = str(key["class"]).partition(":")
     if not module or not qualname:
         return None
+    if not import_allowed(module, allow_import):
+        if not _module_file_exists(module):
+            return None  # the module (or its package) no longer exists
+        raise CheckpointError(
+            f"units of {str(key['class'])[:100]!r} name module {module[:100]!r}, which is not a registered method: telling "
+            f"whether they are current imports it; pass --allow-import {module[:100]} if you trust that code "
+            "(nothing was pruned)"
+        )
     try:
         obj = importlib.import_module(module)
     except ModuleNotFoundError as e:
@@ -437,7 +462,7 @@ def current_path(root: Path, key: dict) -> Path | None:
     return _key_path(root, today)
 
 
-def prune(root: Path, dry_run: bool = False) -> tuple[list[Path], list[Path]]:
+def prune(root: Path, dry_run: bool = False, allow_import: Sequence[str] = ()) -> tuple[list[Path], list[Path]]:
     """Remove the units under ``root`` that no sweep would load again; ``(kept, removed)`` paths.
 
     A unit is stale when its file is not where ``current_path`` puts its key: the code of its
@@ -445,7 +470,8 @@ def prune(root: Path, dry_run: bool = False) -> tuple[list[Path], list[Path]]:
     version changed, or its method's class cannot be found any more. Units whose data hash is stale
     are kept (a sweep re-runs and overwrites them in place). Every JSON file under ``root`` is read
     and every key resolved before anything is removed: a folder that does not exist, or holds a
-    JSON file that is not a unit checkpoint, is refused as a whole. ``dry_run``: remove nothing,
+    JSON file that is not a unit checkpoint, is refused as a whole, as is a unit of a method whose
+    module may not be imported (see :func:`current_path`). ``dry_run``: remove nothing,
     return what would be removed. Folders left empty are removed too. Other files are left alone.
     """
     root = Path(root)
@@ -457,7 +483,7 @@ def prune(root: Path, dry_run: bool = False) -> tuple[list[Path], list[Path]]:
 
     kept, stale = [], []
     for rec in scan(root, refuse):
-        (kept if current_path(root, rec.key) == rec.path else stale).append(rec.path)
+        (kept if current_path(root, rec.key, allow_import) == rec.path else stale).append(rec.path)
     if not dry_run:
         for path in stale:
             path.unlink()

@@ -10,6 +10,7 @@ import functools
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from latbench.errors import MethodError, did_you_mean
@@ -53,6 +54,18 @@ def shadowed() -> list[tuple[str, str, str]]:
             out.append((name, value, dist))
         seen.add(name)
     return out
+
+
+def import_allowed(module: str, allow_import: Sequence[str] = ()) -> bool:
+    """Whether importing ``module`` runs only code the user chose: a registered method's module (the
+    user installed it), one already imported, or one inside a package named in ``allow_import``
+    (``--allow-import``). Modules named in files from elsewhere (entries, checkpoints) need this."""
+    registered = {target.partition(":")[0] for target in available().values()}
+    return (
+        module in registered
+        or module in sys.modules
+        or any(module == allowed or module.startswith(allowed + ".") for allowed in allow_import)
+    )
 
 
 def resolve(spec: str) -> type[Method]:
