@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,99}"
 _NAME = re.compile(NAME_PATTERN)
 #: what can open a markdown construct inside a table cell (links, images, emphasis, code, cell breaks);
 #: < > & are HTML-escaped instead
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~])")
+#: written as character references: ``{:`` opens an attribute list in Python-Markdown (``attr_list``,
+#: on in the docs site: ``{: onmouseover=...}`` would become an HTML attribute), ``$`` opens maths
+#: on GitHub; a backslash does not escape them in both
+_ENTITIES = {"{": "&#123;", "}": "&#125;", "$": "&#36;"}
 
 
 def is_safe_name(name: object) -> bool:
@@ -42,9 +47,16 @@ def slug(text: str) -> str:
     return s[:100].rstrip("-._")
 
 
+def visible(text: object) -> str:
+    """``text`` without control, format (zero-width, bidi override) and surrogate characters: what a
+    reader cannot see must not reach a page, a chart or a terminal."""
+    return "".join(c for c in str(text) if c in "\t\n\r" or unicodedata.category(c) not in ("Cc", "Cf", "Cs"))
+
+
 def md_text(text: object) -> str:
-    """Free text made inert for a markdown table cell or list item: one line, HTML-escaped, markdown
-    openers backslash-escaped, ``://`` and ``www.`` defused (no bare-URL autolinks)."""
-    one_line = " ".join(str(text).split())
+    """Free text made inert for a markdown table cell or list item: one line, invisible characters
+    dropped, HTML-escaped, markdown openers backslash-escaped, ``{`` ``}`` ``$`` as character
+    references, ``://`` and ``www.`` defused (no bare-URL autolinks)."""
+    one_line = " ".join(visible(text).split())
     escaped = _MD_SPECIAL.sub(r"\\\1", one_line).replace("://", ":\\/\\/").replace("www.", "www\\.")
-    return html.escape(escaped, quote=True)
+    return "".join(_ENTITIES.get(c, c) for c in html.escape(escaped, quote=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 
@@ -21,6 +22,9 @@ HOSTILE = [
     "__NOSCRIPT__\\",
     "__DATA__",
     "</script><script>alert(1)</script>",
+    "evil {: onmouseover=alert(document.domain) style=position:fixed;inset:0 }",  # attr_list (docs site)
+    "$x^{2}$",  # maths on GitHub
+    "fl\u200bops \u202eevil \x1b[31mred\x00\x08",  # zero-width, bidi override, ESC, NUL, BS
 ]
 
 
@@ -30,6 +34,16 @@ def test_markdown_cell_is_inert(name):
     assert "\n" not in cell and "<" not in cell and ">" not in cell
     assert not re.search(r"(?<!\\)[|*_`\[\]!~]", cell), cell  # every markdown opener escaped
     assert "://" not in cell and "www." not in cell  # no bare-URL autolinks
+    assert not re.search(r"[{}$]", cell)  # no attribute list, no maths
+    assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in cell)  # nothing invisible
+
+
+def test_attribute_list_payload_stays_text_in_the_docs_sites_markdown():
+    markdown = pytest.importorskip("markdown")  # the docs extra: what mkdocs renders docs/results.md with
+    name = "evil {: onmouseover=alert(document.domain) }"
+    table = f"| method | x |\n|---|---|\n| {md_text(name)} | 1 |\n"
+    out = markdown.markdown(table, extensions=["attr_list", "tables"])
+    assert "onmouseover=" in out and 'onmouseover="' not in out and "<td>evil &#123;:" in out
 
 
 def test_placeholders_are_filled_in_one_pass(monkeypatch):

@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from latbench import __version__, io, paths
 from latbench.data import store
@@ -86,7 +86,7 @@ from latbench.protocol.metrics import BUDGET_PERCENTILES, LEGACY_METRICS, METRIC
 from latbench.protocol.scoring import score
 from latbench.protocol.trial import PROTOCOL_VERSION, SUITE_SHOTS, trial_seed
 from latbench.tasks.spec import SUITES, get_task, list_tasks, select
-from latbench.text import md_text
+from latbench.text import md_text, visible
 
 ENTRY_SCHEMA_VERSION = "2"
 #: The per-device metrics each entry schema holds (schema 1: before the robust and NAS metrics).
@@ -119,21 +119,33 @@ class LeaderboardError(LatbenchError):
     """A submission was rejected; the board is unchanged."""
 
 
+#: A method name: printable ASCII, no space at either end. Names are shown on the board and in charts,
+#: so nothing invisible and no look-alike letters (``flоps`` with a Cyrillic о is not ``flops``).
+METHOD_NAME_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+
+
 class MethodInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=80)
-    version: str = "unversioned"
-    code_ref: str = Field(min_length=1, description="module:Class, package==version or git URL@sha")
+    version: str = Field("unversioned", max_length=100)
+    code_ref: str = Field(min_length=1, max_length=300, description="module:Class, package==version or git URL@sha")
     params: dict = {}
-    paper_url: str = ""
-    code_url: str = ""
-    contact: str = ""
+    paper_url: str = Field("", max_length=300)
+    code_url: str = Field("", max_length=300)
+    contact: str = Field("", max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _printable_ascii(cls, name: str) -> str:
+        if not re.fullmatch(METHOD_NAME_PATTERN, name):
+            raise ValueError("a method name is printable ASCII (letters, digits, punctuation, inner spaces)")
+        return name
 
 
 class ExternalData(BaseModel):
     model_config = ConfigDict(extra="forbid")
     used: bool = False
-    description: str = ""
+    description: str = Field("", max_length=2000)
 
 
 class Entry(BaseModel):
@@ -142,9 +154,9 @@ class Entry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     schema_version: Literal["1", "2"] = ENTRY_SCHEMA_VERSION
     method: MethodInfo
-    suite: str
-    latbench_version: str
-    dataset_version: str
+    suite: str = Field(max_length=40)
+    latbench_version: str = Field(max_length=100)
+    dataset_version: str = Field(max_length=100)
     dataset_hash: str = Field(
         description="sha256 of the data the suite's tasks read (latbench.data.store.data_hash): "
         "the arch strings and latencies of every source, validation and target device"
@@ -154,12 +166,21 @@ class Entry(BaseModel):
     shots: list[int]
     trials: int
     results: list[TaskResult]
-    seconds: float
-    hardware: str = ""
+    seconds: float = Field(le=1e9)  # >= 0 is checked by validate, with its own message
+    hardware: str = Field("", max_length=300)
     external_data: ExternalData = ExternalData()
-    date: str
+    date: str = Field(max_length=40)
     status: Literal["verified", "unverified"] = "unverified"
     notes: str = Field("", max_length=2000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nothing_invisible(cls, data):
+        """No control, format (zero-width, bidi) or surrogate character in any key or text of the entry."""
+        where = _invisible_at(data)
+        if where is not None:
+            raise ValueError(f"{where or '(entry)'}: holds an invisible character (control, zero-width or bidi)")
+        return data
 
     @property
     def entry_id(self) -> str:
@@ -167,6 +188,26 @@ class Entry(BaseModel):
         slug = re.sub(r"[^a-z0-9]+", "-", self.method.name.lower()).strip("-") or "method"
         body = json.dumps([r.model_dump() for r in self.results], sort_keys=True)
         return f"{slug}-{hashlib.sha256((self.method.code_ref + body).encode()).hexdigest()[:10]}"
+
+
+def _invisible_at(value, path: str = "") -> str | None:
+    """The dotted path of the first text in ``value`` (JSON-like) that :func:`visible` would change, else None."""
+    if isinstance(value, str):
+        return path if visible(value) != value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        inner = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and visible(key) != key:
+            return inner
+        found = _invisible_at(item, inner)
+        if found is not None:
+            return found
+    return None
 
 
 def entries_dir() -> Path:
@@ -222,7 +263,9 @@ def load_entry(path: Path) -> Entry:
     if raw[:1] == b"\x80":
         raise LeaderboardError(f"{path}: looks like a pickle; entries must be JSON (pickles are never loaded)")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+        data = json.loads(
+            raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+        )
     except UnicodeDecodeError:
         raise LeaderboardError(f"{path}: not UTF-8 text; entries must be JSON") from None
     except json.JSONDecodeError as e:
@@ -239,7 +282,7 @@ def load_entry(path: Path) -> Entry:
             "`latbench submit -m METHOD --suite main --out entry.json` runs the whole suite and writes one"
         )
     try:
-        return Entry.model_validate(data)
+        return Entry.model_validate(data, strict=True)  # "5" is not 5: no silent coercion
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "(entry)"
@@ -248,6 +291,16 @@ def load_entry(path: Path) -> Entry:
 
 def _reject_constant(name: str):
     raise ValueError(f"non-finite number {name} in JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object as a dict, refusing a repeated key (json keeps the last one silently)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key[:40]!r} appears twice in one object")
+        out[key] = value
+    return out
 
 
 def _finite_float(text: str) -> float:
