@@ -195,7 +195,11 @@ MALFORMED = [
     ("escape-in-hardware", lambda d: d.update(hardware="cpu \x1b[31mred"), r"hardware: holds an invisible character"),
     ("bidi-in-a-key", lambda d: d["method"]["params"].update({"a\u202eb": 1}), r"method\.params\.a.b: holds an invisible"),
     ("string-for-int", lambda d: d.update(trials="5"), r"schema error at trials: Input should be a valid integer"),
-    ("repeated-key", lambda d: json.dumps(d).replace('"suite"', '"suite": "main", "suite"', 1).encode(), r"key 'suite' appears twice"),
+    (
+        "repeated-key",
+        lambda d: json.dumps(d).replace('"suite"', '"suite": "main", "suite"', 1).encode(),
+        r"key 'suite' appears twice",
+    ),
     ("huge-hardware", lambda d: d.update(hardware="x" * 5000), r"schema error at hardware: String should have at most 300"),
     ("huge-seconds", lambda d: d.update(seconds=1e300), r"schema error at seconds: Input should be less than or equal to"),
     (

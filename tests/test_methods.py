@@ -96,7 +96,7 @@ class ValidOnlyAtCheckParams(Method):
 
 def test_check_method_runs_at_check_params_unless_given_params(data):
     check_method(ValidOnlyAtCheckParams)  # scale=2.0 from check_params
-    for name, check in method_checks(ValidOnlyAtCheckParams):
+    for _, check in method_checks(ValidOnlyAtCheckParams):
         check()
     with pytest.raises(MethodError, match="fails check_predict_shape_and_positive: "):
         check_method(ValidOnlyAtCheckParams, params={})  # explicit params win: the defaults

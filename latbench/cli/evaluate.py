@@ -47,7 +47,12 @@ def methods():
 @friendly
 def eval_cmd(
     method: str = typer.Option(..., "--method", "-m", help="Method name (see `latbench methods`) or module:Class."),
-    task: str = typer.Option(..., "--task", "-t", help="Task id, tier (easy/medium/hard), suite (main, literature), measured, user, all; comma-separated."),
+    task: str = typer.Option(
+        ...,
+        "--task",
+        "-t",
+        help="Task id, tier (easy/medium/hard), suite (main, literature), measured, user, all; comma-separated.",
+    ),
     shots: list[int] = typer.Option([10], "--shots", "-k", help="Measurements allowed per target device (repeat for several)."),
     trials: int = typer.Option(5, help="Trials (seeds) per task."),
     out: Path | None = typer.Option(None, help="Write the JSON results here."),

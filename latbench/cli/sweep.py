@@ -60,9 +60,7 @@ def run_sweep(chosen, tasks, shots, trials, workers, ray_address, checkpoint=Non
         def progress(done, total, elapsed, u):
             if ran is not None:
                 ran[u.label] += 1
-            err_console.print(
-                f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial}", highlight=False
-            )
+            err_console.print(f"[{done}/{total}] {elapsed:7.1f} s  {u.label} {u.task.id} trial {u.trial}", highlight=False)
             bars.unit_done(done, total, elapsed, u)
 
         results = runner.run(

@@ -53,8 +53,8 @@ from latbench.data import store
 from latbench.errors import LatbenchError
 from latbench.eval.results import TrialResult, jsonable_params
 from latbench.eval.units import Outcome
-from latbench.methods.registry import import_allowed
 from latbench.io import write_text
+from latbench.methods.registry import import_allowed
 from latbench.protocol.metrics import HIGHER_IS_BETTER, LEGACY_METRICS, METRICS, range_problem
 from latbench.protocol.trial import PROTOCOL_VERSION
 
