@@ -214,8 +214,33 @@ def test_someone_elses_results_under_another_name_are_refused(genuine, board, tm
     if name == "flops":
         one_line_error(res, "method name 'flops' is reserved")  # identity is checked first
     else:
-        one_line_error(res, "duplicate results:", "holds exactly these results")
+        one_line_error(res, "duplicate results:", "holds these results")
     assert snapshot(board) == before
+
+
+@pytest.mark.parametrize(
+    "code_ref, message",
+    [
+        ("latbench_baselines.flops:FLOPsRegression", r"duplicate entry: the same code_ref and results are already"),
+        ("mynet.model:MyNet", r"duplicate results: .* holds these results \(every per-device metric"),
+    ],
+    ids=["built-in-code-ref", "own-code-ref"],
+)
+def test_someone_elses_results_nudged_below_verifys_tolerance_are_refused(genuine, board, code_ref, message):
+    """Moving every number by 1e-12 changes the fingerprint but not what verify would accept."""
+    lb.store_entry(entry(genuine))
+    d = json.loads(entry(genuine, name="MyNet 9000", code_ref=code_ref).model_dump_json())
+    for r in d["results"]:
+        for t in r["trials"]:
+            for metrics in (*t["devices"].values(), t["mean"]):
+                metrics["spearman"] = metrics["spearman"] - 1e-12
+    relabelled = lb.Entry.model_validate(d)
+    assert lb.results_fingerprint(relabelled) != lb.results_fingerprint(entry(genuine))
+    before = snapshot(board)
+    with pytest.raises(lb.LeaderboardError, match=message):
+        lb.store_entry(relabelled)
+    assert snapshot(board) == before
+    assert not lb.same_results(lb.Entry.model_validate(nudged(genuine, 1e-3)), entry(genuine))  # a real difference is not
 
 
 @pytest.mark.parametrize(

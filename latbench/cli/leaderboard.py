@@ -213,7 +213,11 @@ def board_verify(
         )
         return
     lb.mark_verified(path, entry)
-    console.print(f"{path.stem}: verified (all metrics reproduce)")
+    console.print(
+        f"{path.stem}: verified (all metrics reproduce) by re-running {spec}; `latbench leaderboard render` shows it",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def verify_units_dir(entry_id: str, entry) -> Path:

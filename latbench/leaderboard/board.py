@@ -44,8 +44,9 @@ Trust model (what can be forged, and what stops it):
   before the package rename, ``baselines.<mod>:<Class>`` for ``latbench_baselines.<mod>:<Class>``).
 - **Duplicates ignore run times.** :func:`results_fingerprint` hashes the protocol and the results
   without the per-trial ``seconds``; storing refuses an entry whose fingerprint equals a stored
-  entry's: with the same ``code_ref`` and parameters it is a re-submission, otherwise someone
-  else's results under another name (see :func:`store_entry`).
+  entry's, or whose per-device metrics all equal a stored entry's to verify's tolerance
+  (:func:`same_results`): with the same ``code_ref`` and parameters it is a re-submission,
+  otherwise someone else's results under another name (see :func:`store_entry`).
 - **The code that verify runs is explicit** (:func:`verify_spec`): a ``code_ref`` that is a
   registered method (built-in or installed plug-in) runs as registered; anything else is imported
   only when the caller names its module (``--allow-import MODULE``). The re-run happens in a child
@@ -453,11 +454,39 @@ def _entry_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.json") if not p.name.startswith(".")) if Path(folder).is_dir() else []
 
 
+#: How closely a re-run must reproduce every per-device metric to verify an entry (relative; 1e-9 absolute).
+VERIFY_RTOL = 1e-6
+
+
+def _device_metrics(results: Sequence) -> dict[tuple, float]:
+    """(task, shots, trial, device, metric) -> value of every per-device metric of an entry's results,
+    and of each trial's mean over devices (device ``""``)."""
+    return {
+        (r.task, r.shots, t.trial, dev, metric): value
+        for r in results
+        for t in r.trials
+        for dev, metrics in (*t.devices.items(), ("", t.mean))
+        for metric, value in metrics.items()
+    }
+
+
+def same_results(a: Entry, b: Entry, rel: float = VERIFY_RTOL) -> bool:
+    """Whether two entries hold the same per-device metrics to verify's tolerance: one run's results
+    under two names would pass ``verify`` under both, so the board takes only the first."""
+    if a.protocol != b.protocol:
+        return False
+    ma, mb = _device_metrics(a.results), _device_metrics(b.results)
+    if ma.keys() != mb.keys():
+        return False
+    keys = list(ma)
+    return bool(np.allclose([ma[k] for k in keys], [mb[k] for k in keys], rtol=rel, atol=1e-9))
+
+
 def _refuse_duplicates(entry: Entry, folder: Path) -> None:
     mine = results_fingerprint(entry)
     for path in _entry_files(folder):
         other = load_entry(path)
-        if results_fingerprint(other) != mine:
+        if results_fingerprint(other) != mine and not same_results(entry, other):
             continue
         if (other.method.code_ref, other.method.params) == (entry.method.code_ref, entry.method.params):
             raise LeaderboardError(
@@ -466,8 +495,8 @@ def _refuse_duplicates(entry: Entry, folder: Path) -> None:
             )
         raise LeaderboardError(
             f"duplicate results: {path.name} on the board (method {other.method.name!r}, code_ref "
-            f"{other.method.code_ref!r}) holds exactly these results; an entry's results must come "
-            "from its own run"
+            f"{other.method.code_ref!r}) holds these results (every per-device metric equal to within "
+            f"{VERIFY_RTOL:g}, the tolerance of verify); an entry's results must come from its own run"
         )
 
 
@@ -546,7 +575,7 @@ def board_status(entry: Entry, stem: str, folder: Path | None = None) -> str:
     return "verified" if ok else "unverified"
 
 
-def check_same(entry: Entry, fresh: EvalResult, rel: float = 1e-6) -> None:
+def check_same(entry: Entry, fresh: EvalResult, rel: float = VERIFY_RTOL) -> None:
     """Raise unless a re-run reproduces every per-device metric of the entry."""
     fresh_blocks = {(r.task, r.shots): r for r in fresh.results}
     for r in entry.results:
