@@ -218,6 +218,19 @@ def test_someone_elses_results_under_another_name_are_refused(genuine, board, tm
     assert snapshot(board) == before
 
 
+def test_adding_several_files_stores_all_or_none(genuine, board, tmp_path):
+    good = write(tmp_path / "good.json", entry(genuine))
+    bad = write(tmp_path / "bad.json", {**json.loads(genuine), "trials": 4})
+    twin = write(tmp_path / "twin.json", entry(genuine, name="twin", code_ref="twin.mod:Twin"))
+    before = snapshot(board)
+    one_line_error(_cli("leaderboard", "add", good, bad), f"{bad}: ")  # validated before anything is stored
+    assert snapshot(board) == before
+    one_line_error(_cli("leaderboard", "add", good, twin), f"{twin}: duplicate results", "the 1 stored before it were removed")
+    assert snapshot(board) == before
+    res = _cli("leaderboard", "add", good)
+    assert res.exit_code == 0 and len(list((board / "entries").glob("*.json"))) == 1
+
+
 @pytest.mark.parametrize(
     "code_ref, message",
     [

@@ -473,7 +473,7 @@ def test_concurrent_adds_with_real_processes(flops, board, tmp_path):
     assert same_rc.count(0) == 1 and same_rc.count(1) == 7, done[8:]
     for rc, _out, err in done[8:]:
         if rc:
-            assert "error: duplicate entry" in err and "Traceback" not in err
+            assert err.startswith("error: ") and "same.json: duplicate entry" in err and "Traceback" not in err
     entries = board / "entries"
     names = sorted(p.name for p in entries.iterdir())
     assert not [n for n in names if n.startswith(".")], f"temp files left: {names}"

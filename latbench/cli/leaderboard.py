@@ -60,15 +60,16 @@ def board_add(
         help="Validate only (what add checks but duplicates and status), store nothing: CI on committed entries.",
     ),
 ):
-    """Validate each entry and store it under leaderboard/entries/ (an entry that fails leaves the board as it was)."""
+    """Validate the entries and store them under leaderboard/entries/: all of them, or, if one fails, none."""
     from latbench.leaderboard import board as lb
 
-    for entry in entries:
-        if check:
-            lb.validate(lb.load_entry(entry))
-            console.print(f"valid {entry}")
-        else:
-            console.print(f"added {lb.add(entry)}")
+    if check:
+        for entry in entries:
+            lb.validate_file(entry)
+            console.print(f"valid {entry}", highlight=False, soft_wrap=True)
+        return
+    for path in lb.add_all(entries):
+        console.print(f"added {path}", highlight=False, soft_wrap=True)
 
 
 @board_app.command("render")

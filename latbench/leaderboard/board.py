@@ -59,6 +59,7 @@ Trust model (what can be forged, and what stops it):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -403,13 +404,46 @@ def _check_block(r: TaskResult, task, metrics: tuple[str, ...] = METRICS) -> Non
 
 
 # ------------------------------------------------------------------------------------- storage
+def validate_file(path: Path, *, unverified: bool = False) -> Entry:
+    """Load and validate an entry file; errors name the file. ``unverified``: as ``add`` takes it (only
+    verify marks an entry verified); ``add --check`` checks neither that nor duplicates."""
+    entry = load_entry(path)
+    if unverified and entry.status != "unverified":
+        raise LeaderboardError(f"{path}: status {entry.status!r}: only `latbench leaderboard verify` marks an entry verified")
+    try:
+        validate(entry)
+    except LeaderboardError as e:
+        raise LeaderboardError(f"{path}: {e}") from None
+    return entry
+
+
 def add(path: Path, *, folder: Path | None = None) -> Path:
     """Validate and store an entry file; a duplicate (or a concurrent twin) is refused."""
-    entry = load_entry(path)
-    if entry.status != "unverified":
-        raise LeaderboardError(f"{path}: status {entry.status!r}: only `latbench leaderboard verify` marks an entry verified")
-    validate(entry)
-    return store_entry(entry, folder=folder)
+    return add_all([path], folder=folder)[0]
+
+
+def add_all(files: Sequence[Path], *, folder: Path | None = None) -> list[Path]:
+    """Store every entry file or none: all are validated first, and if storing one fails (a duplicate,
+    also of another file of the same call) the ones this call stored are removed again."""
+    entries = [(path, validate_file(path, unverified=True)) for path in files]
+    board_entries = Path(folder or entries_dir())
+    existed = board_entries.exists()
+    stored: list[Path] = []
+    try:
+        for path, entry in entries:
+            try:
+                stored.append(store_entry(entry, folder=folder))
+            except LeaderboardError as e:
+                raise LeaderboardError(f"{path}: {e}" + (f" (the {len(stored)} stored before it were removed)" if stored else "")) from None
+    except BaseException:
+        for done in stored:
+            remove_entry(done)
+        if not existed:
+            for empty in (ledger_dir(board_entries), board_entries):
+                with contextlib.suppress(OSError):
+                    empty.rmdir()  # only if empty
+        raise
+    return stored
 
 
 def store_entry(entry: Entry, *, folder: Path | None = None, replace: bool = False) -> Path:
