@@ -276,18 +276,33 @@ def plot_board(entries: list, out: Path) -> list[Path]:
     return written
 
 
+def _entry_labels(tables: dict) -> dict[str, str]:
+    """Entry id -> its label in the charts: the method name, "(unverified)" when it is, and the entry id
+    when two entries share a name, so that an unverified entry never passes for a verified one."""
+    rows = {r["entry"]: r for table in tables.values() for r in table.rows}
+    names = [r["method"] for r in rows.values()]
+    labels = {}
+    for entry, r in rows.items():
+        label = r["method"] + ("" if r["status"] == "verified" else " (unverified)")
+        labels[entry] = label + (f" [{entry}]" if names.count(r["method"]) > 1 else "")
+    return labels
+
+
 def _score_vs_k(plt, suite: str, tables: dict, styles: dict, path: Path) -> Path:
     series: dict[str, list[tuple[int, float]]] = {}
     for k, table in tables.items():
         for r in table.rows:
-            series.setdefault(r["method"], []).append((k, r["spearman"]))
-    last = {r["method"]: i for i, r in enumerate(next(t for t in reversed(tables.values()) if t.rows).rows)}
-    order = sorted(series, key=lambda n: (last.get(n, len(last)), n))  # legend in board order at the largest k
+            series.setdefault(r["entry"], []).append((k, r["spearman"]))
+    rows = {r["entry"]: r for table in tables.values() for r in table.rows}
+    labels = _entry_labels(tables)
+    last = {r["entry"]: i for i, r in enumerate(next(t for t in reversed(tables.values()) if t.rows).rows)}
+    order = sorted(series, key=lambda e: (last.get(e, len(last)), e))  # legend in board order at the largest k
     with _figure(plt, path, fmt="svg", figsize=(7.5, 4.2)) as fig:
         ax = fig.add_subplot()
-        for name in order:
-            color, marker = styles[name]
-            ks, ys = zip(*series[name])
+        for entry in order:
+            color, marker = styles[rows[entry]["method"]]
+            ks, ys = zip(*series[entry])
+            label = labels[entry]
             ax.plot(
                 ks,
                 ys,
@@ -297,7 +312,8 @@ def _score_vs_k(plt, suite: str, tables: dict, styles: dict, path: Path) -> Path
                 markeredgecolor="#333333",
                 markeredgewidth=0.6,
                 lw=1.6,
-                label=_plain(name) if not name.startswith("_") else "\u200b" + _plain(name),  # "_x" would hide it
+                ls="-" if rows[entry]["status"] == "verified" else "--",
+                label=_plain(label) if not label.startswith("_") else "\u200b" + _plain(label),  # "_x" would hide it
             )
         ax.set_xscale("log")
         ax.set_xticks(list(tables), [f"k={k}" for k in tables])
@@ -314,6 +330,7 @@ def _cd_diagram(plt, table, styles: dict, path: Path) -> Path:
     """Demšar's critical-difference diagram: mean ranks on an axis (1 = best, left), the best half of the
     methods labelled on the left and the rest on the right, bars joining methods not told apart."""
     rows = table.rows
+    labels = _entry_labels({0: table})
     n = len(rows)
     k_axis = max(n, 2)
     half = (n + 1) // 2
@@ -357,7 +374,7 @@ def _cd_diagram(plt, table, styles: dict, path: Path) -> Path:
             ax.text(
                 edge + (-0.1 if left else 0.1),
                 y,
-                _plain(f"({r['mean_rank']:.2f}) {r['method']}" if left else f"{r['method']} ({r['mean_rank']:.2f})"),
+                _plain(f"({r['mean_rank']:.2f}) {labels[r['entry']]}" if left else f"{labels[r['entry']]} ({r['mean_rank']:.2f})"),
                 ha="right" if left else "left",
                 va="center",
                 fontsize=8,

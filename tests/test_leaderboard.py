@@ -563,6 +563,20 @@ def _render_board(flops, board) -> list[lb.Entry]:
     return entries
 
 
+def test_charts_keep_two_entries_of_one_name_apart_and_mark_unverified(flops, board):
+    """An entry may reuse a name (a built-in's, with its code_ref): the charts must not merge it into
+    the other entry's line, nor pass it off as verified."""
+    entries = [lb.Entry.model_validate_json(flops.text), shifted(flops.text, 0.03, "flops")]
+    for e in entries:
+        lb.store_entry(e)
+    res = CliRunner().invoke(app, ["leaderboard", "render"])
+    assert res.exit_code == 0, res.output
+    for figure in ("spearman-vs-k-main.svg", "cd-main-k10.svg"):
+        svg = (board / "site" / figure).read_text()
+        for e in entries:
+            assert f"flops (unverified) [{e.entry_id}]" in svg, figure
+
+
 def test_render_readme_and_page(flops, board):
     entries = _render_board(flops, board)
     readme = (board / "README.md").read_text()
@@ -604,7 +618,8 @@ def test_render_readme_and_page(flops, board):
     figures = {p.name: p.read_bytes() for p in (board / "site").glob("*.svg")}
     assert set(figures) == {lb.score_figure("main"), *(lb.cd_figure("main", k) for k in (5, 10, 20))}
     cd = figures[lb.cd_figure("main", 10)].decode()
-    assert "CD = " in cd and "(1.00) better | piped" in cd and html.escape(XSS, quote=False) + " (3.00)" in cd and XSS not in cd
+    assert "CD = " in cd and "(1.00) better | piped (unverified)" in cd and XSS not in cd
+    assert html.escape(XSS, quote=False) + " (unverified) (3.00)" in cd
     res = CliRunner().invoke(app, ["leaderboard", "render"])
     assert res.exit_code == 0, res.output
     assert {p.name: p.read_bytes() for p in (board / "site").glob("*.svg")} == figures
