@@ -218,6 +218,12 @@ def test_someone_elses_results_under_another_name_are_refused(genuine, board, tm
     assert snapshot(board) == before
 
 
+def test_render_refuses_a_folder_that_is_no_board(tmp_path):
+    missing = tmp_path / "mistyped-board"
+    one_line_error(_cli("leaderboard", "--board", missing, "render"), f"no board at {missing}: it has no entries/ folder")
+    assert not missing.exists()
+
+
 def test_adding_several_files_stores_all_or_none(genuine, board, tmp_path):
     good = write(tmp_path / "good.json", entry(genuine))
     bad = write(tmp_path / "bad.json", {**json.loads(genuine), "trials": 4})

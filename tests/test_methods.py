@@ -165,6 +165,16 @@ def test_parametrize_with_checks_ids_and_params():
     assert checks["FLOPsRegression-check_fit_returns_self"].params == FLOPsRegression.check_params
 
 
+def test_code_version_names_the_installed_distribution():
+    from importlib.metadata import version
+
+    from latbench.methods.registry import code_version
+
+    assert code_version("latbench_baselines.flops:FLOPsRegression") == f"latbench {version('latbench')}"
+    assert code_version("sklearn.linear_model:Lasso") == f"scikit-learn {version('scikit-learn')}"
+    assert code_version("examples.my_predictor:ParamsRegression") == "unversioned"  # a folder, no distribution
+
+
 def test_module_class_path_and_bad_specs():
     assert resolve("latbench_baselines.flops:FLOPsRegression").name == "flops"
     with pytest.raises(MethodError, match="cannot load"):

@@ -43,7 +43,7 @@ def test_add_check_fails_on_the_first_bad_entry_with_one_line(data, tmp_path):
     res = _invoke("leaderboard", "--board", str(board), "add", "--check", str(bad), str(ENTRIES[0]))
     assert res.exit_code == 1
     errors = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and errors[0].startswith("error: dataset hash 000000000000")
+    assert len(errors) == 1 and errors[0].startswith(f"error: {bad}: dataset hash 000000000000")
     assert "valid" not in res.stdout and list((board / "entries").iterdir()) == []
 
 
@@ -57,6 +57,7 @@ def test_board_option_applies_to_that_command_only(tmp_path, monkeypatch):
     monkeypatch.delenv("LATBENCH_LEADERBOARD", raising=False)
     before = paths.leaderboard_dir()
     board = tmp_path / "board"
+    (board / "entries").mkdir(parents=True)
     res = _invoke("leaderboard", "--board", str(board), "render")
     assert res.exit_code == 0, res.output
     assert (board / "README.md").is_file()  # the command wrote where --board said

@@ -81,8 +81,11 @@ def board_render():
     from latbench.leaderboard import site
     from latbench.plots import plot_board
 
+    folder = paths.leaderboard_dir()
+    if not lb.entries_dir().is_dir():  # a mistyped --board must not grow a new, empty board
+        raise LatbenchError(f"no board at {folder}: it has no entries/ folder (`latbench leaderboard add` makes one)")
     entries = lb.list_entries()
-    for p in [*site.render(entries, paths.leaderboard_dir()), *plot_board(entries, paths.leaderboard_dir() / "site")]:
+    for p in [*site.render(entries, folder), *plot_board(entries, folder / "site")]:
         console.print(str(p))
 
 

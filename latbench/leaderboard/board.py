@@ -223,7 +223,10 @@ def suite_tasks(suite: str):
 
 
 def entry_from_result(result: EvalResult, *, suite: str, code_ref: str, hardware: str = "", **method_info) -> Entry:
+    """The entry of one suite's results; ``method.version`` defaults to the installed distribution's
+    version of the code (:func:`latbench.methods.registry.code_version`)."""
     tasks = sorted({r.task for r in result.results})
+    method_info.setdefault("version", methods_mod.code_version(code_ref))
     return Entry(
         schema_version=ENTRY_SCHEMA_VERSION,
         method=MethodInfo(name=result.method, code_ref=code_ref, params=result.method_params, **method_info),

@@ -177,7 +177,7 @@ def render_html(entries: list) -> str:
         "DATA": _json_for_script(data),
         "NOSCRIPT": _noscript_tables(entries),
         "GENERATED": html.escape(data["generated"]),
-        "COUNT": str(len(entries)),
+        "COUNT": f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}",
     }
     template = resources.files("latbench.leaderboard").joinpath("templates/index.html").read_text(encoding="utf-8")
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)

@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
 
 from latbench.errors import MethodError, did_you_mean
 from latbench.methods.base import Method
@@ -97,6 +97,19 @@ def make(spec: str, **params) -> Method:
         return cls(**params)
     except TypeError as e:
         raise MethodError(f"method {spec!r}: bad parameters {params}: {e}") from None
+
+
+def code_version(code_ref: str) -> str:
+    """The installed version of the distribution that provides ``code_ref``'s module (a plug-in's
+    ``myplugin 0.3.1``, latbench's own for the built-ins), or "unversioned" for a module that no
+    installed distribution provides (a ``module:Class`` from the current folder)."""
+    top = code_ref.partition(":")[0].split(".")[0]
+    for dist in packages_distributions().get(top, []):
+        try:
+            return f"{dist} {version(dist)}"
+        except PackageNotFoundError:
+            continue
+    return "unversioned"
 
 
 def code_ref(spec: str) -> str:
