@@ -35,7 +35,6 @@ FEATURES = ("params", "flops", "activations")
 class ParamsRegression(Method):
     name = "params-regression"
     summary = "latency = a*params + b fitted on the k target shots (example predictor)"
-    requires = ("flops",)  # params and activations come with the same per-arch feature tables
 
     def __init__(self, feature: str = "params"):
         # Hyperparameters only, stored under their own names: clone()/get_params() rely on it.

@@ -70,7 +70,7 @@ def parse_params(items: list[str]) -> dict:
 DEVICE_HELP = (
     "Torch device of the methods that take a `device` parameter (help, brp-nas, nasflat, mlp-finetune, "
     "mlp-hwparams): cpu, cuda, cuda:N, or auto (cuda when this machine has a GPU). Default: each method's "
-    "own (cpu). The other methods run on the CPU whatever this says."
+    "own (cpu). The other methods run on the CPU; cuda on a machine without a GPU is an error."
 )
 
 

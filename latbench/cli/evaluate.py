@@ -212,7 +212,7 @@ def submit(
         None,
         "--predictions",
         help="Score predictions made elsewhere instead of running: "
-        "DIR/<task>/k<k>/trial<t>/<device>.csv (see examples/README.md); "
+        "DIR/<task>/k<k>/trial<t>/<device>.csv (docs: Leaderboard, scoring predictions made elsewhere); "
         "--method names the method.",
     ),
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
