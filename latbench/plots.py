@@ -374,7 +374,9 @@ def _cd_diagram(plt, table, styles: dict, path: Path) -> Path:
             ax.text(
                 edge + (-0.1 if left else 0.1),
                 y,
-                _plain(f"({r['mean_rank']:.2f}) {labels[r['entry']]}" if left else f"{labels[r['entry']]} ({r['mean_rank']:.2f})"),
+                _plain(
+                    f"({r['mean_rank']:.2f}) {labels[r['entry']]}" if left else f"{labels[r['entry']]} ({r['mean_rank']:.2f})"
+                ),
                 ha="right" if left else "left",
                 va="center",
                 fontsize=8,

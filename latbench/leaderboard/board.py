@@ -54,7 +54,11 @@ Trust model (what can be forged, and what stops it):
   nothing in the caller's working directory is importable by accident, under a time limit.
 - **Hostile files give one-line errors**: entries, predictions and checkpoints are read only if they
   are regular files (a FIFO or a device is refused before it can block), size-limited, plain JSON
-  or CSV nested at most :data:`MAX_JSON_DEPTH` levels, every number finite.
+  or CSV nested at most :data:`MAX_JSON_DEPTH` levels, every number finite; an entry is parsed
+  strictly (no repeated key, no type coercion, bounded text).
+- **Names are data, never markup or disguise**: a method name is printable ASCII (no look-alike
+  of a built-in's name), no text of an entry holds an invisible character, and everything an entry
+  says reaches markdown through :func:`latbench.text.md_text` and the charts labelled per entry.
 """
 
 from __future__ import annotations
@@ -437,7 +441,9 @@ def add_all(files: Sequence[Path], *, folder: Path | None = None) -> list[Path]:
             try:
                 stored.append(store_entry(entry, folder=folder))
             except LeaderboardError as e:
-                raise LeaderboardError(f"{path}: {e}" + (f" (the {len(stored)} stored before it were removed)" if stored else "")) from None
+                raise LeaderboardError(
+                    f"{path}: {e}" + (f" (the {len(stored)} stored before it were removed)" if stored else "")
+                ) from None
     except BaseException:
         for done in stored:
             remove_entry(done)
@@ -663,7 +669,7 @@ def verify_spec(entry: Entry, allow_import: Sequence[str] = ()) -> str:
         raise LeaderboardError(
             f"cannot verify: code_ref {code_ref[:100]!r} is neither a registered method nor a module:Class path"
         )
-    if not any(module == a or module.startswith(a + ".") for a in allow_import):
+    if not methods_mod.in_packages(module, allow_import):
         raise LeaderboardError(
             f"code_ref {code_ref!r} is not a registered method: verifying it imports and runs module "
             f"{module!r}; pass --allow-import {module} if you trust that code"

@@ -56,16 +56,17 @@ def shadowed() -> list[tuple[str, str, str]]:
     return out
 
 
+def in_packages(module: str, packages: Sequence[str]) -> bool:
+    """Whether ``module`` is one of ``packages`` or inside one of them (``--allow-import`` values)."""
+    return any(module == package or module.startswith(package + ".") for package in packages)
+
+
 def import_allowed(module: str, allow_import: Sequence[str] = ()) -> bool:
     """Whether importing ``module`` runs only code the user chose: a registered method's module (the
     user installed it), one already imported, or one inside a package named in ``allow_import``
-    (``--allow-import``). Modules named in files from elsewhere (entries, checkpoints) need this."""
+    (``--allow-import``). A module that a checkpoint file names needs this before it is imported."""
     registered = {target.partition(":")[0] for target in available().values()}
-    return (
-        module in registered
-        or module in sys.modules
-        or any(module == allowed or module.startswith(allowed + ".") for allowed in allow_import)
-    )
+    return module in registered or module in sys.modules or in_packages(module, allow_import)
 
 
 def resolve(spec: str) -> type[Method]:
