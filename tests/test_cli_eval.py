@@ -7,12 +7,14 @@ import re
 from types import SimpleNamespace
 
 import click
+import numpy as np
 import pytest
 from clirun import run_cli
 from typer.main import get_command
 
 from latbench.cli.common import RunProgress
 from latbench.cli.main import app
+from latbench.methods.base import Method
 
 
 def _cli(*args):
@@ -43,6 +45,29 @@ def test_one_trial_prints_values_not_a_zero_spread(data, tmp_path):
     cells = [c.strip() for c in row.strip("│┃ ").split("│")]
     assert cells[5:7] == [f"{agg['mdape']['mean']:.1f}", f"{agg['mape_floor']['mean']:.1f}"]
     assert f"{agg['mape']['mean']:.1f}" not in cells
+
+
+class ConstantLatency(Method):
+    def predict(self, device, arch_ids):
+        return np.ones(len(arch_ids))
+
+
+class RaisesInPredict(Method):
+    def predict(self, device, arch_ids):
+        raise ValueError("no model")
+
+
+def test_a_constant_method_is_warned_once_and_a_raising_one_points_to_the_traceback(data):
+    const = _cli("eval", "-m", "test_cli_eval:ConstantLatency", "-t", "hard-3", "-k", "5", "--trials", "2")
+    assert const.exit_code == 0, const.stderr
+    warned = [ln for ln in const.stderr.splitlines() if ln.startswith("warning: ")]
+    assert warned == ["warning: constant prediction (or truth): rank correlation set to 0"]
+    assert ".py:" not in const.stderr  # no source file and line: the method is the user's, not ours
+    boom = _cli("eval", "-m", "test_cli_eval:RaisesInPredict", "-t", "hard-3", "-k", "5", "--trials", "1")
+    assert boom.exit_code == 1 and boom.stderr.strip().endswith("(LATBENCH_DEBUG=1 prints the traceback)"), boom.stderr
+    args = ("eval", "-m", "test_cli_eval:RaisesInPredict", "-t", "hard-3", "-k", "5", "--trials", "1")
+    traced = run_cli(*args, env={"COLUMNS": "200", "LATBENCH_DEBUG": "1"})
+    assert "Traceback" in traced.stderr and 'raise ValueError("no model")' in traced.stderr
 
 
 def _commands(cmd: click.Command, path=()):

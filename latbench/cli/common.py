@@ -44,13 +44,37 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except LatbenchError as e:
-            if os.environ.get("LATBENCH_DEBUG") == "1":
+            debug = os.environ.get("LATBENCH_DEBUG") == "1"
+            if debug:
                 detail = getattr(e, "detail", "") or "".join(traceback.format_exception(type(e), e, e.__traceback__))
                 err_console.print(detail.rstrip(), highlight=False, soft_wrap=True)
-            print_error(one_line(str(e)))
+            hint = "" if debug or not getattr(e, "detail", "") else " (LATBENCH_DEBUG=1 prints the traceback)"
+            print_error(one_line(str(e)) + hint)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def plain_warnings() -> None:
+    """Python warnings as one ``warning: ...`` line on stderr, without the source line; a constant
+    prediction is reported once, not once per target device and trial."""
+    import warnings
+
+    from latbench.protocol.metrics import ConstantPredictionWarning
+
+    shown: set[str] = set()  # not the "once" filter: any change to the filters (an import) resets it
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ConstantPredictionWarning):
+            if str(message) in shown:
+                return
+            shown.add(str(message))
+            text = f"warning: {message}"
+        else:
+            text = f"warning: {category.__name__}: {message}"
+        err_console.print(text, highlight=False, soft_wrap=True)
+
+    warnings.showwarning = show
 
 
 def parse_params(items: list[str]) -> dict:

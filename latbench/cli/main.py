@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from latbench.cli.common import hide_flag_types, reflow_help
+from latbench.cli.common import hide_flag_types, plain_warnings, reflow_help
 from latbench.cli.data import data_app
 from latbench.cli.evaluate import eval_cmd, methods, submit
 from latbench.cli.leaderboard import board_app
@@ -33,6 +33,7 @@ def _options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print latbench's version and exit."),
 ):
     """latbench: few-shot latency prediction on unseen hardware."""
+    plain_warnings()
 
 
 app.add_typer(data_app, name="data")
