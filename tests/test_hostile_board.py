@@ -262,6 +262,42 @@ def test_someone_elses_results_nudged_below_verifys_tolerance_are_refused(genuin
     assert not lb.same_results(lb.Entry.model_validate(nudged(genuine, 1e-3)), entry(genuine))  # a real difference is not
 
 
+def _relabel_protocol(d):
+    d["protocol"] = lb.PREDICTIONS_PROTOCOL
+    for r in d["results"]:
+        r["protocol"] = lb.PREDICTIONS_PROTOCOL
+
+
+def _downgrade_schema(d):
+    from latbench.protocol.metrics import LEGACY_METRICS
+
+    d["schema_version"] = "1"
+    for r in d["results"]:
+        for t in r["trials"]:
+            for key in ("mean", "worst"):
+                t[key] = {m: t[key][m] for m in LEGACY_METRICS}
+            t["devices"] = {dev: {m: v[m] for m in LEGACY_METRICS} for dev, v in t["devices"].items()}
+        r["aggregate"] = {m: r["aggregate"][m] for m in LEGACY_METRICS}
+
+
+def _nudge_large_values(d):
+    """Every value over 1000 (MAPE on near-zero latencies) moved by 1.5e-6 relative: more than verify's
+    1e-6, but a re-run off by float noise can sit between the two, so both entries would verify."""
+    for r in d["results"]:
+        for t in r["trials"]:
+            for metrics in (*t["devices"].values(), t["mean"]):
+                for m, v in metrics.items():
+                    if abs(v) > 1000:
+                        metrics[m] = v * (1 + 1.5e-6)
+
+
+@pytest.mark.parametrize("change", [_relabel_protocol, _downgrade_schema, _nudge_large_values])
+def test_the_same_results_under_another_protocol_label_schema_or_within_tolerance_are_duplicates(genuine, change):
+    d = json.loads(entry(genuine, name="copy", code_ref="copy.mod:Copy").model_dump_json())
+    change(d)
+    assert lb.same_results(lb.Entry.model_validate(d), entry(genuine))
+
+
 @pytest.mark.parametrize(
     "name, code_ref",
     [
