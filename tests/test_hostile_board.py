@@ -218,6 +218,14 @@ def test_someone_elses_results_under_another_name_are_refused(genuine, board, tm
     assert snapshot(board) == before
 
 
+def test_a_linked_entry_file_is_refused(genuine, board, tmp_path):
+    outside = write(tmp_path / "elsewhere.json", entry(genuine))
+    (board / "entries").mkdir(parents=True)
+    (board / "entries" / f"{entry(genuine).entry_id}.json").symlink_to(outside)
+    for args in (("render",), ("compare", "flops")):
+        one_line_error(_cli("leaderboard", *args), "a link; a board's entries are plain files")
+
+
 def test_render_refuses_a_folder_that_is_no_board(tmp_path):
     missing = tmp_path / "mistyped-board"
     one_line_error(_cli("leaderboard", "--board", missing, "render"), f"no board at {missing}: it has no entries/ folder")

@@ -493,8 +493,15 @@ def results_fingerprint(entry: Entry) -> str:
 
 
 def _entry_files(folder: Path) -> list[Path]:
-    """The stored entry files of ``folder`` (hidden names are in-flight temp files and skipped)."""
-    return sorted(p for p in Path(folder).glob("*.json") if not p.name.startswith(".")) if Path(folder).is_dir() else []
+    """The stored entry files of ``folder`` (hidden names are in-flight temp files and skipped); a link
+    is refused: a board's entries are its own plain files, not pointers to files elsewhere."""
+    if not Path(folder).is_dir():
+        return []
+    files = sorted(p for p in Path(folder).glob("*.json") if not p.name.startswith("."))
+    for path in files:
+        if path.is_symlink():
+            raise LeaderboardError(f"{path}: a link; a board's entries are plain files (replace it with the file)")
+    return files
 
 
 #: How closely a re-run must reproduce every per-device metric to verify an entry (relative; 1e-9 absolute).
