@@ -80,10 +80,10 @@ def test_github_workflows_run_ci_and_check_submitted_entries():
     assert "leaderboard/entries/**" in trigger
     runs = "\n".join(s.get("run", "") for s in board["jobs"]["check-entries"]["steps"])
     assert 'git worktree add --detach "$RUNNER_TEMP/validator" "$BASE"' in runs  # the base branch judges
-    assert '-e "$RUNNER_TEMP/validator" -c "$RUNNER_TEMP/validator/constraints.txt"' in runs and "latbench data build" in runs
+    assert '-e "$RUNNER_TEMP/validator" -c "$RUNNER_TEMP/validator/constraints.txt"' in runs and 'latbench" data build' in runs
     assert "pip install -q -e . " not in runs  # never the pull request's own latbench
     assert 'if [ "$FROM_FORK" = "true" ]' in runs  # a fork's change to the ledger fails
     assert 'python -m venv "$RUNNER_TEMP/venv"' in runs and ".venv/bin/" not in runs  # no venv inside the PR's tree
     assert "--no-renames --diff-filter=DTUXB" in runs and "! -type f" in runs  # no deletion, type change or link
-    assert "latbench leaderboard add --check" in runs and 'latbench leaderboard --board "$board" add' in runs
+    assert 'latbench" leaderboard add --check' in runs and 'latbench" leaderboard --board "$board" add' in runs
     assert (REPO / ".github" / "scripts" / "fetch-mirror").stat().st_mode & 0o111  # executable
