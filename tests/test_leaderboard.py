@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from latbench.cli import app
@@ -575,6 +576,27 @@ def test_charts_keep_two_entries_of_one_name_apart_and_mark_unverified(flops, bo
         svg = (board / "site" / figure).read_text()
         for e in entries:
             assert f"flops (unverified) [{e.entry_id}]" in svg, figure
+
+
+def test_entries_built_in_code_refuse_invisible_text_too(flops):
+    """`submit --contact`, `sweep --store -p note=...` build an Entry from models, not from JSON."""
+    from latbench.eval.results import EvalResult
+
+    e = lb.Entry.model_validate_json(flops.text)
+    result = EvalResult(
+        latbench_version=e.latbench_version,
+        dataset_version=e.dataset_version,
+        dataset_hash=e.dataset_hash,
+        protocol_version="1",
+        method="flops",
+        method_params={"note": "\u202egnp.exe"},
+        results=e.results,
+        seconds=e.seconds,
+    )
+    with pytest.raises(ValidationError, match=r"method\.params\.note: holds an invisible character"):
+        lb.entry_from_result(result, suite="main", code_ref=e.method.code_ref)
+    with pytest.raises(ValidationError, match=r"method\.contact: holds an invisible character"):
+        lb.entry_from_result(result.model_copy(update={"method_params": {}}), suite="main", code_ref="x:Y", contact="me\u200b@x")
 
 
 def test_render_readme_and_page(flops, board):

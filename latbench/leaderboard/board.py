@@ -197,7 +197,10 @@ class Entry(BaseModel):
 
 
 def _invisible_at(value, path: str = "") -> str | None:
-    """The dotted path of the first text in ``value`` (JSON-like) that :func:`visible` would change, else None."""
+    """The dotted path of the first text in ``value`` (JSON-like, or models built by the code that makes
+    entries) that :func:`visible` would change, else None."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
     if isinstance(value, str):
         return path if visible(value) != value else None
     if isinstance(value, dict):
@@ -520,7 +523,7 @@ def _device_metrics(results: Sequence) -> dict[tuple, float]:
     }
 
 
-def _close(a, b, rel: float) -> np.ndarray:
+def _verify_close(a, b, rel: float) -> np.ndarray:
     """``math.isclose`` elementwise (relative to the larger magnitude, 1e-9 absolute): verify's test."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return np.abs(a - b) <= np.maximum(rel * np.maximum(np.abs(a), np.abs(b)), 1e-9)
@@ -535,7 +538,7 @@ def same_results(a: Entry, b: Entry, rel: float = 2 * VERIFY_RTOL) -> bool:
     if {k[:4] for k in ma} != {k[:4] for k in mb}:
         return False
     shared = [k for k in ma if k in mb]  # an older entry schema holds fewer metrics
-    return bool(shared) and bool(_close([ma[k] for k in shared], [mb[k] for k in shared], rel).all())
+    return bool(shared) and bool(_verify_close([ma[k] for k in shared], [mb[k] for k in shared], rel).all())
 
 
 def _refuse_duplicates(entry: Entry, folder: Path) -> None:
@@ -647,7 +650,7 @@ def check_same(entry: Entry, fresh: EvalResult, rel: float = VERIFY_RTOL) -> Non
                 if dev not in b.devices:
                     raise LeaderboardError(f"re-run has no results on {dev} for {r.task} k={r.shots}")
                 for metric, v in m.items():
-                    if not _close(v, b.devices[dev][metric], rel):
+                    if not _verify_close(v, b.devices[dev][metric], rel):
                         raise LeaderboardError(
                             f"does not reproduce: {r.task} k={r.shots} trial {a.trial} {dev}: "
                             f"{metric} {v} in the entry, {b.devices[dev][metric]} in the re-run"
