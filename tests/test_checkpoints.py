@@ -496,6 +496,33 @@ def test_prune_refuses_when_a_methods_module_fails_to_import(data, tmp_path, mon
     sys.modules.pop("ckbroken", None)
 
 
+def test_prune_finds_modules_of_meta_path_finders_without_importing_them(data, tmp_path, monkeypatch):
+    """Editable installs find their modules through a finder on sys.meta_path, not sys.path: such a
+    unit is neither "gone" (and deleted) nor imported without --allow-import."""
+    import importlib.machinery
+
+    src = tmp_path / "hidden" / "metapkg"
+    src.mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (src / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (src / "mod.py").write_text("")
+
+    class Finder:  # like setuptools' editable finder: knows metapkg's folder, which is not on sys.path
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name == "metapkg":
+                return importlib.machinery.PathFinder.find_spec(name, [str(src.parent)])
+            return None
+
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder()])
+    root = tmp_path / "ck"
+    _run(root)
+    unit = _stale_copy(root, root / _files(root)[0], method="meta", **{"class": "metapkg.mod:Method"})
+    res = _cli("checkpoints", "prune", str(root))
+    assert res.exit_code == 1 and "name module 'metapkg.mod', which is not a registered method" in " ".join(res.stderr.split())
+    assert unit.exists() and not marker.exists() and "metapkg" not in sys.modules
+
+
 def test_prune_never_imports_a_module_a_checkpoint_names_unless_allowed(data, tmp_path, monkeypatch):
     """A checkpoint folder may come from elsewhere: the module its key names runs only when the user
     allows it (--allow-import); a module that no longer exists is stale without importing anything."""

@@ -403,16 +403,31 @@ def scan(root: Path, bad=None) -> list[Record]:
 
 
 def _module_file_exists(module: str) -> bool:
-    """Whether ``module`` can be found on sys.path, without running any of its packages' code."""
+    """Whether ``module`` can be found, without running any of its packages' code: each prefix is
+    looked up through every finder on ``sys.meta_path`` (editable installs register one) with its
+    parent's search locations, as an import would, but nothing is executed."""
+    parts = module.split(".")
     locations = None
-    for part in module.split("."):
-        spec = importlib.machinery.PathFinder.find_spec(part, locations)
+    for i in range(len(parts)):
+        name = ".".join(parts[: i + 1])
+        spec = next(
+            (found for finder in sys.meta_path if (found := _find(finder, name, locations)) is not None),
+            None,
+        )
         if spec is None:
             return False
         locations = spec.submodule_search_locations
-        if locations is None and part != module.split(".")[-1]:
+        if locations is None and i < len(parts) - 1:
             return False  # a plain module cannot hold submodules
     return True
+
+
+def _find(finder, name: str, locations):
+    find_spec = getattr(finder, "find_spec", None)
+    try:
+        return find_spec(name, locations) if find_spec is not None else None
+    except (ImportError, ValueError):
+        return None
 
 
 def current_path(root: Path, key: dict, allow_import: Sequence[str] = ()) -> Path | None:
