@@ -23,7 +23,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~])")
 #: written as character references: ``{:`` opens an attribute list in Python-Markdown (``attr_list``,
 #: on in the docs site: ``{: onmouseover=...}`` would become an HTML attribute), ``$`` opens maths
 #: on GitHub; a backslash does not escape them in both
-_ENTITIES = {"{": "&#123;", "}": "&#125;", "$": "&#36;"}
+_ENTITIES = {"{": "&#123;", "}": "&#125;", "$": "&#36;", "@": "&#64;"}  # "@": no e-mail autolink on GitHub
 
 
 def is_safe_name(name: object) -> bool:
@@ -47,10 +47,23 @@ def slug(text: str) -> str:
     return s[:100].rstrip("-._")
 
 
+#: letters and marks that draw nothing: Hangul and halfwidth fillers, the blank braille pattern, the
+#: combining grapheme joiner, variation selectors
+_BLANK = {0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x034F, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)}
+
+
+def _invisible(c: str) -> bool:
+    if c in "\t\n\r ":
+        return False
+    category = unicodedata.category(c)
+    return category in ("Cc", "Cf", "Cs", "Zl", "Zp", "Zs") or ord(c) in _BLANK
+
+
 def visible(text: object) -> str:
-    """``text`` without control, format (zero-width, bidi override) and surrogate characters: what a
-    reader cannot see must not reach a page, a chart or a terminal."""
-    return "".join(c for c in str(text) if c in "\t\n\r" or unicodedata.category(c) not in ("Cc", "Cf", "Cs"))
+    """``text`` without what draws nothing or disguises: control, format (zero-width, bidi override),
+    surrogate and separator characters other than the plain space, tab and newline, and blank
+    letters. What a reader cannot see must not reach a page, a chart or a terminal."""
+    return "".join(c for c in str(text) if not _invisible(c))
 
 
 def md_text(text: object) -> str:

@@ -203,16 +203,17 @@ def test_resubmission_with_other_run_times_is_a_duplicate(genuine, board, tmp_pa
         ("my method", "mypkg.mine:Mine"),
         ("flops", "mypkg.mine:FLOPsRegression"),
         ("FLOPs v2", "latbench_baselines.flops:FLOPsRegression#v2"),
+        ("fIops", "mypkg.mine:Mine"),
     ],
-    ids=["other-name-and-code", "same-name-other-code", "other-name-similar-code"],
+    ids=["other-name-and-code", "same-name-other-code", "other-name-similar-code", "look-alike-name"],
 )
 def test_someone_elses_results_under_another_name_are_refused(genuine, board, tmp_path, name, code_ref):
     lb.store_entry(entry(genuine))
     copy = write(tmp_path / "copy.json", entry(genuine, name=name, code_ref=code_ref))
     before = snapshot(board)
     res = _cli("leaderboard", "add", copy)
-    if name == "flops":
-        one_line_error(res, "method name 'flops' is reserved")  # identity is checked first
+    if name in ("flops", "fIops"):
+        one_line_error(res, f"method name {name!r} is reserved")  # identity is checked first
     else:
         one_line_error(res, "duplicate results:", "holds these results")
     assert snapshot(board) == before
@@ -233,6 +234,7 @@ def test_render_refuses_a_folder_that_is_no_board(tmp_path):
 
 
 def test_adding_several_files_stores_all_or_none(genuine, board, tmp_path):
+    assert not board.exists()  # made by the call that stores, removed by one that rolls back
     good = write(tmp_path / "good.json", entry(genuine))
     bad = write(tmp_path / "bad.json", {**json.loads(genuine), "trials": 4})
     twin = write(tmp_path / "twin.json", entry(genuine, name="twin", code_ref="twin.mod:Twin"))
@@ -240,7 +242,7 @@ def test_adding_several_files_stores_all_or_none(genuine, board, tmp_path):
     one_line_error(_cli("leaderboard", "add", good, bad), f"{bad}: ")  # validated before anything is stored
     assert snapshot(board) == before
     one_line_error(_cli("leaderboard", "add", good, twin), f"{twin}: duplicate results", "the 1 stored before it were removed")
-    assert snapshot(board) == before
+    assert snapshot(board) == before and not board.exists()
     res = _cli("leaderboard", "add", good)
     assert res.exit_code == 0 and len(list((board / "entries").glob("*.json"))) == 1
 

@@ -25,6 +25,8 @@ HOSTILE = [
     "evil {: onmouseover=alert(document.domain) style=position:fixed;inset:0 }",  # attr_list (docs site)
     "$x^{2}$",  # maths on GitHub
     "fl\u200bops \u202eevil \x1b[31mred\x00\x08",  # zero-width, bidi override, ESC, NUL, BS
+    "admin@latbench.example",  # an e-mail autolink on GitHub
+    "blank\u3164\u2800\u034f\ufe0f\u2028\u3000fillers",  # letters and separators that draw nothing
 ]
 
 
@@ -34,8 +36,9 @@ def test_markdown_cell_is_inert(name):
     assert "\n" not in cell and "<" not in cell and ">" not in cell
     assert not re.search(r"(?<!\\)[|*_`\[\]!~]", cell), cell  # every markdown opener escaped
     assert "://" not in cell and "www." not in cell  # no bare-URL autolinks
-    assert not re.search(r"[{}$]", cell)  # no attribute list, no maths
-    assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in cell)  # nothing invisible
+    assert not re.search(r"[{}$@]", cell)  # no attribute list, no maths, no e-mail link
+    assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in cell)  # nothing invisible
+    assert not set(cell) & set("\u3164\u2800\u034f\ufe0f\u3000")
 
 
 def test_attribute_list_payload_stays_text_in_the_docs_sites_markdown():

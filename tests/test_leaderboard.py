@@ -196,6 +196,13 @@ MALFORMED = [
     ("escape-in-hardware", lambda d: d.update(hardware="cpu \x1b[31mred"), r"hardware: holds an invisible character"),
     ("bidi-in-a-key", lambda d: d["method"]["params"].update({"a\u202eb": 1}), r"method\.params\.a.b: holds an invisible"),
     ("string-for-int", lambda d: d.update(trials="5"), r"schema error at trials: Input should be a valid integer"),
+    ("blank-letter-in-notes", lambda d: d.update(notes="fine\u3164print"), r"notes: holds an invisible character"),
+    ("disguised-version", lambda d: d.update(dataset_version="1.0+f9433cd188aa\u2800"), r"dataset_version: holds an invisible"),
+    (
+        "version-with-markup",
+        lambda d: d["method"].update(version="<b>1</b>"),
+        r"schema error at method\.version: String should match",
+    ),
     (
         "repeated-key",
         lambda d: json.dumps(d).replace('"suite"', '"suite": "main", "suite"', 1).encode(),
@@ -694,6 +701,20 @@ def _headless(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedPr
 
 
 @pytest.mark.slow
+def test_page_labels_two_entries_of_one_name_apart(flops, board, tmp_path):
+    binary = _chromium()
+    entries = [lb.Entry.model_validate_json(flops.text), shifted(flops.text, 0.03, "flops")]
+    for e in entries:
+        lb.store_entry(e)
+    assert CliRunner().invoke(app, ["leaderboard", "render"]).exit_code == 0
+    dom = _headless(binary, tmp_path, "--dump-dom", (board / "site" / "index.html").as_uri()).stdout
+    plot = dom.split('<div id="plot">')[1].split("</div>")[0]
+    cd = dom.split('<div id="cd">')[1].split("</div>")[0]
+    for e in entries:
+        assert f"flops (unverified) [{e.entry_id}]" in plot and f"flops (unverified) [{e.entry_id}]" in cd
+
+
+@pytest.mark.slow
 def test_page_in_headless_chromium(flops, board, tmp_path):
     binary = _chromium()
     entries = _render_board(flops, board)
@@ -708,6 +729,7 @@ def test_page_in_headless_chromium(flops, board, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;</td>" in tbody and XSS not in dom
     plot = dom.split('<div id="plot">')[1].split("</div>")[0]
     assert plot.count("<polyline") == 3  # one line per method in the score-vs-k plot
+    assert plot.count("(unverified)") >= 3 and plot.count('stroke-dasharray="6 4"') == 6  # lines and legend: dashed
     styles = re.findall(r'data-style="([^"]+)"', plot)
     assert len(styles) == 3 and len({s.split()[0] for s in styles}) == 3 and len({s.split()[1] for s in styles}) == 3
     cd = dom.split('<div id="cd">')[1].split("</div>")[0]
@@ -876,7 +898,11 @@ def test_verify_marks_verified_and_catches_tampering(flops, scored, board, tmp_p
     assert f"does not reproduce: medium-5 k=10 trial 2 {dev}: spearman" in res.output
     assert lb.load_entry(tampered_path).status == "unverified"
 
-    # an entry scored from predictions is verified by re-running its code_ref the same way
+    # the same run's predictions, scored, are that run's results under another protocol label: a duplicate
+    with pytest.raises(lb.LeaderboardError, match=r"duplicate entry: the same code_ref and results"):
+        lb.add(scored)
+    # alone on the board, an entry scored from predictions is verified by re-running its code_ref the same way
+    lb.remove_entry(stored)
     pred_path = lb.add(scored)
     res = CliRunner().invoke(app, ["leaderboard", "verify", pred_path.stem])
     assert res.exit_code == 0, res.output

@@ -267,3 +267,7 @@ def test_baselines_replace_keeps_one_entry_per_method_and_suite(data, tmp_path, 
         assert f"removed {stem} (superseded, --replace)" in out
     (main,) = [e for e in lb.list_entries(board / "entries") if e.suite == "main"]
     assert {r.task for r in main.results} == set(TASKS.split(",")) and main.status == "verified"
+
+    run(TASKS, "main", "--replace")  # a re-run that reproduces the entry replaces it: not a duplicate of it
+    (again,) = [e for e in lb.list_entries(board / "entries") if e.suite == "main"]
+    assert again.status == "verified" and lb.same_results(again, main)

@@ -208,7 +208,7 @@ def board_verify(
     if upgrade and entry.schema_version != lb.ENTRY_SCHEMA_VERSION:
         new = lb.upgraded_entry(entry, fresh)
         lb.validate(new)
-        new_path = lb.store_entry(new, folder=path.parent)
+        new_path = lb.store_entry(new, folder=path.parent, supersedes=[path])
         lb.record_verification(new, new_path.stem, by="leaderboard verify --upgrade", folder=path.parent)
         lb.remove_entry(path)
         console.print(
@@ -422,7 +422,7 @@ def board_baselines(
         fresh = ran[name] == units or own_units is not None
         if fresh:
             entry = entry.model_copy(update={"status": "verified"})
-        path = lb.store_entry(entry)
+        path = lb.store_entry(entry, supersedes=lb.superseded_paths(entry) if replace else ())
         if fresh:
             by = "leaderboard baselines" if ran[name] == units else "leaderboard baselines --time-budget"
             lb.record_verification(entry, path.stem, by=by, folder=path.parent)

@@ -128,12 +128,14 @@ class LeaderboardError(LatbenchError):
 #: A method name: printable ASCII, no space at either end. Names are shown on the board and in charts,
 #: so nothing invisible and no look-alike letters (``flоps`` with a Cyrillic о is not ``flops``).
 METHOD_NAME_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+#: Versions and dates: what a version string is made of (``latbench 0.1.0``, ``1.0+f9433cd188aa``).
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+ -]*$"
 
 
 class MethodInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=80)
-    version: str = Field("unversioned", max_length=100)
+    version: str = Field("unversioned", max_length=100, pattern=VERSION_PATTERN)
     code_ref: str = Field(min_length=1, max_length=300, description="module:Class, package==version or git URL@sha")
     params: dict = {}
     paper_url: str = Field("", max_length=300)
@@ -161,8 +163,8 @@ class Entry(BaseModel):
     schema_version: Literal["1", "2"] = ENTRY_SCHEMA_VERSION
     method: MethodInfo
     suite: str = Field(max_length=40)
-    latbench_version: str = Field(max_length=100)
-    dataset_version: str = Field(max_length=100)
+    latbench_version: str = Field(max_length=100, pattern=VERSION_PATTERN)
+    dataset_version: str = Field(max_length=100, pattern=VERSION_PATTERN)
     dataset_hash: str = Field(
         description="sha256 of the data the suite's tasks read (latbench.data.store.data_hash): "
         "the arch strings and latencies of every source, validation and target device"
@@ -175,7 +177,7 @@ class Entry(BaseModel):
     seconds: float = Field(le=1e9)  # >= 0 is checked by validate, with its own message
     hardware: str = Field("", max_length=300)
     external_data: ExternalData = ExternalData()
-    date: str = Field(max_length=40)
+    date: str = Field(max_length=40, pattern=VERSION_PATTERN)
     status: Literal["verified", "unverified"] = "unverified"
     notes: str = Field("", max_length=2000)
 
@@ -437,7 +439,7 @@ def add_all(files: Sequence[Path], *, folder: Path | None = None) -> list[Path]:
     also of another file of the same call) the ones this call stored are removed again."""
     entries = [(path, validate_file(path, unverified=True)) for path in files]
     board_entries = Path(folder or entries_dir())
-    existed = board_entries.exists()
+    created = [f for f in (board_entries.parent, board_entries) if not f.exists()]
     stored: list[Path] = []
     try:
         for path, entry in entries:
@@ -450,15 +452,14 @@ def add_all(files: Sequence[Path], *, folder: Path | None = None) -> list[Path]:
     except BaseException:
         for done in stored:
             remove_entry(done)
-        if not existed:
-            for empty in (ledger_dir(board_entries), board_entries):
-                with contextlib.suppress(OSError):
-                    empty.rmdir()  # only if empty
+        for empty in reversed(created):  # the folders this call made, innermost first
+            with contextlib.suppress(OSError):
+                empty.rmdir()  # only if empty
         raise
     return stored
 
 
-def store_entry(entry: Entry, *, folder: Path | None = None, replace: bool = False) -> Path:
+def store_entry(entry: Entry, *, folder: Path | None = None, replace: bool = False, supersedes: Sequence[Path] = ()) -> Path:
     """Write ``<entry_id>.json`` atomically; exclusive unless ``replace`` (os.link fails if it exists).
 
     The file is complete before it gets its name (written to a hidden temp file, fsynced, then
@@ -466,13 +467,15 @@ def store_entry(entry: Entry, *, folder: Path | None = None, replace: bool = Fal
     wins. An entry whose results (ignoring run times: :func:`results_fingerprint`) equal a stored
     entry's is refused too: a re-submission of the same code and parameters, or the same results
     under another name or code_ref (best effort: that check is not atomic, the same-name one is).
+    ``supersedes``: stored entries this one replaces (``verify --upgrade``, ``baselines --replace``),
+    not counted as duplicates.
     """
     folder = Path(folder or entries_dir())
     target = folder / f"{entry.entry_id}.json"
     if not replace:
         if os.path.lexists(target):
             raise LeaderboardError(f"duplicate entry: {target.name} is already on the board")
-        _refuse_duplicates(entry, folder)
+        _refuse_duplicates(entry, folder, supersedes)
     try:
         return write_text(target, entry.model_dump_json(), exclusive=not replace)
     except FileExistsError:
@@ -541,9 +544,12 @@ def same_results(a: Entry, b: Entry, rel: float = 2 * VERIFY_RTOL) -> bool:
     return bool(shared) and bool(_verify_close([ma[k] for k in shared], [mb[k] for k in shared], rel).all())
 
 
-def _refuse_duplicates(entry: Entry, folder: Path) -> None:
+def _refuse_duplicates(entry: Entry, folder: Path, supersedes: Sequence[Path] = ()) -> None:
     mine = results_fingerprint(entry)
+    skip = {Path(p).resolve() for p in supersedes}
     for path in _entry_files(folder):
+        if path.resolve() in skip:
+            continue
         other = load_entry(path)
         if results_fingerprint(other) != mine and not same_results(entry, other):
             continue
@@ -574,12 +580,22 @@ def registered_target(code_ref: str) -> str:
     return code_ref
 
 
+_LOOK_ALIKE = str.maketrans({"0": "o", "1": "l", "i": "l", "|": "l", "!": "l", "5": "s", "$": "s"})
+
+
+def _skeleton(name: str) -> str:
+    """What a name looks like, case and punctuation aside: ``fIops``, ``FL0PS`` and ``nn-rneter``
+    have the skeletons of ``flops`` and ``nn-meter``."""
+    text = name.lower().translate(_LOOK_ALIKE).replace("rn", "m").replace("vv", "w").replace("cl", "d")
+    return re.sub(r"[^a-z0-9]+", "", text)
+
+
 def check_identity(entry: Entry) -> None:
-    """A built-in's name (compared as a slug: ``FLOPS`` and ``flops`` are one name) is reserved for
-    entries whose code_ref is that built-in's registered class."""
-    slug = _slug(entry.method.name)
+    """A built-in's name is reserved for entries whose code_ref is that built-in's registered class,
+    and so is anything that looks like it (compared by :func:`_skeleton`: ``FLOPS``, ``fIops``)."""
+    skeleton = _skeleton(entry.method.name)
     for name, target in methods_mod.builtin_methods().items():
-        if _slug(name) == slug and registered_target(entry.method.code_ref) != target:
+        if _skeleton(name) == skeleton and registered_target(entry.method.code_ref) != target:
             raise LeaderboardError(
                 f"method name {entry.method.name!r} is reserved for latbench's built-in {name!r} ({target}); "
                 f"this entry's code_ref is {entry.method.code_ref!r}: submit it under a name of its own"
@@ -754,21 +770,27 @@ def remove_entry(path: Path) -> None:
     path.unlink()
 
 
+def superseded_paths(entry: Entry, folder: Path | None = None, keep: Path | None = None) -> list[Path]:
+    """The stored entries of ``entry``'s method (same name and code_ref) on its suite, but ``keep``."""
+    me = (entry.method.name, registered_target(entry.method.code_ref), entry.suite)
+    out = []
+    for path in _entry_files(Path(folder or entries_dir())):
+        if keep is not None and path.resolve() == Path(keep).resolve():
+            continue
+        other = load_entry(path)
+        if (other.method.name, registered_target(other.method.code_ref), other.suite) == me:
+            out.append(path)
+    return out
+
+
 def retire_superseded(entry: Entry, keep: Path, folder: Path | None = None) -> list[str]:
     """Remove the entries of ``entry``'s method (same name and code_ref) on its suite other than the
     file ``keep``, with their ledger records: ``leaderboard baselines --replace`` after a re-run, so
     the board holds one entry per (method, suite). Returns the removed ids."""
-    folder = Path(folder or entries_dir())
-    removed = []
-    for path in _entry_files(folder):
-        if path.resolve() == Path(keep).resolve():
-            continue
-        other = load_entry(path)
-        same = (other.method.name, registered_target(other.method.code_ref), other.suite)
-        if same == (entry.method.name, registered_target(entry.method.code_ref), entry.suite):
-            remove_entry(path)
-            removed.append(path.stem)
-    return removed
+    removed = superseded_paths(entry, folder, keep)
+    for path in removed:
+        remove_entry(path)
+    return [path.stem for path in removed]
 
 
 def list_entries(folder: Path | None = None) -> list[Entry]:
