@@ -43,3 +43,20 @@ def hold(lock_file: Path, seconds: float = 60.0) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file), str(seconds)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
+
+
+def legacy_schema(d: dict) -> dict:
+    """A copy of an entry dict as entry schema 1 stored it: the six original metrics only."""
+    import json
+
+    from latbench.protocol.metrics import LEGACY_METRICS
+
+    d = json.loads(json.dumps(d))
+    d["schema_version"] = "1"
+    for b in d["results"]:
+        for tr in b["trials"]:
+            for key in ("mean", "worst"):
+                tr[key] = {m: tr[key][m] for m in LEGACY_METRICS}
+            tr["devices"] = {dev: {m: v[m] for m in LEGACY_METRICS} for dev, v in tr["devices"].items()}
+        b["aggregate"] = {m: b["aggregate"][m] for m in LEGACY_METRICS}
+    return d

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clirun import run_cli
-from hostile import snapshot
+from hostile import legacy_schema, snapshot
 
 from latbench.leaderboard import board as lb
 from latbench.protocol.metrics import HIGHER_IS_BETTER, METRICS
@@ -279,15 +279,7 @@ def _relabel_protocol(d):
 
 
 def _downgrade_schema(d):
-    from latbench.protocol.metrics import LEGACY_METRICS
-
-    d["schema_version"] = "1"
-    for r in d["results"]:
-        for t in r["trials"]:
-            for key in ("mean", "worst"):
-                t[key] = {m: t[key][m] for m in LEGACY_METRICS}
-            t["devices"] = {dev: {m: v[m] for m in LEGACY_METRICS} for dev, v in t["devices"].items()}
-        r["aggregate"] = {m: r["aggregate"][m] for m in LEGACY_METRICS}
+    d.update(legacy_schema(d))
 
 
 def _nudge_large_values(d):

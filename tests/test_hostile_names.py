@@ -43,6 +43,7 @@ def test_markdown_cell_is_inert(name):
 
 def test_attribute_list_payload_stays_text_in_the_docs_sites_markdown():
     import markdown  # what mkdocs renders docs/results.md with (in the test extra)
+
     name = "evil {: onmouseover=alert(document.domain) }"
     table = f"| method | x |\n|---|---|\n| {md_text(name)} | 1 |\n"
     out = markdown.markdown(table, extensions=["attr_list", "tables"])

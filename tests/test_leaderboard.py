@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hostile import legacy_schema
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -585,25 +586,30 @@ def test_charts_keep_two_entries_of_one_name_apart_and_mark_unverified(flops, bo
             assert f"flops (unverified) [{e.entry_id}]" in svg, figure
 
 
-def test_entries_built_in_code_refuse_invisible_text_too(flops):
-    """`submit --contact`, `sweep --store -p note=...` build an Entry from models, not from JSON."""
+def result_of(entry: lb.Entry, **changes):
+    """The EvalResult an entry was made from (what `submit` scored), with ``changes``."""
     from latbench.eval.results import EvalResult
 
+    fields = {
+        "latbench_version": entry.latbench_version,
+        "dataset_version": entry.dataset_version,
+        "dataset_hash": entry.dataset_hash,
+        "protocol_version": "1",
+        "method": entry.method.name,
+        "method_params": {},
+        "results": entry.results,
+        "seconds": entry.seconds,
+    }
+    return EvalResult(**{**fields, **changes})
+
+
+def test_entries_built_in_code_refuse_invisible_text_too(flops):
+    """`submit --contact`, `sweep --store -p note=...` build an Entry from models, not from JSON."""
     e = lb.Entry.model_validate_json(flops.text)
-    result = EvalResult(
-        latbench_version=e.latbench_version,
-        dataset_version=e.dataset_version,
-        dataset_hash=e.dataset_hash,
-        protocol_version="1",
-        method="flops",
-        method_params={"note": "\u202egnp.exe"},
-        results=e.results,
-        seconds=e.seconds,
-    )
     with pytest.raises(ValidationError, match=r"method\.params\.note: holds an invisible character"):
-        lb.entry_from_result(result, suite="main", code_ref=e.method.code_ref)
+        lb.entry_from_result(result_of(e, method_params={"note": "\u202egnp.exe"}), suite="main", code_ref=e.method.code_ref)
     with pytest.raises(ValidationError, match=r"method\.contact: holds an invisible character"):
-        lb.entry_from_result(result.model_copy(update={"method_params": {}}), suite="main", code_ref="x:Y", contact="me\u200b@x")
+        lb.entry_from_result(result_of(e), suite="main", code_ref="x:Y", contact="me\u200b@x")
 
 
 def test_render_readme_and_page(flops, board):
@@ -795,37 +801,14 @@ def test_page_with_hostile_names_still_renders_in_headless_chromium(flops, board
 
 
 # -------------------------------------------------------------------------------------- verify
-def _legacy(d: dict) -> dict:
-    """An entry dict as entry schema 1 stored it: the six original metrics only."""
-    d = json.loads(json.dumps(d))
-    d["schema_version"] = "1"
-    for b in d["results"]:
-        for tr in b["trials"]:
-            for key in ("mean", "worst"):
-                tr[key] = {m: tr[key][m] for m in LEGACY_METRICS}
-            tr["devices"] = {dev: {m: v[m] for m in LEGACY_METRICS} for dev, v in tr["devices"].items()}
-        b["aggregate"] = {m: b["aggregate"][m] for m in LEGACY_METRICS}
-    return d
-
-
 def test_verify_upgrade_restates_an_old_schema_entry(flops, board, tmp_path, monkeypatch):
     import latbench.cli.leaderboard as cli
-    from latbench.eval.results import EvalResult
 
     full = lb.load_entry(flops.path)
-    fresh = EvalResult(
-        latbench_version=full.latbench_version,
-        dataset_version=full.dataset_version,
-        dataset_hash=full.dataset_hash,
-        protocol_version="1",
-        method="flops",
-        method_params={},
-        results=full.results,
-        seconds=1.5,
-    )
+    fresh = result_of(full, seconds=1.5)
     monkeypatch.setattr(cli, "rerun", lambda entry, spec, timeout, **kw: fresh)  # flops' re-run: what `submit` scored
     old_file = tmp_path / "old.json"
-    d = _legacy(json.loads(flops.text))
+    d = legacy_schema(json.loads(flops.text))
     d["method"]["contact"] = "someone@example.org"
     old_file.write_text(json.dumps(d))
     old = lb.add(old_file)
@@ -1052,7 +1035,7 @@ def test_results_page_explains_the_dash_only_while_a_suite_holds_an_older_schema
     legend = "— : not in the stored entry, which is of an older entry schema"
     current = generated.results_blocks([flops, lookup])["main suite tables"]
     assert legend not in current and "Robust error and NAS utility at k = 20:" in current
-    old = lb.Entry.model_validate(_legacy(_renamed(lookup, "old lookup").model_dump()))
+    old = lb.Entry.model_validate(legacy_schema(_renamed(lookup, "old lookup").model_dump()))
     mixed = generated.results_blocks([flops, old])["main suite tables"]
     row = next(ln for ln in mixed.splitlines() if ln.startswith("| old lookup | — | — | "))  # MdAPE, MAPE⌊10 %⌋: new metrics
     assert legend in mixed and row.endswith(" | — / — | — | — |")  # plain MAPE is an old metric: shown
