@@ -422,7 +422,8 @@ def board_baselines(
         fresh = ran[name] == units or own_units is not None
         if fresh:
             entry = entry.model_copy(update={"status": "verified"})
-        path = lb.store_entry(entry, supersedes=lb.superseded_paths(entry) if replace else ())
+        old = lb.superseded_paths(entry) if replace else []
+        path = lb.store_entry(entry, supersedes=old)
         if fresh:
             by = "leaderboard baselines" if ran[name] == units else "leaderboard baselines --time-budget"
             lb.record_verification(entry, path.stem, by=by, folder=path.parent)
@@ -433,9 +434,9 @@ def board_baselines(
                 f"{checkpoint}, not run now; `latbench leaderboard verify {entry.entry_id}` re-runs it)",
                 soft_wrap=True,
             )
-        if replace:
-            for old_id in lb.retire_superseded(entry, path):
-                console.print(f"{name}: removed {old_id} (superseded, --replace)")
+        for superseded in old:
+            lb.remove_entry(superseded)
+            console.print(f"{name}: removed {superseded.stem} (superseded, --replace)")
     if own_units is not None:  # every entry is stored: the next sliced run starts afresh
         shutil.rmtree(own_units, ignore_errors=True)
 

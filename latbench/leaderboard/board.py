@@ -770,27 +770,17 @@ def remove_entry(path: Path) -> None:
     path.unlink()
 
 
-def superseded_paths(entry: Entry, folder: Path | None = None, keep: Path | None = None) -> list[Path]:
-    """The stored entries of ``entry``'s method (same name and code_ref) on its suite, but ``keep``."""
+def superseded_paths(entry: Entry, folder: Path | None = None) -> list[Path]:
+    """The stored entries of ``entry``'s method (same name and code_ref) on its suite: what
+    ``leaderboard baselines --replace`` removes (with their ledger records, :func:`remove_entry`)
+    once the re-run is stored, so the board holds one entry per (method, suite)."""
     me = (entry.method.name, registered_target(entry.method.code_ref), entry.suite)
     out = []
     for path in _entry_files(Path(folder or entries_dir())):
-        if keep is not None and path.resolve() == Path(keep).resolve():
-            continue
         other = load_entry(path)
         if (other.method.name, registered_target(other.method.code_ref), other.suite) == me:
             out.append(path)
     return out
-
-
-def retire_superseded(entry: Entry, keep: Path, folder: Path | None = None) -> list[str]:
-    """Remove the entries of ``entry``'s method (same name and code_ref) on its suite other than the
-    file ``keep``, with their ledger records: ``leaderboard baselines --replace`` after a re-run, so
-    the board holds one entry per (method, suite). Returns the removed ids."""
-    removed = superseded_paths(entry, folder, keep)
-    for path in removed:
-        remove_entry(path)
-    return [path.stem for path in removed]
 
 
 def list_entries(folder: Path | None = None) -> list[Entry]:
