@@ -279,12 +279,14 @@ def plot_board(entries: list, out: Path) -> list[Path]:
 def _entry_labels(tables: dict) -> dict[str, str]:
     """Entry id -> its label in the charts: the method name, "(unverified)" when it is, and the entry id
     when two entries share a name, so that an unverified entry never passes for a verified one."""
+    from collections import Counter
+
     rows = {r["entry"]: r for table in tables.values() for r in table.rows}
-    names = [r["method"] for r in rows.values()]
+    entries_of = Counter(r["method"] for r in rows.values())
     labels = {}
     for entry, r in rows.items():
         label = r["method"] + ("" if r["status"] == "verified" else " (unverified)")
-        labels[entry] = label + (f" [{entry}]" if names.count(r["method"]) > 1 else "")
+        labels[entry] = label + (f" [{entry}]" if entries_of[r["method"]] > 1 else "")
     return labels
 
 

@@ -41,8 +41,8 @@ from latbench import __version__, paths
 from latbench.data import card, store
 from latbench.data import measured as measured_source
 from latbench.data.devices import describe
-from latbench.data.sources import SOURCES, DownloadError, SourceTables, fetch, get_source
-from latbench.errors import DataError, did_you_mean
+from latbench.data.sources import SOURCES, DownloadError, SourceTables, check_source_name, fetch, get_source
+from latbench.errors import DataError
 from latbench.kernels import decomposition as kernels
 from latbench.spaces import space_class
 
@@ -84,10 +84,8 @@ def build(
     ``spaces``, ``kernels`` (spaces written) and ``tasks`` (task configs written).
     ``progress``: pooch's own per-file download bar (leave it off when ``on_progress`` draws one).
     """
-    known = (*SOURCES, measured_source.SOURCE_NAME)
-    for name in sources or ():
-        if name not in known:
-            raise DataError(f"unknown source {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
+    for name in sources or ():  # before the lock and the folder: a typo changes nothing
+        check_source_name(name, also=(measured_source.SOURCE_NAME,))
     out = Path(out or paths.data_dir()).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     with store.build_lock(out, LOCK_TIMEOUT if lock_timeout is None else lock_timeout, log):

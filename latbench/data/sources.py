@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +62,15 @@ SOURCES: dict[str, Source] = {
 }
 
 
+def check_source_name(name: str, also: Sequence[str] = ()) -> None:
+    """Raise unless ``name`` is a downloadable source or one of ``also`` (sources read another way)."""
+    known = (*SOURCES, *also)
+    if name not in known:
+        raise LatbenchError(f"unknown source {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
+
+
 def get_source(name: str) -> Source:
-    if name not in SOURCES:
-        raise LatbenchError(f"unknown source {name!r}{did_you_mean(name, SOURCES)}; known: {', '.join(SOURCES)}")
+    check_source_name(name)
     return SOURCES[name]
 
 

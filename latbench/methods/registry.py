@@ -100,12 +100,18 @@ def make(spec: str, **params) -> Method:
         raise MethodError(f"method {spec!r}: bad parameters {params}: {e}") from None
 
 
+@functools.lru_cache(maxsize=1)
+def _distributions_of() -> dict[str, list[str]]:
+    """Top-level module -> the installed distributions providing it (a scan of every installed package: once)."""
+    return packages_distributions()
+
+
 def code_version(code_ref: str) -> str:
     """The installed version of the distribution that provides ``code_ref``'s module (a plug-in's
     ``myplugin 0.3.1``, latbench's own for the built-ins), or "unversioned" for a module that no
     installed distribution provides (a ``module:Class`` from the current folder)."""
     top = code_ref.partition(":")[0].split(".")[0]
-    for dist in packages_distributions().get(top, []):
+    for dist in _distributions_of().get(top, []):
         try:
             return f"{dist} {version(dist)}"
         except PackageNotFoundError:
