@@ -407,6 +407,39 @@ def test_verify_imports_allowed_code_only_from_where_the_user_put_it(evil, board
     assert marker.exists() and snapshot(board) == before
 
 
+PEEKER = """import numpy as np
+from latbench import Method
+
+
+class Peeker(Method):
+    \"\"\"Measures k archs, then scales FLOPs to the whole pool's latencies read from the oracle's private state.\"\"\"
+
+    def adapt(self, device, oracle):
+        oracle.measure(oracle.default_choice())
+        ids = np.array(sorted(oracle._pool_latency))
+        y = np.array([oracle._pool_latency[i] for i in ids])
+        self.scale_ = getattr(self, "scale_", {{}})
+        self.scale_[device] = float(np.median(y / self.space_.flops(ids)))
+        return self
+
+    def predict(self, device, arch_ids):
+        return self.scale_[device] * self.space_.flops(arch_ids)
+"""
+
+
+def test_verify_runs_the_contract_checks_and_refuses_a_method_that_peeks(genuine, board, tmp_path, monkeypatch):
+    """Its trace shows k archs, so nothing in the entry can tell; the contract checks that verify runs
+    first find that its predictions move with latencies it never measured."""
+    (tmp_path / "peekmod.py").write_text(PEEKER.format())
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    path = lb.store_entry(entry(genuine, name="peek", code_ref="peekmod:Peeker"))
+    before = snapshot(board)
+    res = _cli("leaderboard", "verify", path.stem, "--allow-import", "peekmod")
+    assert "contract checks of peekmod:Peeker on easy-1 at k = 5" in " ".join(res.stderr.split())
+    one_line_error(res, "Peeker fails check_no_target_truth_access", "never measured change", "nothing changed", alone=False)
+    assert snapshot(board) == before
+
+
 def test_verify_times_out_with_one_line_and_changes_nothing(genuine, board):
     path = lb.store_entry(entry(genuine))
     before = snapshot(board)

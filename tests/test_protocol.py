@@ -40,6 +40,33 @@ def test_oracle_refuses_the_k_plus_first_arch_and_out_of_pool_archs(hard3):
     assert fresh.measured == {}
 
 
+def test_a_method_cannot_reset_the_oracles_count_or_raise_its_budget(hard3):
+    """The review's cheat: clear `measured` between chunks to read the whole pool 10 archs at a time."""
+    task, table = hard3
+    oracle = next(iter(make_trial(task, 0, 10, table).oracles.values()))
+    oracle.measure(oracle.pool[:10])
+    with pytest.raises((TypeError, AttributeError)):
+        oracle.measured.clear()
+    with pytest.raises(TypeError):
+        oracle.measured[int(oracle.pool[10])] = 1.0
+    with pytest.raises(AttributeError):
+        oracle.budget = 1000
+    with pytest.raises(OracleError, match="exceed the budget of k=10"):
+        oracle.measure(oracle.pool[10:20])
+    assert list(oracle.measured) == oracle.pool[:10].tolist() and oracle.remaining == 0
+    assert repr(oracle) == f"Oracle({oracle.device!r}, pool=1000, budget=10, measured=10)"
+
+
+@pytest.mark.parametrize("ids", [[3.7], ["3"], [[1, 2]], [True]])
+def test_oracle_refuses_ids_that_are_not_integers(hard3, ids):
+    task, table = hard3
+    oracle = next(iter(make_trial(task, 0, 10, table).oracles.values()))
+    with pytest.raises(OracleError, match="arch ids must be integers"):
+        oracle.measure(ids)
+    assert oracle.remaining == 10  # nothing was revealed
+    assert len(oracle.measure([])) == 0 and len(oracle.measure(np.int64(oracle.pool[0]))) == 1
+
+
 def test_eval_archs_are_never_in_the_pool_or_source_sample(hard3):
     task, table = hard3
     trial = make_trial(task, 1, 5, table)

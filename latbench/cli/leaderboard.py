@@ -354,15 +354,31 @@ def board_rerun_job(job: Path, out: Path):
                 highlight=False,
                 soft_wrap=True,
             )
+    params = lb.verify_params(spec["params"], spec["spec"])
+    check_contract(spec["spec"], spec["suite"], params)
     fresh = run_suite(
         spec["spec"],
         spec["suite"],
-        lb.verify_params(spec["params"], spec["spec"]),
+        params,
         workers=spec.get("workers", 1),
         checkpoint=None if units is None else Path(units),
         time_budget=spec.get("time_budget"),
     )
     fresh.write(out)
+
+
+def check_contract(spec: str, suite: str, params: dict) -> None:
+    """The method's contract checks (``latbench.check_method``) at the entry's parameters, on the
+    suite's first task at its smallest k: a method that measures more than k archs or reads target
+    latencies it did not measure is refused before its numbers are re-run."""
+    from latbench.eval.checks import check_method
+    from latbench.leaderboard import board as lb
+    from latbench.methods import registry
+
+    task = lb.suite_tasks(suite)[0].id
+    shots = min(lb.SUITE_SHOTS)
+    err_console.print(f"contract checks of {spec} on {task} at k = {shots}", highlight=False, soft_wrap=True)
+    check_method(registry.resolve(spec), task=task, shots=shots, params=params)
 
 
 @board_app.command("baselines")

@@ -9,7 +9,9 @@ choice, the method's seed) flows from ``(task.seed, trial index)``.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -53,14 +55,25 @@ class SourceData:
         return self
 
 
+def _arch_ids(ids, device: str) -> np.ndarray:
+    """``ids`` as a 1-d int64 array; OracleError for anything but integers (3.7 is not arch 3)."""
+    arr = np.atleast_1d(np.asarray(ids))
+    if arr.size == 0:
+        return np.zeros(0, np.int64)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise OracleError(f"{device}: arch ids must be integers (a 1-d sequence of ints), got {arr.dtype} of shape {arr.shape}")
+    return arr.astype(np.int64)
+
+
 class Oracle:
     """Measures archs on one target device, only from the query pool and at most ``budget`` distinct.
 
     It holds the latencies of the pool's archs only (and their kernel rows): the evaluation set's
     latencies stay with the runner, so nothing a method is handed can reveal them. (A method could
     still read the dataset from disk; the leaderboard relies on ``verify`` and published code for
-    that.) Re-measuring an arch is free. ``measured`` keeps what was revealed, in order. ``rng`` is
-    a generator fixed by (task seed, trial, device), for methods that choose their shots randomly.
+    that.) Re-measuring an arch is free. ``measured`` is a read-only view of what was revealed, in
+    order, and ``budget`` is read-only: a method cannot reset its own count. ``rng`` is a generator
+    fixed by (task seed, trial, device), for methods that choose their shots randomly.
     """
 
     def __init__(
@@ -80,16 +93,29 @@ class Oracle:
         self.pool = np.asarray(pool, dtype=np.int64)
         if len(pool_latency) != len(self.pool):
             raise OracleError(f"{device}: {len(pool_latency)} pool latencies for a pool of {len(self.pool)} archs")
-        self.budget = int(budget)
+        self._budget = int(budget)
         self._pool_latency = dict(zip(self.pool.tolist(), np.asarray(pool_latency, dtype=np.float64).tolist()))
         if default is None:
-            default = np.sort(rng.choice(self.pool, self.budget, replace=False)) if budget else np.zeros(0, np.int64)
+            default = np.sort(rng.choice(self.pool, self._budget, replace=False)) if budget else np.zeros(0, np.int64)
         self._default = np.asarray(default, dtype=np.int64)
         self._kernel_rows = (
             None if kernel_rows is None else kernel_rows[kernel_rows["arch_id"].isin(self.pool)].reset_index(drop=True)
         )
         self._seed = (int(seed), device)
-        self.measured: dict[int, float] = {}
+        self._measured: dict[int, float] = {}
+
+    def __repr__(self) -> str:
+        return f"Oracle({self.device!r}, pool={len(self.pool)}, budget={self._budget}, measured={len(self._measured)})"
+
+    @property
+    def budget(self) -> int:
+        """k: how many distinct pool archs this oracle reveals at most."""
+        return self._budget
+
+    @property
+    def measured(self) -> Mapping[int, float]:
+        """arch id -> latency (ms) of every arch measured so far, in order (a read-only view)."""
+        return MappingProxyType(self._measured)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -103,26 +129,32 @@ class Oracle:
 
     @property
     def remaining(self) -> int:
-        return self.budget - len(self.measured)
+        """How many more distinct archs may be measured."""
+        return self._budget - len(self._measured)
 
     def default_choice(self) -> np.ndarray:
         """k random pool archs (fixed by the task seed and trial), for methods that don't choose."""
         return self._default.copy()
 
     def measure(self, ids) -> np.ndarray:
-        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        """The latencies (ms) of pool archs ``ids`` (an int or a sequence of ints), in the order given.
+
+        Each arch not measured before counts once against the budget; OracleError when ``ids``
+        holds an arch outside the pool, a non-integer id, or more new archs than :attr:`remaining`.
+        """
+        ids = _arch_ids(ids, self.device)
         outside = [int(i) for i in ids if int(i) not in self._pool_latency]
         if outside:
             raise OracleError(f"{self.device}: arch {outside[0]} is not in the query pool; a method may only measure pool archs")
-        new = [int(i) for i in dict.fromkeys(ids.tolist()) if int(i) not in self.measured]
-        if len(self.measured) + len(new) > self.budget:
+        new = [int(i) for i in dict.fromkeys(ids.tolist()) if int(i) not in self._measured]
+        if len(self._measured) + len(new) > self._budget:
             raise OracleError(
-                f"{self.device}: measuring {len(new)} more arch(s) would exceed the budget of k={self.budget} "
-                f"({len(self.measured)} already measured)"
+                f"{self.device}: measuring {len(new)} more arch(s) would exceed the budget of k={self._budget} "
+                f"({len(self._measured)} already measured)"
             )
         for i in new:
-            self.measured[i] = self._pool_latency[i]
-        return np.array([self.measured[int(i)] for i in ids])
+            self._measured[i] = self._pool_latency[i]
+        return np.array([self._measured[int(i)] for i in ids], dtype=np.float64)
 
     def kernels(self, ids):
         """Per-layer kernel latencies (DataFrame arch_id, layer, the layer's signature op, h, cin, cout,
@@ -136,8 +168,8 @@ class Oracle:
                 f"{self.device}: no kernel-level measurements for this device (only end-to-end latency); "
                 "kernel-level training needs a device measured by `latbench profile` with eager PyTorch"
             )
-        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
-        unmeasured = [int(i) for i in ids if int(i) not in self.measured]
+        ids = _arch_ids(ids, self.device)
+        unmeasured = [int(i) for i in ids if int(i) not in self._measured]
         if unmeasured:
             raise OracleError(f"{self.device}: arch {unmeasured[0]} has not been measured; measure() it first")
         rows = self._kernel_rows
