@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 try:
     __version__ = version("latbench")
@@ -22,25 +23,67 @@ _API = {
     "SourceData": "latbench.protocol.trial",
     "Oracle": "latbench.protocol.trial",
     "Trial": "latbench.protocol.trial",
+    "make_trial": "latbench.protocol.trial",
     "TaskSpec": "latbench.tasks.spec",
     "load_task": "latbench.tasks.spec",
     "list_tasks": "latbench.tasks.spec",
+    "SearchSpace": "latbench.spaces.base",
+    "load_space": "latbench.data.store",
     "evaluate": "latbench.eval.runner",
     "EvalResult": "latbench.eval.results",
     "check_method": "latbench.eval.checks",
     "parametrize_with_checks": "latbench.eval.checks",
     "data_dir": "latbench.paths",
+    "LatbenchError": "latbench.errors",
+    "DataError": "latbench.errors",
+    "TaskError": "latbench.errors",
+    "OracleError": "latbench.errors",
+    "MethodError": "latbench.errors",
+    "UnknownArchError": "latbench.errors",
 }
 
-__all__ = ["__version__", *_API]
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from latbench.data.store import load_space
+    from latbench.errors import DataError, LatbenchError, MethodError, OracleError, TaskError, UnknownArchError
+    from latbench.eval.checks import check_method, parametrize_with_checks
+    from latbench.eval.results import EvalResult
+    from latbench.eval.runner import evaluate
+    from latbench.methods.base import Method
+    from latbench.paths import data_dir
+    from latbench.protocol.trial import Oracle, SourceData, Trial, make_trial
+    from latbench.spaces.base import SearchSpace
+    from latbench.tasks.spec import TaskSpec, list_tasks, load_task
+
+__all__ = [
+    "__version__",
+    "Method",
+    "SourceData",
+    "Oracle",
+    "Trial",
+    "make_trial",
+    "TaskSpec",
+    "load_task",
+    "list_tasks",
+    "SearchSpace",
+    "load_space",
+    "evaluate",
+    "EvalResult",
+    "check_method",
+    "parametrize_with_checks",
+    "data_dir",
+    "LatbenchError",
+    "DataError",
+    "TaskError",
+    "OracleError",
+    "MethodError",
+    "UnknownArchError",
+]
 
 
 def __getattr__(name: str):
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'latbench' has no attribute {name!r}")
-    if name == "load_task":
-        return importlib.import_module(module).get_task
     return getattr(importlib.import_module(module), name)
 
 

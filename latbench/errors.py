@@ -34,6 +34,11 @@ class MethodError(LatbenchError):
     """A method is unknown, or returned something the protocol does not accept."""
 
 
+class ParameterError(LatbenchError, ValueError):
+    """An argument of a latbench function has the wrong type or value (a ``ValueError`` too, as in
+    scikit-learn)."""
+
+
 def did_you_mean(name: str, choices) -> str:
     """Return ' (did you mean X?)' for the closest choice, or '' when none is close."""
     import difflib

@@ -200,7 +200,7 @@ def execute(
             failed, text = SweepError, outcome.error
             if text.startswith(f"{MethodError.__name__}: "):  # the method raised (see latbench.eval.trials)
                 failed, text = MethodFailed, text.partition(": ")[2]
-            raise failed(f"{unit.describe()} failed: {text} ({NOTHING_WRITTEN}{kept})", outcome.detail)
+            raise failed(f"{unit.describe()} failed: {text} ({NOTHING_WRITTEN}{kept})", outcome.detail) from outcome.exception
         if outcome.dataset_hash != expected_hash:
             raise SweepError(
                 f"{unit.describe()}: worker on {outcome.host} sees dataset {outcome.dataset_hash[:12]}..., "

@@ -23,6 +23,8 @@ SCHEMA_VERSION = "2"
 
 
 class TrialResult(BaseModel):
+    """One trial of one task at one k: per-device metrics, their mean and worst, what was measured."""
+
     model_config = ConfigDict(extra="forbid")
     trial: int
     seed: int
@@ -34,6 +36,8 @@ class TrialResult(BaseModel):
 
 
 class TaskResult(BaseModel):
+    """Every trial of one task at one k, and each metric's mean and std over the trials."""
+
     model_config = ConfigDict(extra="forbid")
     task: str
     task_version: int
@@ -63,7 +67,18 @@ class TaskResult(BaseModel):
 
 
 class EvalResult(BaseModel):
+    """What :func:`latbench.evaluate` returns: one :class:`TaskResult` per (task, k) in ``results``,
+    with the versions of latbench, the data and the protocol it ran on. ``write``/``read`` keep it as
+    JSON; ``latbench submit`` turns a suite's result into a leaderboard entry."""
+
     model_config = ConfigDict(extra="forbid")
+
+    def __repr__(self) -> str:
+        tasks = list(dict.fromkeys(r.task for r in self.results))
+        shots = sorted({r.shots for r in self.results})
+        trials = max((len(r.trials) for r in self.results), default=0)
+        return f"EvalResult(method={self.method!r}, tasks={len(tasks)}, shots={shots}, trials={trials})"
+
     schema_version: str = SCHEMA_VERSION
     latbench_version: str
     dataset_version: str

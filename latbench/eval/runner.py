@@ -6,22 +6,25 @@ so every number is produced by the same code path (:func:`latbench.eval.units.ru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 from latbench import paths
+from latbench.errors import ParameterError, did_you_mean
 from latbench.eval.executors import Step, execute
 from latbench.eval.results import EvalResult
 from latbench.eval.units import SweepError, Unit, assemble, plan
 from latbench.methods.base import Method
-from latbench.protocol.trial import DEFAULT_SHOTS, DEFAULT_TRIALS
-from latbench.tasks.spec import TaskSpec
+from latbench.protocol.trial import DEFAULT_SHOTS, DEFAULT_TRIALS, PROTOCOLS
+from latbench.tasks.spec import TaskSpec, select
 
 
 def evaluate(
     method: Method,
-    tasks: list[TaskSpec],
+    tasks: TaskSpec | str | Sequence[TaskSpec | str],
     *,
     shots: int | Sequence[int] = DEFAULT_SHOTS,
     trials: int = DEFAULT_TRIALS,
@@ -36,12 +39,18 @@ def evaluate(
 ) -> EvalResult:
     """Run ``method`` on every task for ``trials`` trials at each shot count (k measurements per target).
 
+    ``method`` is a :class:`Method` instance; ``tasks`` a :class:`TaskSpec`, a selector string
+    (``"hard-3"``, ``"hard"``, ``"main"``) or a list of them; ``shots`` one k or several.
+    ``time_budget`` is in seconds. Bad arguments raise :class:`latbench.errors.ParameterError` (a
+    ``ValueError``) before anything runs; a method that fails raises ``MethodFailed`` chained to
+    the method's own exception.
+
     ``on_progress(done, total, elapsed, unit)`` follows each finished (task, trial) unit;
     ``on_step(unit, desc, done, total)`` the steps the method reports inside the running unit
     (``Method.progress``; with ``workers=1`` only, and ``("", 0, 0)`` when a unit starts).
     ``checkpoint``, ``time_budget`` and ``on_resume`` as for :func:`run`.
     """
-    shot_list = [shots] if isinstance(shots, int) else list(shots)
+    tasks, shot_list = _checked_arguments(method, tasks, shots, trials, workers, source_archs, protocol, checkpoint, time_budget)
     label = method.name or type(method).__name__
     return run(
         [(label, method)],
@@ -57,6 +66,51 @@ def evaluate(
         on_resume=on_resume,
         on_step=on_step,
     )[0]
+
+
+def _checked_arguments(method, tasks, shots, trials, workers, source_archs, protocol, checkpoint, time_budget):
+    """(tasks as a list of TaskSpec, shots as a list of ints), or ParameterError in the caller's terms."""
+    if isinstance(method, type):
+        raise ParameterError(f"method must be an instance, not the class: evaluate({method.__name__}(), ...)")
+    if not isinstance(method, Method):
+        raise ParameterError(f"method must be a latbench.Method instance, got {type(method).__name__}")
+    items = [tasks] if isinstance(tasks, (str, TaskSpec)) else list(tasks)
+    chosen: list[TaskSpec] = []
+    for item in items:
+        if isinstance(item, str):
+            chosen.extend(select(item))
+        elif isinstance(item, TaskSpec):
+            chosen.append(TaskSpec.model_validate(item.model_dump()))  # a model_copy skips validation
+        else:
+            raise ParameterError(f"tasks must be TaskSpecs or task selectors (str), got {type(item).__name__}")
+    if not chosen:
+        raise ParameterError("tasks is empty")
+    repeated = [t for t, n in Counter(t.id for t in chosen).items() if n > 1]
+    if repeated:
+        raise ParameterError(f"task {repeated[0]} is given more than once")
+    shot_list = [shots] if isinstance(shots, Integral) else list(shots) if isinstance(shots, Iterable) else [shots]
+    if not shot_list or not all(isinstance(k, Integral) and not isinstance(k, bool) for k in shot_list):
+        raise ParameterError(f"shots must be an int or a sequence of ints, got {shots!r}")
+    shot_list = [int(k) for k in shot_list]
+    if min(shot_list) < 0 or len(set(shot_list)) != len(shot_list):
+        raise ParameterError(f"shots must be distinct ints >= 0, got {shot_list}")
+    for name, value in (("trials", trials), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ParameterError(f"{name} must be an int >= 1, got {value!r}")
+    if protocol not in PROTOCOLS:
+        raise ParameterError(
+            f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}{did_you_mean(str(protocol), PROTOCOLS)}"
+        )
+    if source_archs not in ("sample", "all"):
+        raise ParameterError(f"source_archs must be 'sample' or 'all', got {source_archs!r}")
+    if time_budget is not None and (checkpoint is None or not time_budget > 0):
+        raise ParameterError(f"time_budget (seconds) must be > 0 and needs a checkpoint folder, got {time_budget!r}")
+    if protocol == "official":
+        for t in chosen:
+            pool = len((t.arch_pools or t.pools).query_pool)
+            if max(shot_list) > pool:
+                raise ParameterError(f"k={max(shot_list)} is larger than task {t.id}'s query pool ({pool} archs)")
+    return chosen, shot_list
 
 
 def run(

@@ -8,6 +8,7 @@ output does not depend on the executor, the worker count or the completion order
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -66,6 +67,9 @@ class Outcome:
     host: str
     error: str = ""
     detail: str = ""
+    #: the exception itself, in-process only (it is not sent between processes): chained to the
+    #: error the caller sees, so a debugger reaches the method's own frame
+    exception: BaseException | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 _LIMITED = False
@@ -134,7 +138,14 @@ def run_unit(unit: Unit, worker: bool = False) -> Outcome:
         return Outcome(unit.index, trials, store.info()["content_hash"], time.perf_counter() - tic, host)
     except Exception as e:
         return Outcome(
-            unit.index, None, "", time.perf_counter() - tic, host, error=f"{type(e).__name__}: {e}", detail=traceback.format_exc()
+            unit.index,
+            None,
+            "",
+            time.perf_counter() - tic,
+            host,
+            error=f"{type(e).__name__}: {e}",
+            detail=traceback.format_exc(),
+            exception=None if worker else e,
         )
 
 

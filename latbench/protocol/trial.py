@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from latbench.data import store
 from latbench.errors import OracleError
 from latbench.tasks.spec import TaskSpec
 
@@ -24,7 +25,7 @@ DEFAULT_TRIALS = 5
 SUITE_SHOTS = (5, 10, 20)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SourceData:
     """Latencies a method may train on: ``latency[d, j]`` = ms of ``arch_ids[j]`` on ``devices[d]``.
 
@@ -48,7 +49,17 @@ class SourceData:
     kernels: dict = field(default_factory=dict)
 
     def device(self, name: str) -> np.ndarray:
+        """The latencies (ms) of the source archs on source device ``name``."""
+        if name not in self.devices:
+            raise KeyError(f"{name!r} is not a source device of this trial; its source devices: {', '.join(self.devices)}")
         return self.latency[self.devices.index(name)]
+
+    def __repr__(self) -> str:
+        return (
+            f"SourceData(space={self.space!r}, devices={len(self.devices)}, archs={len(self.arch_ids)}, "
+            f"valid_devices={len(self.valid_devices)}, reference_archs={len(self.reference_ids)}, "
+            f"kernel_tables={len(self.kernels)})"
+        )
 
     def __deepcopy__(self, memo):
         """Shared, not copied: the source data is frozen and fitted methods that keep it are deep-copied per k."""
@@ -176,8 +187,11 @@ class Oracle:
         return rows[rows["arch_id"].isin(ids)].reset_index(drop=True)
 
 
-@dataclass
+@dataclass(repr=False)
 class Trial:
+    """One trial of a task at one k, as a method sees it: the source data to ``fit`` on and one
+    :class:`Oracle` per target device to ``adapt`` with; ``eval_ids`` are the archs it is scored on."""
+
     task: TaskSpec
     index: int
     shots: int
@@ -186,6 +200,12 @@ class Trial:
     oracles: dict[str, Oracle]
     eval_ids: dict[str, np.ndarray]  # per target device (the official protocol uses one set for all)
     protocol: str = "official"
+
+    def __repr__(self) -> str:
+        return (
+            f"Trial(task={self.task.id!r}, index={self.index}, shots={self.shots}, protocol={self.protocol!r}, "
+            f"targets={list(self.oracles)})"
+        )
 
 
 def trial_seed(task: TaskSpec, trial: int) -> int:
@@ -201,14 +221,18 @@ def make_trial(
     task: TaskSpec,
     trial: int,
     shots: int,
-    table,
+    table=None,
     *,
     protocol: str = "official",
     source_archs: str = "sample",
-    reference_ids=(),
+    reference_ids=None,
     kernels: dict | None = None,
 ) -> Trial:
     """Build trial ``trial`` of ``task`` from the space's :class:`LatencyTable` (truth stays there).
+
+    By default it is the trial :func:`latbench.evaluate` runs: the built dataset's latencies
+    (``table``), the space's reference archs (``reference_ids``) and its kernel tables
+    (``kernels``); pass ``reference_ids=()`` or ``kernels={}`` to leave them out.
 
     ``protocol``:
 
@@ -230,6 +254,12 @@ def make_trial(
     """
     if protocol not in PROTOCOLS:
         raise OracleError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if table is None:
+        table = store.load_latency(task.space)
+    if reference_ids is None:
+        reference_ids = store.load_space(task.space).reference_ids
+    if kernels is None:
+        kernels = store.load_kernels(task.space)
     task.check_devices(table.devices)
     n_archs = table.values.shape[1]
     task.check_archs(n_archs)

@@ -68,7 +68,19 @@ class ArchPools(BaseModel):
 
 
 class TaskSpec(BaseModel):
+    """One task, as its versioned file states it: the source devices a method trains on, the
+    target devices it is scored on, and the arch pools of the protocol (source sample, query pool,
+    evaluation set). Validated on load: no device is both source and target, pools are disjoint."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __repr__(self) -> str:  # the pools hold thousands of ids: summarise them
+        p = self.arch_pools or self.pools
+        return (
+            f"TaskSpec(id={self.id!r}, version={self.version}, space={self.space!r}, tier={self.tier!r}, "
+            f"source={len(self.source)} devices, target={self.target!r}, pools={len(p.source_sample)}/"
+            f"{len(p.query_pool)}/{len(p.eval)} source/query/eval archs)"
+        )
 
     id: str
     version: int
@@ -277,11 +289,21 @@ def _order(t: TaskSpec):
     return (0, TIERS.index(t.tier), int(num) if num.isdigit() else 0)
 
 
-def get_task(task_id: str) -> TaskSpec:
+def load_task(task_id: str) -> TaskSpec:
+    """The task ``task_id`` (``hard-3``, ``help-nb201``, a task of yours): TaskError naming the
+    nearest ids when there is none. A task file written since the last look (``latbench tasks
+    create`` in another process) is found too."""
     tasks = _registry()
+    if task_id not in tasks:
+        _user.cache_clear()
+        tasks = _registry()
     if task_id not in tasks:
         raise TaskError(f"unknown task {task_id!r}{did_you_mean(task_id, tasks)}; see `latbench tasks list`")
     return tasks[task_id]
+
+
+#: The name the rest of latbench uses.
+get_task = load_task
 
 
 def select(selector: str) -> list[TaskSpec]:
