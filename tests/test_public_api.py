@@ -37,9 +37,7 @@ def test_load_task_finds_a_task_created_since_and_objects_print_short(data, tmp_
     monkeypatch.setenv("LATBENCH_USER_TASKS", str(tmp_path))
     list_tasks()  # the registry is now cached without the new task
     hard3 = latbench.load_task("hard-3")
-    (tmp_path / "mine.yaml").write_text(
-        hard3.model_copy(update={"id": "mine", "kind": "user", "tier": None}).to_yaml()
-    )
+    (tmp_path / "mine.yaml").write_text(hard3.model_copy(update={"id": "mine", "kind": "user", "tier": None}).to_yaml())
     assert latbench.load_task("mine").target == hard3.target
     trial = latbench.make_trial(hard3, 0, 10)
     assert len(trial.source.reference_ids) == len(latbench.load_space("nb201").reference_ids) > 0  # as evaluate builds it
