@@ -468,3 +468,30 @@ def test_create_into_another_folder_says_how_to_use_it(own, tmp_path, monkeypatc
     monkeypatch.setenv("LATBENCH_USER_TASKS", str(tmp_path / "mytasks"))
     res = _cli("eval", "--method", "flops", "--task", "elsewhere", "--trials", "1", "-k", "5")
     assert res.exit_code == 0, res.output
+
+
+def test_create_with_a_help_target_takes_every_other_help_device_as_sources(data, tmp_path):
+    """`--target pixel3` alone: the default `--source help` leaves the target out instead of refusing it."""
+    from latbench.data import store
+    from latbench.tasks.user import create_task, help_devices
+
+    task, path, _ = create_task("mine", "nb201", "pixel3", folder=tmp_path)  # one device name, not its letters
+    assert task.target == ("pixel3",) and path == tmp_path / "mine.yaml"
+    assert set(task.source) == set(help_devices(store.load_latency("nb201"))) - {"pixel3"}
+    res = CliRunner().invoke(
+        app,
+        [
+            "tasks",
+            "create",
+            "mine2",
+            "--space",
+            "nb201",
+            "--target",
+            "pixel3",
+            "--source",
+            "pixel3",
+            "--tasks-dir",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 1 and "both source and target" in res.output  # a device named as both still is refused

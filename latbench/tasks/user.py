@@ -35,11 +35,12 @@ def help_devices(table) -> list[str]:
     return [d for d in table.complete_devices() if d in pinned]
 
 
-def _expand_sources(source, table) -> list[str]:
+def _expand_sources(source, table, target) -> list[str]:
+    """``source`` with ``help`` expanded to every HELP device of the space that is not a target."""
     out: list[str] = []
     for d in source:
         if d == HELP_SOURCES:
-            found = help_devices(table)
+            found = [x for x in help_devices(table) if x not in target]
             if not found:
                 raise TaskError(
                     f"--source help: the {table.space} data has no HELP devices (a build without the HELP source, "
@@ -78,7 +79,8 @@ def create_task(
     Parameters
     ----------
     target, source
-        Device names of the built dataset; ``source`` may include ``"help"`` (every HELP device).
+        A device name or a list of them (of the built dataset); ``source`` may include ``"help"``:
+        every HELP device of the space but the targets.
     folder
         Where to write ``<name>.yaml`` (default: :func:`latbench.tasks.spec.user_tasks_dir`).
     allow_noisy
@@ -97,8 +99,8 @@ def create_task(
     if space not in spaces:
         raise TaskError(f"space {space!r} is not in the built dataset (spaces: {', '.join(spaces)})")
     table = store.load_latency(space)
-    target = list(dict.fromkeys(target))
-    source = _expand_sources(source, table)
+    target = list(dict.fromkeys([target] if isinstance(target, str) else target))
+    source = _expand_sources([source] if isinstance(source, str) else source, table, target)
     if not target or not source:
         raise TaskError("a task needs at least one --target and one --source device")
     for d in [*source, *target]:
