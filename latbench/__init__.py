@@ -20,6 +20,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 #: stays cheap for the CLI and for worker processes.
 _API = {
     "Method": "latbench.methods.base",
+    "make_method": "latbench.methods.registry",
     "SourceData": "latbench.protocol.trial",
     "Oracle": "latbench.protocol.trial",
     "Trial": "latbench.protocol.trial",
@@ -39,16 +40,18 @@ _API = {
     "TaskError": "latbench.errors",
     "OracleError": "latbench.errors",
     "MethodError": "latbench.errors",
+    "ParameterError": "latbench.errors",
     "UnknownArchError": "latbench.errors",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from latbench.data.store import load_space
-    from latbench.errors import DataError, LatbenchError, MethodError, OracleError, TaskError, UnknownArchError
+    from latbench.errors import DataError, LatbenchError, MethodError, OracleError, ParameterError, TaskError, UnknownArchError
     from latbench.eval.checks import check_method, parametrize_with_checks
     from latbench.eval.results import EvalResult
     from latbench.eval.runner import evaluate
     from latbench.methods.base import Method
+    from latbench.methods.registry import make_method
     from latbench.paths import data_dir
     from latbench.protocol.trial import Oracle, SourceData, Trial, make_trial
     from latbench.spaces.base import SearchSpace
@@ -57,6 +60,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
 __all__ = [
     "__version__",
     "Method",
+    "make_method",
     "SourceData",
     "Oracle",
     "Trial",
@@ -76,6 +80,7 @@ __all__ = [
     "TaskError",
     "OracleError",
     "MethodError",
+    "ParameterError",
     "UnknownArchError",
 ]
 

@@ -92,12 +92,18 @@ def resolve(spec: str) -> type[Method]:
     return cls
 
 
-def make(spec: str, **params) -> Method:
+def make_method(spec: str, **params) -> Method:
+    """A new instance of the method ``spec`` (a registered name such as ``latref``, or
+    ``package.module:Class``) with hyperparameters ``params``; MethodError naming what is wrong."""
     cls = resolve(spec)
     try:
         return cls(**params)
     except TypeError as e:
         raise MethodError(f"method {spec!r}: bad parameters {params}: {e}") from None
+
+
+#: The name the rest of latbench uses.
+make = make_method
 
 
 @functools.lru_cache(maxsize=1)
