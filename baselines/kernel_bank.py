@@ -124,11 +124,12 @@ class KernelBank:
             self._memo = out.copy()
         return out
 
-    def family_sums(self, counts) -> tuple[np.ndarray, list[str]]:
-        """[n_archs, n_families] predicted ms per kernel family, and the family names."""
+    def family_sums(self, space, counts) -> tuple[np.ndarray, list[str]]:
+        """[n_archs, n_families] predicted ms per kernel family of ``space``, and the family names
+        (the space's own, so the columns do not depend on which other spaces the process has seen)."""
         p = self.predict_codes()
         cat = kernels.kernel_catalog(self.rules)
-        fams = sorted(set(cat["family"].tolist()))
+        fams = sorted(set(cat["family"].iloc[kernels.space_codes(space, self.rules)].tolist()))
         fam = cat["family"].to_numpy()
         cols = []
         for f in fams:

@@ -124,7 +124,7 @@ class NNMeter(Method):
         return self
 
     def _family_sums(self, ids, d: int):
-        return self.banks_[d].family_sums(kernels.count_matrix(self.space_, ids, self.rules_))
+        return self.banks_[d].family_sums(self.space_, kernels.count_matrix(self.space_, ids, self.rules_))
 
     def adapt(self, device, oracle):
         super().adapt(device, oracle)

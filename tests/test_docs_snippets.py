@@ -17,7 +17,10 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: (page, first line of the block): why it does not run alone
 FRAGMENTS = {
     ("protocol.md", "method.fit(source, space, seed)  # source devices' latencies on the source sample"): "the three calls",
-    ("writing-a-method.md", "method.fit(source, space, seed)  # source devices' latencies on the source sample"): "the three calls",
+    (
+        "writing-a-method.md",
+        "method.fit(source, space, seed)  # source devices' latencies on the source sample",
+    ): "the three calls",
     ("writing-a-method.md", "def adapt(self, device, oracle):"): "a method body",
     ("writing-a-method.md", "for epoch in range(self.epochs):"): "a loop inside fit",
     ("writing-a-method.md", "from latbench import parametrize_with_checks"): "imports the reader's own package",

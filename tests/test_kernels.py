@@ -315,3 +315,59 @@ def test_kernel_table_timing(dataset):
     print(f"nb201 kernel table: {len(df)} kernels, cold {cold:.1f} s, warm {warm:.2f} s")
     assert df["arch_id"].nunique() == 15_625
     assert cold < 120 and warm < 10
+
+
+def _relative_codes(space, ids, rules="default"):
+    """Codes of ``ids`` relative to the space's block, and the block's catalogue rows."""
+    block = kernels.space_codes(space, rules)
+    cat = kernels.kernel_catalog(rules).iloc[block].reset_index(drop=True)
+    return [c - block.start for c in kernels.kernel_codes(space, ids, rules)], cat
+
+
+def test_kernel_codes_do_not_depend_on_what_the_process_decomposed_before(dataset):
+    """A sweep worker or a verify run meets archs and spaces in another order than the run it repeats:
+    the codes (and so every sum over them and the row order of every per-kernel fit) must not move."""
+    from latbench.data.store import get_space
+
+    nb201, ofa = get_space("nb201"), get_space("ofa")
+    ids = np.arange(200, 240)
+    kernels.clear_cache()
+    first, cat_first = _relative_codes(nb201, ids)
+    kernels.clear_cache()
+    kernels.kernel_codes(ofa, np.arange(50))  # another space first: nb201's block starts elsewhere
+    second, cat_second = _relative_codes(nb201, ids)
+    assert kernels.space_codes(nb201).start > 0
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert cat_first.equals(cat_second)
+
+
+def test_kernel_code_cache_on_disk_is_checked_and_rebuilt_when_unsound(dataset):
+    from latbench.data.store import get_space
+
+    space = get_space("fbnet")
+    kernels.clear_cache()
+    computed, cat = _relative_codes(space, np.arange(30))
+    path = kernels._cache_file(space, "tflite-cpu")
+    assert path.is_file()  # written by the pass above, or by an earlier one
+    for bad in (b"not an npz", path.read_bytes()[:100]):
+        path.write_bytes(bad)
+        kernels.clear_cache()
+        again, cat_again = _relative_codes(space, np.arange(30))  # refused, recomputed, rewritten
+        assert all(np.array_equal(a, b) for a, b in zip(computed, again)) and cat.equals(cat_again)
+        assert kernels._load(path, len(space)) is not None
+
+
+def test_nn_meter_scores_do_not_depend_on_the_tasks_run_before(dataset):
+    """nn-Meter's per-family scales used every family in the catalogue, other spaces' too."""
+    from latbench.eval.runner import evaluate
+    from latbench_baselines.nn_meter import NNMeter
+
+    def hard3():
+        r = evaluate(NNMeter(**NNMeter.check_params), "hard-3", shots=5, trials=1)
+        return r.results[0].trials[0].devices
+
+    kernels.clear_cache()
+    alone = hard3()
+    kernels.clear_cache()
+    kernels.kernel_codes(__import__("latbench").load_space("ofa"), np.arange(100))  # OFA's families join the catalogue
+    assert hard3() == alone

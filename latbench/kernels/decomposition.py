@@ -49,8 +49,11 @@ an arch sum exactly to ``space.flops``, ``space.params`` and ``space.activations
 from __future__ import annotations
 
 import functools
+import hashlib
 import weakref
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -397,45 +400,143 @@ def decompose(space, arch_id: int, rules: str = "default") -> list[Kernel]:
 
 
 # ---- batched table ------------------------------------------------------------------------------
-# Distinct kernels are few (~40 on NB201, ~150 on FBNet, ~2,000 on OFA under tflite-cpu), so an arch
+# Distinct kernels are few (~40 on NB201, ~200 on FBNet, ~2,000 on OFA under tflite-cpu), so an arch
 # is stored as an int array of codes into a catalogue of distinct kernels, per rule set.
-_CATALOG: dict[str, dict[tuple, int]] = {}  # rules -> {feature row: code}
-# (space name, fingerprint of its arch list, rules) -> {arch_id: codes}
-_CODES: dict[tuple[str, int, str], dict[int, np.ndarray]] = {}
-_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#
+# Codes are canonical: a space's kernels get theirs from one pass over *all* its archs in id order,
+# as one contiguous block of the catalogue. So whatever a process decomposed before (other archs,
+# other tasks, other spaces), the codes of a space keep the same relative order, every sum over
+# codes runs in the same order and the per-kernel fits see their rows in the same order: a result
+# does not depend on what else the process ran (the sweep executors and `verify` rely on that).
+# The pass takes 10-20 s per space and rule set, so its result is kept on disk
+# (LATBENCH_HOME/cache/kernels/), keyed by the space's arch list, the rule set and this code.
+_CATALOG: dict[str, dict[tuple, int]] = {}  # rules -> {(space key, feature row): code}
+_TABLES: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}  # (space, arch digest, rules) -> (offsets, codes)
+_BLOCKS: dict[tuple[str, str, str], slice] = {}  # the same key -> the space's block of codes
+_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _fingerprint(space) -> int:
-    """Identifies a space's arch list, so equal spaces (reloaded from the dataset) share a cache."""
-    fp = _FINGERPRINTS.get(space)
-    if fp is None:
-        fp = hash((space.name, tuple(space.arch_str(i) for i in range(len(space)))))
-        _FINGERPRINTS[space] = fp
-    return fp
+def _digest(space) -> str:
+    """sha256 of a space's arch list: equal spaces (reloaded from the dataset) share codes and a cache file."""
+    d = _DIGESTS.get(space)
+    if d is None:
+        h = hashlib.sha256(space.name.encode())
+        for i in range(len(space)):
+            h.update(b"\n" + space.arch_str(i).encode())
+        d = _DIGESTS[space] = h.hexdigest()
+    return d
 
 
-def _arch_codes(space, arch_id: int, rules: str) -> np.ndarray:
-    g = space._layer_graph(space.arch_str(arch_id))  # not space.layer_graph: its LRU is small, we cache codes
-    layers, inputs = g.layers, g.inputs
-    catalog = _CATALOG.setdefault(rules, {})
-    codes = []
-    size = [l.activations for l in layers]
-    for idx, kind in _fuse(tuple(op_type(l) for l in layers), inputs, rules):
-        row = _kernel(tuple(layers[i] for i in idx), kind, _reads(layers, inputs, idx, size))
-        codes.append(catalog.setdefault(row, len(catalog)))
-    return np.asarray(codes, dtype=np.int32)
+@functools.cache
+def _code_digest() -> str:
+    """sha256 of the code that decomposes archs (this module and the search spaces' layer lists)."""
+    from latbench import spaces
+
+    h = hashlib.sha256()
+    for path in [Path(__file__), *sorted(Path(spaces.__file__).parent.glob("*.py"))]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _cache_file(space, rules: str) -> Path:
+    from latbench import paths
+
+    key = hashlib.sha256(f"{_digest(space)} {rules} {_code_digest()}".encode()).hexdigest()[:24]
+    return paths.home() / "cache" / "kernels" / f"{space.name}-{rules}-{key}.npz"
+
+
+def _decompose_space(space, rules: str) -> dict[str, np.ndarray]:
+    """Every arch of ``space`` in id order as arrays: ``offsets`` [n + 1] into ``codes``, numbered
+    0.. in the order the kernels first occur, and the kernels' ``type`` and :data:`FEATURES`."""
+    local: dict[tuple, int] = {}
+    codes: list[int] = []
+    offsets = [0]
+    for i in range(len(space)):
+        g = space._layer_graph(space.arch_str(i))  # not space.layer_graph: its LRU is small
+        layers, inputs = g.layers, g.inputs
+        size = [l.activations for l in layers]
+        for idx, kind in _fuse(tuple(op_type(l) for l in layers), inputs, rules):
+            row = _kernel(tuple(layers[j] for j in idx), kind, _reads(layers, inputs, idx, size))
+            codes.append(local.setdefault(row, len(local)))
+        offsets.append(len(codes))
+    rows = list(local)
+    columns = {"offsets": np.asarray(offsets, dtype=np.int64), "codes": np.asarray(codes, dtype=np.int32)}
+    columns["type"] = np.array([r[0] for r in rows], dtype=np.str_)
+    for j, name in enumerate(FEATURES, start=1):
+        values = [r[j] for r in rows]
+        columns[name] = np.array(values, dtype=np.int64 if all(isinstance(v, int) for v in values) else np.float64)
+    return columns
+
+
+def _save(path: Path, columns: dict[str, np.ndarray]) -> None:
+    from latbench.io import atomic_path
+
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **columns)
+    except OSError:
+        pass  # a read-only home: the next process decomposes again
+
+
+def _load(path: Path, n_archs: int) -> dict[str, np.ndarray] | None:
+    """What :func:`_save` wrote, checked (plain arrays only, no pickles); None if missing or not sound."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            columns = {name: z[name] for name in ("offsets", "codes", "type", *FEATURES)}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    offsets, codes, types = columns["offsets"], columns["codes"], columns["type"]
+    cols = [columns[name] for name in FEATURES]
+    n_rows = len(types)
+    sound = (
+        offsets.dtype == np.int64
+        and codes.dtype == np.int32
+        and types.dtype.kind == "U"
+        and offsets.shape == (n_archs + 1,)
+        and offsets[0] == 0
+        and offsets[-1] == len(codes)
+        and bool(np.all(np.diff(offsets) >= 0))
+        and all(c.shape == (n_rows,) and c.dtype in (np.int64, np.float64) for c in cols)
+        and (len(codes) == 0 or (codes.min() >= 0 and codes.max() < n_rows))
+    )
+    return columns if sound else None
+
+
+def _space_table(space, rules: str) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, global codes) of every arch of ``space`` under ``rules``: from memory, the disk
+    cache, or one pass over the space; its kernels join the catalogue as one contiguous block."""
+    key = (space.name, _digest(space), rules)
+    table = _TABLES.get(key)
+    if table is None:
+        path = _cache_file(space, rules)
+        columns = _load(path, len(space))
+        if columns is None:
+            columns = _decompose_space(space, rules)
+            _save(path, columns)
+        # the rows are rebuilt from the arrays either way, so a loaded catalogue equals a computed one
+        rows = list(zip(columns["type"].tolist(), *(columns[name].tolist() for name in FEATURES)))
+        offsets, local = columns["offsets"], columns["codes"]
+        catalog = _CATALOG.setdefault(rules, {})
+        start = len(catalog)
+        for j, row in enumerate(rows):
+            catalog[(key, row)] = start + j
+        _BLOCKS[key] = slice(start, start + len(rows))
+        table = _TABLES[key] = (offsets, (local.astype(np.int64) + start).astype(np.int32))
+    return table
+
+
+def space_codes(space, rules: str = "default") -> slice:
+    """The codes of ``space``'s kernels under ``rules``: one block of :func:`kernel_catalog`."""
+    rules = resolve_rules(rules)
+    _space_table(space, rules)
+    return _BLOCKS[(space.name, _digest(space), rules)]
 
 
 def kernel_codes(space, ids, rules: str = "default") -> list[np.ndarray]:
-    """Per arch of ``ids``, its kernels as codes into :func:`kernel_catalog` (cached per space)."""
+    """Per arch of ``ids``, its kernels as codes into :func:`kernel_catalog` (canonical, see above)."""
     rules = resolve_rules(rules)
-    cache = _CODES.setdefault((space.name, _fingerprint(space), rules), {})
-    out = []
-    for i in space._ids(ids).tolist():
-        if i not in cache:
-            cache[i] = _arch_codes(space, i, rules)
-        out.append(cache[i])
-    return out
+    offsets, codes = _space_table(space, rules)
+    return [codes[offsets[i] : offsets[i + 1]] for i in space._ids(ids).tolist()]
 
 
 #: Columns of a profiler kernel row that name the layer it timed (``latbench.measure.profiler``).
@@ -513,10 +614,11 @@ def measured_code_latency(space, rows) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def kernel_catalog(rules: str = "default"):
-    """DataFrame of every distinct kernel seen so far under ``rules``: index = code; type, family, features."""
+    """DataFrame of the kernels under ``rules`` of every space decomposed so far: index = code; type,
+    family, features. Each space's kernels form one block (a kernel found in two spaces has two codes)."""
     import pandas as pd
 
-    rows = list(_CATALOG.get(resolve_rules(rules), {}))
+    rows = [row for _, row in _CATALOG.get(resolve_rules(rules), {})]
     df = pd.DataFrame(rows, columns=("type",) + FEATURES)
     df.insert(1, "family", df["type"].map(predictor_family))
     return df
@@ -589,7 +691,8 @@ def type_sums(
 
 def clear_cache() -> None:
     """Forget every kernel table and catalogue (and the fusion memo, e.g. after editing RULE_SETS)."""
-    _CODES.clear()
+    _TABLES.clear()
+    _BLOCKS.clear()
     _CATALOG.clear()
     _fuse.cache_clear()
     _follows.cache_clear()
