@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latbench.errors import MethodError
+from latbench.errors import MethodError, TaskError
 from latbench.eval.checks import CHECKS, check_method, method_checks, parametrize_with_checks
 from latbench.methods.base import Method
 from latbench.methods.registry import available, make, resolve
@@ -148,6 +148,11 @@ def test_error_messages_name_the_problem(data):
         check_method(dict)
     with pytest.raises(MethodError, match="check_init_only_stores_params: bad parameters"):
         check_method(Noisy, params={"nonsense": 1})
+    with pytest.raises(MethodError, match="pass the class, not an instance: check_method\\(Noisy"):
+        check_method(Noisy())
+    with pytest.raises(TaskError, match="unknown task 'hard-33'") as info:
+        check_method(Noisy, task="hard-33")  # the task's fault, not the method's
+    assert not isinstance(info.value, MethodError)
 
 
 def test_parametrize_with_checks_ids_and_params():

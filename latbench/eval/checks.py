@@ -236,6 +236,8 @@ def _session(method_cls, params: dict | None, task: str, shots: int) -> _Session
 # ------------------------------------------------------------------------------------ checks
 def _check_is_method_subclass(s: _Session) -> None:
     cls = s.method_cls
+    if isinstance(cls, Method):
+        raise _Fail(f"pass the class, not an instance: check_method({type(cls).__name__}, params={{...}})")
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise _Fail(f"{cls!r} is not a latbench.Method subclass")
 
@@ -418,6 +420,7 @@ def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5,
     trials (not the cache the parametrised checks share), so it always sees the class as it is now.
     """
     params = _params_or_check_params(method_cls, params)
+    get_task(task)  # a TaskError of its own: a mistyped task is not the method's failure
     session = _Session(method_cls, params, task, shots)
     for name in CHECKS:
         MethodCheck(name, method_cls, params, task, shots, session=session)()

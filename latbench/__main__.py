@@ -1,0 +1,5 @@
+"""``python -m latbench``: the same as the ``latbench`` command."""
+
+from latbench.cli.main import app
+
+app(prog_name="latbench")
