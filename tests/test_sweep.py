@@ -271,3 +271,13 @@ def test_baselines_replace_keeps_one_entry_per_method_and_suite(data, tmp_path, 
     run(TASKS, "main", "--replace")  # a re-run that reproduces the entry replaces it: not a duplicate of it
     (again,) = [e for e in lb.list_entries(board / "entries") if e.suite == "main"]
     assert again.status == "verified" and lb.same_results(again, main)
+
+
+def test_a_kernel_method_gives_the_same_numbers_with_one_worker_or_two(data):
+    """Two workers split the tasks between two processes, so each meets the archs (and spaces) in
+    another order than the single process does; kernel-level methods must not notice."""
+    from latbench.tasks.spec import select
+
+    tasks = select("hard-1,hard-3")  # one each: hard-3 runs in a fresh process, or after hard-1
+    one, two = (runner.run(sweep.make_methods(["opwise-lasso"], {}), tasks, shots=[5], trials=1, workers=w)[0] for w in (1, 2))
+    assert _metrics(one.results) == _metrics(two.results)
