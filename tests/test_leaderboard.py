@@ -636,6 +636,9 @@ def test_render_readme_and_page(flops, board):
     assert {t["group"] for t in data["suites"]["main"]["tasks"]} == {"easy", "medium", "hard"}
     assert set(data["suites"]["main"]["spaces"]) == {"nb201", "fbnet", "ofa"}
     assert not list((board / "site").glob(".*")), "temp file left next to index.html"
+    assert data["generated"] == max(e.date for e in entries)  # no clock: the same entries, the same page
+    assert CliRunner().invoke(app, ["leaderboard", "render"]).exit_code == 0
+    assert (board / "site" / "index.html").read_text() == page
     ranked = data["ranked"]["main"]["10"]
     table = lb.ranking(entries, "main", 10)
     assert ranked["order"] == [r["entry"] for r in table.rows] and ranked["n_units"] == 90
