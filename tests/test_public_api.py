@@ -60,7 +60,10 @@ class Boom(latbench.Method):
         (lambda m: latbench.evaluate(m, ["hard-3", latbench.load_task("hard-3")]), "task hard-3 is given more than once"),
         (lambda m: latbench.evaluate(m, "hard-3", shots=10.0), "shots must be an int or a sequence of ints"),
         (lambda m: latbench.evaluate(m, "hard-3", shots=[5, 5]), "shots must be distinct ints >= 0"),
-        (lambda m: latbench.evaluate(m, "hard-3", shots=5000), "k=5000 is larger than task hard-3's query pool (1000 archs)"),
+        (
+            lambda m: latbench.evaluate(m, "hard-3", shots=5000),
+            "k=5000 is larger than the query pool of task hard-3 (1000 archs)",
+        ),
         (lambda m: latbench.evaluate(m, "hard-3", trials=0), "trials must be an int >= 1"),
         (lambda m: latbench.evaluate(m, "hard-3", protocol="offical"), "did you mean official"),
         (lambda m: latbench.evaluate(m, "hard-3", time_budget=-1), "time_budget (seconds) must be > 0"),

@@ -109,7 +109,7 @@ def _checked_arguments(method, tasks, shots, trials, workers, source_archs, prot
         for t in chosen:
             pool = len((t.arch_pools or t.pools).query_pool)
             if max(shot_list) > pool:
-                raise ParameterError(f"k={max(shot_list)} is larger than task {t.id}'s query pool ({pool} archs)")
+                raise ParameterError(f"k={max(shot_list)} is larger than the query pool of task {t.id} ({pool} archs)")
     return chosen, shot_list
 
 
