@@ -57,6 +57,10 @@ class Boom(latbench.Method):
         (lambda m: latbench.evaluate(type(m), "hard-3"), "method must be an instance, not the class"),
         (lambda m: latbench.evaluate(object(), "hard-3"), "method must be a latbench.Method instance"),
         (lambda m: latbench.evaluate(m, [3]), "tasks must be TaskSpecs or task selectors"),
+        (
+            lambda m: latbench.evaluate(m, latbench.load_task("hard-3").model_copy(update={"target": ("1080ti_1",)})),
+            "task hard-3: Value error, devices both source/valid and target: ['1080ti_1']",
+        ),
         (lambda m: latbench.evaluate(m, ["hard-3", latbench.load_task("hard-3")]), "task hard-3 is given more than once"),
         (lambda m: latbench.evaluate(m, "hard-3", shots=10.0), "shots must be an int or a sequence of ints"),
         (lambda m: latbench.evaluate(m, "hard-3", shots=[5, 5]), "shots must be distinct ints >= 0"),

@@ -12,6 +12,8 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from latbench import paths
 from latbench.errors import ParameterError, did_you_mean
 from latbench.eval.executors import Step, execute
@@ -80,7 +82,10 @@ def _checked_arguments(method, tasks, shots, trials, workers, source_archs, prot
         if isinstance(item, str):
             chosen.extend(select(item))
         elif isinstance(item, TaskSpec):
-            chosen.append(TaskSpec.model_validate(item.model_dump()))  # a model_copy skips validation
+            try:  # a model_copy(update=...) skips validation: a target may have become a source too
+                chosen.append(TaskSpec.model_validate(item.model_dump()))
+            except ValidationError as e:
+                raise ParameterError(f"task {item.id}: {e.errors()[0]['msg']}") from None
         else:
             raise ParameterError(f"tasks must be TaskSpecs or task selectors (str), got {type(item).__name__}")
     if not chosen:
