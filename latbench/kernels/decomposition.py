@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import weakref
 import zipfile
 from dataclasses import dataclass, field
@@ -441,8 +442,9 @@ def _code_digest() -> str:
 def _cache_file(space, rules: str) -> Path:
     from latbench import paths
 
-    key = hashlib.sha256(f"{_digest(space)} {rules} {_code_digest()}".encode()).hexdigest()[:24]
-    return paths.home() / "cache" / "kernels" / f"{space.name}-{rules}-{key}.npz"
+    # the rule set's content too: a rule set added or edited at run time (RULE_SETS is data) gets its own file
+    key = hashlib.sha256(f"{_digest(space)} {rules} {RULE_SETS[rules]!r} {_code_digest()}".encode()).hexdigest()[:24]
+    return paths.home() / "cache" / "kernels" / f"{space.name}-{re.sub(r'[^A-Za-z0-9_.-]', '_', rules)}-{key}.npz"
 
 
 def _decompose_space(space, rules: str) -> dict[str, np.ndarray]:
