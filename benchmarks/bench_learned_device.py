@@ -34,9 +34,9 @@ QUICK = {
 def run_unit(name: str, task, device: str, params: dict, shots: int):
     """(seconds, per-device Spearman dict) of one unit of ``name`` on ``device``."""
     from latbench import evaluate
-    from latbench.methods.registry import make
+    from latbench.methods.registry import make_method
 
-    method = make(name, **params, device=device)
+    method = make_method(name, **params, device=device)
     t0 = time.perf_counter()
     result = evaluate(method, [task], shots=shots, trials=1)
     seconds = time.perf_counter() - t0
@@ -46,7 +46,7 @@ def run_unit(name: str, task, device: str, params: dict, shots: int):
 def main() -> None:
     import torch
 
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="easy-1")
@@ -59,7 +59,7 @@ def main() -> None:
     unknown = sorted(set(names) - set(METHODS))
     if unknown:
         ap.error(f"not a learned baseline with a device parameter: {', '.join(unknown)}")
-    task = get_task(args.task)
+    task = load_task(args.task)
     cuda = torch.cuda.is_available()
     gpu = torch.cuda.get_device_name(0) if cuda else "none"
     lines = [

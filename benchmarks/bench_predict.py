@@ -19,21 +19,21 @@ import time
 import numpy as np
 
 from latbench.data import store
-from latbench.methods.registry import make
+from latbench.methods.registry import make_method
 from latbench.protocol.trial import make_trial
-from latbench.tasks.spec import get_task
+from latbench.tasks.spec import load_task
 
 
 def bench(name: str, task_id: str, k: int, n: int, repeat: int) -> dict:
-    spec = get_task(task_id)
+    spec = load_task(task_id)
     space = store.get_space(spec.space)
     table = store.load_latency(spec.space)
     trial = make_trial(spec, 0, k, table, reference_ids=space.reference_ids, kernels=store.load_kernels(spec.space))
     tic = time.perf_counter()
-    fitted = make(name).fit(trial.source, space, trial.seed)
+    fitted = make_method(name).fit(trial.source, space, trial.seed)
     t_fit = time.perf_counter() - tic
     tic = time.perf_counter()
-    make(name).fit(trial.source, space, trial.seed)
+    make_method(name).fit(trial.source, space, trial.seed)
     t_refit = time.perf_counter() - tic
     m = copy.deepcopy(fitted)
     tic = time.perf_counter()
@@ -65,7 +65,7 @@ def main() -> None:
     for name in args.methods:
         for task_id in args.tasks:
             r = bench(name, task_id, args.shots, args.n, args.repeat)
-            space = get_task(task_id).space
+            space = load_task(task_id).space
             print(
                 f"| {name} | {task_id} | {space} | {r['fit']:.2f} | {r['refit']:.2f} | {r['adapt']:.3f} | {r['rate']:,.0f} |",
                 flush=True,

@@ -27,7 +27,7 @@ import latbench_baselines.brp_nas as brp
 from latbench.data import store
 from latbench.data.store import get_space
 from latbench.protocol.trial import make_trial
-from latbench.tasks.spec import get_task
+from latbench.tasks.spec import load_task
 from latbench_baselines.brp_nas import BRPNAS
 
 
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--param", action="append", default=[], help="brp-nas parameter NAME=VALUE")
     args = ap.parse_args()
     use_encoding(args.encoding)
-    task = get_task(args.task)
+    task = load_task(args.task)
     table, space = store.load_latency(task.space), get_space(task.space)
     trial = make_trial(task, args.trial, args.shots, table, reference_ids=space.reference_ids)
     src = trial.source

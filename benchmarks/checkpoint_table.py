@@ -24,7 +24,7 @@ import numpy as np
 from latbench.data import store
 from latbench.eval import checkpoints
 from latbench.leaderboard import board as lb
-from latbench.tasks.spec import get_task
+from latbench.tasks.spec import load_task
 
 
 def spearman_by_task_k(records) -> dict:
@@ -147,7 +147,7 @@ def main() -> None:
     entries = [lb.load_entry(p) for p in args.compare]
     fresh, stale = defaultdict(list), 0
     for rec in checkpoints.scan(args.checkpoint):
-        task = get_task(rec.key["task"])
+        task = load_task(rec.key["task"])
         if rec.data_hash != store.data_hash([task]) or rec.key["task_version"] != task.version or not current_code(rec):
             stale += 1
             continue
@@ -164,7 +164,7 @@ def main() -> None:
         recs = fresh[method]
         secs = defaultdict(list)
         for r in recs:
-            secs[get_task(r.key["task"]).space].append(r.seconds)
+            secs[load_task(r.key["task"]).space].append(r.seconds)
         timing = ", ".join(f"{sp} {duration(np.mean(v))} ({len(v)})" for sp, v in sorted(secs.items()))
         out += [
             f"### `{method}`: {len(recs)} of {planned} units",

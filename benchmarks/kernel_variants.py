@@ -23,8 +23,8 @@ import numpy as np
 
 from latbench.data import store
 from latbench.eval.runner import evaluate
-from latbench.methods.registry import make
-from latbench.tasks.spec import get_task
+from latbench.methods.registry import make_method
+from latbench.tasks.spec import load_task
 
 METHODS = ["nn-meter", "litepred", "opwise-lasso", "opwise-rf", "opwise-gbdt", "opwise-mlp"]
 TASKS = ["measured-nb201-kernels", "measured-fbnet-kernels"]
@@ -85,7 +85,7 @@ def main() -> None:
         "",
     ]
     for task_id in TASKS:
-        task = get_task(task_id)
+        task = load_task(task_id)
         lines += [
             f"## {task_id} ({', '.join(task.source)} -> {', '.join(task.target)}; difficulty {task.difficulty:.3f})",
             "",
@@ -95,12 +95,15 @@ def main() -> None:
         for m in args.methods:
             for variant in ("adapted", "faithful"):
                 tic = time.perf_counter()
-                res = evaluate(make(m, variant=variant), [task], shots=args.shots, trials=args.trials)
+                res = evaluate(make_method(m, variant=variant), [task], shots=args.shots, trials=args.trials)
                 lines += [row(m, variant, task, res, k) for k in args.shots]
                 print(f"{task_id} {m} {variant}: {time.perf_counter() - tic:.0f} s", flush=True)
         for folder in args.campaign:
             res = evaluate(
-                make("nn-meter", variant="faithful", campaign=str(folder)), [task], shots=[0, *args.shots], trials=args.trials
+                make_method("nn-meter", variant="faithful", campaign=str(folder)),
+                [task],
+                shots=[0, *args.shots],
+                trials=args.trials,
             )
             lines += [row(f"nn-meter + campaign `{folder.name}`", "faithful", task, res, k) for k in [0, *args.shots]]
         lines.append("")

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from latbench.data import store
-from latbench.methods.registry import make
+from latbench.methods.registry import make_method
 from latbench.protocol.trial import make_trial
 from latbench.tasks.spec import select
 
@@ -82,7 +82,7 @@ def main() -> None:
                     for k in args.shots:
                         trial = make_trial(task, args.trial, k, table, reference_ids=space.reference_ids)
                         if fitted is None:
-                            fitted = make(name, **params).fit(trial.source, space, trial.seed)
+                            fitted = make_method(name, **params).fit(trial.source, space, trial.seed)
                         m = copy.deepcopy(fitted)
                         m.adapt(dev, trial.oracles[dev])
                         ids = trial.eval_ids[dev]

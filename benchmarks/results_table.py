@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from latbench.eval.runner import evaluate
-from latbench.methods.registry import make
+from latbench.methods.registry import make_method
 from latbench.tasks.spec import select
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     args.out.with_suffix(".tasks.md").write_text(task_table(tasks))
     all_results: dict[str, dict[int, dict]] = {}
     for method in args.methods:
-        r = evaluate(make(method), tasks, shots=args.shots, trials=args.trials)
+        r = evaluate(make_method(method), tasks, shots=args.shots, trials=args.trials)
         if args.json_dir:
             r.write(args.json_dir / f"{method}.json")
         all_results[method] = {k: {x.task: x.aggregate for x in r.results if x.shots == k} for k in args.shots}

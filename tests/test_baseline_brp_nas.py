@@ -163,9 +163,9 @@ def test_from_scratch_never_uses_source(data):
     from latbench.data import store
     from latbench.data.store import get_space
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task("help-nb201")
+    spec = load_task("help-nb201")
     table, space = store.load_latency("nb201"), get_space("nb201")
     dev = spec.target[0]
     params = {"epochs": 3, "hidden": 32, "batch_size": 16}

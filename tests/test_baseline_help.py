@@ -25,9 +25,9 @@ def _trial(task: str, shots: int):
     from latbench.data import store
     from latbench.data.store import get_space
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task(task)
+    spec = load_task(task)
     space = get_space(spec.space)
     return make_trial(spec, 0, shots, store.load_latency(spec.space), reference_ids=space.reference_ids), space
 
@@ -156,9 +156,9 @@ def test_help_paper_protocol_measures_references_plus_k(data):
     from latbench.data import store
     from latbench.data.store import get_space
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task("help-fbnet")
+    spec = load_task("help-fbnet")
     space = get_space(spec.space)
     trial = make_trial(spec, 0, 10, store.load_latency(spec.space), protocol="help-paper", reference_ids=space.reference_ids)
     m = HELP(num_episodes=2, mc_samples=2).fit(trial.source, space, trial.seed)

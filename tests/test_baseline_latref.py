@@ -17,9 +17,9 @@ from latbench_baselines.latref import LatRef
 def _trial(task_id: str, shots: int, protocol: str = "official", trial: int = 0):
     from latbench.data import store
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task(task_id)
+    spec = load_task(task_id)
     space = store.get_space(spec.space)
     return (
         spec,
@@ -157,11 +157,11 @@ def test_bad_parameters_fail_in_fit_with_a_clear_message(data, params, match):
 def test_beats_flops_on_a_hard_real_task(data):
     """hard-4 (FBNet, GPU targets at batch 1, mobile/CPU sources): FLOPs ranks them at 0.22."""
     from latbench.eval.runner import evaluate
-    from latbench.methods.registry import make
-    from latbench.tasks.spec import get_task
+    from latbench.methods.registry import make_method
+    from latbench.tasks.spec import load_task
 
-    task = [get_task("hard-4")]
-    ours = evaluate(make("latref"), task, shots=10, trials=1)
-    flops = evaluate(make("flops"), task, shots=10, trials=1)
+    task = [load_task("hard-4")]
+    ours = evaluate(make_method("latref"), task, shots=10, trials=1)
+    flops = evaluate(make_method("flops"), task, shots=10, trials=1)
     rho = {name: r.results[0].aggregate["spearman"]["mean"] for name, r in (("latref", ours), ("flops", flops))}
     assert rho["latref"] > rho["flops"] + 0.3, rho

@@ -21,9 +21,9 @@ def _trial(task_id: str, shots: int):
     from latbench.data import store
     from latbench.data.store import get_space
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task(task_id)
+    spec = load_task(task_id)
     space = get_space(spec.space)
     trial = make_trial(spec, 0, shots, store.load_latency(spec.space), reference_ids=space.reference_ids)
     return spec, space, trial

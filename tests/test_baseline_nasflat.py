@@ -39,9 +39,9 @@ def test_random_sampler_and_snapshot_average(data):
     from latbench.data import store
     from latbench.data.store import get_space
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task("hard-3")
+    spec = load_task("hard-3")
     space = get_space(spec.space)
     table = store.load_latency(spec.space)
     params = {**TINY, "epochs": 0, "sampler": "random", "snapshot_average": 2, "transfer_epochs": 3}
@@ -139,10 +139,10 @@ def test_kmeancosine_exact_k_distinct_in_pool_and_deterministic(data):
     from latbench.data import store
     from latbench.data.store import get_space
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
     from latbench_baselines.nasflat import sampler_encoding
 
-    spec = get_task("hard-3")
+    spec = load_task("hard-3")
     space = get_space(spec.space)
     trial = make_trial(spec, 0, 10, store.load_latency(spec.space), reference_ids=space.reference_ids)
     pool = next(iter(trial.oracles.values())).pool
@@ -168,9 +168,9 @@ def test_hw_embedding_init_copies_the_most_correlated_source(data):
     from latbench.data import store
     from latbench.data.store import get_space
     from latbench.protocol.trial import Oracle, make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task("hard-3")
+    spec = load_task("hard-3")
     space = get_space(spec.space)
     trial = make_trial(spec, 0, 20, store.load_latency(spec.space), reference_ids=space.reference_ids)
     src = trial.source

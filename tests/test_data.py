@@ -1027,9 +1027,9 @@ def test_first_data_command_completes_a_partial_dataset_from_the_mirror(partial_
 
 def test_runnable_names_the_missing_devices(data):
     from latbench.tasks.runnable import missing_devices, runnable
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("hard-3")
+    task = load_task("hard-3")
     assert runnable(task) and missing_devices(task) == []
     info = {"spaces": {task.space: {"devices": list(task.source)}}}
     assert missing_devices(task, info) == [d for d in (*task.valid, *task.target)]

@@ -120,9 +120,9 @@ def test_set_device_sets_the_parameter_where_there_is_one(no_cuda, capsys):
 def _trial(task_id: str, shots: int = 10):
     from latbench.data import store
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task(task_id)
+    spec = load_task(task_id)
     space = store.get_space(spec.space)
     trial = make_trial(
         spec, 0, shots, store.load_latency(spec.space), reference_ids=space.reference_ids, kernels=store.load_kernels(spec.space)

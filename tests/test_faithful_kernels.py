@@ -13,7 +13,7 @@ from latbench.data.store import load_latency
 from latbench.errors import MethodError, OracleError
 from latbench.eval.checks import check_method
 from latbench.kernels import decomposition as kernels
-from latbench.methods.registry import make, resolve
+from latbench.methods.registry import make_method, resolve
 
 pytestmark = pytest.mark.slow  # learned/kernel models: the whole module is outside the fast subset
 
@@ -30,9 +30,9 @@ def _trial(task_id: str, shots: int):
     from latbench.data import store
     from latbench.data.store import get_space
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task(task_id)
+    spec = load_task(task_id)
     space = get_space(spec.space)
     trial = make_trial(
         spec, 0, shots, store.load_latency(spec.space), reference_ids=space.reference_ids, kernels=store.load_kernels(spec.space)
@@ -42,10 +42,10 @@ def _trial(task_id: str, shots: int):
 
 def test_kernel_tasks_pair_devices_that_have_kernel_tables(data):
     from latbench.data import store
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
     for space in ("nb201", "fbnet"):
-        task = get_task(f"measured-{space}-kernels")
+        task = load_task(f"measured-{space}-kernels")
         with_tables = set(store.load_kernels(space))
         assert task.target == (TARGET,) and set(task.source) <= with_tables and task.source
 
@@ -76,13 +76,13 @@ def test_devices_without_kernel_tables_say_so(data):
     oracle.measure(oracle.default_choice())
     with pytest.raises(OracleError, match="no kernel-level measurements for this device"):
         oracle.kernels(oracle.default_choice())
-    m = make("nn-meter", variant="faithful").fit(trial.source, space, trial.seed)
+    m = make_method("nn-meter", variant="faithful").fit(trial.source, space, trial.seed)
     with pytest.raises(OracleError, match="no kernel-level measurements"):
         m.adapt(dev, trial.oracles[spec.target[1]])
     with pytest.raises(MethodError, match="no source device of this task has kernel-level measurements"):
-        make("litepred", variant="faithful").fit(trial.source, space, trial.seed)
+        make_method("litepred", variant="faithful").fit(trial.source, space, trial.seed)
     with pytest.raises(MethodError, match="variant must be 'adapted'"):
-        make("opwise-rf", variant="exact").fit(trial.source, space, trial.seed)
+        make_method("opwise-rf", variant="exact").fit(trial.source, space, trial.seed)
 
 
 def test_measured_code_latency_averages_each_kernel_configuration(data):
@@ -111,7 +111,7 @@ def test_faithful_contract_suite(data, name):
 
 def test_faithful_nn_meter_sums_forests_fitted_on_the_target_kernels(data):
     spec, space, trial = _trial("measured-nb201-kernels", 10)
-    m = make("nn-meter", variant="faithful").fit(trial.source, space, trial.seed)
+    m = make_method("nn-meter", variant="faithful").fit(trial.source, space, trial.seed)
     assert m.banks_ == []  # nn-Meter has no transfer: nothing learned from the sources
     oracle = trial.oracles[TARGET]
     m.adapt(TARGET, oracle)
@@ -132,14 +132,14 @@ def test_faithful_nn_meter_sums_forests_fitted_on_the_target_kernels(data):
 def test_faithful_opwise_adds_a_framework_overhead_and_litepred_picks_from_the_kernel_pool(data):
     spec, space, trial = _trial("measured-fbnet-kernels", 10)
     oracle = trial.oracles[TARGET]
-    m = make("opwise-lasso", variant="faithful").fit(trial.source, space, trial.seed)
+    m = make_method("opwise-lasso", variant="faithful").fit(trial.source, space, trial.seed)
     m.adapt(TARGET, oracle)
     bank, overhead = m.targets_[TARGET]
     assert overhead > 0
     ev = trial.eval_ids[TARGET]
     truth = load_latency(spec.space).device(TARGET)[ev]
     assert 0.85 < np.median(m.predict(TARGET, ev) / truth) < 1.15
-    lp = make("litepred", variant="faithful", epochs=30, finetune_epochs=10).fit(trial.source, space, trial.seed)
+    lp = make_method("litepred", variant="faithful", epochs=30, finetune_epochs=10).fit(trial.source, space, trial.seed)
     assert len(lp.pool_) == len(spec.source) and lp.pool_devices_ == sorted(spec.source)
     lp.adapt(TARGET, oracle)
     assert lp.picked_[TARGET] in spec.source
@@ -180,7 +180,7 @@ def test_unprofiled_kernels_are_predicted_as_zero(data):
     from latbench_baselines.kernel_bank import UNPROFILED
 
     spec, space, trial = _trial("measured-nb201-kernels", 10)
-    m = make("nn-meter", variant="faithful", max_trees=8).fit(trial.source, space, trial.seed)
+    m = make_method("nn-meter", variant="faithful", max_trees=8).fit(trial.source, space, trial.seed)
     oracle = trial.oracles[TARGET]
     m.adapt(TARGET, oracle)
     bank = m.targets_[TARGET]

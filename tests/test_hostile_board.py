@@ -56,12 +56,12 @@ def genuine(built_home) -> str:
     """A genuine entry: `flops` run on the whole main suite under the official protocol (JSON text)."""
     from latbench.data import store
     from latbench.eval.runner import evaluate
-    from latbench.methods.registry import code_ref, make
+    from latbench.methods.registry import code_ref, make_method
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LATBENCH_HOME", str(built_home))
         store.clear_cache()
-        result = evaluate(make("flops"), lb.suite_tasks("main"), shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS)
+        result = evaluate(make_method("flops"), lb.suite_tasks("main"), shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS)
         text = lb.entry_from_result(result, suite="main", code_ref=code_ref("flops")).model_dump_json()
         store.clear_cache()
     return text
@@ -506,9 +506,9 @@ def test_add_refuses_a_directory(data, board, tmp_path):
     ids=["23-digits", "5000-digits", "int64-overflow"],
 )
 def test_prediction_csv_with_a_huge_arch_id(data, tmp_path, arch_id, message):
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    ids = list(get_task("easy-1").pools.eval)
+    ids = list(load_task("easy-1").pools.eval)
     path = tmp_path / "pred.csv"
     rows = [f"{i},1.5" for i in ids]
     rows[7] = f"{arch_id},1.5"

@@ -119,9 +119,9 @@ def _rename_device(doc):
 
 def _measure(how):
     def edit(doc):
-        from latbench.tasks.spec import get_task
+        from latbench.tasks.spec import load_task
 
-        pools = get_task("easy-1").pools
+        pools = load_task("easy-1").pools
         tr = doc["trials"][0]  # k = 5
         dev = _first(tr)
         if how == "over-k":

@@ -146,8 +146,8 @@ def test_faithful_nn_meter_from_a_campaign_alone(data, tmp_path, kernel_tasks):
     """nn-Meter proper: no arch of the target measured (k = 0), kernel predictors from sampled kernels."""
     from latbench.data.store import get_space
     from latbench.eval.runner import evaluate
-    from latbench.methods.registry import make
-    from latbench.tasks.spec import get_task
+    from latbench.methods.registry import make_method
+    from latbench.tasks.spec import load_task
 
     device = "epyc-2c-torch-t1-bs1-fp32"
     for op in ("conv", "dwconv", "bn", "relu"):
@@ -163,7 +163,10 @@ def test_faithful_nn_meter_from_a_campaign_alone(data, tmp_path, kernel_tasks):
             measure=_fake_device,
         )
     res = evaluate(
-        make("nn-meter", variant="faithful", campaign=str(tmp_path)), [get_task("measured-fbnet-kernels")], shots=0, trials=1
+        make_method("nn-meter", variant="faithful", campaign=str(tmp_path)),
+        [load_task("measured-fbnet-kernels")],
+        shots=0,
+        trials=1,
     )
     r = res.results[0].trials[0]
     assert r.measured[device] == [] and np.isfinite(r.mean["spearman"])

@@ -139,10 +139,10 @@ def _set_metric(d, metric, value):
 
 
 def _measure(d, how):
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
     b = block(d)  # easy-1, k = 5
-    pools = get_task("easy-1").pools
+    pools = load_task("easy-1").pools
     ids = list(pools.query_pool[:6]) if how == "over-k" else list(pools.query_pool[:4]) + [pools.eval[0]]
     b["trials"][0]["measured"][_first_device(d)] = ids
 
@@ -412,18 +412,18 @@ PRED_CASES = [
 
 @pytest.mark.parametrize("kind,message", PRED_CASES, ids=[c[0] for c in PRED_CASES])
 def test_malformed_predictions_rejected(kind, message, flops, board):
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("easy-1")  # scored first, so a broken file there fails fast
+    task = load_task("easy-1")  # scored first, so a broken file there fails fast
     path = lb.prediction_path(flops.predictions, "easy-1", 5, 0, task.target[0])
-    content = _pred_case(kind, path.read_text(), task.pools.eval, task.pools.query_pool, get_task("easy-2").pools.eval)
+    content = _pred_case(kind, path.read_text(), task.pools.eval, task.pools.query_pool, load_task("easy-2").pools.eval)
     with altered(path, content), pytest.raises(lb.LeaderboardError, match=message):
         lb.score_predictions(flops.predictions, suite="main", method="flops")
     assert snapshot(board) == {}
 
 
 def test_predictions_folder_limits(flops, board, monkeypatch):
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
     stray = flops.predictions / "easy-1" / "k5" / "model.pkl"
     with (
@@ -437,7 +437,7 @@ def test_predictions_folder_limits(flops, board, monkeypatch):
     with pytest.raises(lb.LeaderboardError, match=r"predictions folder not found"):
         lb.score_predictions(flops.predictions / "nope", suite="main", method="flops")
     # the CLI: one-line error, no entry file written
-    path = lb.prediction_path(flops.predictions, "easy-1", 5, 0, get_task("easy-1").target[0])
+    path = lb.prediction_path(flops.predictions, "easy-1", 5, 0, load_task("easy-1").target[0])
     monkeypatch.setattr(lb, "MAX_PREDICTION_BYTES", 1_000_000)
     out = flops.predictions.parent / "never.json"
     with altered(path, None):

@@ -111,9 +111,9 @@ def test_offline_build_uses_the_committed_measurements(user_home, tmp_path, monk
     card = (out / "README.md").read_text()
     assert "measured-nb201-runtime" in card and "help-nb201" not in card  # tasks needing HELP are left out
     from latbench.tasks.runnable import missing_devices
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    assert missing_devices(get_task("help-nb201"), info) and not missing_devices(get_task("measured-nb201-runtime"), info)
+    assert missing_devices(load_task("help-nb201"), info) and not missing_devices(load_task("measured-nb201-runtime"), info)
     with pytest.raises(DataError, match="download failed"):  # an explicit HELP build still fails loudly
         build(tmp_path / "ds2", mirror=None, base_url="http://127.0.0.1:9/", sources=("help",))
     assert not (tmp_path / "ds2").exists()

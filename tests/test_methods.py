@@ -9,7 +9,7 @@ import pytest
 from latbench.errors import MethodError, TaskError
 from latbench.eval.checks import CHECKS, check_method, method_checks, parametrize_with_checks
 from latbench.methods.base import Method
-from latbench.methods.registry import available, make, resolve
+from latbench.methods.registry import available, make_method, resolve
 
 REGISTERED = [resolve(name) for name in sorted(available())]
 
@@ -187,7 +187,7 @@ def test_module_class_path_and_bad_specs():
     with pytest.raises(MethodError, match="not a latbench.Method"):
         resolve("collections:OrderedDict")
     with pytest.raises(MethodError, match="bad parameters"):
-        make("flops", nonsense=1)
+        make_method("flops", nonsense=1)
 
 
 def test_methods_lists_the_rest_when_a_plugin_is_broken_and_names_a_clash(monkeypatch):
@@ -214,10 +214,10 @@ def test_flops_ranking_equals_flops_ranking(data):
 
     from latbench.data.store import get_space, load_latency
     from latbench.eval.runner import evaluate
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("help-nb201")
-    res = evaluate(make("flops"), [task], shots=10, trials=1)
+    task = load_task("help-nb201")
+    res = evaluate(make_method("flops"), [task], shots=10, trials=1)
     ids = list(task.pools.eval)
     flops = get_space("nb201").flops(ids)
     table = load_latency("nb201")
@@ -264,9 +264,9 @@ def test_progress_is_a_no_op_unless_someone_listens():
 
 def test_in_process_runs_pass_a_methods_steps_on_and_keep_the_results(data):
     from latbench.eval.runner import evaluate
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("hard-3")
+    task = load_task("hard-3")
     steps = []
     with_steps = evaluate(Counting(), [task], shots=[5, 10], trials=2, on_step=lambda u, *a: steps.append((u.trial, *a)))
     plain = evaluate(Counting(), [task], shots=[5, 10], trials=2)
@@ -296,9 +296,9 @@ def test_learned_baselines_report_their_training_steps(data, name, fit_desc, ada
     from latbench.data import store
     from latbench.methods.base import reporting_progress
     from latbench.protocol.trial import make_trial
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    spec = get_task("hard-3")
+    spec = load_task("hard-3")
     space = store.get_space(spec.space)
     trial = make_trial(spec, 0, 10, store.load_latency(spec.space), reference_ids=space.reference_ids)
     cls = resolve(name)

@@ -59,11 +59,11 @@ def test_cluster_order_groups_correlated_devices():
 
 
 def test_plot_predictions_flops_on_hard_task(data, tmp_path):
-    from latbench.methods.registry import make
+    from latbench.methods.registry import make_method
     from latbench.plots import plot_predictions
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    paths = plot_predictions(make("flops"), [get_task("hard-3")], shots=10, out=tmp_path)
+    paths = plot_predictions(make_method("flops"), [load_task("hard-3")], shots=10, out=tmp_path)
     assert paths == [tmp_path / "hard-3-k10.png"]
     assert_png(paths[0])
     assert no_temp_files(tmp_path)
@@ -72,7 +72,7 @@ def test_plot_predictions_flops_on_hard_task(data, tmp_path):
 def test_plot_failure_leaves_no_partial_png(data, tmp_path):
     from latbench.methods.base import Method
     from latbench.plots import plot_predictions
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
     class Broken(Method):
         name = "broken"
@@ -81,7 +81,7 @@ def test_plot_failure_leaves_no_partial_png(data, tmp_path):
             return [float("nan")] * len(arch_ids)
 
     with pytest.raises(LatbenchError, match="NaN"):
-        plot_predictions(Broken(), [get_task("hard-3")], shots=5, out=tmp_path)
+        plot_predictions(Broken(), [load_task("hard-3")], shots=5, out=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 

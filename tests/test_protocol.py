@@ -16,9 +16,9 @@ from latbench.protocol.trial import make_trial
 @pytest.fixture()
 def hard3(data):
     from latbench.data.store import load_latency
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("hard-3")
+    task = load_task("hard-3")
     return task, load_latency(task.space)
 
 
@@ -105,12 +105,12 @@ def test_source_data_is_the_source_sample_on_source_devices(hard3):
 
 def test_same_seed_gives_identical_metrics(data):
     from latbench.eval.runner import evaluate
-    from latbench.methods.registry import make
-    from latbench.tasks.spec import get_task
+    from latbench.methods.registry import make_method
+    from latbench.tasks.spec import load_task
 
-    tasks = [get_task("hard-3"), get_task("help-fbnet")]
-    a = evaluate(make("lookup"), tasks, shots=10, trials=2)
-    b = evaluate(make("lookup"), tasks, shots=10, trials=2)
+    tasks = [load_task("hard-3"), load_task("help-fbnet")]
+    a = evaluate(make_method("lookup"), tasks, shots=10, trials=2)
+    b = evaluate(make_method("lookup"), tasks, shots=10, trials=2)
     strip = lambda r: [[t.devices for t in tr.trials] for tr in r.results]  # noqa: E731
     assert strip(a) == strip(b)
     assert a.results[0].trials[0].measured != a.results[0].trials[1].measured
@@ -266,9 +266,9 @@ def test_committed_tasks_match_a_fresh_generation(data):
 def test_difficulty_is_recomputed_from_the_data(data):
     from latbench.data.store import load_latency
     from latbench.tasks.generation import correlation
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("help-nb201")
+    task = load_task("help-nb201")
     table = load_latency("nb201")
     corr = correlation(table.values)
     idx = {d: i for i, d in enumerate(table.devices)}
@@ -277,12 +277,12 @@ def test_difficulty_is_recomputed_from_the_data(data):
 
 
 def test_literature_tasks_have_the_papers_device_lists(data):
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    t = get_task("help-nb201")
+    t = load_task("help-nb201")
     assert t.target == ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
     assert t.valid == ("titanx_1", "titanx_32", "titanx_256", "gold_6240")
-    f5 = get_task("nasflat-f5")
+    f5 = load_task("nasflat-f5")
     assert len(f5.source) == 15 and f5.target == ("gold_6226", "essential_ph_1", "samsung_s7", "pixel2")
 
 
@@ -295,7 +295,7 @@ def test_a_task_naming_a_missing_device_fails_loudly(data, tmp_path, monkeypatch
     monkeypatch.setenv("LATBENCH_TASKS", str(tmp_path))
     tasks.clear_cache()
     try:
-        task = tasks.get_task("hard-3")
+        task = tasks.load_task("hard-3")
         with pytest.raises(TaskError, match="pixel9"):
             make_trial(task, 0, 10, load_latency("nb201"))
     finally:
@@ -310,20 +310,20 @@ def test_task_files_are_validated(tmp_path, monkeypatch):
     try:
         (tmp_path / "bad.yaml").write_text("id: bad\nversion: 1\nspace: nb999\n")
         with pytest.raises(TaskError, match="bad.yaml: invalid task"):
-            tasks.get_task("bad")
+            tasks.load_task("bad")
         (tmp_path / "bad.yaml").write_text("id: [unclosed\n")
         tasks.clear_cache()
         with pytest.raises(TaskError, match="not valid YAML"):
-            tasks.get_task("bad")
+            tasks.load_task("bad")
     finally:
         tasks.clear_cache()
 
 
 def test_unknown_task_suggests_close_names(data):
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
     with pytest.raises(TaskError, match="did you mean hard-3"):
-        get_task("hard3")
+        load_task("hard3")
 
 
 def test_results_json_has_versions_and_per_trial_metrics(data, tmp_path):
@@ -397,10 +397,10 @@ def test_help_paper_mode_reproduces_helps_flops_row(data):
     0.951, 0.830, 0.766, 0.871, 0.385, 0.895 (mean 0.783) -- which this mode must give exactly.
     """
     from latbench.eval.runner import evaluate
-    from latbench.methods.registry import make
-    from latbench.tasks.spec import get_task
+    from latbench.methods.registry import make_method
+    from latbench.tasks.spec import load_task
 
-    res = evaluate(make("flops"), [get_task("help-nb201")], shots=10, trials=1, protocol="help-paper")
+    res = evaluate(make_method("flops"), [load_task("help-nb201")], shots=10, trials=1, protocol="help-paper")
     trial = res.results[0].trials[0]
     expected = {"titan_rtx_256": 0.951, "gold_6226": 0.830, "pixel2": 0.766, "raspi4": 0.871, "eyeriss": 0.385, "fpga": 0.895}
     assert {d: round(m["spearman"], 3) for d, m in trial.devices.items()} == expected
@@ -410,9 +410,9 @@ def test_help_paper_mode_reproduces_helps_flops_row(data):
 
 def test_help_paper_mode_pools(data):
     from latbench.data.store import get_space, load_latency
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("help-nb201")
+    task = load_task("help-nb201")
     table = load_latency("nb201")
     refs = get_space("nb201").reference_ids
     trial = make_trial(task, 0, 10, table, protocol="help-paper", reference_ids=refs)
@@ -433,9 +433,9 @@ def test_help_paper_mode_pools(data):
 
 def test_nasflat_paper_mode_evaluates_on_all_archs(data):
     from latbench.data.store import load_latency
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("nasflat-f1")
+    task = load_task("nasflat-f1")
     trial = make_trial(task, 0, 20, load_latency("fbnet"), protocol="nasflat-paper")
     assert all(len(v) == 5000 for v in trial.eval_ids.values())
     assert all(len(o.pool) == 5000 and o.budget == 20 for o in trial.oracles.values())
@@ -446,9 +446,9 @@ def test_nasflat_paper_mode_evaluates_on_all_archs(data):
 def test_task_configs_load_as_hf_datasets_with_train_and_test(data):
     import datasets
 
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("hard-3")
+    task = load_task("hard-3")
     ds = datasets.load_dataset(str(data / "dataset"), "hard-3")
     assert set(ds) == {"train", "test"}
     assert set(ds["train"].unique("device")) == set(task.source)
@@ -460,11 +460,11 @@ def test_task_configs_load_as_hf_datasets_with_train_and_test(data):
 
 def test_several_shot_counts_reuse_the_fit_and_match_separate_runs(data):
     from latbench.eval.runner import evaluate
-    from latbench.methods.registry import make
-    from latbench.tasks.spec import get_task
+    from latbench.methods.registry import make_method
+    from latbench.tasks.spec import load_task
 
-    task = get_task("hard-3")
-    both = evaluate(make("lookup"), [task], shots=[5, 10], trials=2)
-    alone = evaluate(make("lookup"), [task], shots=10, trials=2)
+    task = load_task("hard-3")
+    both = evaluate(make_method("lookup"), [task], shots=[5, 10], trials=2)
+    alone = evaluate(make_method("lookup"), [task], shots=10, trials=2)
     assert [r.shots for r in both.results] == [5, 10]
     assert [t.devices for t in both.results[1].trials] == [t.devices for t in alone.results[0].trials]

@@ -10,7 +10,7 @@ import pytest
 from latbench.data.store import get_space, load_latency
 from latbench.eval.runner import evaluate
 from latbench.methods.base import Method
-from latbench.tasks.spec import get_task
+from latbench.tasks.spec import load_task
 
 
 def _reachable_arrays(root, limit: int = 200_000):
@@ -83,7 +83,7 @@ class Cheater(Method):
 
 
 def test_a_cheating_method_finds_no_evaluation_latency(data):
-    task = get_task("hard-3")
+    task = load_task("hard-3")
     Cheater.found = {}
     result = evaluate(Cheater(), [task], shots=5, trials=1)
     assert Cheater.found and not any(Cheater.found.values()), f"truth reachable on {Cheater.found}"
@@ -96,7 +96,7 @@ def test_the_oracle_holds_only_the_pool(data):
     """Nothing reachable from the oracle is aligned with the evaluation set's arch ids."""
     from latbench.protocol.trial import make_trial
 
-    task = get_task("hard-3")
+    task = load_task("hard-3")
     table = load_latency(task.space)
     trial = make_trial(task, 0, 5, table, reference_ids=get_space(task.space).reference_ids)
     device = task.target[0]
@@ -112,7 +112,7 @@ def test_the_oracle_holds_only_the_pool(data):
 def test_oracle_rng_is_fixed_by_trial_and_device(data):
     from latbench.protocol.trial import make_trial
 
-    task = get_task("hard-3")
+    task = load_task("hard-3")
     table = load_latency(task.space)
     a = make_trial(task, 0, 5, table).oracles
     b = make_trial(task, 0, 5, table).oracles
@@ -137,5 +137,5 @@ def test_the_cheater_would_have_won_before_the_boundary(data, monkeypatch, befor
 
         monkeypatch.setattr(trial_mod.Oracle, "__init__", leaky)
     Cheater.found = {}
-    evaluate(Cheater(), [get_task("hard-3")], shots=5, trials=1)
+    evaluate(Cheater(), [load_task("hard-3")], shots=5, trials=1)
     assert all(Cheater.found.values()) is before and any(Cheater.found.values()) is before

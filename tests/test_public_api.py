@@ -42,7 +42,7 @@ def test_load_task_finds_a_task_created_since_and_objects_print_short(data, tmp_
     trial = latbench.make_trial(hard3, 0, 10)
     assert len(trial.source.reference_ids) == len(latbench.load_space("nb201").reference_ids) > 0  # as evaluate builds it
     for obj in (hard3, trial, trial.source, *trial.oracles.values()):
-        assert len(repr(obj)) < 300, repr(obj)
+        assert len(repr(obj)) < 300 and len(str(obj)) < 300, repr(obj)  # print(task) too
     assert repr(hard3).startswith("TaskSpec(id='hard-3', version=") and "900/1000/2000" in repr(hard3)
 
 
@@ -85,7 +85,7 @@ def test_evaluate_takes_one_task_a_selector_and_numpy_ints_alike(data):
     by_spec = latbench.evaluate(FLOPsRegression(), latbench.load_task("hard-3"), shots=np.int64(5), trials=1)
     by_name = latbench.evaluate(FLOPsRegression(), "hard-3", shots=[5], trials=1)
     assert by_spec.results[0].aggregate == by_name.results[0].aggregate and by_spec.results[0].shots == 5
-    assert repr(by_spec) == "EvalResult(method='flops', tasks=1, shots=[5], trials=1)"
+    assert repr(by_spec) == str(by_spec) == "EvalResult(method='flops', tasks=1, shots=[5], trials=1)"
 
 
 def test_a_methods_exception_stays_reachable_from_the_error_evaluate_raises(data):

@@ -10,7 +10,7 @@ import pytest
 
 from latbench.eval.runner import evaluate
 from latbench.leaderboard import board as lb
-from latbench.methods.registry import make
+from latbench.methods.registry import make_method
 
 ENTRIES = Path(__file__).resolve().parents[1] / "leaderboard" / "entries"
 
@@ -19,7 +19,7 @@ ENTRIES = Path(__file__).resolve().parents[1] / "leaderboard" / "entries"
 @pytest.mark.parametrize("suite", ["main", "literature"])
 def test_the_committed_flops_entry_reproduces_metric_for_metric(data, suite):
     (entry,) = [e for e in lb.list_entries(ENTRIES) if e.method.name == "flops" and e.suite == suite]
-    fresh = evaluate(make("flops"), lb.suite_tasks(suite), shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS)
+    fresh = evaluate(make_method("flops"), lb.suite_tasks(suite), shots=list(lb.SUITE_SHOTS), trials=lb.SUITE_TRIALS)
     lb.check_same(entry, fresh)  # every metric of every device, trial, task and k, within verify's tolerance
     measured = {(r.task, r.shots): [t.measured for t in r.trials] for r in fresh.results}
     assert measured == {(r.task, r.shots): [t.measured for t in r.trials] for r in entry.results}  # the same shots

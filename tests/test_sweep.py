@@ -31,9 +31,9 @@ class LateFailure(FLOPsRegression):
 
     def fit(self, source, space, seed):
         from latbench.protocol.trial import trial_seed
-        from latbench.tasks.spec import get_task
+        from latbench.tasks.spec import load_task
 
-        if seed == trial_seed(get_task("hard-4"), 1):
+        if seed == trial_seed(load_task("hard-4"), 1):
             raise RuntimeError("injected failure in fit")
         return super().fit(source, space, seed)
 
@@ -62,13 +62,13 @@ def reference(built_home):
     """``runner.evaluate`` itself: what every executor must reproduce."""
     from latbench.data import store
     from latbench.eval.runner import evaluate
-    from latbench.methods.registry import make
+    from latbench.methods.registry import make_method
     from latbench.tasks.spec import select
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LATBENCH_HOME", str(built_home))
         store.clear_cache()
-        return evaluate(make("flops"), select(TASKS), shots=SHOTS, trials=TRIALS)
+        return evaluate(make_method("flops"), select(TASKS), shots=SHOTS, trials=TRIALS)
 
 
 # -------------------------------------------------------------------------------- determinism

@@ -324,9 +324,9 @@ def test_generate_refuses_a_dataset_without_help(data, monkeypatch, tmp_path):
 
 
 def test_version_goes_up_only_when_the_content_changes(data, tmp_path):
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task("measured-nb201-runtime")
+    task = load_task("measured-nb201-runtime")
     path = tmp_path / f"{task.id}.yaml"
     path.write_text(task.model_copy(update={"version": 7}).to_yaml())
     assert generation.versioned(task, path).version == 7
@@ -404,7 +404,7 @@ def test_own_devices_in_the_devices_config(own):
 @pytest.mark.slow
 def test_create_a_task_over_own_devices_and_evaluate_it(own):
     from latbench.leaderboard.board import suite_tasks
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
     res = _cli("tasks", "create", "mine", "--space", "nb201", "--target", "lab-gpu", "--source", "lab-cpu",
                "--source", "epyc-2c-ort-t1-bs1-fp32")  # fmt: skip
@@ -412,7 +412,7 @@ def test_create_a_task_over_own_devices_and_evaluate_it(own):
     assert "no test-retest" not in res.output  # the target's retest is known (0.99)
     path = own / "tasks" / "mine.yaml"
     assert path.is_file()
-    task = get_task("mine")
+    task = load_task("mine")
     assert task.kind == "user" and task.target == ("lab-gpu",) and task.generator["archs_measured_on_all"] == 300
     refs = _committed_archs(10)
     assert set(refs) <= set(task.arch_pools.query_pool)  # the reference archs are in the query pool
@@ -430,7 +430,7 @@ def test_create_a_task_over_own_devices_and_evaluate_it(own):
 
 @pytest.mark.slow
 def test_create_refuses_what_would_make_a_bad_task(own):
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
     res = _cli("tasks", "create", "mine", "--space", "nb201", "--target", "lab-gpu")  # --source help by default
     assert res.exit_code == 1 and "no HELP devices" in res.output and "LATBENCH_MIRROR" in res.output
@@ -443,7 +443,7 @@ def test_create_refuses_what_would_make_a_bad_task(own):
     res = _cli(*again)
     assert res.exit_code == 1 and "--overwrite" in res.output
     res = _cli(*again, "--overwrite")
-    assert res.exit_code == 0 and get_task("mine").version == 2  # other content: next version
+    assert res.exit_code == 0 and load_task("mine").version == 2  # other content: next version
     for args, message in [
         (["measured-nb201-runtime", "--target", "lab-gpu", "--source", "lab-cpu"], "is an official task"),
         (["x", "--target", "lab-gpu", "--source", "lab-gpu"], "both source and target"),

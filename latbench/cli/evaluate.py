@@ -77,7 +77,7 @@ def eval_cmd(
     if protocol not in PROTOCOLS:
         raise LatbenchError(f"--protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
     params = parse_params(param)
-    m = methods_mod.make(method, **params)
+    m = methods_mod.make_method(method, **params)
     set_device([(method, m)], device, params)
     chosen = select(task)
     if min(shots) < 0 or trials < 1:
@@ -170,7 +170,7 @@ def run_suite(
     from latbench.leaderboard import board as lb
     from latbench.methods import registry as methods_mod
 
-    m = methods_mod.make(method, **params)
+    m = methods_mod.make_method(method, **params)
     set_device([(method, m)], device, params)
     ensure_data()
     tasks = lb.suite_tasks(suite)

@@ -55,9 +55,9 @@ def tasks_list():
 @friendly
 def tasks_show(task_id: str):
     """Devices, difficulty, per-target best source correlation and pool sizes of one task."""
-    from latbench.tasks.spec import get_task
+    from latbench.tasks.spec import load_task
 
-    task = get_task(task_id)
+    task = load_task(task_id)
     grade = task.tier or task.kind
     kind = f"{task.kind}, {grade}" if task.kind == "user" else grade
     console.print(f"{task.id} v{task.version}  {task.space}  {kind}  difficulty {task.difficulty:.3f}")

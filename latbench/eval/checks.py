@@ -55,7 +55,7 @@ from latbench.methods.base import Method
 from latbench.paths import data_dir
 from latbench.protocol.scoring import check_predictions
 from latbench.protocol.trial import make_trial
-from latbench.tasks.spec import get_task
+from latbench.tasks.spec import load_task
 
 #: Relative tolerance of the determinism and truth-access comparisons (as ``leaderboard verify``).
 RTOL = 1e-6
@@ -183,7 +183,7 @@ class _Session:
 
     def data(self):
         if self._data is None:
-            spec = get_task(self.task)
+            spec = load_task(self.task)
             self._data = (spec, store.load_latency(spec.space), get_space(spec.space), store.load_kernels(spec.space))
         return self._data
 
@@ -420,7 +420,7 @@ def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5,
     trials (not the cache the parametrised checks share), so it always sees the class as it is now.
     """
     params = _params_or_check_params(method_cls, params)
-    get_task(task)  # a TaskError of its own: a mistyped task is not the method's failure
+    load_task(task)  # a TaskError of its own: a mistyped task is not the method's failure
     session = _Session(method_cls, params, task, shots)
     for name in CHECKS:
         MethodCheck(name, method_cls, params, task, shots, session=session)()

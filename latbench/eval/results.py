@@ -79,6 +79,8 @@ class EvalResult(BaseModel):
         trials = max((len(r.trials) for r in self.results), default=0)
         return f"EvalResult(method={self.method!r}, tasks={len(tasks)}, shots={shots}, trials={trials})"
 
+    __str__ = __repr__  # print() too: pydantic's own str lists every field
+
     schema_version: str = SCHEMA_VERSION
     latbench_version: str
     dataset_version: str

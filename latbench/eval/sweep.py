@@ -11,7 +11,7 @@ from typing import Any
 
 from latbench.eval.executors import check_budget, check_executor  # noqa: F401  (checked before any work)
 from latbench.eval.units import SweepError
-from latbench.methods.registry import make
+from latbench.methods.registry import make_method
 
 
 def parse_list(text: str, what: str) -> list[str]:
@@ -41,7 +41,7 @@ def make_methods(specs: Sequence[str], params: dict) -> list[tuple[str, Any]]:
     for n in names:
         if names.count(n) > 1:
             raise SweepError(f"methods {[x for x, m in zip(specs, names) if m == n]} would share the output file {n}")
-    return [(s, make(s, **params)) for s in specs]
+    return [(s, make_method(s, **params)) for s in specs]
 
 
 def describe_executor(workers: int, ray_address: str | None) -> str:

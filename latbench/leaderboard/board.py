@@ -91,7 +91,7 @@ from latbench.methods.registry import code_ref as resolved_code_ref
 from latbench.protocol.metrics import BUDGET_PERCENTILES, LEGACY_METRICS, METRICS, NAS_METRICS
 from latbench.protocol.scoring import score
 from latbench.protocol.trial import PROTOCOL_VERSION, SUITE_SHOTS, trial_seed
-from latbench.tasks.spec import SUITES, get_task, list_tasks, select
+from latbench.tasks.spec import SUITES, list_tasks, load_task, select
 from latbench.text import md_text, visible
 
 ENTRY_SCHEMA_VERSION = "2"
@@ -242,9 +242,9 @@ def entry_from_result(result: EvalResult, *, suite: str, code_ref: str, hardware
         suite=suite,
         latbench_version=result.latbench_version,
         dataset_version=result.dataset_version,
-        dataset_hash=store.data_hash([get_task(t) for t in tasks]),
+        dataset_hash=store.data_hash([load_task(t) for t in tasks]),
         protocol=result.results[0].protocol if result.results else "",
-        task_versions={t: get_task(t).version for t in tasks},
+        task_versions={t: load_task(t).version for t in tasks},
         shots=sorted({r.shots for r in result.results}),
         trials=max((len(r.trials) for r in result.results), default=0),
         results=result.results,
@@ -365,7 +365,7 @@ def validate(entry: Entry) -> None:
                 raise LeaderboardError(f"missing results for task {t.id} at k={k}")
             if r.protocol != entry.protocol:
                 raise LeaderboardError(f"{t.id} k={k}: protocol {r.protocol!r} differs from the entry's {entry.protocol!r}")
-            _check_block(r, get_task(t.id), SCHEMA_METRICS[entry.schema_version])
+            _check_block(r, load_task(t.id), SCHEMA_METRICS[entry.schema_version])
     stray = sorted(set(got) - wanted)
     if stray:
         raise LeaderboardError(f"result blocks outside suite {entry.suite!r} (task, k): {stray[:3]}")
@@ -938,7 +938,7 @@ def score_predictions(
         DIR/<task>/k<k>/trial<t>/<device>.csv      e.g. DIR/easy-1/k5/trial0/pixel3.csv
 
     each with the header ``arch_id,latency_ms`` and one row per arch of the task's evaluation set
-    (``get_task(task).pools.eval``, any order). Predictions for trial t must come from adapting
+    (``load_task(task).pools.eval``, any order). Predictions for trial t must come from adapting
     with the protocol of trial t (seed ``latbench.protocol.trial_seed(task, t)``, k measurements
     from ``task.pools.query_pool``). Anything else in DIR (other files, pickles, parquet) is refused.
 

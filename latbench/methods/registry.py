@@ -102,10 +102,6 @@ def make_method(spec: str, **params) -> Method:
         raise MethodError(f"method {spec!r}: bad parameters {params}: {e}") from None
 
 
-#: The name the rest of latbench uses.
-make = make_method
-
-
 @functools.lru_cache(maxsize=1)
 def _distributions_of() -> dict[str, list[str]]:
     """Top-level module -> the installed distributions providing it (a scan of every installed package: once)."""

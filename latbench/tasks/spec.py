@@ -82,6 +82,8 @@ class TaskSpec(BaseModel):
             f"{len(p.query_pool)}/{len(p.eval)} source/query/eval archs)"
         )
 
+    __str__ = __repr__  # print() too: pydantic's own str lists every field
+
     id: str
     version: int
     space: Literal["nb201", "fbnet", "ofa"]
@@ -302,10 +304,6 @@ def load_task(task_id: str) -> TaskSpec:
     return tasks[task_id]
 
 
-#: The name the rest of latbench uses.
-get_task = load_task
-
-
 def select(selector: str) -> list[TaskSpec]:
     """Tasks by id, tier name (``hard``), suite (``main``, ``literature``), ``generated``, ``measured``, ``user`` or
     ``all``; comma-separated.
@@ -324,7 +322,7 @@ def select(selector: str) -> list[TaskSpec]:
         elif part in ("generated", "measured", "user"):
             chosen = [t for t in list_tasks() if t.kind == part]
         else:
-            chosen = [get_task(part)]
+            chosen = [load_task(part)]
         out += [t for t in chosen if t not in out]
     return out
 
