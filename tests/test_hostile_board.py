@@ -526,8 +526,8 @@ def test_prediction_csv_with_a_huge_arch_id(data, tmp_path, arch_id, message):
         (["-m", "opwise-rf", "-p", 'n_estimators={"a":1}'], "opwise-rf.fit() raised InvalidParameterError"),
         (["-m", "mlp-finetune", "-p", "epochs=-3"], "parameter epochs=-3 must be a finite number >= 0"),
         (["-m", "opwise-lasso", "-p", "alpha=-1e-4"], "parameter alpha=-0.0001 must be a finite number >= 0"),
-        (["-m", "flops", "--source-archs", "bogus"], "--source-archs 'bogus': choose sample or all"),
-        (["-m", "flops", "--protocol", "bogus"], "--protocol 'bogus': choose from official, help-paper, nasflat-paper"),
+        (["-m", "flops", "--source-archs", "bogus"], "--source-archs must be 'sample' or 'all', got 'bogus'"),
+        (["-m", "flops", "--protocol", "bogus"], "--protocol must be one of official, help-paper, nasflat-paper, got 'bogus'"),
     ],
     ids=[
         "alpha-abc",

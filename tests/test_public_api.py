@@ -70,7 +70,10 @@ class Boom(latbench.Method):
         ),
         (lambda m: latbench.evaluate(m, "hard-3", trials=0), "trials must be an int >= 1"),
         (lambda m: latbench.evaluate(m, "hard-3", protocol="offical"), "did you mean official"),
-        (lambda m: latbench.evaluate(m, "hard-3", time_budget=-1), "time_budget (seconds) must be > 0"),
+        (lambda m: latbench.evaluate(m, "hard-3", time_budget=-1), "time_budget must be > 0 seconds (got -1)"),
+        (lambda m: latbench.evaluate(m, "hard-3", time_budget=60), "time_budget needs checkpoint: without it"),
+        (lambda m: latbench.evaluate(m, "hard-3", workers=0), "workers must be an int >= 1 (got 0)"),
+        (lambda m: latbench.evaluate(m, "hard-3", source_archs="every"), "source_archs must be 'sample' or 'all', got 'every'"),
     ],
 )
 def test_evaluate_refuses_bad_arguments_before_running_anything(data, call, message):

@@ -154,7 +154,7 @@ def test_failing_unit_is_named_and_nothing_is_written(data, tmp_path, workers):
     [
         (["--methods", "flopz"], "unknown method 'flopz' (did you mean flops"),
         (["--methods", "flops,flops"], "--methods: 'flops' is listed twice"),
-        (["--methods", "flops", "--workers", "0"], "--workers must be >= 1 (got 0)"),
+        (["--methods", "flops", "--workers", "0"], "--workers must be an int >= 1 (got 0)"),
         (["--methods", "flops", "--tasks", "easy-99"], "unknown task 'easy-99'"),
         (["--methods", "flops", "--shots", "5,x"], "--shots expects comma-separated integers"),
         (["--methods", "flops", "--trials", "0"], "--trials >= 1"),

@@ -63,19 +63,12 @@ def eval_cmd(
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
 ):
     """Score a method on tasks under the official few-shot protocol."""
-    from latbench.eval.executors import SOURCE_ARCHS
+    from latbench.eval.arguments import check_modes
     from latbench.eval.runner import evaluate
     from latbench.methods import registry as methods_mod
-    from latbench.protocol.trial import PROTOCOLS
     from latbench.tasks.spec import select
 
-    if source_archs not in SOURCE_ARCHS:
-        raise LatbenchError(
-            f"--source-archs {source_archs!r}: choose {' or '.join(SOURCE_ARCHS)} (sample: the task's "
-            "source sample; all: every measured arch outside the evaluation set)"
-        )
-    if protocol not in PROTOCOLS:
-        raise LatbenchError(f"--protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
+    check_modes(protocol, source_archs)
     params = parse_params(param)
     m = methods_mod.make_method(method, **params)
     set_device([(method, m)], device, params)

@@ -5,8 +5,8 @@ process) and the driver checks that it sees the same dataset hash. With a checkp
 finished unit is saved at once, so a stopped run resumes where it stopped (:mod:`.checkpoints`).
 
 Before anything runs, :func:`check_units` refuses what cannot make sense: an unknown protocol or
-source-arch mode, and a numeric hyperparameter that is negative (or not finite) where the method's
-default is a positive number (``epochs=-3``, ``lr=-1``; zero stays allowed: ``finetune_epochs=0``
+source-arch mode (the rules of :mod:`.arguments`, shared with :func:`latbench.evaluate` and the
+CLI), and a numeric hyperparameter that is negative (or not finite) where the method's default is a positive number (``epochs=-3``, ``lr=-1``; zero stays allowed: ``finetune_epochs=0``
 and ``dropout=0`` are meaningful, and seeds such as ``random_state=0`` are too). A method that
 raises in ``fit``, ``adapt`` or ``predict`` fails its unit with :class:`MethodFailed`, one line naming
 the method, the phase and the exception (the traceback is the error's ``detail``; the CLI prints
@@ -29,12 +29,10 @@ from pathlib import Path
 from latbench.data import store
 from latbench.errors import MethodError
 from latbench.eval import checkpoints
+from latbench.eval.arguments import PYTHON, check_budget, check_executor, check_modes
 from latbench.eval.units import Outcome, SweepError, SweepStopped, Unit, limit_threads, run_unit
 from latbench.methods.base import reporting_progress
-from latbench.protocol.trial import PROTOCOLS
 
-#: ``source_archs`` modes a unit may use (see ``latbench.protocol.trial.make_trial``).
-SOURCE_ARCHS = ("sample", "all")
 #: How a failed or stopped run ends its message: it wrote no results file, entry or board change.
 NOTHING_WRITTEN = "no results or entries written"
 
@@ -183,8 +181,8 @@ def execute(
     running ones finish and are saved, then SweepStopped says how many remain. ``on_step`` gets the
     progress a method reports inside a unit (in-process only, see the module docstring).
     """
-    check_executor(workers, ray_address)
-    check_budget(time_budget, checkpoint, ray_address)
+    check_executor(workers, ray_address, PYTHON)  # the CLI checked these in its own terms already
+    check_budget(time_budget, checkpoint, ray_address, PYTHON)
     check_units(units)
     if checkpoint is not None and Path(checkpoint).exists() and not Path(checkpoint).is_dir():
         raise SweepError(f"--checkpoint {checkpoint} is not a folder")
@@ -239,13 +237,7 @@ def check_units(units: list[Unit]) -> None:
     """Refuse units that cannot run meaningfully, before any work (see the module docstring)."""
     checked = set()
     for u in units:
-        if u.source_archs not in SOURCE_ARCHS:
-            raise SweepError(
-                f"unknown source-arch mode {u.source_archs!r}: choose {' or '.join(SOURCE_ARCHS)} "
-                "(sample: the task's source sample; all: every measured arch outside the evaluation set)"
-            )
-        if u.protocol not in PROTOCOLS:
-            raise SweepError(f"unknown protocol {u.protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        check_modes(u.protocol, u.source_archs, PYTHON)
         if u.label not in checked:
             checked.add(u.label)
             check_params(u.label, u.method)
@@ -274,23 +266,3 @@ def check_params(label: str, method) -> None:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_budget(time_budget: float | None, checkpoint: Path | None, ray_address: str | None) -> None:
-    """A time budget only makes sense when finished units are kept, and on the local executors."""
-    if time_budget is None:
-        return
-    if not time_budget > 0:
-        raise SweepError(f"--time-budget must be > 0 minutes (got {time_budget / 60:g})")
-    if checkpoint is None:
-        raise SweepError("--time-budget needs --checkpoint DIR: without it the finished units would be lost")
-    if ray_address:
-        raise SweepError("--time-budget works with local workers only, not with --ray-address")
-
-
-def check_executor(workers: int, ray_address: str | None) -> None:
-    """Refuse impossible executor settings before any data is loaded or any worker started."""
-    if workers < 1:
-        raise SweepError(f"--workers must be >= 1 (got {workers})")
-    if ray_address is not None and not ray_address.strip():
-        raise SweepError("--ray-address must be auto, local, or a Ray address such as ray://host:10001")

@@ -15,12 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from latbench import paths
-from latbench.errors import ParameterError, did_you_mean
+from latbench.errors import ParameterError
+from latbench.eval.arguments import PYTHON, check_budget, check_executor, check_modes
 from latbench.eval.executors import Step, execute
 from latbench.eval.results import EvalResult
 from latbench.eval.units import SweepError, Unit, assemble, plan
 from latbench.methods.base import Method
-from latbench.protocol.trial import DEFAULT_SHOTS, DEFAULT_TRIALS, PROTOCOLS
+from latbench.protocol.trial import DEFAULT_SHOTS, DEFAULT_TRIALS
 from latbench.tasks.spec import TaskSpec, select
 
 
@@ -99,17 +100,11 @@ def _checked_arguments(method, tasks, shots, trials, workers, source_archs, prot
     shot_list = [int(k) for k in shot_list]
     if min(shot_list) < 0 or len(set(shot_list)) != len(shot_list):
         raise ParameterError(f"shots must be distinct ints >= 0, got {shot_list}")
-    for name, value in (("trials", trials), ("workers", workers)):
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-            raise ParameterError(f"{name} must be an int >= 1, got {value!r}")
-    if protocol not in PROTOCOLS:
-        raise ParameterError(
-            f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}{did_you_mean(str(protocol), PROTOCOLS)}"
-        )
-    if source_archs not in ("sample", "all"):
-        raise ParameterError(f"source_archs must be 'sample' or 'all', got {source_archs!r}")
-    if time_budget is not None and (checkpoint is None or not time_budget > 0):
-        raise ParameterError(f"time_budget (seconds) must be > 0 and needs a checkpoint folder, got {time_budget!r}")
+    if isinstance(trials, bool) or not isinstance(trials, Integral) or trials < 1:
+        raise ParameterError(f"trials must be an int >= 1, got {trials!r}")
+    check_executor(workers, None, PYTHON)
+    check_modes(protocol, source_archs, PYTHON)
+    check_budget(time_budget, checkpoint, None, PYTHON)
     if protocol == "official":
         for t in chosen:
             pool = len((t.arch_pools or t.pools).query_pool)
