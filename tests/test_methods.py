@@ -258,8 +258,8 @@ def test_progress_is_a_no_op_unless_someone_listens():
             m.progress(2.0, 4, "inner")
         m.progress(3, 4, "outer")
     m.progress(4, 4, "after")
-    assert seen == [("outer", 1, 4), ("outer", 3, 4)]
-    assert inner == [("inner", 2, 4)] and all(isinstance(v, int) for v in inner[0][1:])
+    assert seen == [(1, 4, "outer"), (3, 4, "outer")]
+    assert inner == [(2, 4, "inner")] and all(isinstance(v, int) for v in inner[0][:2])
 
 
 def test_in_process_runs_pass_a_methods_steps_on_and_keep_the_results(data):
@@ -268,14 +268,14 @@ def test_in_process_runs_pass_a_methods_steps_on_and_keep_the_results(data):
 
     task = load_task("hard-3")
     steps = []
-    with_steps = evaluate(Counting(), [task], shots=[5, 10], trials=2, on_step=lambda u, *a: steps.append((u.trial, *a)))
+    with_steps = evaluate(Counting(), [task], shots=[5, 10], trials=2, on_step=lambda *a: steps.append((a[3].trial, *a[:3])))
     plain = evaluate(Counting(), [task], shots=[5, 10], trials=2)
     assert [t.devices for r in with_steps.results for t in r.trials] == [t.devices for r in plain.results for t in r.trials]
     targets = list(task.target)
     per_unit = (
-        [("", 0, 0)]
-        + [("source epoch", i, 3) for i in (1, 2, 3)]
-        + [(f"fine-tuning on {d}", i, 2) for _k in (5, 10) for d in targets for i in (1, 2)]
+        [(0, 0, "")]
+        + [(i, 3, "source epoch") for i in (1, 2, 3)]
+        + [(i, 2, f"fine-tuning on {d}") for _k in (5, 10) for d in targets for i in (1, 2)]
     )
     assert steps == [(t, *s) for t in (0, 1) for s in per_unit]
 
@@ -308,11 +308,11 @@ def test_learned_baselines_report_their_training_steps(data, name, fit_desc, ada
         n_fit = len(seen)
         m.adapt(dev, trial.oracles[dev])
     fit = seen[:n_fit]
-    assert fit and {desc for desc, _, _ in fit} == {fit_desc}, set(fit)
-    done = [d for _, d, _ in fit]
-    assert done == sorted(done) and 0 <= done[0] and done[-1] == fit[-1][2] > 0  # climbs to its total
+    assert fit and {desc for _, _, desc in fit} == {fit_desc}, set(fit)
+    done = [d for d, _, _ in fit]
+    assert done == sorted(done) and 0 <= done[0] and done[-1] == fit[-1][1] > 0  # climbs to its total
     adapt = seen[n_fit:]
     if adapt_desc is None:
         assert adapt == []
     else:
-        assert adapt and {desc for desc, _, _ in adapt} == {adapt_desc.format(dev)} and adapt[-1][1] == adapt[-1][2]
+        assert adapt and {desc for _, _, desc in adapt} == {adapt_desc.format(dev)} and adapt[-1][0] == adapt[-1][1]

@@ -183,7 +183,7 @@ class RunProgress:
         """``on_progress`` of :func:`latbench.eval.runner.run`."""
         self.bars.update(self.units, completed=done, done_at=self._elapsed(self.units))
 
-    def step(self, unit, desc: str, done: int, total: int) -> None:
+    def step(self, done: int, total: int, desc: str, unit) -> None:
         """``on_step`` of :func:`latbench.eval.runner.run`: ``total`` 0 when a unit starts."""
         if total <= 0:
             self.bars.update(self.units, description=self.describe(unit))

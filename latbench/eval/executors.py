@@ -42,9 +42,10 @@ class MethodFailed(SweepError, MethodError):
 
 
 Report = Callable[[Unit, Outcome], None]
-#: ``on_step(unit, desc, done, total)``: the running unit's method finished ``done`` of ``total``
-#: steps of ``desc``; called with ``("", 0, 0)`` when the unit starts.
-Step = Callable[[Unit, str, int, int], None]
+#: ``on_step(done, total, desc, unit)``: the running unit's method finished ``done`` of ``total``
+#: steps of ``desc``; called with ``(0, 0, "", unit)`` when the unit starts. Every progress callback
+#: of latbench takes ``done, total`` first, as ``Method.progress`` does.
+Step = Callable[[int, int, str, Unit], None]
 
 
 def _in_process(units: list[Unit], report: Report, may_start: Callable[[], bool], on_step: Step | None = None) -> None:
@@ -54,8 +55,8 @@ def _in_process(units: list[Unit], report: Report, may_start: Callable[[], bool]
         if on_step is None:
             report(u, run_unit(u))
             continue
-        on_step(u, "", 0, 0)
-        with reporting_progress(lambda desc, done, total, u=u: on_step(u, desc, done, total)):
+        on_step(0, 0, "", u)
+        with reporting_progress(lambda done, total, desc, u=u: on_step(done, total, desc, u)):
             outcome = run_unit(u)
         report(u, outcome)
 

@@ -49,8 +49,8 @@ def evaluate(
     the method's own exception.
 
     ``on_progress(done, total, elapsed, unit)`` follows each finished (task, trial) unit;
-    ``on_step(unit, desc, done, total)`` the steps the method reports inside the running unit
-    (``Method.progress``; with ``workers=1`` only, and ``("", 0, 0)`` when a unit starts).
+    ``on_step(done, total, desc, unit)`` the steps the method reports inside the running unit
+    (``Method.progress``; with ``workers=1`` only, and ``(0, 0, "", unit)`` when a unit starts).
     ``checkpoint``, ``time_budget`` and ``on_resume`` as for :func:`run`.
     """
     tasks, shot_list = _checked_arguments(method, tasks, shots, trials, workers, source_archs, protocol, checkpoint, time_budget)

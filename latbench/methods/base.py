@@ -26,17 +26,17 @@ from sklearn.base import BaseEstimator
 from latbench.protocol.trial import Oracle, SourceData
 from latbench.spaces.base import SearchSpace
 
-#: Where ``Method.progress`` reports go: ``callback(desc, done, total)``, or None (nobody listens).
+#: Where ``Method.progress`` reports go: ``callback(done, total, desc)``, or None (nobody listens).
 #: A context variable, not an attribute, so fitted methods (deep-copied per k, pickled to workers)
 #: never carry a reference to a progress bar.
-_PROGRESS: contextvars.ContextVar[Callable[[str, int, int], None] | None] = contextvars.ContextVar(
+_PROGRESS: contextvars.ContextVar[Callable[[int, int, str], None] | None] = contextvars.ContextVar(
     "latbench_progress", default=None
 )
 
 
 @contextlib.contextmanager
-def reporting_progress(callback: Callable[[str, int, int], None]) -> Iterator[None]:
-    """Within the block, every ``Method.progress(done, total, desc)`` call goes to ``callback(desc, done, total)``."""
+def reporting_progress(callback: Callable[[int, int, str], None]) -> Iterator[None]:
+    """Within the block, every ``Method.progress(done, total, desc)`` call goes to ``callback(done, total, desc)``."""
     token = _PROGRESS.set(callback)
     try:
         yield
@@ -83,7 +83,7 @@ class Method(BaseEstimator):
         """
         callback = _PROGRESS.get()
         if callback is not None:
-            callback(desc, int(done), int(total))
+            callback(int(done), int(total), desc)
 
     def predict(self, device: str, arch_ids: np.ndarray) -> np.ndarray:
         """Latency in ms of each arch id on ``device`` (finite, > 0, one per id)."""
