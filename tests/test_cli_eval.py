@@ -142,22 +142,22 @@ def test_run_progress_follows_units_and_each_phase_of_a_method():
     u0, u1 = _unit(0, "hard-3", 0), _unit(1, "hard-3", 1)
     with RunProgress(2, lambda u: f"{u.task.id} trial {u.trial + 1}/2") as p:
         units = p.bars.tasks[p.units]
-        p.step(u0, "", 0, 0)  # a unit starts
+        p.step(0, 0, "", u0)  # a unit starts
         assert units.description == "hard-3 trial 1/2" and p.inner is None  # a method without steps: one bar
-        p.step(u0, "source epoch", 1, 3)
-        p.step(u0, "source epoch", 2, 3)
+        p.step(1, 3, "source epoch", u0)
+        p.step(2, 3, "source epoch", u0)
         inner = p.bars.tasks[p.inner]
         assert (inner.description, inner.completed, inner.total, inner.visible) == ("  source epoch", 2, 3, True)
-        p.step(u0, "fine-tuning on pixel3", 1, 50)  # a new phase: the bar starts over (and so does its ETA)
+        p.step(1, 50, "fine-tuning on pixel3", u0)  # a new phase: the bar starts over (and so does its ETA)
         assert (inner.description, inner.completed, inner.total) == ("  fine-tuning on pixel3", 1, 50)
-        p.step(u0, "fine-tuning on pixel3", 50, 50)
-        p.step(u0, "fine-tuning on pixel3", 1, 50)  # the same phase again (the next k): starts over too
+        p.step(50, 50, "fine-tuning on pixel3", u0)
+        p.step(1, 50, "fine-tuning on pixel3", u0)  # the same phase again (the next k): starts over too
         assert inner.completed == 1 and inner.finished_time is None
         p.unit_done(1, 2, 3.0, u0)
         assert units.completed == 1
-        p.step(u1, "", 0, 0)
+        p.step(0, 0, "", u1)
         assert units.description == "hard-3 trial 2/2" and not inner.visible
-        p.step(u1, "source epoch", 1, 3)
+        p.step(1, 3, "source epoch", u1)
         assert inner.visible and (inner.completed, inner.total) == (1, 3)
 
 
