@@ -153,6 +153,10 @@ def test_error_messages_name_the_problem(data):
     with pytest.raises(TaskError, match="unknown task 'hard-33'") as info:
         check_method(Noisy, task="hard-33")  # the task's fault, not the method's
     assert not isinstance(info.value, MethodError)
+    with pytest.raises(TypeError, match="positional"):  # params, task and shots are keyword-only in all three
+        check_method(Noisy, "hard-3")
+    with pytest.raises(TypeError, match="positional"):
+        next(method_checks(Noisy, {}))
 
 
 def test_parametrize_with_checks_ids_and_params():

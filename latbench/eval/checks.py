@@ -404,7 +404,7 @@ def _params_or_check_params(method_cls, params: dict | None) -> dict:
 
 
 def method_checks(
-    method_cls, params: dict | None = None, task: str = "hard-3", shots: int = 5
+    method_cls, *, params: dict | None = None, task: str = "hard-3", shots: int = 5
 ) -> Iterator[tuple[str, MethodCheck]]:
     """(check name, zero-argument callable) for every check, in order; ``params`` are the method's
     hyperparameters (None: its ``check_params``). Data is read when a check runs, not here."""
@@ -413,7 +413,7 @@ def method_checks(
         yield name, MethodCheck(name, method_cls, params, task, shots)
 
 
-def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5, params: dict | None = None) -> None:
+def check_method(method_cls: type[Method], *, params: dict | None = None, task: str = "hard-3", shots: int = 5) -> None:
     """Run every check in order; raise MethodError naming the first failing check, return None when all pass.
 
     ``params`` are the hyperparameters to check under (None: the class's ``check_params``). Uses fresh
@@ -426,7 +426,9 @@ def check_method(method_cls: type[Method], task: str = "hard-3", shots: int = 5,
         MethodCheck(name, method_cls, params, task, shots, session=session)()
 
 
-def parametrize_with_checks(classes: Iterable[type], params_by_class: dict | None = None, task: str = "hard-3", shots: int = 5):
+def parametrize_with_checks(
+    classes: Iterable[type], params_by_class: dict | None = None, *, task: str = "hard-3", shots: int = 5
+):
     """A ``pytest.mark.parametrize("method_cls, check", ...)`` over every check of every class.
 
     Ids read ``<Class>-<check>`` (e.g. ``FLOPsRegression-check_deterministic``). A class runs with
@@ -443,6 +445,6 @@ def parametrize_with_checks(classes: Iterable[type], params_by_class: dict | Non
     params_by_class = params_by_class or {}
     cases = []
     for cls in classes:
-        for _, check in method_checks(cls, params_by_class.get(cls), task, shots):
+        for _, check in method_checks(cls, params=params_by_class.get(cls), task=task, shots=shots):
             cases.append(pytest.param(cls, check, id=repr(check)))
     return pytest.mark.parametrize("method_cls, check", cases)
