@@ -85,6 +85,9 @@ class Oracle:
     that.) Re-measuring an arch is free. ``measured`` is a read-only view of what was revealed, in
     order, and ``budget`` is read-only: a method cannot reset its own count. ``rng`` is a generator
     fixed by (task seed, trial, device), for methods that choose their shots randomly.
+
+    ``draw_rng`` is not that generator: it is the trial's, shared by its target devices in turn, and
+    draws the protocol's default k shots when ``default`` is not given.
     """
 
     def __init__(
@@ -93,7 +96,7 @@ class Oracle:
         pool: np.ndarray,
         pool_latency: np.ndarray,
         budget: int,
-        rng: np.random.Generator,
+        draw_rng: np.random.Generator,
         default: np.ndarray | None = None,
         kernel_rows=None,
         seed: int = 0,
@@ -107,7 +110,7 @@ class Oracle:
         self._budget = int(budget)
         self._pool_latency = dict(zip(self.pool.tolist(), np.asarray(pool_latency, dtype=np.float64).tolist()))
         if default is None:
-            default = np.sort(rng.choice(self.pool, self._budget, replace=False)) if budget else np.zeros(0, np.int64)
+            default = np.sort(draw_rng.choice(self.pool, self._budget, replace=False)) if budget else np.zeros(0, np.int64)
         self._default = np.asarray(default, dtype=np.int64)
         self._kernel_rows = (
             None if kernel_rows is None else kernel_rows[kernel_rows["arch_id"].isin(self.pool)].reset_index(drop=True)
