@@ -41,12 +41,22 @@ _API = {
     "OracleError": "latbench.errors",
     "MethodError": "latbench.errors",
     "ParameterError": "latbench.errors",
+    "NotFittedError": "latbench.errors",
     "UnknownArchError": "latbench.errors",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from latbench.data.store import load_space
-    from latbench.errors import DataError, LatbenchError, MethodError, OracleError, ParameterError, TaskError, UnknownArchError
+    from latbench.errors import (
+        DataError,
+        LatbenchError,
+        MethodError,
+        NotFittedError,
+        OracleError,
+        ParameterError,
+        TaskError,
+        UnknownArchError,
+    )
     from latbench.eval.checks import check_method, parametrize_with_checks
     from latbench.eval.results import EvalResult
     from latbench.eval.runner import evaluate
@@ -81,6 +91,7 @@ __all__ = [
     "OracleError",
     "MethodError",
     "ParameterError",
+    "NotFittedError",
     "UnknownArchError",
 ]
 

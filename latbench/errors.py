@@ -34,6 +34,11 @@ class MethodError(LatbenchError):
     """A method is unknown, or returned something the protocol does not accept."""
 
 
+class NotFittedError(LatbenchError, AttributeError):
+    """A method's learned state (an attribute ending in ``_``) was read before ``fit``/``adapt`` set
+    it (an ``AttributeError`` too, as in scikit-learn, so ``hasattr`` still answers False)."""
+
+
 class ParameterError(LatbenchError, ValueError):
     """An argument of a latbench function has the wrong type or value (a ``ValueError`` too, as in
     scikit-learn)."""

@@ -102,3 +102,21 @@ def test_a_methods_exception_stays_reachable_from_the_error_evaluate_raises(data
     assert type(chain[-1]) is ValueError and str(chain[-1]) == "my bug"
     frames = [frame.f_code for frame, _ in traceback.walk_tb(chain[-1].__traceback__)]
     assert frames[-1] is Boom.fit.__code__  # the frame that raised, for pdb.post_mortem
+
+
+def test_predict_before_fit_says_so_for_every_registered_method():
+    import copy
+    import pickle
+
+    from latbench.methods.registry import available
+
+    for name in available():
+        m = latbench.make_method(name)
+        with pytest.raises(latbench.LatbenchError, match="before|not set") as info:  # not a bare AttributeError/KeyError
+            m.predict("pixel3", np.array([1, 2]))
+        assert isinstance(info.value, (latbench.NotFittedError, latbench.MethodError)), name
+        assert not hasattr(m, "shots_")  # NotFittedError is an AttributeError: hasattr keeps working
+        copy.deepcopy(m), pickle.loads(pickle.dumps(m))  # dunder lookups are not learned state
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'") as info:
+        latbench.make_method("flops").nonsense  # noqa: B018
+    assert not isinstance(info.value, latbench.NotFittedError)

@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from latbench.errors import NotFittedError
 from latbench.protocol.trial import Oracle, SourceData
 from latbench.spaces.base import SearchSpace
 
@@ -53,6 +54,16 @@ class Method(BaseEstimator):
     #: Hyperparameters that make the method cheap enough for the contract suite (tests only; like
     #: scikit-learn's checking parameters). Scores under these settings mean nothing.
     check_params: ClassVar[dict] = {}
+
+    def __getattr__(self, name: str):
+        # Reached only when normal lookup fails. Learned state ends in "_" (scikit-learn's rule), so
+        # a missing one means fit/adapt has not run: say so instead of a bare AttributeError.
+        if name.endswith("_") and not name.startswith("__"):
+            raise NotFittedError(
+                f"{type(self).__name__}.{name} is not set: call fit(source, space, seed), then adapt(device, oracle) "
+                "for each target device, before predict"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def fit(self, source: SourceData, space: SearchSpace, seed: int) -> Method:
         """Learn from the source devices. ``seed`` is fixed by (task, trial): use it for all randomness."""
