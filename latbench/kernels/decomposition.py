@@ -55,6 +55,7 @@ import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -412,8 +413,15 @@ def decompose(space, arch_id: int, rules: str = "default") -> list[Kernel]:
 # The pass takes 10-20 s per space and rule set, so its result is kept on disk
 # (LATBENCH_HOME/cache/kernels/), keyed by the space's arch list, the rule set and this code.
 _CATALOG: dict[str, dict[tuple, int]] = {}  # rules -> {(space key, feature row): code}
-_TABLES: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}  # (space, arch digest, rules) -> (offsets, codes)
-_BLOCKS: dict[tuple[str, str, str], slice] = {}  # the same key -> the space's block of codes
+
+
+class _SpaceTable(NamedTuple):
+    offsets: np.ndarray  # arch i's kernels are codes[offsets[i]:offsets[i + 1]]
+    codes: np.ndarray  # global codes into the catalogue
+    block: slice  # the space's block of the catalogue
+
+
+_TABLES: dict[tuple[str, str, str], _SpaceTable] = {}  # (space, arch digest, rules) -> its table
 _DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -504,8 +512,8 @@ def _load(path: Path, n_archs: int) -> dict[str, np.ndarray] | None:
     return columns if sound else None
 
 
-def _space_table(space, rules: str) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, global codes) of every arch of ``space`` under ``rules``: from memory, the disk
+def _space_table(space, rules: str) -> _SpaceTable:
+    """Offsets, global codes and catalogue block of every arch of ``space`` under ``rules``: from memory, the disk
     cache, or one pass over the space; its kernels join the catalogue as one contiguous block."""
     key = (space.name, _digest(space), rules)
     table = _TABLES.get(key)
@@ -522,22 +530,21 @@ def _space_table(space, rules: str) -> tuple[np.ndarray, np.ndarray]:
         start = len(catalog)
         for j, row in enumerate(rows):
             catalog[(key, row)] = start + j
-        _BLOCKS[key] = slice(start, start + len(rows))
-        table = _TABLES[key] = (offsets, (local.astype(np.int64) + start).astype(np.int32))
+        codes = (local.astype(np.int64) + start).astype(np.int32)
+        table = _TABLES[key] = _SpaceTable(offsets, codes, slice(start, start + len(rows)))
     return table
 
 
 def space_codes(space, rules: str = "default") -> slice:
     """The codes of ``space``'s kernels under ``rules``: one block of :func:`kernel_catalog`."""
     rules = resolve_rules(rules)
-    _space_table(space, rules)
-    return _BLOCKS[(space.name, _digest(space), rules)]
+    return _space_table(space, rules).block
 
 
 def kernel_codes(space, ids, rules: str = "default") -> list[np.ndarray]:
     """Per arch of ``ids``, its kernels as codes into :func:`kernel_catalog` (canonical, see above)."""
     rules = resolve_rules(rules)
-    offsets, codes = _space_table(space, rules)
+    offsets, codes, _ = _space_table(space, rules)
     return [codes[offsets[i] : offsets[i + 1]] for i in space._ids(ids).tolist()]
 
 
@@ -694,7 +701,6 @@ def type_sums(
 def clear_cache() -> None:
     """Forget every kernel table and catalogue (and the fusion memo, e.g. after editing RULE_SETS)."""
     _TABLES.clear()
-    _BLOCKS.clear()
     _CATALOG.clear()
     _fuse.cache_clear()
     _follows.cache_clear()
