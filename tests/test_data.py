@@ -443,6 +443,17 @@ def test_crash_while_writing_keeps_previous_dataset_and_removes_temp(fault, mirr
     _assert_untouched(previous_good, old_hash, old_listing)
 
 
+def test_an_error_inside_atomic_path_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    from latbench.io import atomic_path, write_text
+
+    path = write_text(tmp_path / "f.txt", "old")
+    with pytest.raises(RuntimeError, match="boom"), atomic_path(path) as tmp:
+        tmp.write_text("half-written")
+        raise RuntimeError("boom")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
 def test_device_without_metadata_row_is_a_data_error():
     from latbench.data.devices import describe
 

@@ -236,6 +236,21 @@ MALFORMED = [
         lambda d: block(d, "hard-2", 10).update(task_version=7),
         r"hard-2 k=10: task_version 7, current is 1",
     ),
+    (
+        "extra-task-version",
+        lambda d: d["task_versions"].update({"help-nb201": 1}),  # a literature task in a main-suite entry
+        r"tasks \['help-nb201'\] are not part of suite 'main'",
+    ),
+    (
+        "block-wrong-space",
+        lambda d: block(d).update(space="fbnet"),  # easy-1 is an nb201 task
+        r"easy-1 k=5: space/difficulty \(fbnet, [0-9.]+\) differ from the task file \(nb201, ",
+    ),
+    (
+        "block-wrong-difficulty",
+        lambda d: block(d).update(difficulty=0.5),
+        r"easy-1 k=5: space/difficulty \(nb201, 0\.5\) differ from the task file \(nb201, ",
+    ),
     ("missing-task", _drop_task, r"missing task\(s\) hard-6: suite 'main' needs all of"),
     ("missing-shot-count", _drop_k20, r"needs shots \[5, 10, 20\] and 5 trials \(entry has shots \[5, 10\]"),
     ("missing-block", lambda d: d["results"].remove(block(d, "medium-4", 10)), r"missing results for task medium-4 at k=10"),
@@ -420,6 +435,24 @@ def test_malformed_predictions_rejected(kind, message, flops, board):
     with altered(path, content), pytest.raises(lb.LeaderboardError, match=message):
         lb.score_predictions(flops.predictions, suite="main", method="flops")
     assert snapshot(board) == {}
+
+
+def test_predictions_rows_in_another_order_score_the_same(flops, board):
+    """A predictions file is matched to the evaluation set by its arch_id column, not by row order."""
+    from latbench.data import store
+    from latbench.protocol.metrics import compute
+    from latbench.tasks.spec import load_task
+
+    task = load_task("easy-1")
+    dev = task.target[0]
+    path = lb.prediction_path(flops.predictions, "easy-1", 5, 0, dev)
+    header, *rows = _rows(path.read_text())
+    y = store.load_latency(task.space).device(dev)[list(task.pools.eval)]
+    original = lb.read_prediction_csv(path, task.pools.eval)
+    with altered(path, ("\n".join([header, *rows[::-1]]) + "\n").encode()):
+        reversed_rows = lb.read_prediction_csv(path, task.pools.eval)
+    assert np.array_equal(reversed_rows, original) and not np.array_equal(original, original[::-1])
+    assert compute(y, reversed_rows) == compute(y, original)
 
 
 def test_predictions_folder_limits(flops, board, monkeypatch):
@@ -968,6 +1001,13 @@ def test_entry_hash_covers_exactly_the_suites_data(data, monkeypatch):
         used = tasks[0].source[0]
         info["device_hashes"][tasks[0].space][used] = "1" * 64
         assert store.data_hash(tasks) != before
+        # the literature suite's validation and target devices count too (help-nb201 is their only nb201 task)
+        literature = lb.suite_tasks("literature")
+        help_nb201 = next(t for t in literature if t.id == "help-nb201")
+        for dev in (help_nb201.valid[0], help_nb201.target[0]):
+            lit_before = store.data_hash(literature)
+            info["device_hashes"]["nb201"][dev] = "2" * 64
+            assert store.data_hash(literature) != lit_before, dev
         del info["device_hashes"]
         with pytest.raises(DataError, match="predates per-device hashes"):
             store.data_hash(tasks)

@@ -57,6 +57,17 @@ def test_a_method_cannot_reset_the_oracles_count_or_raise_its_budget(hard3):
     assert repr(oracle) == f"Oracle({oracle.device!r}, pool=1000, budget=10, measured=10)"
 
 
+def test_an_arch_repeated_in_one_measure_call_is_charged_once(hard3):
+    task, table = hard3
+    oracle = next(iter(make_trial(task, 0, 1, table).oracles.values()))
+    a, b = (int(i) for i in oracle.pool[:2])
+    y_a = table.device(oracle.device)[a]
+    assert oracle.measure([a, a]).tolist() == [y_a, y_a]
+    assert oracle.remaining == 0 and list(oracle.measured) == [a]
+    with pytest.raises(OracleError, match="exceed the budget of k=1"):
+        oracle.measure([b])
+
+
 @pytest.mark.parametrize("ids", [[3.7], ["3"], [[1, 2]], [True]])
 def test_oracle_refuses_ids_that_are_not_integers(hard3, ids):
     task, table = hard3
@@ -126,6 +137,32 @@ def test_metrics_ties_and_constant_predictions():
     assert c["spearman"] == 0.0 and c["kendall"] == 0.0
     tied = metrics.compute(y, np.array([1.0, 1.0, 2.0, 2.0]))
     assert 0.8 < tied["spearman"] < 1.0  # average ranks, not NaN
+
+
+@pytest.mark.filterwarnings("ignore::latbench.protocol.metrics.ConstantPredictionWarning")  # kendall_fast of 1 arch
+def test_metrics_by_hand():
+    from scipy.stats import kendalltau
+
+    y = np.array([10.0, 20.0, 40.0, 80.0])
+    m = metrics.compute(y, np.array([11.0, 22.0, 44.0, 96.0]))  # errors 10 %, 10 %, 10 %, 20 %
+    assert m["acc10"] == 0.75 and m["acc5"] == 0.0  # +-10 % is inclusive
+    assert metrics.compute(y, y * 1.105)["acc10"] == 0.0  # 10.5 % is not within 10 %
+    assert m["rmse"] == pytest.approx(np.sqrt(69.25))  # sqrt((1 + 4 + 16 + 256) / 4), not the MAE 5.75
+    # Kendall tau-b (ties in the prediction count): 24 / sqrt(28 * 24) = 0.9258; tau-c would give 1.0
+    y8, p8 = np.arange(1.0, 9.0), np.array([1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0])
+    tau_b = kendalltau(y8, p8).statistic  # scipy's default variant
+    assert tau_b == pytest.approx(0.9258, abs=1e-4) and metrics.compute(y8, p8)["kendall"] == pytest.approx(tau_b)
+    # budgets are percentiles of the TRUE latencies: p50 of 1..5 is 3, truly within {1, 2, 3}, predicted
+    # (2y <= 3) only the first: recall 1/3 (budgets from the prediction, p50 = 6, would give 3/5)
+    y5 = np.arange(1.0, 6.0)
+    b = metrics.compute(y5, 2 * y5)
+    assert b["budget_p50_recall"] == pytest.approx(1 / 3) and b["budget_p50_precision"] == 1.0
+    # 30 archs: the fastest 5 % are ceil(1.5) = 2 archs; swapping ranks 2 and 3 keeps one of them
+    y30 = np.arange(1.0, 31.0)
+    p30 = y30.copy()
+    p30[[1, 2]] = p30[[2, 1]]
+    assert metrics.top_recall(y30, p30) == 0.5 and metrics.compute(y30, p30)["top5_recall"] == 0.5
+    assert metrics.kendall_fast(y5, y5) == 1.0
 
 
 def test_robust_errors_by_hand():
@@ -230,6 +267,13 @@ def test_evaluator_rejects_bad_predictions():
         score(y, {"other": np.array([1.0, 2.0, 3.0])})
 
 
+def test_a_zero_prediction_is_refused():
+    from latbench.protocol.scoring import score
+
+    with pytest.raises(MethodError, match="non-positive"):
+        score({"d": np.array([1.0, 2.0, 3.0])}, {"d": np.array([0.0, 1.0, 2.0])})
+
+
 def test_difficulty_orders_the_tiers(data):
     from latbench.tasks.spec import TIER_THRESHOLDS, list_tasks
 
@@ -243,6 +287,14 @@ def test_difficulty_orders_the_tiers(data):
         assert sum(space in s for s in spaces_per_tier.values()) >= 2
     for t in gen:
         assert 5 <= len(t.source) <= 17 and 3 <= len(t.target) <= 6
+
+
+def test_tier_thresholds_are_inclusive_lower_bounds():
+    """docs/tasks.md: easy >= 0.93, medium [0.80, 0.93), hard < 0.80."""
+    from latbench.tasks.spec import tier_of
+
+    assert [tier_of(d) for d in (1.0, 0.93, 0.9299)] == ["easy", "easy", "medium"]
+    assert [tier_of(d) for d in (0.80, 0.7999, -1.0)] == ["medium", "hard", "hard"]
 
 
 def test_suite_names_select_the_board_suites_tasks(data):
@@ -468,3 +520,32 @@ def test_several_shot_counts_reuse_the_fit_and_match_separate_runs(data):
     alone = evaluate(make_method("lookup"), [task], shots=10, trials=2)
     assert [r.shots for r in both.results] == [5, 10]
     assert [t.devices for t in both.results[1].trials] == [t.devices for t in alone.results[0].trials]
+
+
+class CountingMethod(Method):
+    """Stateful on purpose: every adapt call raises the scale of all later predictions."""
+
+    def fit(self, source, space, seed):
+        super().fit(source, space, seed)
+        self.n_ = 0
+        return self
+
+    def adapt(self, device, oracle):
+        self.n_ += 1
+        return self
+
+    def predict(self, device, arch_ids):
+        return (self.space_.flops(arch_ids) + 1.0) * (1 + self.n_)  # the scale moves MAPE and RMSE
+
+
+def test_a_stateful_method_is_adapted_from_a_fresh_copy_of_the_fit_at_each_k(data):
+    """What one k's adapt changes must not leak into the next k's (the fitted method is deep-copied per k)."""
+    from latbench.eval.runner import evaluate
+    from latbench.tasks.spec import load_task
+
+    task = load_task("hard-3")
+    both = evaluate(CountingMethod(), [task], shots=[5, 10], trials=1)
+    alone = evaluate(CountingMethod(), [task], shots=10, trials=1)
+    assert [r.shots for r in both.results] == [5, 10]
+    assert both.results[1].trials[0].devices == alone.results[0].trials[0].devices
+    assert both.results[0].trials[0].devices == alone.results[0].trials[0].devices  # the shots are never read

@@ -335,6 +335,27 @@ def test_version_goes_up_only_when_the_content_changes(data, tmp_path):
     assert generation.versioned(task, None).version == task.version
 
 
+def test_a_user_task_whose_pools_overlap_is_refused(tmp_path, monkeypatch):
+    """A hand-edited user task with an evaluation arch also in its query pool: load_task refuses it."""
+    from latbench.tasks import spec
+
+    data = spec.load_task("hard-3").model_dump(mode="json") | {"id": "mine", "kind": "user"}
+    monkeypatch.setenv("LATBENCH_USER_TASKS", str(tmp_path))
+    path = tmp_path / "mine.yaml"
+    path.write_text(spec.dump_yaml(data))
+    spec.clear_cache()
+    try:
+        assert spec.load_task("mine").pools == spec.load_task("hard-3").pools  # the copy as such is a valid task
+        pools = data["pools"]
+        pools["query_pool"] = [pools["eval"][0], *pools["query_pool"]]
+        path.write_text(spec.dump_yaml(data))
+        spec.clear_cache()
+        with pytest.raises(TaskError, match=r"mine\.yaml: invalid task: .*pools must be disjoint"):
+            spec.load_task("mine")
+    finally:
+        spec.clear_cache()
+
+
 # ---------------------------------------------------------------- your own device, end to end
 @pytest.fixture(scope="module")
 def own_home(tmp_path_factory):
