@@ -528,6 +528,7 @@ def test_prediction_csv_with_a_huge_arch_id(data, tmp_path, arch_id, message):
         (["-m", "opwise-lasso", "-p", "alpha=-1e-4"], "parameter alpha=-0.0001 must be a finite number >= 0"),
         (["-m", "flops", "--source-archs", "bogus"], "--source-archs must be 'sample' or 'all', got 'bogus'"),
         (["-m", "flops", "--protocol", "bogus"], "--protocol must be one of official, help-paper, nasflat-paper, got 'bogus'"),
+        (["-m", "flops", "-k", "-1"], "--shots must be distinct ints >= 0, got [-1, 5]"),
     ],
     ids=[
         "alpha-abc",
@@ -537,6 +538,7 @@ def test_prediction_csv_with_a_huge_arch_id(data, tmp_path, arch_id, message):
         "alpha-negative",
         "source-archs-bogus",
         "protocol-bogus",
+        "shots-negative",
     ],
 )
 def test_eval_bad_values_are_one_line_errors(data, tmp_path, args, message):

@@ -18,7 +18,7 @@ from latbench.cli.common import (
     parse_params,
     set_device,
 )
-from latbench.errors import LatbenchError, MethodError
+from latbench.errors import MethodError
 
 
 @friendly
@@ -63,18 +63,17 @@ def eval_cmd(
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
 ):
     """Score a method on tasks under the official few-shot protocol."""
-    from latbench.eval.arguments import check_modes
+    from latbench.eval.arguments import check_counts, check_modes
     from latbench.eval.runner import evaluate
     from latbench.methods import registry as methods_mod
     from latbench.tasks.spec import select
 
     check_modes(protocol, source_archs)
+    check_counts(shots, trials)
     params = parse_params(param)
     m = methods_mod.make_method(method, **params)
     set_device([(method, m)], device, params)
     chosen = select(task)
-    if min(shots) < 0 or trials < 1:
-        raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shots}, {trials})")
     ensure_data()
     with RunProgress(len(chosen) * trials, lambda u: f"{u.task.id} trial {u.trial}") as progress:
         result = evaluate(

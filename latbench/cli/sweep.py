@@ -115,8 +115,7 @@ def sweep_cmd(
     sweep.check_executor(workers, ray_address)
     budget = None if time_budget is None else time_budget * 60
     sweep.check_budget(budget, checkpoint, ray_address)
-    if trials < 1 or min(shot_list) < 0:
-        raise LatbenchError(f"need --shots >= 0 and --trials >= 1 (got {shot_list}, {trials})")
+    sweep.check_counts(shot_list, trials)
     suite, chosen_tasks = lb.select_tasks(tasks)
     if store_entries and (suite not in lb.SUITES or sorted(shot_list) != list(lb.SUITE_SHOTS) or trials != lb.SUITE_TRIALS):
         raise LatbenchError(

@@ -25,6 +25,8 @@ class Terms:
     """How the caller names the arguments, and the error it raises."""
 
     error: type[Exception]
+    shots: str
+    trials: str
     workers: str
     time_budget: str
     budget_seconds: float  # seconds per unit of the caller's time budget
@@ -35,13 +37,39 @@ class Terms:
     ray_address: str = "--ray-address"
 
 
-PYTHON = Terms(ParameterError, "workers", "time_budget", 1, "seconds", "checkpoint", "protocol", "source_archs")
-CLI = Terms(SweepError, "--workers", "--time-budget", 60, "minutes", "--checkpoint DIR", "--protocol", "--source-archs")
+PYTHON = Terms(
+    ParameterError, "shots", "trials", "workers", "time_budget", 1, "seconds", "checkpoint", "protocol", "source_archs"
+)
+CLI = Terms(
+    SweepError,
+    "--shots",
+    "--trials",
+    "--workers",
+    "--time-budget",
+    60,
+    "minutes",
+    "--checkpoint DIR",
+    "--protocol",
+    "--source-archs",
+)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def check_counts(shots, trials, terms: Terms = CLI) -> None:
+    """One or more distinct shot counts, each a whole number >= 0; ``trials`` a whole number >= 1."""
+    shots = list(shots)
+    if not shots or not all(_whole(k) and k >= 0 for k in shots) or len(set(shots)) != len(shots):
+        raise terms.error(f"{terms.shots} must be distinct ints >= 0, got {shots}")
+    if not (_whole(trials) and trials >= 1):
+        raise terms.error(f"{terms.trials} must be an int >= 1, got {trials!r}")
 
 
 def check_executor(workers, ray_address: str | None = None, terms: Terms = CLI) -> None:
     """``workers`` a whole number >= 1; a Ray address, when given, not blank."""
-    if isinstance(workers, bool) or not isinstance(workers, Integral) or workers < 1:
+    if not (_whole(workers) and workers >= 1):
         raise terms.error(f"{terms.workers} must be an int >= 1 (got {workers!r})")
     if ray_address is not None and not ray_address.strip():
         raise terms.error(f"{terms.ray_address} must be auto, local, or a Ray address such as ray://host:10001")

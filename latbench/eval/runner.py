@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from latbench import paths
 from latbench.errors import ParameterError
-from latbench.eval.arguments import PYTHON, check_budget, check_executor, check_modes
+from latbench.eval.arguments import PYTHON, check_budget, check_counts, check_executor, check_modes
 from latbench.eval.executors import Step, execute
 from latbench.eval.results import EvalResult
 from latbench.eval.units import SweepError, Unit, assemble, plan
@@ -98,10 +98,7 @@ def _checked_arguments(method, tasks, shots, trials, workers, source_archs, prot
     if not shot_list or not all(isinstance(k, Integral) and not isinstance(k, bool) for k in shot_list):
         raise ParameterError(f"shots must be an int or a sequence of ints, got {shots!r}")
     shot_list = [int(k) for k in shot_list]
-    if min(shot_list) < 0 or len(set(shot_list)) != len(shot_list):
-        raise ParameterError(f"shots must be distinct ints >= 0, got {shot_list}")
-    if isinstance(trials, bool) or not isinstance(trials, Integral) or trials < 1:
-        raise ParameterError(f"trials must be an int >= 1, got {trials!r}")
+    check_counts(shot_list, trials, PYTHON)
     check_executor(workers, None, PYTHON)
     check_modes(protocol, source_archs, PYTHON)
     check_budget(time_budget, checkpoint, None, PYTHON)
@@ -140,8 +137,7 @@ def run(
         raise SweepError("each method may appear only once in a sweep")
     if not tasks:
         raise SweepError("the task selection is empty")
-    if trials < 1 or not shots or min(shots) < 0 or len(set(shots)) != len(shots):
-        raise SweepError(f"need distinct shot counts >= 0 and trials >= 1 (got shots {shots}, {trials} trials)")
+    check_counts(shots, trials, PYTHON)
     remote = ray_address not in (None, "local")
     env = {} if remote else {"LATBENCH_HOME": str(paths.home())}  # a cluster's nodes keep their own home
     units = plan(methods, tasks, shots=shots, trials=trials, source_archs=source_archs, protocol=protocol, env=env)

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from latbench.eval.arguments import check_budget, check_executor, check_modes  # noqa: F401  (checked before any work)
+from latbench.eval.arguments import check_budget, check_counts, check_executor, check_modes  # noqa: F401  (checked before any work)
 from latbench.eval.units import SweepError
 from latbench.methods.registry import make_method
 
