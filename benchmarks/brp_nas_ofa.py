@@ -1,14 +1,14 @@
 """Diagnose brp-nas on one task: how well pre-training fits, zero-shot vs fine-tuned ranking.
 
-Why: brp-nas scored ~0.2 Spearman on the OFA task easy-2 where FLOPs give 0.98 (before it got
-the input resolution; ``benchmarks/results/brp-nas-ofa.md``). This script
+Why: without the input resolution, brp-nas scores ~0.2 Spearman on the OFA task easy-2 where
+FLOPs give 0.98 (``benchmarks/results/brp-nas-ofa.md``). This script
 splits the pipeline into its stages on one (task, trial, k) so the stage that loses the ranking
 shows: the pooled pre-training target itself (median over source devices of the median-normalised
 latency), the pre-trained GCN on the source devices and on the targets (zero-shot), and the
 fine-tuned GCN. Prints one JSON object.
 
     python benchmarks/brp_nas_ofa.py --task easy-2 --shots 10
-    python benchmarks/brp_nas_ofa.py --task easy-2 --encoding no-resolution   # brp-nas before the fix
+    python benchmarks/brp_nas_ofa.py --task easy-2 --encoding no-resolution   # without the input resolution
     python benchmarks/brp_nas_ofa.py --task easy-2 --drop titan_xp_1,v100_1   # fewer source devices
     python benchmarks/brp_nas_ofa.py --task easy-2 --shots 900 --param pretrain=false
 """
@@ -50,7 +50,7 @@ ENCODINGS = ("brp-nas", "no-resolution", "res-global", "res-input", "res2-layers
 
 def use_encoding(name: str) -> None:
     """Swap brp-nas's OFA encoding (``brp-nas``: the r one-hot on the input and active layer
-    nodes) for a variant: ``no-resolution``: the bare chain graph (brp-nas before the fix);
+    nodes) for a variant: ``no-resolution``: the bare chain graph (no resolution anywhere);
     ``res-global`` / ``res-input``: the r one-hot on the global / input node only;
     ``res2-layers``: the scalar (r / 224)^2 instead of the one-hot on the same nodes."""
     if name == "brp-nas":

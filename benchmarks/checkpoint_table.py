@@ -1,7 +1,7 @@
-"""Tabulate a sweep's checkpoint folder, finished or not: what README shows for grids still running.
+"""Tabulate a sweep's checkpoint folder, finished or not: how far a grid that is still running has got.
 
-    python benchmarks/checkpoint_table.py benchmarks/results/sweep-units \
-        --compare leaderboard/entries/mlp-finetune-*.json --out benchmarks/results/learned-main.md
+    python benchmarks/checkpoint_table.py my-sweep-units \
+        --compare leaderboard/entries/mlp-finetune-*.json --out my-sweep.md
 
 Per method: Spearman rho per task and shot count, mean ± std over the trials finished so far
 (their number in brackets when fewer than planned: the suite's 5, or ``--trials``), the units
