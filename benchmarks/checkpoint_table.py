@@ -53,7 +53,7 @@ def method_table(records, tasks, shots, trials) -> list[str]:
 
 
 def wide_table(fresh, tasks, shots, trials) -> list[str]:
-    """Every method side by side, one column per (method, k): the layout of results_table.py."""
+    """Every method side by side, one column per (method, k)."""
     by = {m: spearman_by_task_k(recs) for m, recs in sorted(fresh.items())}
     cols = [(m, k) for m in by for k in shots]
     lines = ["| task | " + " | ".join(f"{m} k={k}" for m, k in cols) + " |", "|---|" + "---|" * len(cols)]
