@@ -6,8 +6,9 @@ finished unit is saved at once, so a stopped run resumes where it stopped (:mod:
 
 Before anything runs, :func:`check_units` refuses what cannot make sense: an unknown protocol or
 source-arch mode (the rules of :mod:`.arguments`, shared with :func:`latbench.evaluate` and the
-CLI), and a numeric hyperparameter that is negative (or not finite) where the method's default is a positive number (``epochs=-3``, ``lr=-1``; zero stays allowed: ``finetune_epochs=0``
-and ``dropout=0`` are meaningful, and seeds such as ``random_state=0`` are too). A method that
+CLI), and a numeric hyperparameter that is negative (or not finite) where the method's default
+is a positive number (``epochs=-3``, ``lr=-1``; zero stays allowed: ``finetune_epochs=0`` and
+``dropout=0`` are meaningful, and seeds such as ``random_state=0`` are too). A method that
 raises in ``fit``, ``adapt`` or ``predict`` fails its unit with :class:`MethodFailed`, one line naming
 the method, the phase and the exception (the traceback is the error's ``detail``; the CLI prints
 it with ``LATBENCH_DEBUG=1``).
