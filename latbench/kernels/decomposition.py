@@ -410,7 +410,7 @@ def decompose(space, arch_id: int, rules: str = "default") -> list[Kernel]:
 # other tasks, other spaces), the codes of a space keep the same relative order, every sum over
 # codes runs in the same order and the per-kernel fits see their rows in the same order: a result
 # does not depend on what else the process ran (the sweep executors and `verify` rely on that).
-# The pass takes 10-20 s per space and rule set, so its result is kept on disk
+# The pass takes seconds per space and rule set (NB201 about 10 s on 2 cores), so its result is kept on disk
 # (LATBENCH_HOME/cache/kernels/), keyed by the space's arch list, the rule set and this code.
 _CATALOG: dict[str, dict[tuple, int]] = {}  # rules -> {(space key, feature row): code}
 
