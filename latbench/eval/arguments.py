@@ -9,7 +9,7 @@ any worker started.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 
 from latbench.errors import ParameterError, did_you_mean
@@ -79,8 +79,9 @@ def check_budget(time_budget: float | None, checkpoint: Path | None, ray_address
     """A time budget (in seconds here) is > 0, keeps its finished units in a checkpoint, and runs on local workers."""
     if time_budget is None:
         return
-    if not (isinstance(time_budget, (int, float)) and time_budget > 0):
-        given = f"{time_budget / terms.budget_seconds:g}" if isinstance(time_budget, (int, float)) else repr(time_budget)
+    number = isinstance(time_budget, Real) and not isinstance(time_budget, bool)
+    if not (number and time_budget > 0):
+        given = f"{time_budget / terms.budget_seconds:g}" if number else repr(time_budget)
         raise terms.error(f"{terms.time_budget} must be > 0 {terms.budget_unit} (got {given})")
     if checkpoint is None:
         raise terms.error(f"{terms.time_budget} needs {terms.checkpoint}: without it the finished units would be lost")
