@@ -357,6 +357,24 @@ def test_kernel_code_cache_on_disk_is_checked_and_rebuilt_when_unsound(dataset):
         assert kernels._load(path, len(space)) is not None
 
 
+def test_kernel_cache_file_is_the_same_in_every_process(dataset):
+    """The file's name must not follow the string-hash seed (a frozenset's repr does): else every
+    process decomposes the space again and leaves one more file."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from latbench.data.store import get_space; from latbench.kernels import decomposition as k; "
+    code += "print(k._cache_file(get_space('fbnet'), 'tflite-cpu').name)"
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    assert len(names) == 1 and names.pop().startswith("fbnet-tflite-cpu-")
+
+
 def test_nn_meter_scores_do_not_depend_on_the_tasks_run_before(dataset):
     """nn-Meter's per-family scales used every family in the catalogue, other spaces' too."""
     from latbench.eval.runner import evaluate

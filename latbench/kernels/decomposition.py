@@ -450,8 +450,12 @@ def _code_digest() -> str:
 def _cache_file(space, rules: str) -> Path:
     from latbench import paths
 
-    # the rule set's content too: a rule set added or edited at run time (RULE_SETS is data) gets its own file
-    key = hashlib.sha256(f"{_digest(space)} {rules} {RULE_SETS[rules]!r} {_code_digest()}".encode()).hexdigest()[:24]
+    # the rule set's content too: a rule set added or edited at run time (RULE_SETS is data) gets its own
+    # file. Its pairs are sorted: a frozenset's repr follows the process's string-hash seed, so an
+    # unsorted one names a new file in every process and the cache never hits.
+    rs = RULE_SETS[rules]
+    content = repr((rs.units, sorted(rs.pairs), rs.source))
+    key = hashlib.sha256(f"{_digest(space)} {rules} {content} {_code_digest()}".encode()).hexdigest()[:24]
     return paths.home() / "cache" / "kernels" / f"{space.name}-{re.sub(r'[^A-Za-z0-9_.-]', '_', rules)}-{key}.npz"
 
 
