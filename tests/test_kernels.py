@@ -357,6 +357,24 @@ def test_kernel_code_cache_on_disk_is_checked_and_rebuilt_when_unsound(dataset):
         assert kernels._load(path, len(space)) is not None
 
 
+def test_a_new_kernel_cache_file_replaces_the_older_ones_of_its_space_and_rules(dataset):
+    from latbench.data.store import get_space
+
+    space = get_space("fbnet")
+    path = kernels._cache_file(space, "tflite-cpu")
+    older = path.with_name("fbnet-tflite-cpu-" + "0" * 24 + ".npz")  # the same space and rules, older code
+    others = [path.with_name(n) for n in ("fbnet-tflite-cpu-x-" + "0" * 24 + ".npz", "nb201-tflite-cpu-" + "1" * 24 + ".npz")]
+    for f in (older, *others):
+        f.write_bytes(b"stale")
+    path.unlink(missing_ok=True)
+    kernels.clear_cache()
+    kernels.kernel_codes(space, np.arange(3))  # decomposes and saves
+    assert path.is_file() and not older.exists()
+    assert all(f.read_bytes() == b"stale" for f in others)  # another rule set's, another space's: kept
+    for f in others:
+        f.unlink()
+
+
 def test_kernel_cache_file_is_the_same_in_every_process(dataset):
     """The file's name must not follow the string-hash seed (a frozenset's repr does): else every
     process decomposes the space again and leaves one more file."""

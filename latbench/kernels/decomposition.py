@@ -483,13 +483,19 @@ def _decompose_space(space, rules: str) -> dict[str, np.ndarray]:
 
 
 def _save(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Write the pass's arrays, then remove the files this one replaces (the same space and rule
+    set under older code or rule contents), so the folder holds one file per space and rule set."""
     from latbench.io import atomic_path
 
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **columns)
     except OSError:
-        pass  # a read-only home: the next process decomposes again
+        return  # a read-only home: the next process decomposes again
+    replaced = re.compile(re.escape(path.name[: -len("0" * 24 + ".npz")]) + r"[0-9a-f]{24}\.npz")
+    for old in path.parent.iterdir():
+        if old != path and replaced.fullmatch(old.name):
+            old.unlink(missing_ok=True)
 
 
 def _load(path: Path, n_archs: int) -> dict[str, np.ndarray] | None:
