@@ -492,7 +492,8 @@ def _save(path: Path, columns: dict[str, np.ndarray]) -> None:
             np.savez(f, **columns)
     except OSError:
         return  # a read-only home: the next process decomposes again
-    replaced = re.compile(re.escape(path.name[: -len("0" * 24 + ".npz")]) + r"[0-9a-f]{24}\.npz")
+    space_and_rules = path.name.rsplit("-", 1)[0]  # the name is <space>-<rules>-<key>.npz
+    replaced = re.compile(re.escape(space_and_rules) + r"-[0-9a-f]{24}\.npz")
     for old in path.parent.iterdir():
         if old != path and replaced.fullmatch(old.name):
             old.unlink(missing_ok=True)
