@@ -194,11 +194,6 @@ class _LatencyMLP(Method):
             )
         return w.detach(), b.detach()
 
-    def _adapted(self, device: str):
-        if not hasattr(self, "heads_") or device not in self.heads_:
-            raise MethodError(f"{type(self).__name__}: predict({device!r}) before adapt({device!r})")
-        return self.heads_[device]
-
 
 class MLPFinetune(_LatencyMLP):
     """One latency MLP per source device; the shots pick the best one and fine-tune its output layer.
@@ -322,7 +317,7 @@ class MLPFinetune(_LatencyMLP):
         return self
 
     def predict(self, device, arch_ids):
-        head = self._adapted(device)
+        head = self.heads_[device]
         best = self.choice_[device]
         shots = self.shots_[device][1]
         if len(shots):
@@ -508,7 +503,7 @@ class MLPHardwareParams(_LatencyMLP):
         return self
 
     def predict(self, device, arch_ids):
-        w, b = self._adapted(device)
+        w, b = self.heads_[device]
         shots = self.shots_[device][1]
         if len(shots):
             floor = 1e-3 * float(np.min(shots))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latbench.errors import MethodError, TaskError
-from latbench.eval.checks import CHECKS, check_method, method_checks, parametrize_with_checks
+from latbench.errors import MethodError, NotFittedError, TaskError
+from latbench.eval.checks import CHECKS, _session, check_method, method_checks, parametrize_with_checks
 from latbench.methods.base import Method
 from latbench.methods.registry import available, make_method, resolve
 
@@ -17,6 +17,53 @@ REGISTERED = [resolve(name) for name in sorted(available())]
 @parametrize_with_checks(REGISTERED)
 def test_contract_suite(data, method_cls, check):
     check()
+    if check.name == "check_predict_shape_and_positive":
+        # While this check's trial is cached: a device adapt never saw is named, not a bare KeyError
+        # (the base class wraps every subclass's predict; not a contract check, since a
+        # device-agnostic plug-in may legitimately predict for any device).
+        adapted = _session(method_cls, check.params, check.task, check.shots).base().adapted
+        ids = np.arange(3)
+        with pytest.raises(NotFittedError, match="predict: device 'no-such-device' was never adapted; call adapt"):
+            adapted.predict("no-such-device", ids)
+
+
+class PerDeviceScale(Method):
+    def adapt(self, device, oracle):
+        super().adapt(device, oracle)
+        self.scale_ = {**getattr(self, "scale_", {}), device: float(np.mean(self.shots_[device][1]))}
+        return self
+
+    def predict(self, device, arch_ids):
+        return self.scale_[device] * np.ones(len(arch_ids))
+
+
+class SubclassCallsSuper(PerDeviceScale):
+    def predict(self, device, arch_ids):
+        return super().predict(device, arch_ids) * 2
+
+
+def test_predict_for_a_device_never_adapted_names_it_in_a_plugin_too():
+    m = PerDeviceScale()
+    m.remember_shots("pixel2", [1, 2], [3.0, 5.0])
+    m.scale_ = {"pixel2": 4.0}
+    assert m.predict("pixel2", np.arange(2)).tolist() == [4.0, 4.0]
+    with pytest.raises(NotFittedError, match=r"PerDeviceScale.predict: device 'eyeriss' .*\(adapted so far: pixel2\)") as info:
+        m.predict("eyeriss", np.arange(2))
+    assert isinstance(info.value, AttributeError) and info.value.__cause__ is None
+    s = SubclassCallsSuper()
+    s.scale_ = {"pixel2": 4.0}
+    assert s.predict("pixel2", np.arange(1)).tolist() == [8.0]
+    with pytest.raises(NotFittedError, match=r"SubclassCallsSuper.predict: .*\(adapted so far: none\)"):
+        s.predict("eyeriss", np.arange(1))
+
+
+def test_a_key_error_of_another_key_is_left_alone():
+    class OwnBug(Method):
+        def predict(self, device, arch_ids):
+            return {}["typo"]
+
+    with pytest.raises(KeyError, match="typo"):
+        OwnBug().predict("pixel2", np.arange(1))
 
 
 # ------------------------------------------------------------------- broken methods fail by name

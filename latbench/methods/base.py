@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
@@ -45,8 +46,39 @@ def reporting_progress(callback: Callable[[int, int, str], None]) -> Iterator[No
         _PROGRESS.reset(token)
 
 
+def _naming_unadapted_devices(predict: Callable) -> Callable:
+    """Wrap a subclass's ``predict`` so a device that was never adapted is named, not a bare KeyError.
+
+    Methods keep per-device state in dicts (``coef_[device]``, ``targets_[device]``); predicting
+    for a device that ``adapt`` never saw would end in ``KeyError: 'pixel2'``. Only the error path
+    costs anything: the happy path is one ``try``.
+    """
+
+    @functools.wraps(predict)
+    def wrapped(self, device, arch_ids):
+        try:
+            return predict(self, device, arch_ids)
+        except KeyError as e:
+            if e.args != (device,):
+                raise
+            adapted = sorted(vars(self).get("shots_", {}))
+            raise NotFittedError(
+                f"{type(self).__name__}.predict: device {device!r} was never adapted; call adapt({device!r}, oracle) "
+                f"first (adapted so far: {', '.join(map(str, adapted)) or 'none'})"
+            ) from None
+
+    wrapped.__wrapped_for_unadapted_devices__ = True
+    return wrapped
+
+
 class Method(BaseEstimator):
     """Base class. Subclasses implement ``fit`` and ``predict``; ``adapt`` has a default."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        predict = cls.__dict__.get("predict")
+        if callable(predict) and not getattr(predict, "__wrapped_for_unadapted_devices__", False):
+            cls.predict = _naming_unadapted_devices(predict)
 
     #: Registry name and a one-line description for ``latbench methods``.
     name: ClassVar[str] = ""
