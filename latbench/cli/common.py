@@ -17,7 +17,8 @@ from rich.console import Console
 
 from latbench.errors import LatbenchError
 
-console = Console(width=None if sys.stdout.isatty() else 160, markup=False)  # messages carry paths: no markup
+# messages carry paths: no markup, and no hard line breaks (a wrapped path breaks grep and copy-paste)
+console = Console(width=None if sys.stdout.isatty() else 160, markup=False, soft_wrap=True)
 err_console = Console(stderr=True, markup=False)
 
 
