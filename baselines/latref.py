@@ -10,9 +10,10 @@ Three parts (see the documentation page baselines/latref, ``docs/baselines/latre
    in the space of the bank's log predictions and the log op-wise features, so the shots cover the
    directions in which the target may differ from the sources (on NB201 from k = 20 on; below, the
    protocol's random shots);
-3. the op-wise predictors' target stage on the shots: a sparse non-negative mix of the bank plus a
-   penalised op-wise correction, squared percentage error, the penalty chosen by leave-one-out and
-   the L1 strength falling with the number of shots.
+3. the op-wise predictors' target stage on the shots: a sparse non-negative mix of the bank and of
+   four whole-arch proxies (FLOPs, params, activations, number of kernels) plus a penalised op-wise
+   correction, squared percentage error, the penalty chosen by leave-one-out and the L1 strength
+   falling with the number of shots.
 
 Every design choice was made on held-out *source* devices (``benchmarks/latref_selection.py``),
 never on a task's target devices.
@@ -32,6 +33,8 @@ from latbench_baselines.opwise import DEFAULT_STATS, OP_PENALTIES, _TargetStage,
 
 SOURCE_MODELS = ("lasso", "ridge")
 SELECTORS = ("fps", "kmeans", "random")
+#: Whole-arch statistics the target stage may use as columns next to the bank (see ``proxies``).
+PROXIES = ("flops", "params", "activations", "kernels")
 #: Ridge strengths of the one-hot source model, picked per source device by generalised cross-validation.
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
 #: The target stage's L1 strength is ``target_alpha`` up to this many shots and falls beyond it.
@@ -43,6 +46,8 @@ RANDOM_SHOTS = (("nb201", 10),)
 
 #: Whole-space (op-wise sums, one-hot) matrices, built once per process and space.
 _FEATURES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+#: Whole-space proxy columns, built once per process, space, rule set and proxy.
+_PROXIES: dict[str, np.ndarray] = {}
 #: One source predictor's predictions for every arch of the space, keyed by its training data and
 #: settings: the source fit does not depend on the trial seed, so trials (and k) share it.
 _BANK: dict[str, np.ndarray] = {}
@@ -63,6 +68,20 @@ def space_features(space, rules: str, stats, types) -> tuple[np.ndarray, np.ndar
         x, _ = kernels.type_sums(space, ids, rules, stats, types=types)
         _FEATURES[key] = (x, np.asarray(space.onehot(ids), dtype=np.float64))
     return _FEATURES[key]
+
+
+def proxy_column(space, name: str, rules: str) -> np.ndarray:
+    """One whole-arch statistic of every arch of ``space`` (``kernels``: how many kernels the arch
+    runs under ``rules``), cached per process."""
+    key = _key(space.name, len(space), space.arch_str(0), space.arch_str(len(space) - 1), rules, name)
+    if key not in _PROXIES:
+        ids = space.arch_ids()
+        if name == "kernels":
+            col = [len(c) for c in kernels.kernel_codes(space, ids, rules)]
+        else:
+            col = getattr(space, name)(ids)
+        _PROXIES[key] = np.asarray(col, dtype=np.float64)
+    return _PROXIES[key]
 
 
 def fit_ridge_log(F: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -152,6 +171,11 @@ class LatRef(Method):
         Statistics summed per kernel type as the op-wise features.
     alpha : float, default 1e-4
         L1 strength of each source device's op-wise Lasso.
+    proxies : tuple of str, default ("flops", "params", "activations", "kernels")
+        Whole-arch statistics that join the bank's columns in the target stage, under the same L1
+        weight: a target that ranks archs unlike every source device can still be fitted by a few
+        columns (on such targets the FLOPs regressions beat the source-based methods). "kernels" is
+        the number of kernels an arch runs under ``rules``. ``()``: the bank alone.
 
     Attributes
     ----------
@@ -159,6 +183,8 @@ class LatRef(Method):
         Kernel types seen in the source sample (the op-wise feature columns).
     P_ : numpy.ndarray
         [archs of the space, models x source devices]: the bank's predictions (ms).
+    Q_ : numpy.ndarray
+        [archs of the space, proxies]: the proxy columns of the target stage.
     stages_ : dict of str to object
         Per target device: its fitted target stage (``op_penalty_``: the penalty chosen).
     targets_ : dict of str to numpy.ndarray
@@ -181,6 +207,7 @@ class LatRef(Method):
         rules: str = "default",
         stats=DEFAULT_STATS,
         alpha: float = 1e-4,
+        proxies=PROXIES,
     ):
         self.models = models
         self.select = select
@@ -193,6 +220,7 @@ class LatRef(Method):
         self.rules = rules
         self.stats = stats
         self.alpha = alpha
+        self.proxies = proxies
 
     # ---- source bank --------------------------------------------------------------------------
     def fit(self, source, space, seed):
@@ -207,6 +235,9 @@ class LatRef(Method):
             self.random_up_to_ = {str(name): int(k) for name, k in self.random_shots}
         except (TypeError, ValueError):
             raise MethodError(f"latref: random_shots must be (space, k) pairs, got {self.random_shots!r}") from None
+        unknown = [p for p in self.proxies if p not in PROXIES]
+        if unknown or len(set(self.proxies)) != len(self.proxies):
+            raise MethodError(f"latref: proxies must be distinct names from {PROXIES}, got {self.proxies!r}")
         if not self.alpha_decay >= 0:
             raise MethodError(f"latref: alpha_decay must be >= 0, got {self.alpha_decay!r}")
         ids = np.asarray(source.arch_ids, dtype=np.int64)
@@ -224,6 +255,7 @@ class LatRef(Method):
                 columns.append(_BANK[key])
             self.progress(d + 1, len(source.devices), "source device models")
         self.P_ = np.column_stack(columns)
+        self.Q_ = np.column_stack([proxy_column(space, p, self.rules) for p in self.proxies] or [np.zeros((len(X), 0))])
         self.targets_, self.stages_ = {}, {}
         return self
 
@@ -274,10 +306,12 @@ class LatRef(Method):
         self.remember_shots(device, ids, oracle.measure(ids))
         ids, y = self.shots_[device]
         X, _ = space_features(self.space_, self.rules, self.stats, self.types_)
-        stage = _TargetStage(self.target_alpha_at(len(y)), self.op_penalty).fit(self.P_[ids], X[ids], y)
+        # with no shot the stage averages its columns: the bank's (ms), never the proxies (FLOPs, ...)
+        P = np.column_stack([self.P_, self.Q_]) if len(y) else self.P_
+        stage = _TargetStage(self.target_alpha_at(len(y)), self.op_penalty).fit(P[ids], X[ids], y)
         self.stages_[device] = stage
         # the whole space at once: predict is a lookup (millions of archs per second)
-        self.targets_[device] = positive_floor(stage.predict(self.P_, X), y)
+        self.targets_[device] = positive_floor(stage.predict(P, X), y)
         return self
 
     def target_alpha_at(self, k: int) -> float:

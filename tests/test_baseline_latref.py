@@ -7,6 +7,7 @@ import copy
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from latbench.errors import MethodError
 from latbench.eval.checks import check_method
@@ -144,12 +145,74 @@ def test_alpha_decay_changes_only_the_fits_beyond_five_shots(data):
         ({"random_shots": (("nb201",),)}, "random_shots must be"),
         ({"random_shots": (("nb201", "ten"),)}, "random_shots must be"),
         ({"alpha_decay": float("nan")}, "alpha_decay must be"),
+        ({"proxies": ("flops", "macs")}, "proxies must be distinct names"),
+        ({"proxies": ("flops", "flops")}, "proxies must be distinct names"),
     ],
 )
 def test_bad_parameters_fail_in_fit_with_a_clear_message(data, params, match):
     _, space, trial = _trial("medium-1", 5)
     with pytest.raises(MethodError, match=match):
         LatRef(**params).fit(trial.source, space, trial.seed)
+
+
+def _proxy_device_trial(task_id: str, shots: int, proxy):
+    """A trial of ``task_id`` whose first target device's latency is a made-up function of one proxy
+    column (a device that ranks archs like no source device does)."""
+    import dataclasses
+
+    from latbench.data import store
+    from latbench.protocol.trial import make_trial
+    from latbench.tasks.spec import load_task
+
+    spec = load_task(task_id)
+    space = store.get_space(spec.space)
+    table = store.load_latency(spec.space)
+    values = table.values.copy()
+    values[table.devices.index(spec.target[0])] = proxy(space)
+    table = dataclasses.replace(table, values=values)
+    return spec, space, make_trial(spec, 0, shots, table, reference_ids=space.reference_ids)
+
+
+@pytest.mark.slow
+def test_a_target_that_ranks_like_its_kernel_count_is_fitted_by_that_proxy_column(data):
+    def kernel_count(space):
+        return 0.5 + 0.01 * latref.proxy_column(space, "kernels", "default")
+
+    spec, space, trial = _proxy_device_trial("hard-5", 5, kernel_count)
+    dev = spec.target[0]
+    m = LatRef().fit(trial.source, space, trial.seed).adapt(dev, copy.deepcopy(trial.oracles[dev]))
+    assert m.Q_.shape == (len(space), len(latref.PROXIES))
+    theta, n_bank = m.stages_[dev].theta_, m.P_.shape[1]
+    # one column of weight ~0.01 on the kernel count, none of the op-wise correction
+    assert theta[n_bank + latref.PROXIES.index("kernels")] == pytest.approx(0.01, rel=0.2)
+    assert not np.any(theta[n_bank + len(latref.PROXIES) : -1])
+    ids = trial.eval_ids[dev]
+    assert spearmanr(kernel_count(space)[ids], m.predict(dev, ids)).statistic > 0.99
+
+
+def test_proxy_columns_are_the_spaces_statistics(data):
+    from latbench.data import store
+    from latbench.kernels import decomposition
+
+    space = store.get_space("fbnet")
+    ids = np.array([0, 17, 4999])
+    assert np.array_equal(latref.proxy_column(space, "flops", "default")[ids], space.flops(ids))
+    assert np.array_equal(latref.proxy_column(space, "params", "default")[ids], space.params(ids))
+    counts = decomposition.count_matrix(space, ids, "default").sum(axis=1).A.ravel()
+    assert np.array_equal(latref.proxy_column(space, "kernels", "default")[ids], counts)
+    assert counts.min() > 10
+
+
+@pytest.mark.slow
+def test_zero_shots_average_the_bank_not_the_proxies(data):
+    spec, space, trial = _trial("hard-5", 0)
+    dev = spec.target[0]
+    ids = trial.eval_ids[dev]
+    preds = [
+        LatRef(proxies=p).fit(trial.source, space, trial.seed).adapt(dev, copy.deepcopy(trial.oracles[dev])).predict(dev, ids)
+        for p in (latref.PROXIES, ())
+    ]
+    assert np.array_equal(preds[0], preds[1])
 
 
 @pytest.mark.real_data
