@@ -192,7 +192,7 @@ class LatRef(Method):
     """
 
     name = "latref"
-    summary = "latbench reference: op-wise + one-hot source bank, farthest-point active shots, sparse mix + op-wise correction"
+    summary = "latbench reference: op-wise + one-hot source bank, farthest-point active shots, sparse mix of bank and proxies + op-wise correction"
 
     def __init__(
         self,
