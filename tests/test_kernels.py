@@ -357,21 +357,37 @@ def test_kernel_code_cache_on_disk_is_checked_and_rebuilt_when_unsound(dataset):
         assert kernels._load(path, len(space)) is not None
 
 
-def test_a_new_kernel_cache_file_replaces_the_older_ones_of_its_space_and_rules(dataset):
+def test_a_new_kernel_cache_file_keeps_only_the_most_recently_used_of_its_space_and_rules(dataset):
+    import os
+
     from latbench.data.store import get_space
 
     space = get_space("fbnet")
     path = kernels._cache_file(space, "tflite-cpu")
-    older = path.with_name("fbnet-tflite-cpu-" + "0" * 24 + ".npz")  # the same space and rules, older code
+    # the same space and rules under other code, last used 4, 3, 2 and 1 hours ago
+    older = [path.with_name(f"fbnet-tflite-cpu-{str(i) * 24}.npz") for i in range(1, 5)]
     others = [path.with_name(n) for n in ("fbnet-tflite-cpu-x-" + "0" * 24 + ".npz", "nb201-tflite-cpu-" + "1" * 24 + ".npz")]
-    for f in (older, *others):
+    for f in (*older, *others):
         f.write_bytes(b"stale")
+    now = time.time()
+    for hours, f in zip((4, 3, 2, 1), older):
+        os.utime(f, (now - 3600 * hours, now - 3600 * hours))
     path.unlink(missing_ok=True)
     kernels.clear_cache()
     kernels.kernel_codes(space, np.arange(3))  # decomposes and saves
-    assert path.is_file() and not older.exists()
+    kept = sorted(f.name for f in path.parent.glob("fbnet-tflite-cpu-*.npz") if f not in others)
+    assert (
+        kept
+        == sorted([path.name, older[2].name, older[3].name])
+        == sorted([path.name, *(f.name for f in older[-(kernels.CACHE_FILES_KEPT - 1) :])])
+    )
     assert all(f.read_bytes() == b"stale" for f in others)  # another rule set's, another space's: kept
-    for f in others:
+    # a hit marks the file as used: another checkout's save then keeps it over an older one
+    os.utime(path, (now - 3600 * 5, now - 3600 * 5))
+    kernels.clear_cache()
+    kernels.kernel_codes(space, np.arange(3))  # loads
+    assert path.stat().st_mtime > now - 60
+    for f in (*older[2:], *others):
         f.unlink()
 
 

@@ -48,8 +48,10 @@ an arch sum exactly to ``space.flops``, ``space.params`` and ``space.activations
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import os
 import re
 import weakref
 import zipfile
@@ -482,9 +484,15 @@ def _decompose_space(space, rules: str) -> dict[str, np.ndarray]:
     return columns
 
 
+#: Files kept per space and rule set (each NB201 file is about 8.5 MB): the newest one and the ones
+#: last used by other code versions, so two checkouts that share a LATBENCH_HOME do not delete each
+#: other's file and decompose again at every switch.
+CACHE_FILES_KEPT = 3
+
+
 def _save(path: Path, columns: dict[str, np.ndarray]) -> None:
-    """Write the pass's arrays, then remove the files this one replaces (the same space and rule
-    set under older code or rule contents), so the folder holds one file per space and rule set."""
+    """Write the pass's arrays, then remove the files of the same space and rule set (older code or
+    rule contents) beyond the :data:`CACHE_FILES_KEPT` most recently used."""
     from latbench.io import atomic_path
 
     try:
@@ -493,10 +501,14 @@ def _save(path: Path, columns: dict[str, np.ndarray]) -> None:
     except OSError:
         return  # a read-only home: the next process decomposes again
     space_and_rules = path.name.rsplit("-", 1)[0]  # the name is <space>-<rules>-<key>.npz
-    replaced = re.compile(re.escape(space_and_rules) + r"-[0-9a-f]{24}\.npz")
-    for old in path.parent.iterdir():
-        if old != path and replaced.fullmatch(old.name):
-            old.unlink(missing_ok=True)
+    same = re.compile(re.escape(space_and_rules) + r"-[0-9a-f]{24}\.npz")
+    older = []
+    for f in path.parent.iterdir():
+        if f != path and same.fullmatch(f.name):
+            with contextlib.suppress(OSError):
+                older.append((f.stat().st_mtime_ns, f.name, f))
+    for _, _, old in sorted(older, reverse=True)[CACHE_FILES_KEPT - 1 :]:  # newest first; ``path`` is one of the kept
+        old.unlink(missing_ok=True)
 
 
 def _load(path: Path, n_archs: int) -> dict[str, np.ndarray] | None:
@@ -534,6 +546,9 @@ def _space_table(space, rules: str) -> _SpaceTable:
         if columns is None:
             columns = _decompose_space(space, rules)
             _save(path, columns)
+        else:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # last used now: what _save keeps
         # the rows are rebuilt from the arrays either way, so a loaded catalogue equals a computed one
         rows = list(zip(columns["type"].tolist(), *(columns[name].tolist() for name in FEATURES)))
         offsets, local = columns["offsets"], columns["codes"]
