@@ -29,7 +29,7 @@ from latbench.errors import MethodError
 from latbench.kernels import decomposition as kernels
 from latbench.methods.base import Method
 from latbench.methods.fitting import positive_floor, stable_seed
-from latbench_baselines.opwise import DEFAULT_STATS, OP_PENALTIES, _TargetStage, relative_nnlasso
+from latbench_baselines.opwise import DEFAULT_STATS, OP_PENALTIES, _TargetStage, relative_nnlasso, space_type_sums
 
 SOURCE_MODELS = ("lasso", "ridge")
 SELECTORS = ("fps", "kmeans", "random")
@@ -44,8 +44,8 @@ ALPHA_SHOTS = 5
 #: which farthest-point sampling spends its few shots, while its source bank already ranks the bulk well.
 RANDOM_SHOTS = (("nb201", 10),)
 
-#: Whole-space (op-wise sums, one-hot) matrices, built once per process and space.
-_FEATURES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+#: Whole-space one-hot encodings, built once per process and space.
+_ONEHOT: dict[str, np.ndarray] = {}
 #: Whole-space proxy columns, built once per process, space, rule set and proxy.
 _PROXIES: dict[str, np.ndarray] = {}
 #: One source predictor's predictions for every arch of the space, keyed by its training data and
@@ -62,12 +62,10 @@ def _key(*parts) -> str:
 
 def space_features(space, rules: str, stats, types) -> tuple[np.ndarray, np.ndarray]:
     """(op-wise type sums, one-hot encoding) of every arch of ``space``, cached per process."""
-    key = _key(space.name, len(space), space.arch_str(0), space.arch_str(len(space) - 1), rules, tuple(stats), tuple(types))
-    if key not in _FEATURES:
-        ids = space.arch_ids()
-        x, _ = kernels.type_sums(space, ids, rules, stats, types=types)
-        _FEATURES[key] = (x, np.asarray(space.onehot(ids), dtype=np.float64))
-    return _FEATURES[key]
+    key = _key(space.name, len(space), space.arch_str(0), space.arch_str(len(space) - 1))
+    if key not in _ONEHOT:
+        _ONEHOT[key] = np.asarray(space.onehot(space.arch_ids()), dtype=np.float64)
+    return space_type_sums(space, rules, stats, types), _ONEHOT[key]
 
 
 def proxy_column(space, name: str, rules: str) -> np.ndarray:

@@ -128,14 +128,29 @@ class _OpRegressor:
 
 
 # ---- the methods -------------------------------------------------------------------------------
+#: Whole-space per-type sums, built once per process, space, rule set, statistics and types.
+_SPACE_SUMS: dict[tuple, np.ndarray] = {}
+
+
+def space_type_sums(space, rules: str, stats, types) -> np.ndarray:
+    """:func:`latbench.kernels.type_sums` of every arch of ``space`` (rows in id order), cached per
+    process: a predictor then indexes rows instead of decomposing the asked archs in every call
+    (the sums of an arch do not depend on which other archs are asked, so the rows are the same)."""
+    key = (space.name, len(space), space.arch_str(0), space.arch_str(len(space) - 1), rules, tuple(stats), tuple(types))
+    if key not in _SPACE_SUMS:
+        x, _ = kernels.type_sums(space, space.arch_ids(), rules, stats, types=types)
+        x.flags.writeable = False  # shared by every method in the process
+        _SPACE_SUMS[key] = x
+    return _SPACE_SUMS[key]
+
+
 class _OpwiseBase(Method):
     """Per-source regressors on op-wise features + the shared target stage (see baselines/opwise in the docs)."""
 
     # subclasses: _make(seed) -> regressor, or override _fit_source / _predict_source
 
     def _features(self, ids) -> np.ndarray:
-        x, _ = kernels.type_sums(self.space_, ids, self.rules, self.stats, types=self.types_)
-        return x
+        return space_type_sums(self.space_, self.rules, self.stats, self.types_)[self.space_._ids(ids)]
 
     def fit(self, source, space, seed):
         super().fit(source, space, seed)

@@ -85,6 +85,35 @@ def test_opwise_lasso_target_model_is_an_opwise_linear_model(dataset):
     assert np.all(coef >= 0) and overhead >= 0
 
 
+@pytest.mark.parametrize("space_name", ["nb201", "ofa"])
+def test_whole_space_type_sums_equal_the_sums_of_the_asked_archs(dataset, space_name):
+    from latbench.data.store import get_space
+
+    space = get_space(space_name)
+    ids = np.array([len(space) - 1, 0, 7, 7, 1234])
+    _, cols = kernels.type_sums(space, np.arange(200), "default", opwise.DEFAULT_STATS)
+    types = sorted({c.split(":")[0] for c in cols})
+    whole = opwise.space_type_sums(space, "default", opwise.DEFAULT_STATS, types)
+    asked, _ = kernels.type_sums(space, ids, "default", opwise.DEFAULT_STATS, types=types)
+    assert whole.shape == (len(space), asked.shape[1])
+    assert np.array_equal(whole[ids], asked)  # bit for bit: predictions do not move
+    assert opwise.space_type_sums(space, "default", opwise.DEFAULT_STATS, types) is whole  # built once
+    assert not whole.flags.writeable  # shared by every method in the process
+
+
+def test_opwise_predict_refuses_an_arch_id_outside_the_space(dataset):
+    from latbench.errors import UnknownArchError
+
+    spec, space, trial = _trial("hard-3", 5)
+    m = opwise.OpwiseLasso().fit(trial.source, space, trial.seed)
+    dev = spec.target[0]
+    m.adapt(dev, trial.oracles[dev])
+    with pytest.raises(UnknownArchError, match=rf"nb201: arch id {len(space)} out of range"):
+        m.predict(dev, np.array([0, len(space)]))
+    with pytest.raises(UnknownArchError, match="arch id -1 out of range"):
+        m.predict(dev, np.array([-1]))
+
+
 def test_opwise_lasso_without_source_prior(dataset):
     spec, space, trial = _trial("hard-3", 10)
     m = opwise.OpwiseLasso(prior="none").fit(trial.source, space, trial.seed)
