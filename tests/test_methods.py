@@ -57,13 +57,23 @@ def test_predict_for_a_device_never_adapted_names_it_in_a_plugin_too():
         s.predict("eyeriss", np.arange(1))
 
 
-def test_a_key_error_of_another_key_is_left_alone():
+def test_a_key_error_of_another_key_or_of_an_adapted_device_is_left_alone():
     class OwnBug(Method):
         def predict(self, device, arch_ids):
             return {}["typo"]
 
     with pytest.raises(KeyError, match="typo"):
         OwnBug().predict("pixel2", np.arange(1))
+
+    class ForgetsItsState(Method):  # adapt ran (shots kept) but stored nothing: not "never adapted"
+        def predict(self, device, arch_ids):
+            return {}[device]
+
+    m = ForgetsItsState()
+    m.remember_shots("pixel2", [1], [2.0])
+    with pytest.raises(KeyError, match="pixel2") as info:
+        m.predict("pixel2", np.arange(1))
+    assert not isinstance(info.value, NotFittedError)
 
 
 # ------------------------------------------------------------------- broken methods fail by name

@@ -59,9 +59,10 @@ def _naming_unadapted_devices(predict: Callable) -> Callable:
         try:
             return predict(self, device, arch_ids)
         except KeyError as e:
-            if e.args != (device,):
+            adapted = vars(self).get("shots_", {})
+            if e.args != (device,) or device in adapted:  # another key, or adapt ran: the method's own bug
                 raise
-            adapted = sorted(vars(self).get("shots_", {}))
+            adapted = sorted(adapted)
             raise NotFittedError(
                 f"{type(self).__name__}.predict: device {device!r} was never adapted; call adapt({device!r}, oracle) "
                 f"first (adapted so far: {', '.join(map(str, adapted)) or 'none'})"
