@@ -47,7 +47,7 @@ RANDOM_SHOTS = (("nb201", 10),)
 #: Whole-space one-hot encodings, built once per process and space.
 _ONEHOT: dict[str, np.ndarray] = {}
 #: Whole-space proxy columns, built once per process, space, rule set and proxy.
-_PROXIES: dict[str, np.ndarray] = {}
+_PROXIES: dict[tuple[str, str, str], np.ndarray] = {}
 #: One source predictor's predictions for every arch of the space, keyed by its training data and
 #: settings: the source fit does not depend on the trial seed, so trials (and k) share it.
 _BANK: dict[str, np.ndarray] = {}
@@ -62,7 +62,7 @@ def _key(*parts) -> str:
 
 def space_features(space, rules: str, stats, types) -> tuple[np.ndarray, np.ndarray]:
     """(op-wise type sums, one-hot encoding) of every arch of ``space``, cached per process."""
-    key = _key(space.name, len(space), space.arch_str(0), space.arch_str(len(space) - 1))
+    key = kernels.space_digest(space)
     if key not in _ONEHOT:
         _ONEHOT[key] = np.asarray(space.onehot(space.arch_ids()), dtype=np.float64)
     return space_type_sums(space, rules, stats, types), _ONEHOT[key]
@@ -71,7 +71,7 @@ def space_features(space, rules: str, stats, types) -> tuple[np.ndarray, np.ndar
 def proxy_column(space, name: str, rules: str) -> np.ndarray:
     """One whole-arch statistic of every arch of ``space`` (``kernels``: how many kernels the arch
     runs under ``rules``), cached per process."""
-    key = _key(space.name, len(space), space.arch_str(0), space.arch_str(len(space) - 1), rules, name)
+    key = (kernels.space_digest(space), rules, name)
     if key not in _PROXIES:
         ids = space.arch_ids()
         if name == "kernels":
@@ -247,7 +247,7 @@ class LatRef(Method):
             y = np.asarray(source.latency[d], dtype=np.float64)
             ok = np.isfinite(y) & (y > 0)
             for m in self.models:
-                key = _key(m, space.name, len(space), self.rules, tuple(self.stats), tuple(self.types_), self.alpha, ids, y)
+                key = _key(m, kernels.space_digest(space), self.rules, tuple(self.stats), tuple(self.types_), self.alpha, ids, y)
                 if key not in _BANK:
                     _BANK[key] = self._fit_predict(m, X, O, ids, ok, y)
                 columns.append(_BANK[key])

@@ -136,7 +136,7 @@ def space_type_sums(space, rules: str, stats, types) -> np.ndarray:
     """:func:`latbench.kernels.type_sums` of every arch of ``space`` (rows in id order), cached per
     process: a predictor then indexes rows instead of decomposing the asked archs in every call
     (the sums of an arch do not depend on which other archs are asked, so the rows are the same)."""
-    key = (space.name, len(space), space.arch_str(0), space.arch_str(len(space) - 1), rules, tuple(stats), tuple(types))
+    key = (kernels.space_digest(space), rules, tuple(stats), tuple(types))
     if key not in _SPACE_SUMS:
         x, _ = kernels.type_sums(space, space.arch_ids(), rules, stats, types=types)
         x.flags.writeable = False  # shared by every method in the process

@@ -427,8 +427,9 @@ _TABLES: dict[tuple[str, str, str], _SpaceTable] = {}  # (space, arch digest, ru
 _DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _digest(space) -> str:
-    """sha256 of a space's arch list: equal spaces (reloaded from the dataset) share codes and a cache file."""
+def space_digest(space) -> str:
+    """sha256 of a space's arch list, once per space object: equal spaces (reloaded from the dataset)
+    share codes, the disk cache file and the baselines' whole-space caches."""
     d = _DIGESTS.get(space)
     if d is None:
         h = hashlib.sha256(space.name.encode())
@@ -457,7 +458,7 @@ def _cache_file(space, rules: str) -> Path:
     # unsorted one names a new file in every process and the cache never hits.
     rs = RULE_SETS[rules]
     content = repr((rs.units, sorted(rs.pairs), rs.source))
-    key = hashlib.sha256(f"{_digest(space)} {rules} {content} {_code_digest()}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{space_digest(space)} {rules} {content} {_code_digest()}".encode()).hexdigest()[:24]
     return paths.home() / "cache" / "kernels" / f"{space.name}-{re.sub(r'[^A-Za-z0-9_.-]', '_', rules)}-{key}.npz"
 
 
@@ -538,7 +539,7 @@ def _load(path: Path, n_archs: int) -> dict[str, np.ndarray] | None:
 def _space_table(space, rules: str) -> _SpaceTable:
     """Offsets, global codes and catalogue block of every arch of ``space`` under ``rules``: from memory, the disk
     cache, or one pass over the space; its kernels join the catalogue as one contiguous block."""
-    key = (space.name, _digest(space), rules)
+    key = (space.name, space_digest(space), rules)
     table = _TABLES.get(key)
     if table is None:
         path = _cache_file(space, rules)
